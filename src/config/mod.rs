@@ -1,0 +1,336 @@
+//! The TOML configuration: serde model, defaults, and validation that reports every
+//! problem at once, each naming its key. `config/mirrorgate.example.toml` documents it.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config file {path}:\n  {}", .errors.join("\n  "))]
+    Invalid { path: PathBuf, errors: Vec<String> },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    pub destination: DestinationConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub mirror_topics: Vec<MirrorTopicConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Bootstrap listener that clients point at.
+    pub bind: String,
+    /// Host written into every rewritten broker address.
+    pub advertised_host: String,
+    /// Destination node N is served at advertised_host:(broker_port_base + N).
+    pub broker_port_base: u16,
+    #[serde(default = "defaults::max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    #[serde(default = "defaults::max_in_flight_per_connection")]
+    pub max_in_flight_per_connection: usize,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Comma-separated host:port list, as in a Kafka client's bootstrap.servers.
+    pub bootstrap_servers: String,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "defaults::metadata_refresh_ms")]
+    pub metadata_refresh_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "defaults::admin_bind")]
+    pub bind: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bind: defaults::admin_bind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorTopicConfig {
+    pub name: String,
+}
+
+mod defaults {
+    pub fn max_frame_bytes() -> usize {
+        100 * 1024 * 1024
+    }
+    pub fn max_in_flight_per_connection() -> usize {
+        256
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn metadata_refresh_ms() -> u64 {
+        30_000
+    }
+    pub fn admin_bind() -> String {
+        "127.0.0.1:8090".to_string()
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let errors = config.validate();
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                errors,
+            })
+        }
+    }
+
+    /// Every problem, each prefixed with its key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut check = |ok: bool, msg: String| {
+            if !ok {
+                errors.push(msg);
+            }
+        };
+        let p = &self.proxy;
+        check(
+            p.bind.parse::<SocketAddr>().is_ok(),
+            format!("proxy.bind: '{}' is not an ip:port socket address", p.bind),
+        );
+        check(
+            valid_host(&p.advertised_host),
+            format!(
+                "proxy.advertised_host: '{}' is not a host name or address",
+                p.advertised_host
+            ),
+        );
+        check(
+            p.broker_port_base > 0,
+            "proxy.broker_port_base: must be a port number above 0".to_string(),
+        );
+        check(
+            (1024..=i32::MAX as usize).contains(&p.max_frame_bytes),
+            format!(
+                "proxy.max_frame_bytes: {} is outside 1024..=2147483647",
+                p.max_frame_bytes
+            ),
+        );
+        check(
+            (1..=65_536).contains(&p.max_in_flight_per_connection),
+            format!(
+                "proxy.max_in_flight_per_connection: {} is outside 1..=65536",
+                p.max_in_flight_per_connection
+            ),
+        );
+        check(
+            p.max_connections >= 1,
+            "proxy.max_connections: must be at least 1".to_string(),
+        );
+        let servers = self.destination.bootstrap_list();
+        check(
+            !servers.is_empty(),
+            "destination.bootstrap_servers: no server given".to_string(),
+        );
+        for server in &servers {
+            check(
+                valid_host_port(server),
+                format!("destination.bootstrap_servers: '{server}' is not host:port"),
+            );
+        }
+        check(
+            self.destination.connect_timeout_ms > 0,
+            "destination.connect_timeout_ms: must be above 0".to_string(),
+        );
+        check(
+            self.destination.metadata_refresh_ms >= 100,
+            "destination.metadata_refresh_ms: must be at least 100".to_string(),
+        );
+        check(
+            self.admin.bind.parse::<SocketAddr>().is_ok(),
+            format!(
+                "admin.bind: '{}' is not an ip:port socket address",
+                self.admin.bind
+            ),
+        );
+        let mut seen = HashSet::new();
+        for (i, topic) in self.mirror_topics.iter().enumerate() {
+            check(
+                valid_topic_name(&topic.name),
+                format!(
+                    "mirror_topics[{i}].name: '{}' is not a legal Kafka topic name",
+                    topic.name
+                ),
+            );
+            check(
+                seen.insert(topic.name.as_str()),
+                format!("mirror_topics[{i}].name: '{}' is listed twice", topic.name),
+            );
+        }
+        errors
+    }
+}
+
+impl ProxyConfig {
+    pub fn bind_addr(&self) -> Option<SocketAddr> {
+        self.bind.parse().ok()
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+impl DestinationConfig {
+    pub fn bootstrap_list(&self) -> Vec<String> {
+        self.bootstrap_servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn metadata_refresh(&self) -> Duration {
+        Duration::from_millis(self.metadata_refresh_ms)
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+}
+
+fn valid_host_port(server: &str) -> bool {
+    match server.rsplit_once(':') {
+        Some((host, port)) => {
+            valid_host(host.trim_matches(['[', ']'])) && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
+/// Kafka's rule: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".
+pub fn valid_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[proxy]
+bind = "127.0.0.1:19092"
+advertised_host = "127.0.0.1"
+broker_port_base = 19100
+
+[destination]
+bootstrap_servers = "127.0.0.1:9092"
+
+[admin]
+bind = "127.0.0.1:8090"
+
+[[mirror_topics]]
+name = "users"
+"#;
+
+    #[test]
+    fn parses_the_documented_keys() {
+        let config = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(config.proxy.broker_port_base, 19100);
+        assert_eq!(config.mirror_topics[0].name, "users");
+        assert_eq!(config.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mirrorgate.example.toml");
+        Config::load(&path).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_name() {
+        let text = GOOD.replace("broker_port_base", "broker_port_bsae");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broker_port_bsae"), "{err}");
+        assert!(err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_at_once() {
+        let text = GOOD
+            .replace("127.0.0.1:19092", "nowhere")
+            .replace("127.0.0.1:9092", "broker-without-port")
+            .replace("name = \"users\"", "name = \"bad name!\"");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "proxy.bind",
+            "destination.bootstrap_servers",
+            "mirror_topics[0].name",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A small sequential Kafka client connection: one request at a time, typed with the
+//! `kafka-protocol` messages. Used for mirrorgate's own calls (metadata refresh, later
+//! the replicator's admin calls), never on the client data path.
+
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
+
+/// Responses to our own calls (metadata of a large cluster) stay well under this.
+const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connect to {addr}: timed out after {timeout:?}")]
+    ConnectTimeout { addr: String, timeout: Duration },
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection closed by the broker")]
+    Closed,
+    #[error("response correlation id {got} does not match request {expected}")]
+    CorrelationMismatch { expected: i32, got: i32 },
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Frame(#[from] super::frame::FrameError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct KafkaConnection {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: BufWriter<OwnedWriteHalf>,
+    next_correlation_id: i32,
+    client_id: StrBytes,
+    request_timeout: Duration,
+    addr: String,
+}
+
+impl KafkaConnection {
+    pub async fn connect(
+        addr: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::ConnectTimeout {
+                addr: addr.to_string(),
+                timeout: connect_timeout,
+            })?
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_string(),
+                source,
+            })?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        Ok(Self {
+            reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),
+            writer: BufWriter::new(write),
+            next_correlation_id: 1,
+            client_id: StrBytes::from_string(client_id.to_string()),
+            request_timeout: Duration::from_secs(30),
+            addr: addr.to_string(),
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one request at `version` and waits for its response.
+    pub async fn call<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let timeout = self.request_timeout;
+        tokio::time::timeout(timeout, self.call_inner(request, version))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub async fn send_only<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<(), ClientError> {
+        self.write_request(request, version).await.map(|_| ())
+    }
+
+    async fn call_inner<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.write_request(request, version).await?;
+        let mut frame = self.reader.next().await?.ok_or(ClientError::Closed)?;
+        let _ = frame.split_to(LEN_PREFIX);
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::CorrelationMismatch {
+                expected: correlation_id,
+                got: header.correlation_id,
+            });
+        }
+        R::Response::decode(&mut frame, version).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    async fn write_request<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<i32, ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let api = ApiKey::try_from(R::KEY).map_err(|()| ClientError::Protocol("api key".into()))?;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let header_version = api.request_header_version(version);
+        let protocol = |e: anyhow::Error| ClientError::Protocol(e.to_string());
+        let size = header.compute_size(header_version).map_err(protocol)?
+            + request.compute_size(version).map_err(protocol)?;
+        let mut buf = BytesMut::with_capacity(LEN_PREFIX + size);
+        buf.put_i32(i32::try_from(size).map_err(|_| ClientError::Protocol("too large".into()))?);
+        header.encode(&mut buf, header_version).map_err(protocol)?;
+        request.encode(&mut buf, version).map_err(protocol)?;
+        self.writer.write_all(&buf).await?;
+        self.writer.flush().await?;
+        Ok(correlation_id)
+    }
+}

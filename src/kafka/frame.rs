@@ -1,0 +1,278 @@
+//! Kafka wire framing: a 4-byte signed big-endian length, then that many bytes.
+//!
+//! Frames are split off one read buffer as `Bytes` so forwarding them is zero-copy; the
+//! length prefix stays attached so an unchanged frame is written back exactly as read.
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes of the length prefix.
+pub const LEN_PREFIX: usize = 4;
+/// api_key + api_version + correlation_id: what a proxy must see of every request.
+const MIN_REQUEST_BODY: usize = 8;
+/// A response carries at least its correlation id.
+pub const MIN_RESPONSE_BODY: usize = 4;
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("negative frame length {0}")]
+    NegativeLength(i32),
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame of {len} bytes is shorter than the {min}-byte minimum")]
+    TooShort { len: usize, min: usize },
+    #[error("connection closed in the middle of a frame ({buffered} bytes buffered)")]
+    Truncated { buffered: usize },
+    #[error("unknown API key {0}")]
+    UnknownApiKey(i16),
+    #[error("malformed header: {0}")]
+    MalformedHeader(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads whole frames from a byte stream, bounded by `max_frame`.
+pub struct FrameReader<R> {
+    inner: R,
+    buf: BytesMut,
+    max_frame: usize,
+    min_frame: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, max_frame: usize, min_frame: usize) -> Self {
+        Self {
+            inner,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+            min_frame,
+        }
+    }
+
+    /// Next whole frame (length prefix included), or `None` on a clean end of stream.
+    /// Cancel-safe: bytes already read stay buffered.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(frame) = self.try_split()? {
+                return Ok(Some(frame));
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return match self.buf.len() {
+                    0 => Ok(None),
+                    buffered => Err(FrameError::Truncated { buffered }),
+                };
+            }
+        }
+    }
+
+    /// True when another whole frame is already buffered, so a writer can delay its flush.
+    pub fn has_buffered_frame(&self) -> bool {
+        match peek_len(&self.buf) {
+            Some(len) if len >= 0 => self.buf.len() >= LEN_PREFIX + len as usize,
+            _ => false,
+        }
+    }
+
+    fn try_split(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(len) = peek_len(&self.buf) else {
+            return Ok(None);
+        };
+        let len = validate_len(len, self.min_frame, self.max_frame)?;
+        let total = LEN_PREFIX + len;
+        if self.buf.len() < total {
+            // Reserve the whole frame once instead of growing chunk by chunk.
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(total).freeze()))
+    }
+}
+
+fn peek_len(buf: &[u8]) -> Option<i32> {
+    let prefix: [u8; 4] = buf.get(..LEN_PREFIX)?.try_into().ok()?;
+    Some(i32::from_be_bytes(prefix))
+}
+
+fn validate_len(len: i32, min: usize, max: usize) -> Result<usize, FrameError> {
+    let len = usize::try_from(len).map_err(|_| FrameError::NegativeLength(len))?;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    if len < min {
+        return Err(FrameError::TooShort { len, min });
+    }
+    Ok(len)
+}
+
+/// A request frame with its fixed header fields peeked; the body is not decoded.
+#[derive(Debug, Clone)]
+pub struct RequestFrame {
+    /// The whole frame, length prefix included.
+    pub bytes: Bytes,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl RequestFrame {
+    pub fn parse(bytes: Bytes) -> Result<Self, FrameError> {
+        if bytes.len() < LEN_PREFIX + MIN_REQUEST_BODY {
+            return Err(FrameError::TooShort {
+                len: bytes.len().saturating_sub(LEN_PREFIX),
+                min: MIN_REQUEST_BODY,
+            });
+        }
+        let mut head = &bytes[LEN_PREFIX..];
+        let raw_key = head.get_i16();
+        let api_version = head.get_i16();
+        let correlation_id = head.get_i32();
+        let api_key = ApiKey::try_from(raw_key).map_err(|()| FrameError::UnknownApiKey(raw_key))?;
+        Ok(Self {
+            bytes,
+            api_key,
+            api_version,
+            correlation_id,
+        })
+    }
+
+    /// Length of the request header (after the length prefix): fixed fields, client id,
+    /// and the tagged-field section of flexible versions.
+    pub fn header_len(&self) -> Result<usize, FrameError> {
+        let body = &self.bytes[LEN_PREFIX..];
+        let malformed = |what: &str| FrameError::MalformedHeader(what.to_string());
+        let mut pos = MIN_REQUEST_BODY;
+        let client_id_len = body
+            .get(pos..pos + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| malformed("client id missing"))?;
+        pos += 2 + usize::try_from(client_id_len.max(0)).unwrap_or(0);
+        if pos > body.len() {
+            return Err(malformed("client id longer than the frame"));
+        }
+        if self.api_key.request_header_version(self.api_version) >= 2 {
+            let (count, used) =
+                read_uvarint(&body[pos..]).ok_or_else(|| malformed("tagged fields"))?;
+            pos += used;
+            for _ in 0..count {
+                let (_tag, used_tag) =
+                    read_uvarint(&body[pos..]).ok_or_else(|| malformed("tag"))?;
+                pos += used_tag;
+                let (size, used_size) =
+                    read_uvarint(&body[pos..]).ok_or_else(|| malformed("tag size"))?;
+                pos += used_size + size as usize;
+                if pos > body.len() {
+                    return Err(malformed("tagged field longer than the frame"));
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    /// The request body (after length prefix and header), for decoding.
+    pub fn body(&self) -> Result<Bytes, FrameError> {
+        let start = LEN_PREFIX + self.header_len()?;
+        Ok(self.bytes.slice(start..))
+    }
+
+    /// The original header bytes (without length prefix), reused when the body is rewritten.
+    pub fn header_bytes(&self) -> Result<Bytes, FrameError> {
+        let end = LEN_PREFIX + self.header_len()?;
+        Ok(self.bytes.slice(LEN_PREFIX..end))
+    }
+}
+
+/// Correlation id of a response frame (length prefix included).
+pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
+    let raw: [u8; 4] = frame.get(LEN_PREFIX..LEN_PREFIX + 4)?.try_into().ok()?;
+    Some(i32::from_be_bytes(raw))
+}
+
+/// Unsigned varint as used by flexible versions; returns (value, bytes used).
+pub(crate) fn read_uvarint(buf: &[u8]) -> Option<(u32, usize)> {
+    let mut value: u32 = 0;
+    for (i, byte) in buf.iter().take(5).enumerate() {
+        value |= u32::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    async fn read_all(input: Vec<u8>, max: usize) -> Vec<Result<Option<Bytes>, String>> {
+        let mut reader = FrameReader::new(&input[..], max, MIN_REQUEST_BODY);
+        let mut out = Vec::new();
+        loop {
+            match reader.next().await {
+                Ok(Some(f)) => out.push(Ok(Some(f))),
+                Ok(None) => {
+                    out.push(Ok(None));
+                    break;
+                }
+                Err(e) => {
+                    out.push(Err(e.to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn splits_pipelined_frames() {
+        let mut input = frame(&[0, 18, 0, 3, 0, 0, 0, 1, 0xff, 0xff]);
+        input.extend(frame(&[0, 3, 0, 12, 0, 0, 0, 2, 0, 0]));
+        let frames = read_all(input, 1024).await;
+        assert_eq!(frames.len(), 3);
+        assert!(matches!(frames[2], Ok(None)));
+    }
+
+    #[tokio::test]
+    async fn rejects_negative_oversized_short_and_truncated() {
+        let neg = read_all((-5i32).to_be_bytes().to_vec(), 1024).await;
+        assert!(neg[0].as_ref().unwrap_err().contains("negative"));
+        let big = read_all(2000i32.to_be_bytes().to_vec(), 1024).await;
+        assert!(big[0].as_ref().unwrap_err().contains("exceeds"));
+        let short = read_all(frame(&[0, 1]), 1024).await;
+        assert!(short[0].as_ref().unwrap_err().contains("shorter"));
+        let mut cut = frame(&[0; 20]);
+        cut.truncate(10);
+        let truncated = read_all(cut, 1024).await;
+        assert!(truncated[0].as_ref().unwrap_err().contains("middle"));
+    }
+
+    #[test]
+    fn parses_header_and_finds_body() {
+        // Metadata v12 (flexible): key 3, version 12, corr 7, client id "ab", no tags, body [9].
+        let raw = frame(&[0, 3, 0, 12, 0, 0, 0, 7, 0, 2, b'a', b'b', 0, 9]);
+        let req = RequestFrame::parse(Bytes::from(raw)).unwrap();
+        assert_eq!(req.api_key, ApiKey::Metadata);
+        assert_eq!(req.correlation_id, 7);
+        assert_eq!(req.header_len().unwrap(), 13);
+        assert_eq!(&req.body().unwrap()[..], &[9]);
+    }
+
+    #[test]
+    fn unknown_api_key_is_an_error() {
+        let raw = frame(&[0x7f, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff]);
+        assert!(matches!(
+            RequestFrame::parse(Bytes::from(raw)),
+            Err(FrameError::UnknownApiKey(0x7f00))
+        ));
+    }
+}

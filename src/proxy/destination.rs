@@ -1,0 +1,128 @@
+//! What the proxy knows of the destination cluster: broker addresses by node id (to
+//! route broker listeners upstream) and topic names by id (Produce v13 names topics by
+//! id only). Learned from every Metadata response that passes through, and refreshed
+//! on a timer from the destination itself, which is also the readiness signal.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::kafka::client::{ClientError, KafkaConnection};
+
+/// Metadata version of our own refresh: has topic ids, supported by Kafka 2.8 .. 4.x.
+const METADATA_VERSION: i16 = 12;
+/// Lookups of an unknown topic id trigger at most one refresh per this interval.
+const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddr {
+    pub host: String,
+    pub port: i32,
+}
+
+impl std::fmt::Display for BrokerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Default)]
+pub struct Destination {
+    brokers: DashMap<i32, BrokerAddr>,
+    topic_names: DashMap<Uuid, StrBytes>,
+    refresh: Mutex<Option<Instant>>,
+    known: AtomicBool,
+}
+
+impl Destination {
+    pub fn broker(&self, node_id: i32) -> Option<BrokerAddr> {
+        self.brokers.get(&node_id).map(|b| b.clone())
+    }
+
+    /// Records a broker's real address; true when it is new or moved.
+    pub fn record_broker(&self, node_id: i32, host: &str, port: i32) -> bool {
+        let addr = BrokerAddr {
+            host: host.to_string(),
+            port,
+        };
+        match self.brokers.insert(node_id, addr.clone()) {
+            Some(old) => old != addr,
+            None => true,
+        }
+    }
+
+    pub fn topic_name(&self, id: &Uuid) -> Option<StrBytes> {
+        self.topic_names.get(id).map(|n| n.clone())
+    }
+
+    /// Learns topic ids from a Metadata response (v10+ carries them).
+    pub fn learn_topics(&self, response: &MetadataResponse) {
+        for topic in &response.topics {
+            if let (Some(name), false) = (&topic.name, topic.topic_id.is_nil()) {
+                self.topic_names.insert(topic.topic_id, name.0.clone());
+            }
+        }
+    }
+
+    /// True once the destination answered a metadata refresh.
+    pub fn is_known(&self) -> bool {
+        self.known.load(Ordering::Acquire)
+    }
+
+    /// Fetches the full cluster metadata from the first bootstrap server that answers.
+    /// Returns `None` when another caller refreshed less than a second ago.
+    pub async fn fetch(
+        &self,
+        bootstrap: &[String],
+        connect_timeout: Duration,
+        force: bool,
+    ) -> Result<Option<MetadataResponse>, ClientError> {
+        let mut last = self.refresh.lock().await;
+        if !force && last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+            return Ok(None);
+        }
+        let mut last_error = None;
+        for server in bootstrap {
+            match fetch_from(server, connect_timeout).await {
+                Ok(response) => {
+                    *last = Some(Instant::now());
+                    return Ok(Some(response));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::Closed))
+    }
+
+    /// Applies a complete view: topic ids replaced, departed brokers forgotten.
+    /// Returns the node ids that left.
+    pub fn apply_full_view(&self, response: &MetadataResponse) -> Vec<i32> {
+        let present: HashSet<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
+        let departed: Vec<i32> = self
+            .brokers
+            .iter()
+            .map(|e| *e.key())
+            .filter(|id| !present.contains(id))
+            .collect();
+        for id in &departed {
+            self.brokers.remove(id);
+        }
+        let ids: HashSet<_> = response.topics.iter().map(|t| t.topic_id).collect();
+        self.topic_names.retain(|id, _| ids.contains(id));
+        self.learn_topics(response);
+        self.known.store(true, Ordering::Release);
+        departed
+    }
+}
+
+async fn fetch_from(server: &str, timeout: Duration) -> Result<MetadataResponse, ClientError> {
+    let mut connection = KafkaConnection::connect(server, "mirrorgate-proxy", timeout).await?;
+    let request = MetadataRequest::default().with_topics(None);
+    connection.call(&request, METADATA_VERSION).await
+}

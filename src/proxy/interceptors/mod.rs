@@ -1,0 +1,168 @@
+//! Interceptors decode only the API keys they act on; every other frame is forwarded
+//! byte for byte. `on_request` decides what happens to a request, and what it leaves in
+//! the in-flight FIFO decides what `on_response` does with its answer.
+
+pub mod addresses;
+pub mod api_versions;
+pub mod produce_guard;
+pub mod write_guard;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+use crate::kafka::codec::{decode_response, encode_response, peek_response_error};
+use crate::kafka::frame::RequestFrame;
+use crate::proxy::error::ConnError;
+use crate::proxy::Shared;
+use write_guard::Merge;
+
+/// What to do with the answer to a forwarded request.
+pub enum OnResponse {
+    Forward,
+    ApiVersions,
+    Metadata,
+    FindCoordinator,
+    DescribeCluster,
+    Fetch,
+    Produce,
+    /// Merge refusals of read-only entries into the upstream answer.
+    Merge(Box<dyn Merge>),
+}
+
+/// What the response handler needs to know of the request it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMeta {
+    pub correlation_id: i32,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+}
+
+/// A request sent upstream whose response is still to come.
+pub struct InFlight {
+    pub meta: RequestMeta,
+    pub on_response: OnResponse,
+}
+
+impl InFlight {
+    pub fn new(frame: &RequestFrame, on_response: OnResponse) -> Self {
+        let meta = RequestMeta {
+            correlation_id: frame.correlation_id,
+            api_key: frame.api_key,
+            api_version: frame.api_version,
+        };
+        Self { meta, on_response }
+    }
+}
+
+pub enum RequestAction {
+    /// Send `bytes` upstream; `in_flight` is `None` when no response will come (acks=0).
+    Forward {
+        bytes: Bytes,
+        in_flight: Option<InFlight>,
+    },
+    /// Answer the client with this frame, in order, without going upstream.
+    Respond(Bytes),
+    /// Close the connection; the reason says what the client did.
+    Close(String),
+}
+
+fn forward(frame: RequestFrame, on_response: OnResponse) -> RequestAction {
+    let in_flight = Some(InFlight::new(&frame, on_response));
+    RequestAction::Forward {
+        bytes: frame.bytes,
+        in_flight,
+    }
+}
+
+fn guarded<A: write_guard::GuardedApi>(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Result<RequestAction, ConnError> {
+    let snapshot = shared.registry.load();
+    if !snapshot.has_read_only_topics() {
+        return Ok(forward(frame, OnResponse::Forward));
+    }
+    Ok(match write_guard::guard::<A>(&frame, &snapshot)? {
+        Some(action) => action,
+        None => forward(frame, OnResponse::Forward),
+    })
+}
+
+pub async fn on_request(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Result<RequestAction, ConnError> {
+    let (api, version) = (frame.api_key, frame.api_version);
+    if !api_versions::is_offered(api, version) {
+        if api == ApiKey::ApiVersions {
+            let answer = api_versions::unsupported_version(frame.correlation_id)
+                .map_err(ConnError::internal)?;
+            return Ok(RequestAction::Respond(answer));
+        }
+        return Ok(RequestAction::Close(format!(
+            "{api:?} v{version} was not offered by the proxy"
+        )));
+    }
+    Ok(match api {
+        ApiKey::ApiVersions => forward(frame, OnResponse::ApiVersions),
+        ApiKey::Metadata => forward(frame, OnResponse::Metadata),
+        ApiKey::FindCoordinator => forward(frame, OnResponse::FindCoordinator),
+        ApiKey::DescribeCluster => forward(frame, OnResponse::DescribeCluster),
+        ApiKey::Fetch if addresses::carries_addresses(api, version) => {
+            forward(frame, OnResponse::Fetch)
+        }
+        ApiKey::Produce => {
+            let snapshot = shared.registry.load();
+            return produce_guard::on_request(shared, &snapshot, frame).await;
+        }
+        ApiKey::DeleteRecords => return guarded::<write_guard::DeleteRecords>(shared, frame),
+        ApiKey::CreatePartitions => return guarded::<write_guard::CreatePartitions>(shared, frame),
+        ApiKey::AlterConfigs => return guarded::<write_guard::AlterConfigs>(shared, frame),
+        ApiKey::IncrementalAlterConfigs => {
+            return guarded::<write_guard::IncrementalAlterConfigs>(shared, frame)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            return guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
+        }
+        _ => forward(frame, OnResponse::Forward),
+    })
+}
+
+pub fn on_response(
+    shared: &Arc<Shared>,
+    in_flight: InFlight,
+    frame: Bytes,
+) -> Result<Bytes, ConnError> {
+    let InFlight { meta, on_response } = in_flight;
+    match on_response {
+        OnResponse::Forward => Ok(frame),
+        OnResponse::ApiVersions => api_versions_response(frame, &meta),
+        OnResponse::Metadata => addresses::metadata(shared, frame, &meta),
+        OnResponse::FindCoordinator => addresses::find_coordinator(shared, frame, &meta),
+        OnResponse::DescribeCluster => addresses::describe_cluster(shared, frame, &meta),
+        OnResponse::Fetch => addresses::fetch(shared, frame, &meta),
+        OnResponse::Produce => addresses::produce(shared, frame, &meta),
+        OnResponse::Merge(merge) => merge.merge(shared, frame, &meta),
+    }
+}
+
+fn api_versions_response(frame: Bytes, meta: &RequestMeta) -> Result<Bytes, ConnError> {
+    // An error answer (UNSUPPORTED_VERSION) is v0-formatted whatever was asked:
+    // forward it untouched so the client retries with a version it lists.
+    if peek_response_error(&frame, ApiKey::ApiVersions, meta.api_version) != Some(0) {
+        return Ok(frame);
+    }
+    let mut response: ApiVersionsResponse =
+        decode_response(&frame, ApiKey::ApiVersions, meta.api_version)
+            .map_err(ConnError::upstream)?;
+    api_versions::negotiate(&mut response);
+    encode_response(
+        meta.correlation_id,
+        ApiKey::ApiVersions,
+        meta.api_version,
+        &response,
+    )
+    .map_err(ConnError::internal)
+}

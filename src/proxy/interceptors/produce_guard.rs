@@ -1,0 +1,168 @@
+//! Produce to a read-only mirror topic is refused per partition with INVALID_REQUEST
+//! and Confluent's message; other partitions of the same request still go through.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::write_guard::{self, take_where, GuardedApi, INVALID_REQUEST};
+use super::{addresses, InFlight, OnResponse, RequestAction};
+use crate::kafka::codec::decode_request;
+use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
+use crate::proxy::error::ConnError;
+use crate::proxy::Shared;
+use crate::registry::Snapshot;
+
+/// First version whose response may carry NodeEndpoints (KIP-951).
+const NODE_ENDPOINTS_SINCE: i16 = 10;
+/// First version that names topics by id only.
+const TOPIC_IDS_SINCE: i16 = 13;
+/// First version with a per-partition error message.
+const ERROR_MESSAGE_SINCE: i16 = 8;
+
+pub struct Produce;
+
+impl GuardedApi for Produce {
+    const KEY: ApiKey = ApiKey::Produce;
+    type Request = ProduceRequest;
+    type Response = ProduceResponse;
+    type Refused = TopicProduceResponse;
+
+    fn split(
+        request: &mut Self::Request,
+        version: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        take_where(&mut request.topic_data, |t| is_read_only(&t.name))
+            .into_iter()
+            .map(|topic| {
+                let text = format!(
+                    "Cannot append records to read-only mirror topic '{}'",
+                    topic.name.as_str()
+                );
+                let partitions = topic
+                    .partition_data
+                    .iter()
+                    .map(|p| {
+                        let refused = PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_error_code(INVALID_REQUEST)
+                            .with_base_offset(-1);
+                        if version >= ERROR_MESSAGE_SINCE {
+                            refused.with_error_message(Some(StrBytes::from_string(text.clone())))
+                        } else {
+                            refused
+                        }
+                    })
+                    .collect();
+                // Both identities are kept; the encoder writes the one of the version.
+                TopicProduceResponse::default()
+                    .with_name(topic.name)
+                    .with_topic_id(topic.topic_id)
+                    .with_partition_responses(partitions)
+            })
+            .collect()
+    }
+
+    fn is_empty(request: &Self::Request) -> bool {
+        request.topic_data.is_empty()
+    }
+
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.responses.extend(refused);
+    }
+
+    fn finish(shared: &Arc<Shared>, response: &mut Self::Response) -> Result<(), ConnError> {
+        addresses::produce_endpoints(shared, response).map(|_| ())
+    }
+}
+
+pub async fn on_request(
+    shared: &Arc<Shared>,
+    snapshot: &Snapshot,
+    frame: RequestFrame,
+) -> Result<RequestAction, ConnError> {
+    let version = frame.api_version;
+    let expects_response = peek_acks(&frame).map_err(ConnError::ClientFrame)? != 0;
+    let on_response = if version >= NODE_ENDPOINTS_SINCE {
+        OnResponse::Produce
+    } else {
+        OnResponse::Forward
+    };
+    if snapshot.has_read_only_topics() {
+        if version < ApiKey::Produce.valid_versions().min {
+            // v0-2 bodies cannot be decoded, so they cannot be checked.
+            return Ok(RequestAction::Close(format!(
+                "Produce v{version} cannot be checked for read-only mirror topics"
+            )));
+        }
+        let mut request: ProduceRequest =
+            decode_request(&frame).map_err(ConnError::client_codec)?;
+        if version >= TOPIC_IDS_SINCE {
+            resolve_topic_names(shared, &mut request).await;
+        }
+        if let Some(action) =
+            write_guard::apply::<Produce>(&frame, request, snapshot, expects_response)?
+        {
+            return Ok(action);
+        }
+    }
+    let in_flight = expects_response.then(|| InFlight::new(&frame, on_response));
+    Ok(RequestAction::Forward {
+        bytes: frame.bytes,
+        in_flight,
+    })
+}
+
+/// Produce v13 names topics by id: fill in names from what the proxy learned of the
+/// destination, refreshing once for ids it has not seen. An id that stays unknown is
+/// not a topic of the destination; the broker answers UNKNOWN_TOPIC_ID for it.
+async fn resolve_topic_names(shared: &Arc<Shared>, request: &mut ProduceRequest) {
+    let mut refreshed = false;
+    for topic in &mut request.topic_data {
+        let mut name = shared.destination.topic_name(&topic.topic_id);
+        if name.is_none() && !refreshed {
+            refreshed = true;
+            if let Err(e) = shared.refresh_destination(false).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    side = "upstream",
+                    "topic id lookup refresh failed"
+                );
+            }
+            name = shared.destination.topic_name(&topic.topic_id);
+        }
+        if let Some(name) = name {
+            topic.name = TopicName(name);
+        }
+    }
+}
+
+/// Reads `acks` without decoding the body: it decides whether a response will come.
+fn peek_acks(frame: &RequestFrame) -> Result<i16, FrameError> {
+    let body = frame.body()?;
+    let malformed = || FrameError::MalformedHeader("Produce body too short for acks".into());
+    let mut pos = 0usize;
+    if frame.api_version >= 3 {
+        // transactional_id: nullable string, compact from v9.
+        if frame.api_version >= 9 {
+            let (len_plus_one, used) = read_uvarint(&body).ok_or_else(malformed)?;
+            pos += used + (len_plus_one as usize).saturating_sub(1);
+        } else {
+            let raw: [u8; 2] = body
+                .get(..2)
+                .ok_or_else(malformed)?
+                .try_into()
+                .map_err(|_| malformed())?;
+            pos += 2 + usize::try_from(i16::from_be_bytes(raw).max(0)).unwrap_or(0);
+        }
+    }
+    let raw: [u8; 2] = body
+        .get(pos..pos + 2)
+        .ok_or_else(malformed)?
+        .try_into()
+        .map_err(|_| malformed())?;
+    Ok(i16::from_be_bytes(raw))
+}

@@ -1,0 +1,337 @@
+//! Keeps mirror topics read-only for clients. Each write API names its topics in a
+//! request list; entries for read-only topics are cut out and answered with the API's
+//! own error field. The rest is forwarded and the two answers merged in one response;
+//! a request left with nothing to forward is answered without going upstream.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, CreatePartitionsRequest, CreatePartitionsResponse,
+    DeleteRecordsRequest, DeleteRecordsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+use super::{InFlight, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::{decode_request, decode_response, encode_request, encode_response};
+use crate::kafka::frame::RequestFrame;
+use crate::proxy::error::ConnError;
+use crate::proxy::Shared;
+use crate::registry::Snapshot;
+
+pub const INVALID_REQUEST: i16 = 42;
+/// What a broker answers for the other partitions of a transaction it refused in part.
+const OPERATION_NOT_ATTEMPTED: i16 = 55;
+/// ConfigResource type of a topic in (Incremental)AlterConfigs.
+const TOPIC_RESOURCE: i8 = 2;
+
+/// One write API the guard understands.
+pub trait GuardedApi: 'static {
+    const KEY: ApiKey;
+    type Request: Decodable + Encodable;
+    type Response: Decodable + Encodable + Default;
+    /// A response entry answering a cut-out request entry.
+    type Refused: Send + 'static;
+
+    /// Cuts the entries naming read-only topics out of `request` and returns their
+    /// answers; an empty result means the request is untouched.
+    fn split(
+        request: &mut Self::Request,
+        version: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused>;
+
+    /// True when nothing is left to forward.
+    fn is_empty(request: &Self::Request) -> bool;
+
+    /// Adds the refusals to the response.
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>);
+
+    /// Last touch on a merged response before it is encoded.
+    fn finish(_shared: &Arc<Shared>, _response: &mut Self::Response) -> Result<(), ConnError> {
+        Ok(())
+    }
+}
+
+/// Refusals waiting for the upstream answer they are merged into.
+pub trait Merge: Send {
+    fn merge(
+        self: Box<Self>,
+        shared: &Arc<Shared>,
+        frame: Bytes,
+        meta: &RequestMeta,
+    ) -> Result<Bytes, ConnError>;
+}
+
+struct Refusals<A: GuardedApi>(Vec<A::Refused>);
+
+impl<A: GuardedApi> Merge for Refusals<A> {
+    fn merge(
+        self: Box<Self>,
+        shared: &Arc<Shared>,
+        frame: Bytes,
+        meta: &RequestMeta,
+    ) -> Result<Bytes, ConnError> {
+        let mut response: A::Response =
+            decode_response(&frame, A::KEY, meta.api_version).map_err(ConnError::upstream)?;
+        A::add(&mut response, self.0);
+        A::finish(shared, &mut response)?;
+        encode_response(meta.correlation_id, A::KEY, meta.api_version, &response)
+            .map_err(ConnError::internal)
+    }
+}
+
+/// Decodes a write request and applies the guard; `None` when it names no read-only
+/// topic (the original frame is then forwarded as it is).
+pub fn guard<A: GuardedApi>(
+    frame: &RequestFrame,
+    snapshot: &Snapshot,
+) -> Result<Option<RequestAction>, ConnError> {
+    let request: A::Request = decode_request(frame).map_err(ConnError::client_codec)?;
+    apply::<A>(frame, request, snapshot, true)
+}
+
+/// The guard on an already decoded request. Without `expects_response` (Produce
+/// acks=0) a refused entry cannot be reported, so the connection is closed, as a
+/// broker does.
+pub fn apply<A: GuardedApi>(
+    frame: &RequestFrame,
+    mut request: A::Request,
+    snapshot: &Snapshot,
+    expects_response: bool,
+) -> Result<Option<RequestAction>, ConnError> {
+    let version = frame.api_version;
+    let refused = A::split(&mut request, version, &|topic| snapshot.is_read_only(topic));
+    if refused.is_empty() {
+        return Ok(None);
+    }
+    if !expects_response {
+        return Ok(Some(RequestAction::Close(format!(
+            "{:?} without acknowledgement (acks=0) to a read-only mirror topic",
+            A::KEY
+        ))));
+    }
+    if A::is_empty(&request) {
+        let mut response = A::Response::default();
+        A::add(&mut response, refused);
+        let bytes = encode_response(frame.correlation_id, A::KEY, version, &response)
+            .map_err(ConnError::internal)?;
+        return Ok(Some(RequestAction::Respond(bytes)));
+    }
+    let bytes = encode_request(frame, &request).map_err(ConnError::internal)?;
+    let merge: Box<dyn Merge> = Box::new(Refusals::<A>(refused));
+    Ok(Some(RequestAction::Forward {
+        bytes,
+        in_flight: Some(InFlight::new(frame, OnResponse::Merge(merge))),
+    }))
+}
+
+/// Moves the items matching `cut` out of `items`, keeping order on both sides.
+pub fn take_where<T>(items: &mut Vec<T>, cut: impl Fn(&T) -> bool) -> Vec<T> {
+    let (taken, kept) = std::mem::take(items)
+        .into_iter()
+        .partition(|item| cut(item));
+    *items = kept;
+    taken
+}
+
+fn message(what: &str, topic: &str) -> StrBytes {
+    StrBytes::from_string(format!("Cannot {what} read-only mirror topic '{topic}'"))
+}
+
+pub struct DeleteRecords;
+impl GuardedApi for DeleteRecords {
+    const KEY: ApiKey = ApiKey::DeleteRecords;
+    type Request = DeleteRecordsRequest;
+    type Response = DeleteRecordsResponse;
+    type Refused = DeleteRecordsTopicResult;
+
+    fn split(
+        request: &mut Self::Request,
+        _: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        take_where(&mut request.topics, |t| is_read_only(&t.name))
+            .into_iter()
+            .map(|topic| {
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index)
+                            .with_low_watermark(-1)
+                            .with_error_code(INVALID_REQUEST)
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default()
+                    .with_name(topic.name)
+                    .with_partitions(partitions)
+            })
+            .collect()
+    }
+    fn is_empty(request: &Self::Request) -> bool {
+        request.topics.is_empty()
+    }
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.topics.extend(refused);
+    }
+}
+
+pub struct CreatePartitions;
+impl GuardedApi for CreatePartitions {
+    const KEY: ApiKey = ApiKey::CreatePartitions;
+    type Request = CreatePartitionsRequest;
+    type Response = CreatePartitionsResponse;
+    type Refused = CreatePartitionsTopicResult;
+
+    fn split(
+        request: &mut Self::Request,
+        _: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        take_where(&mut request.topics, |t| is_read_only(&t.name))
+            .into_iter()
+            .map(|topic| {
+                let text = message("add partitions to", &topic.name);
+                CreatePartitionsTopicResult::default()
+                    .with_name(topic.name)
+                    .with_error_code(INVALID_REQUEST)
+                    .with_error_message(Some(text))
+            })
+            .collect()
+    }
+    fn is_empty(request: &Self::Request) -> bool {
+        request.topics.is_empty()
+    }
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.results.extend(refused);
+    }
+}
+
+pub struct AlterConfigs;
+impl GuardedApi for AlterConfigs {
+    const KEY: ApiKey = ApiKey::AlterConfigs;
+    type Request = AlterConfigsRequest;
+    type Response = AlterConfigsResponse;
+    type Refused = AlterConfigsResourceResponse;
+
+    fn split(
+        request: &mut Self::Request,
+        _: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        take_where(&mut request.resources, |r| {
+            r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
+        })
+        .into_iter()
+        .map(|r| {
+            AlterConfigsResourceResponse::default()
+                .with_error_code(INVALID_REQUEST)
+                .with_error_message(Some(message("alter configs of", &r.resource_name)))
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        })
+        .collect()
+    }
+    fn is_empty(request: &Self::Request) -> bool {
+        request.resources.is_empty()
+    }
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.responses.extend(refused);
+    }
+}
+
+pub struct IncrementalAlterConfigs;
+impl GuardedApi for IncrementalAlterConfigs {
+    const KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
+    type Request = IncrementalAlterConfigsRequest;
+    type Response = IncrementalAlterConfigsResponse;
+    type Refused = IncrementalResult;
+
+    fn split(
+        request: &mut Self::Request,
+        _: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        take_where(&mut request.resources, |r| {
+            r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
+        })
+        .into_iter()
+        .map(|r| {
+            IncrementalResult::default()
+                .with_error_code(INVALID_REQUEST)
+                .with_error_message(Some(message("alter configs of", &r.resource_name)))
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name)
+        })
+        .collect()
+    }
+    fn is_empty(request: &Self::Request) -> bool {
+        request.resources.is_empty()
+    }
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.responses.extend(refused);
+    }
+}
+
+/// Clients use v0-3 (one transaction per request; v4+ is inter-broker and not offered).
+/// Like a broker refusing part of a transaction, the whole request is answered: the
+/// read-only partitions with INVALID_REQUEST, the others with OPERATION_NOT_ATTEMPTED.
+pub struct AddPartitionsToTxn;
+impl GuardedApi for AddPartitionsToTxn {
+    const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
+    type Request = AddPartitionsToTxnRequest;
+    type Response = AddPartitionsToTxnResponse;
+    type Refused = AddPartitionsToTxnTopicResult;
+
+    fn split(
+        request: &mut Self::Request,
+        _: i16,
+        is_read_only: &dyn Fn(&str) -> bool,
+    ) -> Vec<Self::Refused> {
+        let topics = &mut request.v3_and_below_topics;
+        if !topics.iter().any(|t| is_read_only(&t.name)) {
+            return Vec::new();
+        }
+        std::mem::take(topics)
+            .into_iter()
+            .map(|topic| {
+                let code = if is_read_only(&topic.name) {
+                    INVALID_REQUEST
+                } else {
+                    OPERATION_NOT_ATTEMPTED
+                };
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_partition_error_code(code)
+                    })
+                    .collect();
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(topic.name)
+                    .with_results_by_partition(partitions)
+            })
+            .collect()
+    }
+    fn is_empty(request: &Self::Request) -> bool {
+        request.v3_and_below_topics.is_empty()
+    }
+    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+        response.results_by_topic_v3_and_below.extend(refused);
+    }
+}
