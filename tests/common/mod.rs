@@ -1,0 +1,383 @@
+//! Shared harness for integration tests: real Kafka clusters from `testbed/kafka`,
+//! the real `mirrorgate` binary, real clients (Kafka's Java tools, kcat) run under
+//! strace so a test can prove which ports a client connected to.
+#![allow(dead_code)]
+
+pub mod kafka;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A unique name for this test's topics and groups (clusters are shared by a run).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Cluster {
+    pub name: &'static str,
+    pub bootstrap: String,
+    pub ports: Vec<u16>,
+}
+
+impl Cluster {
+    fn up(name: &'static str, nodes: u16, port: u16) -> Cluster {
+        let out = Command::new(repo_root().join("testbed/kafka"))
+            .args([
+                "up",
+                name,
+                "--nodes",
+                &nodes.to_string(),
+                "--port",
+                &port.to_string(),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run testbed/kafka up");
+        assert!(out.status.success(), "testbed/kafka up {name} failed");
+        let ports: Vec<u16> = (0..nodes).map(|i| port + i).collect();
+        let bootstrap = ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        Cluster {
+            name,
+            bootstrap,
+            ports,
+        }
+    }
+
+    /// Broker ports plus controller ports: what no proxied client may connect to.
+    pub fn all_ports(&self) -> BTreeSet<u16> {
+        self.ports.iter().flat_map(|p| [*p, p + 100]).collect()
+    }
+}
+
+/// The 3-node destination cluster shared by every test of a run.
+pub fn destination() -> &'static Cluster {
+    static DEST: OnceLock<Cluster> = OnceLock::new();
+    DEST.get_or_init(|| Cluster::up("mg-dest", 3, 39092))
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A base port with `count` free ports after it (for per-broker listeners).
+fn free_port_range(count: u16) -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 400;
+        let base = 41000 + (std::process::id() % 40) as u16 * 500 + offset as u16 * 8;
+        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ProxyOptions {
+    pub mirror_topics: Vec<String>,
+    pub extra_proxy_toml: String,
+}
+
+/// A running `mirrorgate run` process in front of a cluster; killed on drop.
+pub struct Proxy {
+    child: Child,
+    pub bootstrap: String,
+    pub port: u16,
+    pub broker_port_base: u16,
+    pub admin: String,
+    dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    pub fn start(cluster: &Cluster, options: ProxyOptions) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let broker_port_base = free_port_range(8);
+        let admin = format!("127.0.0.1:{}", free_port());
+        let mut config = format!(
+            "[proxy]\nbind = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
+             broker_port_base = {broker_port_base}\n{}\n\
+             [destination]\nbootstrap_servers = \"{}\"\n\n[admin]\nbind = \"{admin}\"\n",
+            options.extra_proxy_toml, cluster.bootstrap
+        );
+        for topic in &options.mirror_topics {
+            config.push_str(&format!("\n[[mirror_topics]]\nname = \"{topic}\"\n"));
+        }
+        let config_path = dir.path().join("mirrorgate.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        let log = std::fs::File::create(dir.path().join("mirrorgate.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "mirrorgate=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn mirrorgate");
+        let mut proxy = Proxy {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+            broker_port_base,
+            admin,
+            dir,
+        };
+        proxy.wait_ready();
+        proxy
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("mirrorgate exited early ({status}):\n{}", self.log());
+            }
+            if http_get(&self.admin, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("mirrorgate not ready after 30 s:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mirrorgate.log")).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every port of this proxy: bootstrap and the per-broker listeners.
+    pub fn ports(&self) -> BTreeSet<u16> {
+        let mut ports: BTreeSet<u16> = (0..8).map(|i| self.broker_port_base + i).collect();
+        ports.insert(self.port);
+        ports
+    }
+
+    pub fn broker_addr(&self, node_id: u16) -> String {
+        format!("127.0.0.1:{}", self.broker_port_base + node_id)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- mirrorgate log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Minimal HTTP/1.0 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+/// A client command's output and every TCP port it tried to connect to.
+pub struct Traced {
+    pub output: Output,
+    pub connected_ports: BTreeSet<u16>,
+}
+
+impl Traced {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn text(&self) -> String {
+        format!("{}\n{}", self.stdout(), self.stderr())
+    }
+
+    /// Asserts the client reached the proxy and never a broker or controller port.
+    pub fn assert_only_proxy(&self, proxy: &Proxy, cluster: &Cluster) {
+        assert!(
+            self.connected_ports.contains(&proxy.port),
+            "client never connected to the proxy bootstrap {}; ports: {:?}\n{}",
+            proxy.port,
+            self.connected_ports,
+            self.text()
+        );
+        let cluster_ports = cluster.all_ports();
+        let direct: Vec<_> = self.connected_ports.intersection(&cluster_ports).collect();
+        assert!(
+            direct.is_empty(),
+            "client connected straight to cluster ports {direct:?}\n{}",
+            self.text()
+        );
+        let proxy_ports = proxy.ports();
+        let others: Vec<_> = self.connected_ports.difference(&proxy_ports).collect();
+        assert!(
+            others.is_empty(),
+            "client connected to unexpected ports {others:?}"
+        );
+    }
+}
+
+/// Runs `program args` under `strace -f` (connect calls only), feeding `stdin`.
+pub fn traced(program: &Path, args: &[&str], stdin: Option<&str>, timeout: Duration) -> Traced {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("connect.trace");
+    let mut child = Command::new("timeout")
+        .arg(format!("{}", timeout.as_secs()))
+        .args([
+            "strace",
+            "-f",
+            "-qq",
+            "--seccomp-bpf",
+            "-e",
+            "trace=connect",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn strace");
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    let output = child.wait_with_output().expect("wait for client");
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    Traced {
+        output,
+        connected_ports: parse_connect_ports(&text),
+    }
+}
+
+fn parse_connect_ports(trace: &str) -> BTreeSet<u16> {
+    trace
+        .lines()
+        .filter(|l| l.contains("connect(") && (l.contains("AF_INET")))
+        .filter_map(|l| {
+            let start = l.find("htons(")? + "htons(".len();
+            let end = start + l[start..].find(')')?;
+            l[start..end].parse().ok()
+        })
+        .collect()
+}
+
+/// A Kafka CLI tool (through `testbed/kafka tool`), traced.
+pub fn kafka_tool(args: &[&str], stdin: Option<&str>) -> Traced {
+    let mut full = vec!["tool"];
+    full.extend_from_slice(args);
+    traced(
+        &repo_root().join("testbed/kafka"),
+        &full,
+        stdin,
+        Duration::from_secs(120),
+    )
+}
+
+/// A Kafka CLI tool run straight against a cluster (test setup and checks).
+pub fn kafka_tool_direct(args: &[&str]) -> Output {
+    Command::new(repo_root().join("testbed/kafka"))
+        .arg("tool")
+        .args(args)
+        .output()
+        .expect("run kafka tool")
+}
+
+/// kcat, traced.
+pub fn kcat(args: &[&str], stdin: Option<&str>) -> Traced {
+    traced(Path::new("kcat"), args, stdin, Duration::from_secs(60))
+}
+
+pub fn create_topic(cluster: &Cluster, topic: &str, extra: &[&str]) {
+    let mut args = vec![
+        "kafka-topics",
+        "--bootstrap-server",
+        &cluster.bootstrap,
+        "--create",
+        "--topic",
+        topic,
+    ];
+    args.extend_from_slice(extra);
+    let out = kafka_tool_direct(&args);
+    assert!(
+        out.status.success(),
+        "create {topic}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// End offsets read straight from the cluster: "topic:partition:offset" lines.
+pub fn end_offsets(cluster: &Cluster, topic: &str) -> String {
+    let out = kafka_tool_direct(&[
+        "kafka-get-offsets",
+        "--bootstrap-server",
+        &cluster.bootstrap,
+        "--topic",
+        topic,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
