@@ -143,3 +143,55 @@ fn newer_api_versions_request_gets_unsupported_version_v0() {
     assert_eq!(&response[6..10], &1i32.to_be_bytes());
     assert_eq!(&response[10..12], &18i16.to_be_bytes());
 }
+
+/// KIP-951: a Produce or Fetch sent to a broker that is not the leader is answered
+/// with NOT_LEADER_OR_FOLLOWER and the new leader's address in NodeEndpoints; through
+/// the proxy that address must be the proxy's listener for the leader.
+#[tokio::test(flavor = "multi_thread")]
+async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
+    use common::kafka::{batch, produce, topic_id, topic_name};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    use kafka_protocol::records::Compression;
+
+    let cluster = destination();
+    let proxy = Proxy::start(cluster, ProxyOptions::default());
+    let topic = unique("kip951");
+    // Leader on broker 0, follower on broker 1, broker 2 holds no replica.
+    common::create_topic(cluster, &topic, &["--replica-assignment", "0:1"]);
+    let mut bootstrap = connect(&proxy.bootstrap).await;
+    let meta = metadata(&mut bootstrap, &[&topic], 12).await;
+    assert_eq!(meta.topics[0].partitions[0].leader_id.0, 0);
+    let id = topic_id(&meta, &topic);
+    let mut follower = connect(&proxy.broker_addr(1)).await;
+
+    let request = produce(&[(&topic, id)], &batch(&["x"], Compression::None), -1);
+    let response = follower.call(&request, 12).await.expect("produce to follower");
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert!(!response.node_endpoints.is_empty(), "broker sent NodeEndpoints");
+    for node in &response.node_endpoints {
+        assert_eq!(node.host.as_str(), "127.0.0.1");
+        assert_eq!(node.port, i32::from(proxy.broker_port_base) + node.node_id.0);
+    }
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(10)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(&topic))
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    // A follower may serve consumer fetches (KIP-392); a broker without a replica may not.
+    let mut outsider = connect(&proxy.broker_addr(2)).await;
+    let response = outsider.call(&fetch, 17).await.expect("fetch from a non-replica");
+    assert_eq!(response.responses[0].partitions[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert!(!response.node_endpoints.is_empty(), "broker sent NodeEndpoints");
+    for node in &response.node_endpoints {
+        assert_eq!(node.host.as_str(), "127.0.0.1");
+        assert_eq!(node.port, i32::from(proxy.broker_port_base) + node.node_id.0);
+    }
+}
