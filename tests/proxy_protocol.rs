@@ -166,12 +166,24 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
     let mut follower = connect(&proxy.broker_addr(1)).await;
 
     let request = produce(&[(&topic, id)], &batch(&["x"], Compression::None), -1);
-    let response = follower.call(&request, 12).await.expect("produce to follower");
-    assert_eq!(response.responses[0].partition_responses[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
-    assert!(!response.node_endpoints.is_empty(), "broker sent NodeEndpoints");
+    let response = follower
+        .call(&request, 12)
+        .await
+        .expect("produce to follower");
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+    assert!(
+        !response.node_endpoints.is_empty(),
+        "broker sent NodeEndpoints"
+    );
     for node in &response.node_endpoints {
         assert_eq!(node.host.as_str(), "127.0.0.1");
-        assert_eq!(node.port, i32::from(proxy.broker_port_base) + node.node_id.0);
+        assert_eq!(
+            node.port,
+            i32::from(proxy.broker_port_base) + node.node_id.0
+        );
     }
 
     let fetch = FetchRequest::default()
@@ -187,11 +199,23 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
                 .with_partition_max_bytes(1 << 20)])]);
     // A follower may serve consumer fetches (KIP-392); a broker without a replica may not.
     let mut outsider = connect(&proxy.broker_addr(2)).await;
-    let response = outsider.call(&fetch, 17).await.expect("fetch from a non-replica");
-    assert_eq!(response.responses[0].partitions[0].error_code, 6, "NOT_LEADER_OR_FOLLOWER");
-    assert!(!response.node_endpoints.is_empty(), "broker sent NodeEndpoints");
+    let response = outsider
+        .call(&fetch, 17)
+        .await
+        .expect("fetch from a non-replica");
+    assert_eq!(
+        response.responses[0].partitions[0].error_code, 6,
+        "NOT_LEADER_OR_FOLLOWER"
+    );
+    assert!(
+        !response.node_endpoints.is_empty(),
+        "broker sent NodeEndpoints"
+    );
     for node in &response.node_endpoints {
         assert_eq!(node.host.as_str(), "127.0.0.1");
-        assert_eq!(node.port, i32::from(proxy.broker_port_base) + node.node_id.0);
+        assert_eq!(
+            node.port,
+            i32::from(proxy.broker_port_base) + node.node_id.0
+        );
     }
 }
