@@ -108,7 +108,8 @@ fn java_tools_topics_produce_consume_and_groups_go_only_through_the_proxy() {
         .map(|l| l.split_whitespace().map(String::from).collect::<Vec<_>>())
         .filter(|cols| cols.len() >= 6 && cols[1] == topic)
         .collect();
-    assert_eq!(rows.len(), 3, "{}", groups.text());
+    // Unkeyed records may all land in one partition: only consumed partitions are listed.
+    assert!(!rows.is_empty(), "{}", groups.text());
     let committed: i64 = rows.iter().map(|r| r[3].parse::<i64>().unwrap_or(-1)).sum();
     assert_eq!(committed, 3, "{}", groups.text());
     assert!(

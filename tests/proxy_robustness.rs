@@ -120,7 +120,13 @@ async fn connections_beyond_the_limit_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let cluster = destination();
-    let mut proxy = Proxy::start(cluster, ProxyOptions::default());
+    let mut proxy = Proxy::start(
+        cluster,
+        ProxyOptions {
+            extra_args: vec!["--log-format".into(), "json".into()],
+            ..Default::default()
+        },
+    );
     let topic = unique("drain");
     common::create_topic(cluster, &topic, &["--replica-assignment", "0"]);
     let mut conn = connect(&proxy.broker_addr(0)).await;

@@ -39,7 +39,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn up(name: &'static str, nodes: u16, port: u16) -> Cluster {
+    pub fn up(name: &'static str, nodes: u16, port: u16) -> Cluster {
         let out = Command::new(repo_root().join("testbed/kafka"))
             .args([
                 "up",
@@ -78,6 +78,15 @@ pub fn destination() -> &'static Cluster {
     DEST.get_or_init(|| Cluster::up("mg-dest", 3, 39092))
 }
 
+/// Runs a `testbed/kafka` subcommand and asserts it succeeded.
+pub fn testbed(args: &[&str]) {
+    let status = Command::new(repo_root().join("testbed/kafka"))
+        .args(args)
+        .status()
+        .expect("run testbed/kafka");
+    assert!(status.success(), "testbed/kafka {args:?} failed");
+}
+
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -102,6 +111,8 @@ fn free_port_range(count: u16) -> u16 {
 pub struct ProxyOptions {
     pub mirror_topics: Vec<String>,
     pub extra_proxy_toml: String,
+    pub extra_destination_toml: String,
+    pub extra_args: Vec<String>,
 }
 
 /// A running `mirrorgate run` process in front of a cluster; killed on drop.
@@ -123,8 +134,8 @@ impl Proxy {
         let mut config = format!(
             "[proxy]\nbind = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
              broker_port_base = {broker_port_base}\n{}\n\
-             [destination]\nbootstrap_servers = \"{}\"\n\n[admin]\nbind = \"{admin}\"\n",
-            options.extra_proxy_toml, cluster.bootstrap
+             [destination]\nbootstrap_servers = \"{}\"\n{}\n\n[admin]\nbind = \"{admin}\"\n",
+            options.extra_proxy_toml, cluster.bootstrap, options.extra_destination_toml
         );
         for topic in &options.mirror_topics {
             config.push_str(&format!("\n[[mirror_topics]]\nname = \"{topic}\"\n"));
@@ -135,6 +146,7 @@ impl Proxy {
         let child = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
             .args(["run", "--config"])
             .arg(&config_path)
+            .args(&options.extra_args)
             .env("RUST_LOG", "mirrorgate=debug,info")
             .stdout(Stdio::null())
             .stderr(log)
