@@ -144,6 +144,16 @@ fn newer_api_versions_request_gets_unsupported_version_v0() {
     assert_eq!(&response[10..12], &18i16.to_be_bytes());
 }
 
+/// Asserts a non-empty list of (node id, host, port) all point at the proxy.
+fn assert_point_at_proxy<'a>(proxy: &Proxy, endpoints: impl Iterator<Item = (i32, &'a str, i32)>) {
+    let endpoints: Vec<_> = endpoints.collect();
+    assert!(!endpoints.is_empty(), "the broker sent NodeEndpoints");
+    for (node_id, host, port) in endpoints {
+        assert_eq!(host, "127.0.0.1");
+        assert_eq!(port, i32::from(proxy.broker_port_base) + node_id);
+    }
+}
+
 /// KIP-951: a Produce or Fetch sent to a broker that is not the leader is answered
 /// with NOT_LEADER_OR_FOLLOWER and the new leader's address in NodeEndpoints; through
 /// the proxy that address must be the proxy's listener for the leader.
@@ -174,17 +184,11 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
         response.responses[0].partition_responses[0].error_code, 6,
         "NOT_LEADER_OR_FOLLOWER"
     );
-    assert!(
-        !response.node_endpoints.is_empty(),
-        "broker sent NodeEndpoints"
+    let endpoints = response.node_endpoints.iter();
+    assert_point_at_proxy(
+        &proxy,
+        endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
     );
-    for node in &response.node_endpoints {
-        assert_eq!(node.host.as_str(), "127.0.0.1");
-        assert_eq!(
-            node.port,
-            i32::from(proxy.broker_port_base) + node.node_id.0
-        );
-    }
 
     let fetch = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -207,15 +211,9 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
         response.responses[0].partitions[0].error_code, 6,
         "NOT_LEADER_OR_FOLLOWER"
     );
-    assert!(
-        !response.node_endpoints.is_empty(),
-        "broker sent NodeEndpoints"
+    let endpoints = response.node_endpoints.iter();
+    assert_point_at_proxy(
+        &proxy,
+        endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
     );
-    for node in &response.node_endpoints {
-        assert_eq!(node.host.as_str(), "127.0.0.1");
-        assert_eq!(
-            node.port,
-            i32::from(proxy.broker_port_base) + node.node_id.0
-        );
-    }
 }

@@ -220,71 +220,59 @@ impl GuardedApi for CreatePartitions {
     }
 }
 
-pub struct AlterConfigs;
-impl GuardedApi for AlterConfigs {
-    const KEY: ApiKey = ApiKey::AlterConfigs;
-    type Request = AlterConfigsRequest;
-    type Response = AlterConfigsResponse;
-    type Refused = AlterConfigsResourceResponse;
+/// AlterConfigs and IncrementalAlterConfigs: the same resource list and the same
+/// result shape, generated from separate message modules.
+macro_rules! config_guard {
+    ($name:ident, $key:expr, $request:ty, $response:ty, $result:ty) => {
+        pub struct $name;
+        impl GuardedApi for $name {
+            const KEY: ApiKey = $key;
+            type Request = $request;
+            type Response = $response;
+            type Refused = $result;
 
-    fn split(
-        request: &mut Self::Request,
-        _: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
-        take_where(&mut request.resources, |r| {
-            r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
-        })
-        .into_iter()
-        .map(|r| {
-            AlterConfigsResourceResponse::default()
-                .with_error_code(INVALID_REQUEST)
-                .with_error_message(Some(message("alter configs of", &r.resource_name)))
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
-        })
-        .collect()
-    }
-    fn is_empty(request: &Self::Request) -> bool {
-        request.resources.is_empty()
-    }
-    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
-        response.responses.extend(refused);
-    }
+            fn split(
+                request: &mut Self::Request,
+                _: i16,
+                is_read_only: &dyn Fn(&str) -> bool,
+            ) -> Vec<Self::Refused> {
+                take_where(&mut request.resources, |r| {
+                    r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
+                })
+                .into_iter()
+                .map(|r| {
+                    <$result>::default()
+                        .with_error_code(INVALID_REQUEST)
+                        .with_error_message(Some(message("alter configs of", &r.resource_name)))
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name)
+                })
+                .collect()
+            }
+            fn is_empty(request: &Self::Request) -> bool {
+                request.resources.is_empty()
+            }
+            fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
+                response.responses.extend(refused);
+            }
+        }
+    };
 }
 
-pub struct IncrementalAlterConfigs;
-impl GuardedApi for IncrementalAlterConfigs {
-    const KEY: ApiKey = ApiKey::IncrementalAlterConfigs;
-    type Request = IncrementalAlterConfigsRequest;
-    type Response = IncrementalAlterConfigsResponse;
-    type Refused = IncrementalResult;
-
-    fn split(
-        request: &mut Self::Request,
-        _: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
-        take_where(&mut request.resources, |r| {
-            r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
-        })
-        .into_iter()
-        .map(|r| {
-            IncrementalResult::default()
-                .with_error_code(INVALID_REQUEST)
-                .with_error_message(Some(message("alter configs of", &r.resource_name)))
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name)
-        })
-        .collect()
-    }
-    fn is_empty(request: &Self::Request) -> bool {
-        request.resources.is_empty()
-    }
-    fn add(response: &mut Self::Response, refused: Vec<Self::Refused>) {
-        response.responses.extend(refused);
-    }
-}
+config_guard!(
+    AlterConfigs,
+    ApiKey::AlterConfigs,
+    AlterConfigsRequest,
+    AlterConfigsResponse,
+    AlterConfigsResourceResponse
+);
+config_guard!(
+    IncrementalAlterConfigs,
+    ApiKey::IncrementalAlterConfigs,
+    IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+    IncrementalResult
+);
 
 /// Clients use v0-3 (one transaction per request; v4+ is inter-broker and not offered).
 /// Like a broker refusing part of a transaction, the whole request is answered: the
