@@ -35,7 +35,7 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_listeners_close_when_brokers_leave_and_reopen_when_they_return() {
     let _down = Down;
-    let cluster = Cluster::up(NAME, 3, 39300);
+    let cluster = Cluster::up(NAME, 3, common::test_port_base() + 208);
     let proxy = Proxy::start(
         &cluster,
         ProxyOptions {

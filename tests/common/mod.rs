@@ -72,10 +72,20 @@ impl Cluster {
     }
 }
 
+/// First port of the test clusters: `MIRRORGATE_TEST_PORT` (default 39092), so two
+/// checkouts can run their suites side by side. The destination takes port..port+2
+/// (controllers +100), the discovery test's cluster port+208.. .
+pub fn test_port_base() -> u16 {
+    std::env::var("MIRRORGATE_TEST_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(39092)
+}
+
 /// The 3-node destination cluster shared by every test of a run.
 pub fn destination() -> &'static Cluster {
     static DEST: OnceLock<Cluster> = OnceLock::new();
-    DEST.get_or_init(|| Cluster::up("mg-dest", 3, 39092))
+    DEST.get_or_init(|| Cluster::up("mg-dest", 3, test_port_base()))
 }
 
 /// Runs a `testbed/kafka` subcommand and asserts it succeeded.
