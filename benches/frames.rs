@@ -60,7 +60,7 @@ fn snapshot(mirrors: &[&str]) -> Snapshot {
     for m in mirrors {
         text.push_str(&format!("[[mirror_topics]]\nname = \"{m}\"\n"));
     }
-    Snapshot::from_config(Config::parse(&text, Path::new("bench.toml")).unwrap())
+    Snapshot::build(Config::parse(&text, Path::new("bench.toml")).unwrap()).unwrap()
 }
 
 fn bench_frames(c: &mut Criterion) {

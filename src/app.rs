@@ -1,30 +1,61 @@
-//! `mirrorgate run`: load the config, start the proxy and the admin listener, and
-//! shut down cleanly on SIGTERM/SIGINT (stop accepting, drain, exit 0).
+//! `mirrorgate run`: load the config, start the proxy, the admin listener and the
+//! config watcher; reload on SIGHUP; shut down cleanly on SIGTERM/SIGINT (stop
+//! accepting, drain, exit 0).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::reload::{Reloader, SetLogLevel};
 use crate::config::Config;
 use crate::proxy::Proxy;
 use crate::registry::{Registry, Snapshot};
 
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
-    let grace = config.proxy.shutdown_grace();
+    if std::env::var_os("RUST_LOG").is_none() {
+        if let Some(level) = &config.log.level {
+            set_log_level(level).map_err(anyhow::Error::msg)?;
+        }
+    }
     let admin_bind = config
         .admin
         .bind
         .parse()
         .with_context(|| format!("admin.bind '{}'", config.admin.bind))?;
-    let registry = Arc::new(Registry::new(Snapshot::from_config(config)));
+    let metrics = crate::admin::metrics::install();
+    let registry = Arc::new(Registry::new(Snapshot::build(config)?));
     let shutdown = CancellationToken::new();
-    let proxy = Arc::new(Proxy::start(registry, shutdown.clone()).context("starting the proxy")?);
-    crate::admin::serve(admin_bind, proxy.clone(), shutdown.clone()).await?;
+    let proxy =
+        Arc::new(Proxy::start(registry.clone(), shutdown.clone()).context("starting the proxy")?);
+    let reloader = Arc::new(Reloader::new(
+        config_path.to_path_buf(),
+        proxy.clone(),
+        set_log_level,
+    ));
+    tokio::spawn(reloader.clone().watch(shutdown.clone()));
+    let admin = crate::admin::AdminState {
+        proxy: proxy.clone(),
+        registry,
+        reloader: reloader.clone(),
+        metrics,
+    };
+    crate::admin::serve(admin_bind, admin, shutdown.clone()).await?;
 
-    wait_for_signal().await?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = hup.recv() => { let _ = reloader.reload("SIGHUP").await; }
+        }
+    }
+    let grace = proxy.shutdown_grace();
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining connections"
@@ -38,16 +69,5 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     tracing::info!("stopped");
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
     Ok(())
 }

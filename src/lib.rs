@@ -11,3 +11,4 @@ pub mod config;
 pub mod kafka;
 pub mod proxy;
 pub mod registry;
+pub mod tls;

@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
+use std::sync::Arc;
+
+use mirrorgate::config::reload::SetLogLevel;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter};
 
 #[derive(Parser)]
 #[command(
@@ -38,21 +43,31 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+/// Logging to stderr; the returned function changes the filter at runtime.
+fn init_logging(format: LogFormat) -> SetLogLevel {
+    let initial = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(initial);
+    let registry = tracing_subscriber::registry().with(filter);
+    let ansi = std::io::stderr().is_terminal();
     match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => registry
+            .with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
     }
+    Arc::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level '{level}': {e}"))?;
+        handle
+            .reload(filter)
+            .map_err(|e| format!("log.level '{level}': {e}"))
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let set_log_level = init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -61,7 +76,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { config } => runtime.block_on(mirrorgate::app::run(&config)),
+        Command::Run { config } => runtime.block_on(mirrorgate::app::run(&config, set_log_level)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,7 @@
-//! The admin HTTP listener: health and readiness now; the REST API and /metrics join it.
+//! The admin HTTP listener: health, readiness, Prometheus metrics, the active config
+//! and reload. The REST API of links and mirrors joins it.
+
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,21 +9,37 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::reload::Reloader;
 use crate::proxy::Proxy;
+use crate::registry::Registry;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub proxy: Arc<Proxy>,
+    pub registry: Arc<Registry>,
+    pub reloader: Arc<Reloader>,
+    pub metrics: Option<PrometheusHandle>,
+}
 
 pub async fn serve(
     bind: SocketAddr,
-    proxy: Arc<Proxy>,
+    state: AdminState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(proxy);
+        .route("/metrics", get(metrics_text))
+        .route("/admin/config", get(active_config))
+        .route("/admin/reload", post(reload))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("admin.bind {bind}"))?;
@@ -34,13 +53,45 @@ pub async fn serve(
     Ok(())
 }
 
-async fn readyz(State(proxy): State<Arc<Proxy>>) -> (StatusCode, &'static str) {
-    if proxy.is_ready() {
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
+    if state.proxy.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "destination metadata not known yet\n",
         )
+    }
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
+    match &state.metrics {
+        Some(handle) => (StatusCode::OK, handle.render()),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder not installed\n".into(),
+        ),
+    }
+}
+
+/// The active config and when it was loaded. The config holds no secrets yet (TLS
+/// keys are file paths); link credentials will be redacted here when links arrive.
+async fn active_config(State(state): State<AdminState>) -> impl IntoResponse {
+    let snapshot = state.registry.load();
+    let loaded_at_ms = snapshot
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Json(json!({ "loaded_at_ms": loaded_at_ms, "config": *snapshot.config }))
+}
+
+async fn reload(State(state): State<AdminState>) -> impl IntoResponse {
+    match state.reloader.reload("admin").await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "reloaded" }))),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error_code": 400, "message": e })),
+        ),
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod reload;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -29,6 +31,8 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub mirror_topics: Vec<MirrorTopicConfig>,
 }
 
@@ -49,6 +53,54 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// How broker addresses are handed out: a port per broker, or SNI names on the
+    /// bootstrap port (needs TLS).
+    #[serde(default)]
+    pub routing: RoutingMode,
+    /// With routing = "sni": broker N's host name, `$(node_id)` replaced by N.
+    pub sni_broker_pattern: Option<String>,
+    /// With routing = "sni": the host name of the bootstrap address.
+    pub sni_bootstrap_host: Option<String>,
+    #[serde(default = "defaults::tls_handshake_timeout_ms")]
+    pub tls_handshake_timeout_ms: u64,
+    /// Present: every proxy listener speaks TLS only.
+    pub tls: Option<ProxyTlsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoutingMode {
+    #[default]
+    Port,
+    Sni,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Present: clients must present a certificate signed by this CA (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationTlsConfig {
+    /// CA that signed the brokers' certificates (PEM).
+    pub ca_file: PathBuf,
+    /// Client certificate and key, when the brokers require one.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "mirrorgate=debug,info"; RUST_LOG wins at start.
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -60,6 +112,8 @@ pub struct DestinationConfig {
     pub connect_timeout_ms: u64,
     #[serde(default = "defaults::metadata_refresh_ms")]
     pub metadata_refresh_ms: u64,
+    /// Present: the proxy speaks TLS to the brokers.
+    pub tls: Option<DestinationTlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -102,6 +156,9 @@ mod defaults {
     pub fn metadata_refresh_ms() -> u64 {
         30_000
     }
+    pub fn tls_handshake_timeout_ms() -> u64 {
+        10_000
+    }
     pub fn admin_bind() -> String {
         "127.0.0.1:8090".to_string()
     }
@@ -117,10 +174,11 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
@@ -129,6 +187,32 @@ impl Config {
                 path: path.to_path_buf(),
                 errors,
             })
+        }
+    }
+
+    /// File paths in the config are relative to the config file's folder, so a reload
+    /// reads the same files whatever the working directory.
+    fn resolve_paths(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.proxy.tls {
+            join(&mut tls.cert_file);
+            join(&mut tls.key_file);
+            if let Some(ca) = &mut tls.client_ca_file {
+                join(ca);
+            }
+        }
+        if let Some(tls) = &mut self.destination.tls {
+            join(&mut tls.ca_file);
+            for p in [&mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                join(p);
+            }
         }
     }
 
@@ -174,6 +258,38 @@ impl Config {
             p.max_connections >= 1,
             "proxy.max_connections: must be at least 1".to_string(),
         );
+        if p.routing == RoutingMode::Sni {
+            check(
+                p.tls.is_some(),
+                "proxy.routing: \"sni\" needs [proxy.tls] (the server name comes from the TLS handshake)".to_string(),
+            );
+            check(
+                p.sni_broker_pattern
+                    .as_deref()
+                    .is_some_and(|pattern| pattern.matches("$(node_id)").count() == 1),
+                "proxy.sni_broker_pattern: required with routing = \"sni\", containing $(node_id) once".to_string(),
+            );
+            check(
+                p.sni_bootstrap_host.as_deref().is_some_and(valid_host),
+                "proxy.sni_bootstrap_host: required with routing = \"sni\"".to_string(),
+            );
+        }
+        check(
+            p.tls_handshake_timeout_ms > 0,
+            "proxy.tls_handshake_timeout_ms: must be above 0".to_string(),
+        );
+        if let Some(tls) = &self.destination.tls {
+            check(
+                tls.cert_file.is_some() == tls.key_file.is_some(),
+                "destination.tls: cert_file and key_file go together".to_string(),
+            );
+        }
+        if let Some(level) = &self.log.level {
+            check(
+                tracing_subscriber::EnvFilter::try_new(level).is_ok(),
+                format!("log.level: '{level}' is not a valid filter"),
+            );
+        }
         let servers = self.destination.bootstrap_list();
         check(
             !servers.is_empty(),
@@ -224,6 +340,9 @@ impl ProxyConfig {
     }
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
     }
 }
 

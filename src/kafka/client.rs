@@ -2,29 +2,25 @@
 //! `kafka-protocol` messages. Used for mirrorgate's own calls (metadata refresh, later
 //! the replicator's admin calls), never on the client data path.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use rustls::ClientConfig;
+use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 
 use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
+use super::transport::{self, BoxIo, ConnectError};
 
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
 const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("connect to {addr}: timed out after {timeout:?}")]
-    ConnectTimeout { addr: String, timeout: Duration },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     #[error("connection closed by the broker")]
@@ -40,8 +36,8 @@ pub enum ClientError {
 }
 
 pub struct KafkaConnection {
-    reader: FrameReader<OwnedReadHalf>,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: FrameReader<ReadHalf<BoxIo>>,
+    writer: BufWriter<WriteHalf<BoxIo>>,
     next_correlation_id: i32,
     client_id: StrBytes,
     request_timeout: Duration,
@@ -49,23 +45,24 @@ pub struct KafkaConnection {
 }
 
 impl KafkaConnection {
+    /// A plaintext connection.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         connect_timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::ConnectTimeout {
-                addr: addr.to_string(),
-                timeout: connect_timeout,
-            })?
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
-                source,
-            })?;
-        stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        Self::connect_with(addr, client_id, connect_timeout, None).await
+    }
+
+    /// A connection, over TLS when `tls` is given.
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Result<Self, ClientError> {
+        let stream = transport::connect(addr, connect_timeout, tls).await?;
+        let (read, write) = tokio::io::split(stream);
         Ok(Self {
             reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),
             writer: BufWriter::new(write),

@@ -33,16 +33,36 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads whole frames from a byte stream, bounded by `max_frame`.
+/// The frame size limit: fixed, or read when each frame's length is checked so a
+/// config reload applies to the very next frame.
+pub enum MaxFrame {
+    Fixed(usize),
+    Live(Box<dyn Fn() -> usize + Send + Sync>),
+}
+
+impl MaxFrame {
+    fn get(&self) -> usize {
+        match self {
+            MaxFrame::Fixed(max) => *max,
+            MaxFrame::Live(current) => current(),
+        }
+    }
+}
+
+/// Reads whole frames from a byte stream, bounded by a maximum frame size.
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
-    max_frame: usize,
+    max_frame: MaxFrame,
     min_frame: usize,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max_frame: usize, min_frame: usize) -> Self {
+        Self::with_limit(inner, MaxFrame::Fixed(max_frame), min_frame)
+    }
+
+    pub fn with_limit(inner: R, max_frame: MaxFrame, min_frame: usize) -> Self {
         Self {
             inner,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -82,7 +102,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(len) = peek_len(&self.buf) else {
             return Ok(None);
         };
-        let len = validate_len(len, self.min_frame, self.max_frame)?;
+        let len = validate_len(len, self.min_frame, self.max_frame.get())?;
         let total = LEN_PREFIX + len;
         if self.buf.len() < total {
             // Reserve the whole frame once instead of growing chunk by chunk.

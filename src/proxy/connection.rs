@@ -1,4 +1,5 @@
-//! One client connection: a request loop and a response loop joined in one task.
+//! One client connection: TLS handshake (when configured), then a request loop and a
+//! response loop joined in one task.
 //!
 //! Requests are forwarded as soon as they are read (pipelined); what each one expects
 //! back goes into a bounded FIFO, whose capacity is the per-connection in-flight limit.
@@ -7,41 +8,73 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::error::ConnError;
-use super::interceptors::{self, InFlight, RequestAction};
+use super::interceptors::{self, OnResponse, RequestAction, RequestMeta};
 use super::{Shared, Target};
 use crate::kafka::frame::{
-    response_correlation_id, FrameError, FrameReader, RequestFrame, MIN_RESPONSE_BODY,
+    response_correlation_id, FrameError, FrameReader, MaxFrame, RequestFrame, MIN_RESPONSE_BODY,
 };
+use crate::kafka::transport::BoxIo;
 
-/// What the response loop must send back next.
-enum Pending {
-    Upstream(InFlight),
+/// What the response loop must send back next, in request order.
+struct Pending {
+    meta: RequestMeta,
+    received: Instant,
+    answer: Answer,
+}
+
+enum Answer {
+    Upstream(OnResponse),
     Local(Bytes),
+}
+
+/// Decrements a gauge when the connection (or its upstream) ends, however it ends.
+struct Active(metrics::Gauge);
+impl Active {
+    fn new(gauge: &metrics::Gauge, total: &metrics::Counter) -> Self {
+        gauge.increment(1.0);
+        total.increment(1);
+        Self(gauge.clone())
+    }
+}
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 pub async fn serve(
     shared: Arc<Shared>,
     client: TcpStream,
     peer: SocketAddr,
-    target: Target,
+    listener: Target,
     _slot: OwnedSemaphorePermit,
 ) {
-    let span = tracing::info_span!("connection", %peer, listener = %target);
+    let m = shared.metrics;
+    let _active = Active::new(&m.client_connections_active, &m.client_connections_total);
+    let span =
+        tracing::info_span!("connection", %peer, %listener, server_name = tracing::field::Empty);
     async move {
         tracing::debug!("accepted");
-        match run(&shared, client, target).await {
+        let Some((stream, target)) = accept(&shared, client, listener).await else {
+            return;
+        };
+        match run(&shared, stream, target).await {
             Ok(()) => tracing::debug!("closed"),
             Err(ConnError::ClientGone(e)) => tracing::debug!(error = %e, "client went away"),
             Err(e @ (ConnError::ClientFrame(_) | ConnError::ClientRequest(_))) => {
+                if matches!(e, ConnError::ClientFrame(_)) {
+                    shared.metrics.malformed_frames.increment(1);
+                }
                 tracing::warn!(side = e.side(), error = %e, "closing connection")
             }
             Err(e @ ConnError::Upstream(_)) => {
@@ -56,28 +89,106 @@ pub async fn serve(
     .await
 }
 
-async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<(), ConnError> {
+/// The TLS handshake, bounded by `proxy.tls_handshake_timeout_ms`, and the upstream
+/// target (from the server name under SNI routing). `None`: the connection is done.
+async fn accept(
+    shared: &Arc<Shared>,
+    client: TcpStream,
+    listener: Target,
+) -> Option<(BoxIo, Target)> {
+    let snapshot = shared.registry.load();
+    let Some(tls) = &snapshot.tls else {
+        return Some((Box::new(client), listener));
+    };
+    let timeout = snapshot.config.proxy.tls_handshake_timeout();
+    let handshake = TlsAcceptor::from(tls.clone()).accept(client);
+    let stream = match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let reason = handshake_failure(&e);
+            shared.metrics.tls_handshake_failed(reason);
+            if reason == "client_closed" {
+                tracing::debug!(error = %e, "client hung up during the TLS handshake");
+            } else {
+                tracing::warn!(side = "client", reason, error = %e, "TLS handshake failed");
+            }
+            return None;
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failed("timeout");
+            tracing::warn!(side = "client", ?timeout, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let server_name = stream.get_ref().1.server_name().map(str::to_string);
+    if let Some(name) = &server_name {
+        tracing::Span::current().record("server_name", name.as_str());
+    }
+    let target = match snapshot.routing.sni() {
+        None => listener,
+        Some(sni) => match server_name.as_deref().and_then(|n| sni.target_of(n)) {
+            Some(target) => target,
+            None => {
+                // The certificate resolver refuses these; a routing change mid-handshake
+                // can still get here.
+                tracing::warn!(
+                    side = "client",
+                    "no broker for this TLS server name; closing"
+                );
+                return None;
+            }
+        },
+    };
+    Some((Box::new(stream), target))
+}
+
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+    ) {
+        return "client_closed";
+    }
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::NoCertificatesPresented) => "client_certificate_missing",
+        Some(rustls::Error::InvalidCertificate(_)) => "client_certificate_invalid",
+        Some(rustls::Error::General(msg)) if msg.contains("certificate") => "unknown_server_name",
+        Some(rustls::Error::PeerIncompatible(_)) => "incompatible",
+        Some(_) => "protocol",
+        None => "io",
+    }
+}
+
+async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), ConnError> {
     let config = shared.registry.load().config.clone();
     let upstream = shared
         .connect_upstream(target)
         .await
         .map_err(ConnError::upstream)?;
-    let max_frame = config.proxy.max_frame_bytes;
-    let (client_read, client_write) = client.into_split();
-    let (upstream_read, upstream_write) = upstream.into_split();
+    let m = shared.metrics;
+    let _upstream_active = Active::new(
+        &m.upstream_connections_active,
+        &m.upstream_connections_total,
+    );
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
     // The upstream write half lives until both loops end: dropping it early would
     // half-close the broker connection while responses are still owed.
     let mut upstream_write = BufWriter::new(upstream_write);
     let (pending_tx, pending_rx) = mpsc::channel(config.proxy.max_in_flight_per_connection);
     let requests = request_loop(
         shared,
-        FrameReader::new(client_read, max_frame, 0),
+        FrameReader::with_limit(client_read, live_max_frame(shared), 0),
         &mut upstream_write,
         pending_tx,
     );
     let responses = response_loop(
         shared,
-        FrameReader::new(upstream_read, max_frame, MIN_RESPONSE_BODY),
+        FrameReader::with_limit(upstream_read, live_max_frame(shared), MIN_RESPONSE_BODY),
         BufWriter::new(client_write),
         pending_rx,
     );
@@ -85,10 +196,18 @@ async fn run(shared: &Arc<Shared>, client: TcpStream, target: Target) -> Result<
     Ok(())
 }
 
+/// `proxy.max_frame_bytes` of the current snapshot, so a reload applies to the next frame.
+fn live_max_frame(shared: &Arc<Shared>) -> MaxFrame {
+    let registry = shared.registry.clone();
+    MaxFrame::Live(Box::new(move || {
+        registry.load().config.proxy.max_frame_bytes
+    }))
+}
+
 async fn request_loop(
     shared: &Arc<Shared>,
-    mut client: FrameReader<OwnedReadHalf>,
-    upstream: &mut BufWriter<OwnedWriteHalf>,
+    mut client: FrameReader<ReadHalf<BoxIo>>,
+    upstream: &mut BufWriter<WriteHalf<BoxIo>>,
     pending: mpsc::Sender<Pending>,
 ) -> Result<(), ConnError> {
     loop {
@@ -104,27 +223,38 @@ async fn request_loop(
             Err(FrameError::Io(e)) => return Err(ConnError::ClientGone(e)),
             Err(e) => return Err(ConnError::ClientFrame(e)),
         };
+        let received = Instant::now();
+        shared.metrics.client_bytes_in.increment(frame.len() as u64);
         let request = RequestFrame::parse(frame).map_err(ConnError::ClientFrame)?;
-        tracing::trace!(api = ?request.api_key, version = request.api_version, correlation_id = request.correlation_id, "request");
-        match interceptors::on_request(shared, request).await? {
-            RequestAction::Forward { bytes, in_flight } => {
-                if let Some(in_flight) = in_flight {
-                    // Waits while the in-flight limit is reached (backpressure).
-                    if pending.send(Pending::Upstream(in_flight)).await.is_err() {
-                        return Ok(());
-                    }
-                }
+        let meta = RequestMeta::of(&request);
+        let answer = match interceptors::on_request(shared, request).await? {
+            RequestAction::Forward { bytes, on_response } => {
                 upstream
                     .write_all(&bytes)
                     .await
                     .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
-            }
-            RequestAction::Respond(bytes) => {
-                if pending.send(Pending::Local(bytes)).await.is_err() {
-                    return Ok(());
+                match on_response {
+                    Some(on_response) => Some(Answer::Upstream(on_response)),
+                    // No response will come (acks=0): count it as done now.
+                    None => {
+                        record(shared, &meta, received);
+                        None
+                    }
                 }
             }
+            RequestAction::Respond(bytes) => Some(Answer::Local(bytes)),
             RequestAction::Close(reason) => return Err(ConnError::ClientRequest(reason)),
+        };
+        if let Some(answer) = answer {
+            let entry = Pending {
+                meta,
+                received,
+                answer,
+            };
+            // Waits while the in-flight limit is reached (backpressure).
+            if pending.send(entry).await.is_err() {
+                return Ok(());
+            }
         }
         // Batch writes of pipelined requests: flush only when no whole frame is waiting.
         if !client.has_buffered_frame() {
@@ -138,37 +268,63 @@ async fn request_loop(
 
 async fn response_loop(
     shared: &Arc<Shared>,
-    mut upstream: FrameReader<OwnedReadHalf>,
-    mut client: BufWriter<OwnedWriteHalf>,
+    mut upstream: FrameReader<ReadHalf<BoxIo>>,
+    mut client: BufWriter<WriteHalf<BoxIo>>,
     mut pending: mpsc::Receiver<Pending>,
 ) -> Result<(), ConnError> {
-    while let Some(next) = pending.recv().await {
-        let bytes = match next {
-            Pending::Local(bytes) => bytes,
-            Pending::Upstream(in_flight) => {
+    while let Some(Pending {
+        meta,
+        received,
+        answer,
+    }) = pending.recv().await
+    {
+        let bytes = match answer {
+            Answer::Local(bytes) => bytes,
+            Answer::Upstream(on_response) => {
                 let frame = upstream
                     .next()
                     .await
                     .map_err(ConnError::upstream)?
                     .ok_or_else(|| ConnError::upstream("broker closed the connection"))?;
                 let got = response_correlation_id(&frame);
-                if got != Some(in_flight.meta.correlation_id) {
+                if got != Some(meta.correlation_id) {
                     return Err(ConnError::upstream(format!(
                         "response correlation id {got:?} does not match request {}",
-                        in_flight.meta.correlation_id
+                        meta.correlation_id
                     )));
                 }
-                interceptors::on_response(shared, in_flight, frame)?
+                interceptors::on_response(shared, meta, on_response, frame)?
             }
         };
         client
             .write_all(&bytes)
             .await
             .map_err(ConnError::ClientGone)?;
+        shared
+            .metrics
+            .client_bytes_out
+            .increment(bytes.len() as u64);
         if pending.is_empty() {
             client.flush().await.map_err(ConnError::ClientGone)?;
         }
+        record(shared, &meta, received);
     }
     client.flush().await.map_err(ConnError::ClientGone)?;
     Ok(())
+}
+
+/// Request count and latency (read from the client to answer written).
+fn record(shared: &Shared, meta: &RequestMeta, received: Instant) {
+    let elapsed = received.elapsed();
+    if let Some(request) = shared.metrics.request(meta.api_key) {
+        request.count.increment(1);
+        request.latency.record(elapsed.as_secs_f64());
+    }
+    tracing::debug!(
+        api = ?meta.api_key,
+        version = meta.api_version,
+        correlation_id = meta.correlation_id,
+        latency_us = elapsed.as_micros() as u64,
+        "request"
+    );
 }

@@ -5,11 +5,13 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
+use rustls::ClientConfig;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -81,6 +83,7 @@ impl Destination {
         &self,
         bootstrap: &[String],
         connect_timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
         force: bool,
     ) -> Result<Option<MetadataResponse>, ClientError> {
         let mut last = self.refresh.lock().await;
@@ -89,7 +92,7 @@ impl Destination {
         }
         let mut last_error = None;
         for server in bootstrap {
-            match fetch_from(server, connect_timeout).await {
+            match fetch_from(server, connect_timeout, tls).await {
                 Ok(response) => {
                     *last = Some(Instant::now());
                     return Ok(Some(response));
@@ -121,8 +124,13 @@ impl Destination {
     }
 }
 
-async fn fetch_from(server: &str, timeout: Duration) -> Result<MetadataResponse, ClientError> {
-    let mut connection = KafkaConnection::connect(server, "mirrorgate-proxy", timeout).await?;
+async fn fetch_from(
+    server: &str,
+    timeout: Duration,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<MetadataResponse, ClientError> {
+    let mut connection =
+        KafkaConnection::connect_with(server, "mirrorgate-proxy", timeout, tls).await?;
     let request = MetadataRequest::default().with_topics(None);
     connection.call(&request, METADATA_VERSION).await
 }

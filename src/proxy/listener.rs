@@ -40,6 +40,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let Ok(slot) = shared.connection_slots.clone().try_acquire_owned() else {
+                    shared.metrics.connections_refused.increment(1);
                     tracing::warn!(%peer, "proxy.max_connections reached; connection refused");
                     continue;
                 };

@@ -1,79 +1,65 @@
 //! The Kafka proxy in front of the destination cluster.
 //!
-//! listener (bootstrap + one per destination broker) -> connection (frame pipeline,
-//! pipelined in-flight FIFO) -> interceptors (address rewrite, ApiVersions, write guard).
+//! listener (bootstrap + one per destination broker, or SNI on one port) -> connection
+//! (TLS, frame pipeline, in-flight FIFO) -> interceptors (address rewrite, ApiVersions,
+//! write guard). Every decision reads the registry's current snapshot.
 
 mod connection;
 pub mod destination;
 pub mod error;
 pub mod interceptors;
 mod listener;
+pub mod routing;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use dashmap::DashMap;
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::Registry;
+use crate::admin::metrics::ProxyMetrics;
+use crate::kafka::transport::{self, BoxIo, ConnectError};
+use crate::registry::{Registry, Snapshot};
 use destination::Destination;
-
-/// Where a listener's connections go upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// Any destination bootstrap server.
-    Bootstrap,
-    /// The destination broker with this node id.
-    Broker(i32),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Bootstrap => f.write_str("bootstrap"),
-            Target::Broker(id) => write!(f, "broker-{id}"),
-        }
-    }
-}
+pub use routing::Target;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("no address known for destination broker {0}")]
     UnknownBroker(i32),
-    #[error("connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// A listener and the token that stops it.
+struct OpenListener {
+    addr: SocketAddr,
+    stop: CancellationToken,
 }
 
 /// State shared by every listener and connection of the proxy.
 pub struct Shared {
     pub registry: Arc<Registry>,
     pub destination: Destination,
-    broker_listeners: DashMap<i32, CancellationToken>,
+    pub metrics: &'static ProxyMetrics,
+    bootstrap_listener: Mutex<Option<OpenListener>>,
+    broker_listeners: DashMap<i32, OpenListener>,
     connection_slots: Arc<Semaphore>,
+    max_connections: AtomicUsize,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     next_bootstrap: AtomicUsize,
 }
 
 impl Shared {
-    fn bind_ip(&self) -> anyhow::Result<IpAddr> {
-        let config = self.registry.load().config.clone();
-        let addr = config
-            .proxy
-            .bind_addr()
-            .with_context(|| format!("proxy.bind '{}' is not ip:port", config.proxy.bind))?;
-        Ok(addr.ip())
-    }
-
-    /// Records a destination broker and returns the address clients must use instead:
-    /// (advertised_host, broker_port_base + node_id). Opens the broker's listener first,
-    /// so the address works by the time the client reads it.
+    /// Records a destination broker and returns the address clients must use instead.
+    /// With port routing, opens the broker's listener first, so the address works by
+    /// the time the client reads it.
     pub fn advertise(
         self: &Arc<Self>,
         node_id: i32,
@@ -81,37 +67,51 @@ impl Shared {
         port: i32,
     ) -> anyhow::Result<(String, i32)> {
         let snapshot = self.registry.load();
-        let proxy = &snapshot.config.proxy;
-        let proxy_port = u16::try_from(i64::from(proxy.broker_port_base) + i64::from(node_id))
-            .ok()
-            .filter(|_| node_id >= 0)
-            .with_context(|| {
-                format!(
-                    "node id {node_id} does not fit proxy.broker_port_base {}",
-                    proxy.broker_port_base
-                )
+        let (proxy_host, proxy_port, listen) =
+            snapshot.routing.address_of(node_id).with_context(|| {
+                format!("node id {node_id} has no address under the proxy's routing")
             })?;
         self.destination.record_broker(node_id, host, port);
-        if !self.broker_listeners.contains_key(&node_id) {
-            let addr = SocketAddr::new(self.bind_ip()?, proxy_port);
-            let stop = self.shutdown.child_token();
-            listener::spawn(self.clone(), addr, Target::Broker(node_id), stop.clone())
-                .with_context(|| format!("listener for destination broker {node_id}"))?;
-            self.broker_listeners.insert(node_id, stop);
+        if let Some(addr) = listen {
+            self.ensure_broker_listener(node_id, addr)?;
         }
-        Ok((proxy.advertised_host.clone(), i32::from(proxy_port)))
+        Ok((proxy_host, proxy_port))
+    }
+
+    fn ensure_broker_listener(
+        self: &Arc<Self>,
+        node_id: i32,
+        addr: SocketAddr,
+    ) -> anyhow::Result<()> {
+        if self
+            .broker_listeners
+            .get(&node_id)
+            .is_some_and(|l| l.addr == addr)
+        {
+            return Ok(());
+        }
+        let stop = self.shutdown.child_token();
+        listener::spawn(self.clone(), addr, Target::Broker(node_id), stop.clone())
+            .with_context(|| format!("listener for destination broker {node_id} on {addr}"))?;
+        if let Some(old) = self
+            .broker_listeners
+            .insert(node_id, OpenListener { addr, stop })
+        {
+            old.stop.cancel();
+        }
+        Ok(())
     }
 
     fn close_broker_listener(&self, node_id: i32) {
-        if let Some((_, stop)) = self.broker_listeners.remove(&node_id) {
-            tracing::info!(node_id, "destination broker left; its listener is closed");
-            stop.cancel();
+        if let Some((_, listener)) = self.broker_listeners.remove(&node_id) {
+            tracing::info!(node_id, addr = %listener.addr, "broker listener closed");
+            listener.stop.cancel();
         }
     }
 
-    async fn connect_upstream(&self, target: Target) -> Result<TcpStream, UpstreamError> {
-        let config = self.registry.load().config.clone();
-        let timeout = config.destination.connect_timeout();
+    async fn connect_upstream(&self, target: Target) -> Result<BoxIo, UpstreamError> {
+        let snapshot = self.registry.load();
+        let config = &snapshot.config.destination;
         let candidates = match target {
             Target::Broker(id) => {
                 let addr = self
@@ -122,7 +122,7 @@ impl Shared {
             }
             Target::Bootstrap => {
                 // Rotate the starting server so bootstrap connections spread out.
-                let mut servers = config.destination.bootstrap_list();
+                let mut servers = config.bootstrap_list();
                 let len = servers.len().max(1);
                 servers.rotate_left(self.next_bootstrap.fetch_add(1, Ordering::Relaxed) % len);
                 servers
@@ -130,23 +130,15 @@ impl Shared {
         };
         let mut last = UpstreamError::UnknownBroker(-1);
         for addr in candidates {
-            match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok(stream);
-                }
-                Ok(Err(e)) => {
-                    last = UpstreamError::Connect {
-                        addr,
-                        reason: e.to_string(),
-                    }
-                }
-                Err(_) => {
-                    last = UpstreamError::Connect {
-                        addr,
-                        reason: format!("timed out after {timeout:?}"),
-                    }
-                }
+            match transport::connect(
+                &addr,
+                config.connect_timeout(),
+                snapshot.upstream_tls.as_ref(),
+            )
+            .await
+            {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e.into(),
             }
         }
         Err(last)
@@ -155,12 +147,14 @@ impl Shared {
     /// Refreshes destination metadata; opens listeners for new brokers and closes
     /// those of brokers that left. `force` skips the once-a-second coalescing.
     pub async fn refresh_destination(self: &Arc<Self>, force: bool) -> anyhow::Result<()> {
-        let config = self.registry.load().config.clone();
+        let snapshot = self.registry.load();
+        let config = &snapshot.config.destination;
         let Some(metadata) = self
             .destination
             .fetch(
-                &config.destination.bootstrap_list(),
-                config.destination.connect_timeout(),
+                &config.bootstrap_list(),
+                config.connect_timeout(),
+                snapshot.upstream_tls.as_ref(),
                 force,
             )
             .await
@@ -176,6 +170,42 @@ impl Shared {
         }
         Ok(())
     }
+
+    fn open_bootstrap_listener(self: &Arc<Self>, addr: SocketAddr) -> anyhow::Result<()> {
+        let stop = self.shutdown.child_token();
+        listener::spawn(self.clone(), addr, Target::Bootstrap, stop.clone())
+            .with_context(|| format!("proxy.bind: cannot listen on {addr}"))?;
+        let old = self
+            .bootstrap_listener
+            .lock()
+            .map_err(|_| anyhow::anyhow!("bootstrap listener lock poisoned"))?
+            .replace(OpenListener { addr, stop });
+        if let Some(old) = old {
+            tracing::info!(addr = %old.addr, "old bootstrap listener stops accepting");
+            old.stop.cancel();
+        }
+        Ok(())
+    }
+
+    fn set_max_connections(&self, max: usize) {
+        let old = self.max_connections.swap(max, Ordering::AcqRel);
+        if max > old {
+            self.connection_slots.add_permits(max - old);
+        } else if max < old {
+            let excess = old - max;
+            let forgotten = self.connection_slots.forget_permits(excess);
+            // Slots in use now are retired as their connections close.
+            if forgotten < excess {
+                let slots = self.connection_slots.clone();
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots.acquire_many_owned((excess - forgotten) as u32).await
+                    {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+    }
 }
 
 /// A running proxy: its listeners, connections and metadata refresher.
@@ -187,27 +217,22 @@ impl Proxy {
     /// Binds the bootstrap listener and starts the metadata refresher. Broker listeners
     /// open as brokers are discovered.
     pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let config = registry.load().config.clone();
+        let snapshot = registry.load();
+        let max_connections = snapshot.config.proxy.max_connections;
         let shared = Arc::new(Shared {
             registry,
             destination: Destination::default(),
+            metrics: ProxyMetrics::get(),
+            bootstrap_listener: Mutex::new(None),
             broker_listeners: DashMap::new(),
-            connection_slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
+            connection_slots: Arc::new(Semaphore::new(max_connections)),
+            max_connections: AtomicUsize::new(max_connections),
             tracker: TaskTracker::new(),
             shutdown,
             next_bootstrap: AtomicUsize::new(0),
         });
-        let bind = config
-            .proxy
-            .bind_addr()
-            .with_context(|| format!("proxy.bind '{}'", config.proxy.bind))?;
-        listener::spawn(
-            shared.clone(),
-            bind,
-            Target::Bootstrap,
-            shared.shutdown.clone(),
-        )
-        .with_context(|| format!("bootstrap listener on {bind}"))?;
+        let bind = bind_addr(&snapshot)?;
+        shared.open_bootstrap_listener(bind)?;
         tokio::spawn(refresh_loop(shared.clone()));
         Ok(Self { shared })
     }
@@ -215,6 +240,41 @@ impl Proxy {
     /// Ready once the destination's metadata is known (and so broker listeners bound).
     pub fn is_ready(&self) -> bool {
         self.shared.destination.is_known()
+    }
+
+    /// Switches to a new snapshot. Listener changes are prepared first (a new bootstrap
+    /// address must bind), so a failure leaves the old snapshot running.
+    pub async fn apply(&self, snapshot: Snapshot) -> anyhow::Result<()> {
+        let shared = &self.shared;
+        let old = shared.registry.load();
+        let new_bind = bind_addr(&snapshot)?;
+        if bind_addr(&old)? != new_bind {
+            shared.open_bootstrap_listener(new_bind)?;
+        }
+        let routing_changed = old.routing != snapshot.routing;
+        let max_connections = snapshot.config.proxy.max_connections;
+        shared.registry.store(snapshot);
+        shared.set_max_connections(max_connections);
+        if routing_changed {
+            let ids: Vec<i32> = shared.broker_listeners.iter().map(|l| *l.key()).collect();
+            for id in ids {
+                shared.close_broker_listener(id);
+            }
+        }
+        // New bootstrap servers, TLS settings or routing: re-learn the brokers now.
+        if let Err(e) = shared.refresh_destination(true).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                side = "upstream",
+                "refresh after reload failed"
+            );
+        }
+        Ok(())
+    }
+
+    /// The grace period of the active config.
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shared.registry.load().config.proxy.shutdown_grace()
     }
 
     /// After shutdown was signalled: waits for open connections to drain their
@@ -229,6 +289,12 @@ impl Proxy {
         }
         0
     }
+}
+
+fn bind_addr(snapshot: &Snapshot) -> anyhow::Result<SocketAddr> {
+    let bind = &snapshot.config.proxy.bind;
+    bind.parse()
+        .with_context(|| format!("proxy.bind '{bind}' is not ip:port"))
 }
 
 async fn refresh_loop(shared: Arc<Shared>) {

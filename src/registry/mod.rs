@@ -6,27 +6,55 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::Config;
+use rustls::{ClientConfig, ServerConfig};
 
-/// What the proxy needs to decide about a request, frozen at one point in time.
+use crate::config::Config;
+use crate::proxy::routing::Routing;
+use crate::tls::{self, TlsError};
+
+/// What the proxy needs to decide about a request, frozen at one point in time:
+/// the config and everything derived from it.
 #[derive(Debug)]
 pub struct Snapshot {
     pub config: Arc<Config>,
+    pub loaded_at: std::time::SystemTime,
+    pub routing: Routing,
+    /// Server side of every proxy listener, when `[proxy.tls]` is set.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Client side towards the destination, when `[destination.tls]` is set.
+    pub upstream_tls: Option<Arc<ClientConfig>>,
     /// Topics clients may not write: every mirror topic in any state but STOPPED.
     read_only_topics: HashSet<String>,
 }
 
 impl Snapshot {
-    pub fn from_config(config: Config) -> Self {
+    /// Builds everything the config implies (reads certificate files).
+    pub fn build(config: Config) -> Result<Self, TlsError> {
+        let routing = Routing::from_config(&config.proxy).ok_or_else(|| TlsError::Invalid {
+            key: "proxy.routing",
+            reason: "incomplete routing settings".into(),
+        })?;
+        let tls = match &config.proxy.tls {
+            Some(server) => Some(tls::server_config(server, routing.sni().cloned())?),
+            None => None,
+        };
+        let upstream_tls = match &config.destination.tls {
+            Some(client) => Some(tls::client_config(client)?),
+            None => None,
+        };
         let read_only_topics = config
             .mirror_topics
             .iter()
             .map(|t| t.name.clone())
             .collect();
-        Self {
+        Ok(Self {
             config: Arc::new(config),
+            loaded_at: std::time::SystemTime::now(),
+            routing,
+            tls,
+            upstream_tls,
             read_only_topics,
-        }
+        })
     }
 
     pub fn is_read_only(&self, topic: &str) -> bool {

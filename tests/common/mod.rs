@@ -72,14 +72,15 @@ impl Cluster {
     }
 }
 
-/// First port of the test clusters: `MIRRORGATE_TEST_PORT` (default 39092), so two
+/// First port of the test clusters: `MIRRORGATE_TEST_PORT` (default 29092), so two
 /// checkouts can run their suites side by side. The destination takes port..port+2
-/// (controllers +100), the discovery test's cluster port+208.. .
+/// (controllers +100), the discovery test's cluster port+208.. . Below Linux's
+/// ephemeral range (32768..), so client sockets never hold a broker's port.
 pub fn test_port_base() -> u16 {
     std::env::var("MIRRORGATE_TEST_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
-        .unwrap_or(39092)
+        .unwrap_or(29092)
 }
 
 /// The 3-node destination cluster shared by every test of a run.
@@ -109,20 +110,53 @@ pub fn free_port() -> u16 {
 fn free_port_range(count: u16) -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     loop {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 400;
-        let base = 41000 + (std::process::id() % 40) as u16 * 500 + offset as u16 * 8;
+        // Below the ephemeral range too, clear of the clusters (29092..29502).
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 50;
+        let base = 20000 + (std::process::id() % 20) as u16 * 400 + offset as u16 * 8;
         if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ProxyOptions {
     pub mirror_topics: Vec<String>,
+    /// Lines added to [proxy].
     pub extra_proxy_toml: String,
+    /// Lines added to [destination].
     pub extra_destination_toml: String,
+    /// Whole tables appended at the end ([proxy.tls], [log], ...).
+    pub extra_tables: String,
+    /// Replaces the destination's bootstrap servers.
+    pub bootstrap_override: Option<String>,
     pub extra_args: Vec<String>,
+    /// Leave RUST_LOG unset (the config's log.level then decides).
+    pub no_rust_log: bool,
+}
+
+fn render_config(
+    port: u16,
+    broker_port_base: u16,
+    admin: &str,
+    cluster_bootstrap: &str,
+    options: &ProxyOptions,
+) -> String {
+    let bootstrap = options
+        .bootstrap_override
+        .as_deref()
+        .unwrap_or(cluster_bootstrap);
+    let mut config = format!(
+        "[proxy]\nbind = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
+         broker_port_base = {broker_port_base}\n{}\n\n\
+         [destination]\nbootstrap_servers = \"{bootstrap}\"\n{}\n\n[admin]\nbind = \"{admin}\"\n",
+        options.extra_proxy_toml, options.extra_destination_toml
+    );
+    for topic in &options.mirror_topics {
+        config.push_str(&format!("\n[[mirror_topics]]\nname = \"{topic}\"\n"));
+    }
+    config.push_str(&options.extra_tables);
+    config
 }
 
 /// A running `mirrorgate run` process in front of a cluster; killed on drop.
@@ -132,46 +166,84 @@ pub struct Proxy {
     pub port: u16,
     pub broker_port_base: u16,
     pub admin: String,
+    cluster_bootstrap: String,
     dir: tempfile::TempDir,
 }
 
 impl Proxy {
     pub fn start(cluster: &Cluster, options: ProxyOptions) -> Proxy {
+        let mut proxy = Self::spawn(cluster, options);
+        proxy.wait_ready();
+        proxy
+    }
+
+    /// Starts the process without waiting for readiness.
+    pub fn spawn(cluster: &Cluster, options: ProxyOptions) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let broker_port_base = free_port_range(8);
         let admin = format!("127.0.0.1:{}", free_port());
-        let mut config = format!(
-            "[proxy]\nbind = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
-             broker_port_base = {broker_port_base}\n{}\n\
-             [destination]\nbootstrap_servers = \"{}\"\n{}\n\n[admin]\nbind = \"{admin}\"\n",
-            options.extra_proxy_toml, cluster.bootstrap, options.extra_destination_toml
-        );
-        for topic in &options.mirror_topics {
-            config.push_str(&format!("\n[[mirror_topics]]\nname = \"{topic}\"\n"));
-        }
+        let cluster_bootstrap = cluster.bootstrap.clone();
         let config_path = dir.path().join("mirrorgate.toml");
-        std::fs::write(&config_path, config).expect("write config");
+        let text = render_config(port, broker_port_base, &admin, &cluster_bootstrap, &options);
+        std::fs::write(&config_path, text).expect("write config");
         let log = std::fs::File::create(dir.path().join("mirrorgate.log")).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorgate"));
+        command
             .args(["run", "--config"])
             .arg(&config_path)
             .args(&options.extra_args)
-            .env("RUST_LOG", "mirrorgate=debug,info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn mirrorgate");
-        let mut proxy = Proxy {
-            child,
+            .stderr(log);
+        if options.no_rust_log {
+            command.env_remove("RUST_LOG");
+        } else {
+            command.env("RUST_LOG", "mirrorgate=debug,info");
+        }
+        Proxy {
+            child: command.spawn().expect("spawn mirrorgate"),
             bootstrap: format!("127.0.0.1:{port}"),
             port,
             broker_port_base,
             admin,
+            cluster_bootstrap,
             dir,
-        };
-        proxy.wait_ready();
-        proxy
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("mirrorgate.toml")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Rewrites the config file for these options (same ports), atomically.
+    pub fn write_config(&self, options: &ProxyOptions) {
+        let text = render_config(
+            self.port,
+            self.broker_port_base,
+            &self.admin,
+            &self.cluster_bootstrap,
+            options,
+        );
+        self.write_raw_config(&text);
+    }
+
+    pub fn write_raw_config(&self, text: &str) {
+        let tmp = self.dir.path().join("mirrorgate.toml.tmp");
+        std::fs::write(&tmp, text).expect("write config");
+        std::fs::rename(&tmp, self.config_path()).expect("replace config");
+    }
+
+    /// POST /admin/reload: (status, body).
+    pub fn reload(&self) -> (u16, String) {
+        http_request(&self.admin, "POST", "/admin/reload").expect("admin reload")
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(&self.admin, "/metrics").expect("metrics").1
     }
 
     fn wait_ready(&mut self) {
@@ -240,9 +312,19 @@ impl Drop for Proxy {
 
 /// Minimal HTTP/1.0 GET: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     stream.read_to_string(&mut text).ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;

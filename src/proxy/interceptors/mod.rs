@@ -39,28 +39,21 @@ pub struct RequestMeta {
     pub api_version: i16,
 }
 
-/// A request sent upstream whose response is still to come.
-pub struct InFlight {
-    pub meta: RequestMeta,
-    pub on_response: OnResponse,
-}
-
-impl InFlight {
-    pub fn new(frame: &RequestFrame, on_response: OnResponse) -> Self {
-        let meta = RequestMeta {
+impl RequestMeta {
+    pub fn of(frame: &RequestFrame) -> Self {
+        Self {
             correlation_id: frame.correlation_id,
             api_key: frame.api_key,
             api_version: frame.api_version,
-        };
-        Self { meta, on_response }
+        }
     }
 }
 
 pub enum RequestAction {
-    /// Send `bytes` upstream; `in_flight` is `None` when no response will come (acks=0).
+    /// Send `bytes` upstream; `on_response` is `None` when no response will come (acks=0).
     Forward {
         bytes: Bytes,
-        in_flight: Option<InFlight>,
+        on_response: Option<OnResponse>,
     },
     /// Answer the client with this frame, in order, without going upstream.
     Respond(Bytes),
@@ -69,10 +62,9 @@ pub enum RequestAction {
 }
 
 fn forward(frame: RequestFrame, on_response: OnResponse) -> RequestAction {
-    let in_flight = Some(InFlight::new(&frame, on_response));
     RequestAction::Forward {
         bytes: frame.bytes,
-        in_flight,
+        on_response: Some(on_response),
     }
 }
 
@@ -132,10 +124,10 @@ pub async fn on_request(
 
 pub fn on_response(
     shared: &Arc<Shared>,
-    in_flight: InFlight,
+    meta: RequestMeta,
+    on_response: OnResponse,
     frame: Bytes,
 ) -> Result<Bytes, ConnError> {
-    let InFlight { meta, on_response } = in_flight;
     match on_response {
         OnResponse::Forward => Ok(frame),
         OnResponse::ApiVersions => api_versions_response(frame, &meta),

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicNam
 use kafka_protocol::protocol::StrBytes;
 
 use super::write_guard::{self, take_where, GuardedApi, INVALID_REQUEST};
-use super::{addresses, InFlight, OnResponse, RequestAction};
+use super::{addresses, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
@@ -38,6 +38,8 @@ impl GuardedApi for Produce {
         take_where(&mut request.topic_data, |t| is_read_only(&t.name))
             .into_iter()
             .map(|topic| {
+                crate::admin::metrics::ProxyMetrics::get()
+                    .produce_refused(topic.name.as_str(), topic.partition_data.len() as u64);
                 let text = format!(
                     "Cannot append records to read-only mirror topic '{}'",
                     topic.name.as_str()
@@ -109,10 +111,9 @@ pub async fn on_request(
             return Ok(action);
         }
     }
-    let in_flight = expects_response.then(|| InFlight::new(&frame, on_response));
     Ok(RequestAction::Forward {
         bytes: frame.bytes,
-        in_flight,
+        on_response: expects_response.then_some(on_response),
     })
 }
 

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{InFlight, OnResponse, RequestAction, RequestMeta};
+use super::{OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, decode_response, encode_request, encode_response};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
@@ -133,7 +133,7 @@ pub fn apply<A: GuardedApi>(
     let merge: Box<dyn Merge> = Box::new(Refusals::<A>(refused));
     Ok(Some(RequestAction::Forward {
         bytes,
-        in_flight: Some(InFlight::new(frame, OnResponse::Merge(merge))),
+        on_response: Some(OnResponse::Merge(merge)),
     }))
 }
 

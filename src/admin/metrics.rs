@@ -1,0 +1,133 @@
+//! Prometheus metrics. Handles are created once (per API key, per outcome) and kept
+//! here; labels are bounded: API keys, outcomes, reasons, and mirror topic names only.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use kafka_protocol::messages::ApiKey;
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Request latency buckets in seconds: 50 µs .. 30 s (long-poll Fetch sits at the top).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the Prometheus recorder for the process; `None` if one is already set.
+pub fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("mirrorgate_request_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    metrics::gauge!("mirrorgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Some(handle)
+}
+
+pub struct RequestMetrics {
+    pub count: Counter,
+    pub latency: Histogram,
+}
+
+/// The proxy's metric handles.
+pub struct ProxyMetrics {
+    pub client_connections_active: Gauge,
+    pub client_connections_total: Counter,
+    pub upstream_connections_active: Gauge,
+    pub upstream_connections_total: Counter,
+    pub client_bytes_in: Counter,
+    pub client_bytes_out: Counter,
+    pub malformed_frames: Counter,
+    pub connections_refused: Counter,
+    requests: Vec<(i16, RequestMetrics)>,
+    refused_by_topic: DashMap<String, Counter>,
+    tls_failures: DashMap<&'static str, Counter>,
+    reloads: DashMap<&'static str, Counter>,
+}
+
+impl ProxyMetrics {
+    fn new() -> Self {
+        let requests = ApiKey::iter()
+            .map(|key| {
+                let api = format!("{key:?}");
+                let metrics = RequestMetrics {
+                    count: metrics::counter!("mirrorgate_requests_total", "api" => api.clone()),
+                    latency: metrics::histogram!("mirrorgate_request_duration_seconds", "api" => api),
+                };
+                (key as i16, metrics)
+            })
+            .collect();
+        Self {
+            client_connections_active: metrics::gauge!("mirrorgate_client_connections_active"),
+            client_connections_total: metrics::counter!("mirrorgate_client_connections_total"),
+            upstream_connections_active: metrics::gauge!("mirrorgate_upstream_connections_active"),
+            upstream_connections_total: metrics::counter!("mirrorgate_upstream_connections_total"),
+            client_bytes_in: metrics::counter!("mirrorgate_client_bytes_in_total"),
+            client_bytes_out: metrics::counter!("mirrorgate_client_bytes_out_total"),
+            malformed_frames: metrics::counter!("mirrorgate_malformed_frames_total"),
+            connections_refused: metrics::counter!("mirrorgate_connections_refused_total"),
+            requests,
+            refused_by_topic: DashMap::new(),
+            tls_failures: DashMap::new(),
+            reloads: DashMap::new(),
+        }
+    }
+
+    /// The process-wide handles.
+    pub fn get() -> &'static Arc<ProxyMetrics> {
+        static METRICS: OnceLock<Arc<ProxyMetrics>> = OnceLock::new();
+        METRICS.get_or_init(|| Arc::new(ProxyMetrics::new()))
+    }
+
+    pub fn request(&self, api: ApiKey) -> Option<&RequestMetrics> {
+        self.requests
+            .iter()
+            .find(|(key, _)| *key == api as i16)
+            .map(|(_, m)| m)
+    }
+
+    /// Produce partitions refused; `topic` is always a mirror topic, so the label set
+    /// is bounded by the configured mirrors.
+    pub fn produce_refused(&self, topic: &str, partitions: u64) {
+        if let Some(counter) = self.refused_by_topic.get(topic) {
+            counter.increment(partitions);
+            return;
+        }
+        let counter = metrics::counter!(
+            "mirrorgate_produce_partitions_refused_total",
+            "topic" => topic.to_string()
+        );
+        counter.increment(partitions);
+        self.refused_by_topic.insert(topic.to_string(), counter);
+    }
+
+    pub fn tls_handshake_failed(&self, reason: &'static str) {
+        self.tls_failures
+            .entry(reason)
+            .or_insert_with(
+                || metrics::counter!("mirrorgate_tls_handshake_failures_total", "reason" => reason),
+            )
+            .increment(1);
+    }
+
+    pub fn config_reload(&self, outcome: &'static str) {
+        self.reloads
+            .entry(outcome)
+            .or_insert_with(
+                || metrics::counter!("mirrorgate_config_reloads_total", "outcome" => outcome),
+            )
+            .increment(1);
+    }
+}
