@@ -66,9 +66,12 @@ impl Cluster {
         }
     }
 
-    /// Broker ports plus controller ports: what no proxied client may connect to.
+    /// Broker, controller and internal ports: what no proxied client may connect to.
     pub fn all_ports(&self) -> BTreeSet<u16> {
-        self.ports.iter().flat_map(|p| [*p, p + 100]).collect()
+        self.ports
+            .iter()
+            .flat_map(|p| [*p, p + 100, p + 200])
+            .collect()
     }
 }
 
