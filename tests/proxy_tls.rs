@@ -6,13 +6,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::kafka::{batch, metadata, produce, topic_id};
-use common::{
-    destination, kafka_tool, repo_root, traced_with_hosts, unique, Proxy, ProxyOptions, Traced,
-};
+use common::{destination, repo_root, traced_with_hosts, unique, Proxy, ProxyOptions, Traced};
 use kafka_protocol::records::Compression;
 use mirrorgate::config::DestinationTlsConfig;
 use mirrorgate::kafka::client::KafkaConnection;
@@ -137,6 +134,12 @@ fn served_serial(addr: &str, server_name: &str) -> String {
         .to_uppercase()
 }
 
+async fn write_one(conn: &mut KafkaConnection, topic: &str, id: uuid::Uuid) -> i16 {
+    let request = produce(&[(topic, id)], &batch(&["r"], Compression::None), -1);
+    let response = conn.call(&request, 12).await.expect("produce");
+    response.responses[0].partition_responses[0].error_code
+}
+
 async fn tls_connection(addr: &str, certs: &Path) -> KafkaConnection {
     let tls = mirrorgate::tls::client_config(&DestinationTlsConfig {
         ca_file: certs.join("ca.pem"),
@@ -144,14 +147,9 @@ async fn tls_connection(addr: &str, certs: &Path) -> KafkaConnection {
         key_file: None,
     })
     .expect("client config");
-    KafkaConnection::connect_with(
-        addr,
-        "tls-test",
-        Duration::from_secs(10),
-        Some(&Arc::new(tls)),
-    )
-    .await
-    .expect("TLS connection")
+    KafkaConnection::connect_with(addr, "tls-test", Duration::from_secs(10), Some(&tls))
+        .await
+        .expect("TLS connection")
 }
 
 #[test]
@@ -368,14 +366,7 @@ async fn certificate_and_client_ca_changes_apply_on_reload_and_open_connections_
 
     let mut open = tls_connection(&proxy.broker_addr(0), dir.path()).await;
     let id = topic_id(&metadata(&mut open, &[&topic], 12).await, &topic);
-    let write = |conn: &mut KafkaConnection| {
-        let request = produce(&[(&topic, id)], &batch(&["r"], Compression::None), -1);
-        async move {
-            conn.call(&request, 12).await.expect("produce").responses[0].partition_responses[0]
-                .error_code
-        }
-    };
-    assert_eq!(write(&mut open).await, 0);
+    assert_eq!(write_one(&mut open, &topic, id).await, 0);
 
     // Rotate: same CA, new leaf. New handshakes present it; the open connection stays.
     let second_serial = make_certs(dir.path(), true);
@@ -384,7 +375,7 @@ async fn certificate_and_client_ca_changes_apply_on_reload_and_open_connections_
     assert_eq!(status, 200, "{body}");
     assert_eq!(served_serial(&proxy.bootstrap, "localhost"), second_serial);
     assert_eq!(
-        write(&mut open).await,
+        write_one(&mut open, &topic, id).await,
         0,
         "the connection opened before the rotation keeps producing"
     );
@@ -402,5 +393,5 @@ async fn certificate_and_client_ca_changes_apply_on_reload_and_open_connections_
     args.extend(kcat_tls(dir.path(), true).into_iter().skip(6));
     let accepted = kcat_run(args, None, None);
     assert!(accepted.output.status.success(), "{}", accepted.text());
-    assert_eq!(write(&mut open).await, 0);
+    assert_eq!(write_one(&mut open, &topic, id).await, 0);
 }

@@ -379,19 +379,40 @@ impl Traced {
 
 /// Runs `program args` under `strace -f` (connect calls only), feeding `stdin`.
 pub fn traced(program: &Path, args: &[&str], stdin: Option<&str>, timeout: Duration) -> Traced {
+    traced_with_hosts(program, args, stdin, timeout, None)
+}
+
+/// As `traced`, with `hosts` (a file in /etc/hosts format) as the client's /etc/hosts:
+/// a private mount namespace gives test-only names (SNI routing) an address without
+/// touching the machine's resolver. Needs root, as CI has.
+pub fn traced_with_hosts(
+    program: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    timeout: Duration,
+    hosts: Option<&Path>,
+) -> Traced {
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("connect.trace");
-    let mut child = Command::new("timeout")
-        .arg(format!("{}", timeout.as_secs()))
-        .args([
-            "strace",
-            "-f",
-            "-qq",
-            "--seccomp-bpf",
-            "-e",
-            "trace=connect",
-            "-o",
-        ])
+    let mut command = Command::new("timeout");
+    command.arg(format!("{}", timeout.as_secs()));
+    if let Some(hosts) = hosts {
+        command
+            .args(["unshare", "--mount", "--", "sh", "-c"])
+            .arg("mount --bind \"$0\" /etc/hosts && exec \"$@\"")
+            .arg(hosts);
+    }
+    let strace = [
+        "strace",
+        "-f",
+        "-qq",
+        "--seccomp-bpf",
+        "-e",
+        "trace=connect",
+        "-o",
+    ];
+    let mut child = command
+        .args(strace)
         .arg(&trace)
         .arg("--")
         .arg(program)
@@ -416,7 +437,9 @@ pub fn traced(program: &Path, args: &[&str], stdin: Option<&str>, timeout: Durat
     }
 }
 
+/// TCP/UDP ports of every connect(); DNS lookups (port 53) are not Kafka traffic.
 fn parse_connect_ports(trace: &str) -> BTreeSet<u16> {
+    const DNS: u16 = 53;
     trace
         .lines()
         .filter(|l| l.contains("connect(") && (l.contains("AF_INET")))
@@ -425,6 +448,7 @@ fn parse_connect_ports(trace: &str) -> BTreeSet<u16> {
             let end = start + l[start..].find(')')?;
             l[start..end].parse().ok()
         })
+        .filter(|port| *port != DNS)
         .collect()
 }
 
