@@ -147,7 +147,7 @@ async fn tls_connection(addr: &str, certs: &Path) -> KafkaConnection {
         key_file: None,
     })
     .expect("client config");
-    KafkaConnection::connect_with(addr, "tls-test", Duration::from_secs(10), Some(&tls))
+    KafkaConnection::connect_with(addr, "tls-test", Duration::from_secs(10), Some(&tls), None)
         .await
         .expect("TLS connection")
 }

@@ -13,6 +13,7 @@ use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
 
 use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
 use super::transport::{self, BoxIo, ConnectError};
+use crate::config::SaslConfig;
 
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
 const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -51,26 +52,31 @@ impl KafkaConnection {
         client_id: &str,
         connect_timeout: Duration,
     ) -> Result<Self, ClientError> {
-        Self::connect_with(addr, client_id, connect_timeout, None).await
+        Self::connect_with(addr, client_id, connect_timeout, None, None).await
     }
 
-    /// A connection, over TLS when `tls` is given.
+    /// A connection, over TLS when `tls` is given, authenticated when `sasl` is.
     pub async fn connect_with(
         addr: &str,
         client_id: &str,
         connect_timeout: Duration,
         tls: Option<&Arc<ClientConfig>>,
+        sasl: Option<&SaslConfig>,
     ) -> Result<Self, ClientError> {
         let stream = transport::connect(addr, connect_timeout, tls).await?;
         let (read, write) = tokio::io::split(stream);
-        Ok(Self {
+        let mut connection = Self {
             reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),
             writer: BufWriter::new(write),
             next_correlation_id: 1,
             client_id: StrBytes::from_string(client_id.to_string()),
             request_timeout: Duration::from_secs(30),
             addr: addr.to_string(),
-        })
+        };
+        if let Some(sasl) = sasl {
+            super::sasl::authenticate(&mut connection, sasl).await?;
+        }
+        Ok(connection)
     }
 
     pub fn addr(&self) -> &str {

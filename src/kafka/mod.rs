@@ -4,4 +4,5 @@
 pub mod client;
 pub mod codec;
 pub mod frame;
+pub mod sasl;
 pub mod transport;

@@ -15,6 +15,7 @@ use rustls::ClientConfig;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::config::SaslConfig;
 use crate::kafka::client::{ClientError, KafkaConnection};
 
 /// Metadata version of our own refresh: has topic ids, supported by Kafka 2.8 .. 4.x.
@@ -84,6 +85,7 @@ impl Destination {
         bootstrap: &[String],
         connect_timeout: Duration,
         tls: Option<&Arc<ClientConfig>>,
+        sasl: Option<&SaslConfig>,
         force: bool,
     ) -> Result<Option<MetadataResponse>, ClientError> {
         let mut last = self.refresh.lock().await;
@@ -92,7 +94,7 @@ impl Destination {
         }
         let mut last_error = None;
         for server in bootstrap {
-            match fetch_from(server, connect_timeout, tls).await {
+            match fetch_from(server, connect_timeout, tls, sasl).await {
                 Ok(response) => {
                     *last = Some(Instant::now());
                     return Ok(Some(response));
@@ -128,9 +130,10 @@ async fn fetch_from(
     server: &str,
     timeout: Duration,
     tls: Option<&Arc<ClientConfig>>,
+    sasl: Option<&SaslConfig>,
 ) -> Result<MetadataResponse, ClientError> {
     let mut connection =
-        KafkaConnection::connect_with(server, "mirrorgate-proxy", timeout, tls).await?;
+        KafkaConnection::connect_with(server, "mirrorgate-proxy", timeout, tls, sasl).await?;
     let request = MetadataRequest::default().with_topics(None);
     connection.call(&request, METADATA_VERSION).await
 }

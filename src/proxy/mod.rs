@@ -155,6 +155,7 @@ impl Shared {
                 &config.bootstrap_list(),
                 config.connect_timeout(),
                 snapshot.upstream_tls.as_ref(),
+                config.sasl.as_ref(),
                 force,
             )
             .await

@@ -40,15 +40,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn up(name: &'static str, nodes: u16, port: u16) -> Cluster {
+        Self::up_with(name, nodes, port, &[])
+    }
+
+    /// A cluster with extra `testbed/kafka up` arguments (e.g. `--security ssl`).
+    pub fn up_with(name: &'static str, nodes: u16, port: u16, extra: &[&str]) -> Cluster {
+        let (nodes_arg, port_arg) = (nodes.to_string(), port.to_string());
         let out = Command::new(repo_root().join("testbed/kafka"))
-            .args([
-                "up",
-                name,
-                "--nodes",
-                &nodes.to_string(),
-                "--port",
-                &port.to_string(),
-            ])
+            .args(["up", name, "--nodes", &nodes_arg, "--port", &port_arg])
+            .args(extra)
             .stderr(Stdio::inherit())
             .output()
             .expect("run testbed/kafka up");

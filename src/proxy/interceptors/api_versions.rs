@@ -127,26 +127,24 @@ pub fn proxy_range(key: ApiKey) -> Option<(i16, i16)> {
         return None;
     }
     let (_, min, max) = REVIEWED.iter().find(|(k, _, _)| *k == key)?;
-    let min = match key {
-        // SaslHandshake v0 switches the connection to unframed tokens, which the proxy
-        // cannot follow; v1 keeps Kafka framing (SaslAuthenticate).
-        ApiKey::SaslHandshake => 1,
-        // AddPartitionsToTxn v4+ is inter-broker (batched transactions); clients use v0-3.
-        _ => *min,
-    };
     let max = match key {
+        // AddPartitionsToTxn v4+ is inter-broker (batched transactions); clients use v0-3.
         ApiKey::AddPartitionsToTxn => 3,
         _ => *max,
     };
-    Some((min, max))
+    Some((*min, max))
 }
 
-/// True when the proxy offered this version of `key` to clients.
+/// True when the proxy carries this version of `key` for clients.
 pub fn is_offered(key: ApiKey, version: i16) -> bool {
     match (key, proxy_range(key)) {
         // Produce's minimum stays at the broker's (0): librdkafka disables compression
         // when Produce v0 is missing (KAFKA-18659). v0-2 are forwarded undecoded.
         (ApiKey::Produce, Some((_, max))) => (0..=max).contains(&version),
+        // SaslHandshake v0 stays listed (librdkafka detects SASL support by it) but is
+        // refused: it switches the connection to unframed tokens the proxy cannot
+        // follow. Clients that negotiate use v1 (tokens in SaslAuthenticate frames).
+        (ApiKey::SaslHandshake, Some((_, max))) => (1..=max).contains(&version),
         (_, Some((min, max))) => (min..=max).contains(&version),
         (_, None) => false,
     }
@@ -228,9 +226,16 @@ mod tests {
             vec![
                 (ApiKey::Produce as i16, 0, 13),
                 (ApiKey::Fetch as i16, 4, 18),
-                (ApiKey::SaslHandshake as i16, 1, 1),
+                (ApiKey::SaslHandshake as i16, 0, 1),
             ]
         );
+    }
+
+    #[test]
+    fn sasl_handshake_v0_is_listed_but_not_carried() {
+        assert!(!is_offered(ApiKey::SaslHandshake, 0));
+        assert!(is_offered(ApiKey::SaslHandshake, 1));
+        assert!(is_offered(ApiKey::Produce, 0));
     }
 
     #[test]
