@@ -109,7 +109,10 @@ async fn api_versions_are_negotiated() {
     assert_eq!(produce.min_version, 0, "Produce minimum stays 0");
     assert!(produce.max_version <= ApiKey::Produce.valid_versions().max);
     let handshake = find(ApiKey::SaslHandshake).expect("SaslHandshake offered");
-    assert_eq!(handshake.min_version, 0, "librdkafka detects SASL support by v0");
+    assert_eq!(
+        handshake.min_version, 0,
+        "librdkafka detects SASL support by v0"
+    );
     assert!(
         find(ApiKey::ShareFetch).is_none(),
         "share-group APIs are not offered"

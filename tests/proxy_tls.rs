@@ -395,3 +395,47 @@ async fn certificate_and_client_ca_changes_apply_on_reload_and_open_connections_
     assert!(accepted.output.status.success(), "{}", accepted.text());
     assert_eq!(write_one(&mut open, &topic, id).await, 0);
 }
+
+#[test]
+fn a_stalled_or_vanishing_handshake_only_costs_that_connection() {
+    let cluster = destination();
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), false);
+    let mut proxy = Proxy::start(
+        cluster,
+        ProxyOptions {
+            extra_proxy_toml: "tls_handshake_timeout_ms = 300".into(),
+            extra_tables: tls_table(dir.path(), false),
+            ..Default::default()
+        },
+    );
+    // Says nothing: closed by the proxy after the handshake timeout.
+    let mut silent = std::net::TcpStream::connect(&proxy.bootstrap).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert!(matches!(
+        std::io::Read::read(&mut silent, &mut buf),
+        Ok(0) | Err(_)
+    ));
+    // Hangs up mid-handshake: logged at debug, not as an error.
+    let quitter = std::net::TcpStream::connect(&proxy.bootstrap).unwrap();
+    std::io::Write::write_all(&mut &quitter, &[0x16, 0x03, 0x01]).unwrap();
+    drop(quitter);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("mirrorgate_tls_handshake_failures_total{reason=\"timeout\"}"),
+        "{metrics}"
+    );
+    assert!(proxy.is_running());
+    let log = proxy.log();
+    assert!(!log.lines().any(|l| l.contains("ERROR")), "{log}");
+    assert_eq!(
+        served_serial(&proxy.bootstrap, "localhost").is_empty(),
+        false,
+        "still serving TLS"
+    );
+}
