@@ -14,7 +14,7 @@ use common::{kafka_tool, kcat, repo_root, test_port_base, unique, Cluster, Proxy
 fn certs() -> &'static PathBuf {
     static CERTS: OnceLock<PathBuf> = OnceLock::new();
     CERTS.get_or_init(|| {
-        let dir = repo_root().join("testbed/.run/test-certs");
+        let dir = repo_root().join("testbed/.cache/test-certs");
         let status = Command::new(repo_root().join("certs/make-dev-certs"))
             .arg(&dir)
             .arg("--if-missing")
