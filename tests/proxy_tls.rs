@@ -49,6 +49,19 @@ fn tls_table(certs: &Path, client_ca: bool) -> String {
     table
 }
 
+/// A proxy with TLS on its listeners (and client certificates required with
+/// `client_ca`), and the folder of its fresh certificates.
+fn tls_proxy(cluster: &common::Cluster, client_ca: bool) -> (tempfile::TempDir, Proxy) {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path(), false);
+    let options = ProxyOptions {
+        extra_tables: tls_table(dir.path(), client_ca),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(cluster, options);
+    (dir, proxy)
+}
+
 /// /etc/hosts for the SNI names of a 3-broker cluster.
 fn sni_hosts(dir: &Path) -> PathBuf {
     let path = dir.join("hosts");
@@ -207,17 +220,7 @@ fn java_and_kcat_over_tls_with_sni_routing_on_three_brokers() {
     assert!(produce.output.status.success(), "{}", produce.text());
     produce.assert_only_proxy(&proxy, cluster);
 
-    let mut consume_args = vec![
-        "-b".to_string(),
-        bootstrap.clone(),
-        "-C".into(),
-        "-t".into(),
-        topic.clone(),
-        "-o".into(),
-        "beginning".into(),
-        "-e".into(),
-        "-q".into(),
-    ];
+    let mut consume_args = common::kcat_read_all(&bootstrap, &topic);
     consume_args.extend(kcat_tls(dir.path(), false));
     let consume = kcat_run(consume_args, None, Some(&hosts));
     let mut got: Vec<String> = consume.stdout().lines().map(String::from).collect();
@@ -251,15 +254,7 @@ fn java_and_kcat_over_tls_with_sni_routing_on_three_brokers() {
 #[test]
 fn port_per_broker_over_tls_with_ip_verification() {
     let cluster = destination();
-    let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path(), false);
-    let proxy = Proxy::start(
-        cluster,
-        ProxyOptions {
-            extra_tables: tls_table(dir.path(), false),
-            ..Default::default()
-        },
-    );
+    let (dir, proxy) = tls_proxy(cluster, false);
     let topic = unique("tls-port");
     common::create_topic(
         cluster,
@@ -283,17 +278,7 @@ fn port_per_broker_over_tls_with_ip_verification() {
     );
     assert!(produce.output.status.success(), "{}", produce.text());
     produce.assert_only_proxy(&proxy, cluster);
-    let mut args = vec![
-        "-b".to_string(),
-        proxy.bootstrap.clone(),
-        "-C".into(),
-        "-t".into(),
-        topic.clone(),
-        "-o".into(),
-        "beginning".into(),
-        "-e".into(),
-        "-q".into(),
-    ];
+    let mut args = common::kcat_read_all(&proxy.bootstrap, &topic);
     args.extend(kcat_tls(dir.path(), false));
     let consume = kcat_run(args, None, None);
     let mut got: Vec<String> = consume.stdout().lines().map(String::from).collect();
@@ -305,15 +290,7 @@ fn port_per_broker_over_tls_with_ip_verification() {
 #[test]
 fn mutual_tls_refuses_clients_without_a_certificate() {
     let cluster = destination();
-    let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path(), false);
-    let proxy = Proxy::start(
-        cluster,
-        ProxyOptions {
-            extra_tables: tls_table(dir.path(), true),
-            ..Default::default()
-        },
-    );
+    let (dir, proxy) = tls_proxy(cluster, true);
     let topic = unique("mtls");
     common::create_topic(
         cluster,

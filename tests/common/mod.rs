@@ -473,6 +473,23 @@ pub fn kafka_tool_direct(args: &[&str]) -> Output {
         .expect("run kafka tool")
 }
 
+/// kcat arguments that read a whole topic from the beginning and exit.
+pub fn kcat_read_all(bootstrap: &str, topic: &str) -> Vec<String> {
+    [
+        "-b",
+        bootstrap,
+        "-C",
+        "-t",
+        topic,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// kcat, traced.
 pub fn kcat(args: &[&str], stdin: Option<&str>) -> Traced {
     traced(Path::new("kcat"), args, stdin, Duration::from_secs(60))
