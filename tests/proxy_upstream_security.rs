@@ -40,22 +40,31 @@ fn client_config(cluster: &str, mechanism: &str) -> String {
 }
 
 #[test]
-fn the_proxy_speaks_tls_to_the_destination() {
+fn the_proxy_speaks_tls_to_the_destination_with_a_client_certificate() {
     let certs = certs();
     let certs_arg = certs.to_str().unwrap();
     let cluster = Cluster::up_with(
         "mg-tls",
         1,
         test_port_base() + 510,
-        &["--security", "ssl", "--certs", certs_arg],
+        &[
+            "--security",
+            "ssl",
+            "--certs",
+            certs_arg,
+            "--client-auth",
+            "required",
+        ],
+    );
+    let d = certs.display();
+    let upstream_tls = format!(
+        "\n[destination.tls]\nca_file = \"{d}/ca.pem\"\n\
+         cert_file = \"{d}/client.pem\"\nkey_file = \"{d}/client-key.pem\"\n"
     );
     let proxy = Proxy::start(
         &cluster,
         ProxyOptions {
-            extra_tables: format!(
-                "\n[destination.tls]\nca_file = \"{}/ca.pem\"\n",
-                certs.display()
-            ),
+            extra_tables: upstream_tls,
             ..Default::default()
         },
     );
