@@ -3,4 +3,8 @@
 
 pub mod client;
 pub mod codec;
+pub mod compression;
+pub mod filler;
 pub mod frame;
+pub mod record_batch;
+pub mod record_codec;
