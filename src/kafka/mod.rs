@@ -7,4 +7,6 @@ pub mod compression;
 pub mod filler;
 pub mod frame;
 pub mod record_batch;
+#[cfg(test)]
+mod record_batch_tests;
 pub mod record_codec;
