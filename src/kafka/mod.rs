@@ -5,6 +5,8 @@ pub mod client;
 pub mod codec;
 pub mod compression;
 pub mod filler;
+#[cfg(test)]
+mod filler_tests;
 pub mod frame;
 pub mod record_batch;
 #[cfg(test)]
