@@ -3,6 +3,14 @@
 
 pub mod client;
 pub mod codec;
+pub mod compression;
+pub mod filler;
+#[cfg(test)]
+mod filler_tests;
 pub mod frame;
 pub mod sasl;
 pub mod transport;
+pub mod record_batch;
+#[cfg(test)]
+mod record_batch_tests;
+pub mod record_codec;

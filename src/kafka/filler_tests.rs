@@ -1,0 +1,234 @@
+//! Tests of `filler` and of record decoding, checked with kafka-protocol's decoder.
+
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, TimestampType, NO_TIMESTAMP};
+
+use super::filler::*;
+use super::record_batch::*;
+use super::record_batch_tests::{
+    as_log_append_time, encode, kp_decode, patch, rec, sample, view, with_attributes, Rec, CODECS,
+};
+use super::record_codec::{decode_records, encode_record, RawRecord};
+
+#[test]
+fn filler_batches_are_valid_and_small() {
+    for codec in CODECS {
+        let bytes = filler_batch(10_000, codec, 1_700_000_000_000).unwrap();
+        let v = view(&bytes);
+        assert!(v.verify_crc() && v.is_gap_free());
+        assert_eq!(
+            (v.base_offset(), v.last_offset_delta(), v.records_count()),
+            (0, 9_999, 10_000)
+        );
+        assert_eq!(
+            (v.producer_id(), v.producer_epoch(), v.base_sequence()),
+            (-1, -1, -1)
+        );
+        assert_eq!(v.compression().unwrap(), codec);
+        let records = kp_decode(&bytes);
+        assert_eq!(records.len(), 10_000);
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.offset, i as i64);
+            assert_eq!(r.key.as_deref(), Some(FILLER_KEY));
+            assert!(r.value.is_none() && r.headers.is_empty());
+            assert_eq!(r.timestamp, 1_700_000_000_000);
+        }
+        assert!(is_filler_batch(&v).unwrap());
+    }
+    // Every record differs in its offset delta, so ~0.8 byte per filler with zstd: a
+    // million fit one batch under the default max.message.bytes. LZ4 needs ~5 bytes.
+    for (codec, limit) in [
+        (Compression::Zstd, 1_000_000),
+        (Compression::Lz4, 6_000_000),
+    ] {
+        let million = filler_batch(1_000_000, codec, 0).unwrap();
+        assert!(million.len() < limit, "{codec:?}: {} bytes", million.len());
+        assert!(is_filler_batch(&view(&million)).unwrap());
+    }
+    assert!(matches!(
+        filler_batch(0, Compression::None, 0),
+        Err(BatchError::BadFillerCount(0))
+    ));
+    assert!(filler_batch(i64::from(u32::MAX), Compression::None, 0).is_err());
+}
+
+#[test]
+fn filler_size_bound_holds() {
+    let filler = RawRecord {
+        attributes: 0,
+        timestamp_delta: 0,
+        offset_delta: 0,
+        key: Some(Bytes::from_static(FILLER_KEY)),
+        value: None,
+        headers: vec![],
+    };
+    let (mut out, mut body) = (Vec::new(), Vec::new());
+    encode_record(&mut out, &mut body, &filler, 0, i32::MAX).unwrap();
+    assert_eq!(out.len(), FILLER_RECORD_MAX_LEN);
+    let n = max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES);
+    let batch = filler_batch(i64::from(n), Compression::None, 0).unwrap();
+    assert!(batch.len() <= DEFAULT_MAX_MESSAGE_BYTES);
+}
+
+#[test]
+fn filler_detection_true_and_false() {
+    let mut mixed: Vec<Rec> = (0..20)
+        .map(|i| Rec {
+            offset: i,
+            timestamp: 1,
+            key: Some(FILLER_KEY),
+            value: None,
+            headers: vec![],
+        })
+        .collect();
+    for codec in CODECS {
+        assert!(
+            !is_filler_batch(&view(&sample(codec))).unwrap(),
+            "{codec:?}"
+        );
+        assert!(!may_be_filler_batch(&view(&sample(codec))));
+        assert!(may_be_filler_batch(&view(
+            &filler_batch(2, codec, NO_TIMESTAMP).unwrap()
+        )));
+        assert!(is_filler_batch(&view(&encode(&mixed, codec, -1, false))).unwrap());
+        let stamped =
+            rewrite_for_produce(&view(&filler_batch(3, codec, 1).unwrap()), 8, 0, 0).unwrap();
+        assert!(is_filler_batch(&view(&stamped)).unwrap());
+    }
+    mixed.push(rec(20, 1, b"real", "data"));
+    assert!(!is_filler_batch(&view(&encode(&mixed, Compression::Zstd, -1, false))).unwrap());
+    mixed.pop();
+    mixed[7].value = Some(b"not null".to_vec());
+    assert!(!is_filler_batch(&view(&encode(&mixed, Compression::Lz4, -1, false))).unwrap());
+    mixed[7].value = None;
+    mixed[7].headers = vec![("h", None)];
+    assert!(!is_filler_batch(&view(&encode(&mixed, Compression::None, -1, false))).unwrap());
+    let control = with_attributes(
+        &filler_batch(1, Compression::None, 1).unwrap(),
+        CONTROL_FLAG,
+    );
+    assert!(!is_filler_batch(&view(&control)).unwrap());
+}
+
+/// A compacted batch: records left at offset deltas 0, 3, 4, 9 of a range that ends at
+/// delta 11 (the cleaner keeps the batch's last offset when it drops its last records).
+fn compacted(codec: Compression) -> Bytes {
+    let recs: Vec<Rec> = [0, 3, 4, 9]
+        .iter()
+        .map(|d| rec(500 + d, 2_000 + d * 100, b"k", &format!("v{d}")))
+        .collect();
+    patch(&encode(&recs, codec, -1, false), 23, &11i32.to_be_bytes())
+}
+
+#[test]
+fn re_encode_fills_compaction_holes() {
+    for codec in CODECS {
+        let src = compacted(codec);
+        assert!(!view(&src).is_gap_free());
+        let out = re_encode_with_fillers(&view(&src)).unwrap();
+        // [0] real, [1,2] fillers, [3,4] real, [5..8] fillers, [9] real, [10,11] fillers
+        let shape: Vec<_> = out
+            .iter()
+            .map(|b| {
+                let v = view(b);
+                (
+                    v.base_offset(),
+                    v.records_count(),
+                    is_filler_batch(&v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (500, 1, false),
+                (501, 2, true),
+                (503, 2, false),
+                (505, 4, true),
+                (509, 1, false),
+                (510, 2, true),
+            ],
+            "{codec:?}"
+        );
+        let originals = kp_decode(&src);
+        let mut next = 500;
+        let mut real = originals.iter();
+        for batch in &out {
+            let v = view(batch);
+            assert!(v.verify_crc() && v.is_gap_free());
+            assert_eq!(v.compression().unwrap(), codec);
+            assert_eq!(v.base_offset(), next);
+            next = v.next_offset();
+            let filler = is_filler_batch(&v).unwrap();
+            // Fillers carry no timestamp, real records do: the prefilter is exact here.
+            assert_eq!(may_be_filler_batch(&v), filler);
+            for r in kp_decode(batch) {
+                if filler {
+                    assert_eq!(
+                        (r.key.as_deref(), r.value.as_ref(), r.timestamp),
+                        (Some(FILLER_KEY), None, -1)
+                    );
+                } else {
+                    let o = real.next().unwrap();
+                    assert_eq!(r.offset, o.offset);
+                    assert_eq!(
+                        (&r.key, &r.value, &r.headers, r.timestamp),
+                        (&o.key, &o.value, &o.headers, o.timestamp)
+                    );
+                }
+            }
+            let stamped = rewrite_for_produce(&v, 3, 0, 0).unwrap();
+            assert_eq!(view(&stamped).records_count(), v.records_count());
+        }
+        assert_eq!(next, 512);
+        assert!(real.next().is_none());
+    }
+}
+
+#[test]
+fn re_encode_of_log_append_time_batch_with_holes() {
+    let src = as_log_append_time(&compacted(Compression::Snappy), 77_000);
+    let out = re_encode_with_fillers(&view(&src)).unwrap();
+    for batch in out.iter().filter(|b| !is_filler_batch(&view(b)).unwrap()) {
+        assert_eq!(view(batch).timestamp_type(), TimestampType::Creation);
+        assert!(kp_decode(batch).iter().all(|r| r.timestamp == 77_000));
+    }
+}
+
+#[test]
+fn re_encode_of_control_and_empty_batches_is_all_fillers() {
+    let marker = with_attributes(
+        &patch(&sample(Compression::None), 0, &40i64.to_be_bytes()),
+        CONTROL_FLAG | TRANSACTIONAL_FLAG,
+    );
+    let out = re_encode_with_fillers(&view(&marker)).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (view(&out[0]).base_offset(), view(&out[0]).records_count()),
+        (40, 5)
+    );
+    assert!(is_filler_batch(&view(&out[0])).unwrap());
+
+    let empty = empty_batch_like(&view(&sample(Compression::Lz4)));
+    let out = re_encode_with_fillers_max(&view(&empty), 2).unwrap();
+    let shape: Vec<_> = out
+        .iter()
+        .map(|b| (view(b).base_offset(), view(b).records_count()))
+        .collect();
+    assert_eq!(shape, vec![(100, 2), (102, 2), (104, 1)]);
+}
+
+#[test]
+fn decoding_enforces_the_declared_count() {
+    let src = sample(Compression::None);
+    let more = patch(&src, 57, &6i32.to_be_bytes());
+    assert!(matches!(
+        decode_records(&view(&more)),
+        Err(BatchError::MalformedRecord { index: 5, .. })
+    ));
+    let fewer = patch(&src, 57, &4i32.to_be_bytes());
+    assert!(decode_records(&view(&fewer)).is_err());
+    let huge = patch(&src, 57, &i32::MAX.to_be_bytes());
+    assert!(decode_records(&view(&huge)).is_err());
+    assert_eq!(decode_records(&view(&src)).unwrap().len(), 5);
+}

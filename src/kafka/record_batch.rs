@@ -1,0 +1,504 @@
+//! Zero-copy views of v2 record batches (magic 2) and the header-only rewrite that the
+//! replicator's fast path uses.
+//!
+//! A raw record set (a Fetch response's `records`) is a run of batches; [`RecordBatches`]
+//! splits it into [`BatchView`]s, each a `Bytes` slice of the original buffer. Header
+//! fields are read at fixed offsets (layout in `shared/reference/protocol.md`); records
+//! are only looked into by `record_codec` and `filler`, and only where the replicator or
+//! the proxy must.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    NO_SEQUENCE,
+};
+
+use super::record_codec::{decode_records, BatchBuilder};
+
+/// baseOffset + batchLength: the part of a batch outside `batchLength`.
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the v2 header; records (or the compressed block) start here.
+pub const HEADER_LEN: usize = 61;
+/// Smallest legal `batchLength`: a header with no records.
+pub const MIN_BATCH_LENGTH: i32 = (HEADER_LEN - LOG_OVERHEAD) as i32;
+/// The only batch format mirrorgate handles.
+pub const MAGIC_V2: i8 = 2;
+
+// Field offsets inside a batch.
+const BASE_OFFSET: usize = 0;
+const LENGTH: usize = 8;
+const PARTITION_LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+/// The CRC-32C covers everything from the attributes to the end of the batch.
+pub const CRC_START: usize = 21;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORDS_COUNT: usize = 57;
+
+// Attribute bits.
+pub const COMPRESSION_MASK: i16 = 0x07;
+pub const TIMESTAMP_TYPE_FLAG: i16 = 0x08;
+pub const TRANSACTIONAL_FLAG: i16 = 0x10;
+pub const CONTROL_FLAG: i16 = 0x20;
+pub const DELETE_HORIZON_FLAG: i16 = 0x40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("record batch length {0} is below the v2 minimum of {MIN_BATCH_LENGTH}")]
+    BadLength(i32),
+    #[error("record batch magic {0} is not supported (only v2)")]
+    UnsupportedMagic(i8),
+    #[error("record batch declares {declared} bytes but {actual} were given")]
+    SizeMismatch { declared: usize, actual: usize },
+    #[error("unknown compression codec {0}")]
+    UnknownCompression(i16),
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch { stored: u32, computed: u32 },
+    #[error("control batches cannot be produced by a client")]
+    ControlBatch,
+    #[error("batch has {records} records for {span} offsets (holes): re-encode it with fillers")]
+    NotGapFree { records: i32, span: i64 },
+    #[error("negative base sequence {0} with a producer id: the broker rejects it")]
+    NegativeSequence(i32),
+    #[error("filler count {0} is outside 1..=i32::MAX")]
+    BadFillerCount(i64),
+    #[error("malformed record {index}: {reason}")]
+    MalformedRecord { index: i64, reason: &'static str },
+    #[error("records of one batch decompress to more than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{codec:?}: {source}")]
+    Compression {
+        codec: Compression,
+        source: std::io::Error,
+    },
+}
+
+/// One whole v2 batch: a cheap, immutable view over its bytes.
+///
+/// Invariant: `bytes` is exactly `12 + batchLength` long, `batchLength >= 49`, magic 2.
+/// Accessors rely on it and never index out of range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchView {
+    bytes: Bytes,
+}
+
+impl BatchView {
+    /// A view of exactly one whole batch.
+    pub fn parse(bytes: Bytes) -> Result<Self, BatchError> {
+        let mut batches = RecordBatches::new(bytes.clone());
+        match batches.next() {
+            Some(Ok(view)) if view.bytes.len() == bytes.len() => Ok(view),
+            Some(Err(e)) => Err(e),
+            _ => Err(BatchError::SizeMismatch {
+                declared: declared_size(&bytes).unwrap_or(0),
+                actual: bytes.len(),
+            }),
+        }
+    }
+
+    fn get<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        if let Some(src) = self.bytes.get(at..at + N) {
+            out.copy_from_slice(src);
+        }
+        out
+    }
+
+    pub fn base_offset(&self) -> i64 {
+        i64::from_be_bytes(self.get(BASE_OFFSET))
+    }
+    pub fn batch_length(&self) -> i32 {
+        i32::from_be_bytes(self.get(LENGTH))
+    }
+    pub fn partition_leader_epoch(&self) -> i32 {
+        i32::from_be_bytes(self.get(PARTITION_LEADER_EPOCH))
+    }
+    pub fn magic(&self) -> i8 {
+        i8::from_be_bytes(self.get(MAGIC))
+    }
+    pub fn crc(&self) -> u32 {
+        u32::from_be_bytes(self.get(CRC))
+    }
+    pub fn attributes(&self) -> i16 {
+        i16::from_be_bytes(self.get(ATTRIBUTES))
+    }
+    /// The codec of the records block; 5-7 are not assigned by Kafka.
+    pub fn compression(&self) -> Result<Compression, BatchError> {
+        codec_from_attributes(self.attributes())
+    }
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes() & TIMESTAMP_TYPE_FLAG != 0 {
+            TimestampType::LogAppend
+        } else {
+            TimestampType::Creation
+        }
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & TRANSACTIONAL_FLAG != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL_FLAG != 0
+    }
+    /// Set by the log cleaner (KIP-534): `base_timestamp` then holds the delete horizon.
+    pub fn has_delete_horizon(&self) -> bool {
+        self.attributes() & DELETE_HORIZON_FLAG != 0
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        i32::from_be_bytes(self.get(LAST_OFFSET_DELTA))
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        i64::from_be_bytes(self.get(BASE_TIMESTAMP))
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        i64::from_be_bytes(self.get(MAX_TIMESTAMP))
+    }
+    pub fn producer_id(&self) -> i64 {
+        i64::from_be_bytes(self.get(PRODUCER_ID))
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        i16::from_be_bytes(self.get(PRODUCER_EPOCH))
+    }
+    pub fn base_sequence(&self) -> i32 {
+        i32::from_be_bytes(self.get(BASE_SEQUENCE))
+    }
+    pub fn records_count(&self) -> i32 {
+        i32::from_be_bytes(self.get(RECORDS_COUNT))
+    }
+    /// Offset of the last offset the batch covers, whether or not a record is left there.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset()
+            .saturating_add(i64::from(self.last_offset_delta()))
+    }
+    /// Where the next fetch starts: consumers advance here even past an empty batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+    pub fn verify_crc(&self) -> bool {
+        crc32c::crc32c(self.crc_region()) == self.crc()
+    }
+    /// The whole batch, as it was on the wire.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+    /// The records block (compressed when the codec says so).
+    pub fn records_payload(&self) -> Bytes {
+        self.bytes.slice(HEADER_LEN.min(self.bytes.len())..)
+    }
+
+    /// True when every offset in `[base_offset, last_offset]` holds a record, which is
+    /// what a broker accepts on Produce. Compaction removes records but keeps the batch's
+    /// offset range, so a cleaned batch fails this. It is a header-only check: for a
+    /// compressed batch nothing more is known without decompressing, and nothing more is
+    /// needed, because records keep their order and distinct offset deltas inside a batch.
+    pub fn is_gap_free(&self) -> bool {
+        let count = self.records_count();
+        count > 0 && i64::from(count) == i64::from(self.last_offset_delta()) + 1
+    }
+
+    fn crc_region(&self) -> &[u8] {
+        self.bytes.get(CRC_START..).unwrap_or_default()
+    }
+}
+
+fn codec_from_attributes(attributes: i16) -> Result<Compression, BatchError> {
+    Ok(match attributes & COMPRESSION_MASK {
+        0 => Compression::None,
+        1 => Compression::Gzip,
+        2 => Compression::Snappy,
+        3 => Compression::Lz4,
+        4 => Compression::Zstd,
+        other => return Err(BatchError::UnknownCompression(other)),
+    })
+}
+
+/// `12 + batchLength` when the length field is there and not negative.
+fn declared_size(bytes: &[u8]) -> Option<usize> {
+    let raw: [u8; 4] = bytes.get(LENGTH..LOG_OVERHEAD)?.try_into().ok()?;
+    let len = usize::try_from(i32::from_be_bytes(raw)).ok()?;
+    Some(LOG_OVERHEAD + len)
+}
+
+/// Iterator over the batches of a raw record set.
+///
+/// A batch cut off at the end (the broker stops at the fetch size limit) ends the
+/// iteration without an error; [`RecordBatches::leftover`] then tells how many bytes
+/// were not consumed. A malformed batch yields one error, then the iterator is done.
+#[derive(Debug, Clone)]
+pub struct RecordBatches {
+    buf: Bytes,
+    pos: usize,
+    done: bool,
+}
+
+impl RecordBatches {
+    pub fn new(records: Bytes) -> Self {
+        Self {
+            buf: records,
+            pos: 0,
+            done: false,
+        }
+    }
+
+    /// Bytes not yielded as batches: the partial tail (or the malformed batch and what
+    /// follows it). Final once `next` has returned `None`.
+    pub fn leftover(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+}
+
+impl Iterator for RecordBatches {
+    type Item = Result<BatchView, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let Some(raw_len) = rest.get(LENGTH..LOG_OVERHEAD) else {
+            self.done = true;
+            return None;
+        };
+        let len = i32::from_be_bytes([raw_len[0], raw_len[1], raw_len[2], raw_len[3]]);
+        if len < MIN_BATCH_LENGTH {
+            self.done = true;
+            return Some(Err(BatchError::BadLength(len)));
+        }
+        // Check the magic as soon as it is visible, so that an old-format log fails
+        // loudly instead of looking like an endless partial batch.
+        if let Some(&magic) = rest.get(MAGIC) {
+            if magic as i8 != MAGIC_V2 {
+                self.done = true;
+                return Some(Err(BatchError::UnsupportedMagic(magic as i8)));
+            }
+        }
+        // len >= 49, so this fits usize on every platform Rust supports.
+        let total = LOG_OVERHEAD + len as usize;
+        if rest.len() < total {
+            self.done = true;
+            return None;
+        }
+        let bytes = self.buf.slice(self.pos..self.pos + total);
+        self.pos += total;
+        Some(Ok(BatchView { bytes }))
+    }
+}
+
+/// Header fields of a batch being built; length and CRC are filled by [`seal`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Header {
+    pub base_offset: i64,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+impl Header {
+    /// A header for a batch that a producer without a producer id would send.
+    pub fn unstamped(codec: Compression, base_offset: i64) -> Self {
+        Self {
+            base_offset,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            attributes: codec as i16,
+            last_offset_delta: 0,
+            base_timestamp: kafka_protocol::records::NO_TIMESTAMP,
+            max_timestamp: kafka_protocol::records::NO_TIMESTAMP,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            records_count: 0,
+        }
+    }
+
+    /// Writes every field but batchLength and CRC into the first 61 bytes of `buf`.
+    pub fn write(&self, buf: &mut [u8]) {
+        put(buf, BASE_OFFSET, self.base_offset.to_be_bytes());
+        put(
+            buf,
+            PARTITION_LEADER_EPOCH,
+            self.partition_leader_epoch.to_be_bytes(),
+        );
+        put(buf, MAGIC, MAGIC_V2.to_be_bytes());
+        put(buf, ATTRIBUTES, self.attributes.to_be_bytes());
+        put(buf, LAST_OFFSET_DELTA, self.last_offset_delta.to_be_bytes());
+        put(buf, BASE_TIMESTAMP, self.base_timestamp.to_be_bytes());
+        put(buf, MAX_TIMESTAMP, self.max_timestamp.to_be_bytes());
+        put(buf, PRODUCER_ID, self.producer_id.to_be_bytes());
+        put(buf, PRODUCER_EPOCH, self.producer_epoch.to_be_bytes());
+        put(buf, BASE_SEQUENCE, self.base_sequence.to_be_bytes());
+        put(buf, RECORDS_COUNT, self.records_count.to_be_bytes());
+    }
+}
+
+fn put<const N: usize>(buf: &mut [u8], at: usize, value: [u8; N]) {
+    if let Some(dst) = buf.get_mut(at..at + N) {
+        dst.copy_from_slice(&value);
+    }
+}
+
+/// Fills batchLength and the CRC of a complete batch (header + records) in place.
+pub(crate) fn seal(buf: &mut [u8]) -> Result<(), BatchError> {
+    let len = buf.len().saturating_sub(LOG_OVERHEAD);
+    let len = i32::try_from(len).map_err(|_| BatchError::TooLarge {
+        limit: i32::MAX as usize,
+    })?;
+    put(buf, LENGTH, len.to_be_bytes());
+    let crc = crc32c::crc32c(buf.get(CRC_START..).unwrap_or_default());
+    put(buf, CRC, crc.to_be_bytes());
+    Ok(())
+}
+
+/// The replicator's fast path: the batch as a client may produce it, stamped with our
+/// idempotent producer id, epoch and base sequence.
+///
+/// The source batch is copied once; baseOffset becomes 0 (brokers reject anything else),
+/// partitionLeaderEpoch -1, and the attributes keep only the codec: transactional (4)
+/// because we produce outside any transaction, LogAppendTime (3) because brokers reject
+/// it from clients, and delete horizon (6) because the horizon is the source cleaner's
+/// schedule, not ours (record timestamps do not change: they are base + delta either
+/// way). The records block is untouched and the CRC recomputed.
+///
+/// LogAppendTime batches take a slow path. Consumers of the source saw `max_timestamp`
+/// as every record's timestamp (the broker stamps only the header), while the records
+/// still carry the producer's create-time deltas. Clearing the bit alone would make
+/// consumers of the destination see those create times instead, so such a batch is
+/// decoded and re-encoded as CreateTime with every record's timestamp set to the source
+/// `max_timestamp` (same codec, same keys, values and headers).
+///
+/// Errors: control batches and batches with holes (use `filler::re_encode_with_fillers`),
+/// a CRC mismatch (the source bytes are not laundered into a fresh CRC), a negative
+/// sequence with a producer id.
+pub fn rewrite_for_produce(
+    batch: &BatchView,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, BatchError> {
+    if batch.is_control() {
+        return Err(BatchError::ControlBatch);
+    }
+    if !batch.is_gap_free() {
+        return Err(BatchError::NotGapFree {
+            records: batch.records_count(),
+            span: i64::from(batch.last_offset_delta()) + 1,
+        });
+    }
+    if producer_id >= 0 && base_sequence < 0 {
+        return Err(BatchError::NegativeSequence(base_sequence));
+    }
+    let codec = batch.compression()?;
+    if batch.timestamp_type() == TimestampType::LogAppend {
+        return rewrite_log_append_time(batch, codec, producer_id, producer_epoch, base_sequence);
+    }
+
+    let src = batch.bytes();
+    let (header, payload) = src.split_at(HEADER_LEN.min(src.len()));
+    let mut out = BytesMut::with_capacity(src.len());
+    out.extend_from_slice(header);
+    put(&mut out, BASE_OFFSET, 0i64.to_be_bytes());
+    put(
+        &mut out,
+        PARTITION_LEADER_EPOCH,
+        NO_PARTITION_LEADER_EPOCH.to_be_bytes(),
+    );
+    put(&mut out, ATTRIBUTES, (codec as i16).to_be_bytes());
+    put(&mut out, PRODUCER_ID, producer_id.to_be_bytes());
+    put(&mut out, PRODUCER_EPOCH, producer_epoch.to_be_bytes());
+    put(&mut out, BASE_SEQUENCE, base_sequence.to_be_bytes());
+    // One pass over the payload in cache-sized chunks: copy it, verify the source CRC
+    // and compute the new one (CRC-32C in hardware is far cheaper than the memory
+    // traffic; crc32c_combine would avoid the second CRC but costs more per call).
+    let header_crc = |h: &[u8]| crc32c::crc32c(h.get(CRC_START..HEADER_LEN).unwrap_or_default());
+    let (mut old_crc, mut new_crc) = (header_crc(header), header_crc(&out));
+    for chunk in payload.chunks(16 * 1024) {
+        old_crc = crc32c::crc32c_append(old_crc, chunk);
+        new_crc = crc32c::crc32c_append(new_crc, chunk);
+        out.extend_from_slice(chunk);
+    }
+    if old_crc != batch.crc() {
+        return Err(BatchError::CrcMismatch {
+            stored: batch.crc(),
+            computed: old_crc,
+        });
+    }
+    put(&mut out, CRC, new_crc.to_be_bytes());
+    Ok(out.freeze())
+}
+
+fn rewrite_log_append_time(
+    batch: &BatchView,
+    codec: Compression,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, BatchError> {
+    if !batch.verify_crc() {
+        return Err(crc_mismatch(batch));
+    }
+    let seen = batch.max_timestamp();
+    let mut header = Header::unstamped(codec, 0);
+    header.producer_id = producer_id;
+    header.producer_epoch = producer_epoch;
+    header.base_sequence = base_sequence;
+    let mut builder = BatchBuilder::new(codec, header, seen)?;
+    // Gap-free: the i-th record is at delta i; numbering by position keeps the output
+    // gap-free even if a corrupt record says otherwise.
+    for (delta, record) in (0..).zip(decode_records(batch)?) {
+        builder.push(delta, seen, &record)?;
+    }
+    builder.finish()
+}
+
+pub(crate) fn crc_mismatch(batch: &BatchView) -> BatchError {
+    BatchError::CrcMismatch {
+        stored: batch.crc(),
+        computed: crc32c::crc32c(batch.crc_region()),
+    }
+}
+
+/// The batch the proxy puts in a Fetch response in place of a filler batch: same base
+/// offset, last offset delta, timestamps, producer fields and partition leader epoch,
+/// zero records, codec none (as the broker writes empty batches), valid CRC. Java
+/// clients and librdkafka move their position to `last_offset + 1` past it, so the
+/// hidden offsets are skipped without a gap in what consumers read.
+pub fn empty_batch_like(batch: &BatchView) -> Bytes {
+    let mut out = BytesMut::zeroed(HEADER_LEN);
+    Header {
+        base_offset: batch.base_offset(),
+        partition_leader_epoch: batch.partition_leader_epoch(),
+        attributes: batch.attributes() & !COMPRESSION_MASK,
+        last_offset_delta: batch.last_offset_delta(),
+        base_timestamp: batch.base_timestamp(),
+        max_timestamp: batch.max_timestamp(),
+        producer_id: batch.producer_id(),
+        producer_epoch: batch.producer_epoch(),
+        base_sequence: batch.base_sequence(),
+        records_count: 0,
+    }
+    .write(&mut out);
+    // 61 bytes always fit an i32 length.
+    let _ = seal(&mut out);
+    out.freeze()
+}
+
+/// The base sequence of the batch after one of `records` records that started at
+/// `base_sequence`. Sequences wrap from i32::MAX to 0, as brokers expect.
+pub fn next_sequence(base_sequence: i32, records: i32) -> i32 {
+    let next = (i64::from(base_sequence) + i64::from(records)).rem_euclid(1i64 << 31);
+    // rem_euclid by 2^31 always fits an i32.
+    i32::try_from(next).unwrap_or(0)
+}
