@@ -11,4 +11,5 @@ pub mod config;
 pub mod kafka;
 pub mod proxy;
 pub mod registry;
+pub mod replicator;
 pub mod tls;

@@ -8,9 +8,10 @@ pub mod filler;
 #[cfg(test)]
 mod filler_tests;
 pub mod frame;
-pub mod sasl;
-pub mod transport;
+pub mod producer;
 pub mod record_batch;
 #[cfg(test)]
 mod record_batch_tests;
 pub mod record_codec;
+pub mod sasl;
+pub mod transport;
