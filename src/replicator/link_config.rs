@@ -1,0 +1,469 @@
+//! Cluster link configuration: Java properties, as operators write them for Confluent
+//! (`--config k=v,...` or `--config-file config.txt`), checked key by key. Every
+//! problem is reported at once, naming the key; an unknown key is an error.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Parses Java properties text: `key=value`, `key: value` or `key value`; `#` and `!`
+/// comments; a trailing backslash continues the line.
+pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    let mut pending = String::new();
+    for (number, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
+        {
+            continue;
+        }
+        if let Some(continued) = line.strip_suffix('\\') {
+            pending.push_str(continued);
+            continue;
+        }
+        pending.push_str(line);
+        let entry = std::mem::take(&mut pending);
+        let split = entry.find(['=', ':', ' ', '\t']);
+        let (key, value) = match split {
+            Some(at) => (
+                &entry[..at],
+                entry[at + 1..].trim_start_matches(['=', ':', ' ', '\t']),
+            ),
+            None => (entry.as_str(), ""),
+        };
+        if key.is_empty() {
+            return Err(format!("line {}: no key", number + 1));
+        }
+        out.insert(key.to_string(), value.trim_end().to_string());
+    }
+    Ok(out)
+}
+
+/// `--config k=v,k2=v2` (values may not contain commas; use --config-file for those).
+pub fn parse_inline(config: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for pair in config.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("'{pair}' is not key=value"))?;
+        out.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOffset {
+    Earliest,
+    Latest,
+    /// Milliseconds since the epoch, from an ISO-8601 timestamp.
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+/// `{"groupFilters":[...]}` / `{"topicFilters":[...]}` entries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    pub name: String,
+    #[serde(rename = "patternType")]
+    pub pattern_type: PatternType,
+    #[serde(rename = "filterType")]
+    pub filter_type: FilterType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PatternType {
+    Literal,
+    Prefixed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FilterType {
+    Include,
+    Exclude,
+}
+
+/// Confluent's rule: `"*"` LITERAL matches everything, a name no filter includes is
+/// excluded, and EXCLUDE wins over INCLUDE.
+pub fn filters_match(filters: &[Filter], name: &str) -> bool {
+    let hits = |f: &&Filter| match f.pattern_type {
+        PatternType::Literal => f.name == "*" || f.name == name,
+        PatternType::Prefixed => name.starts_with(&f.name),
+    };
+    let matching: Vec<&Filter> = filters.iter().filter(hits).collect();
+    !matching.is_empty()
+        && matching
+            .iter()
+            .all(|f| f.filter_type == FilterType::Include)
+}
+
+fn parse_filters(json: &str, field: &str) -> Result<Vec<Filter>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not JSON: {e}"))?;
+    let list = value
+        .get(field)
+        .ok_or_else(|| format!("expected {{\"{field}\": [...]}}"))?;
+    serde_json::from_value(list.clone()).map_err(|e| e.to_string())
+}
+
+/// A validated link configuration; `raw` keeps every key as given (for storage and
+/// describe, secrets redacted by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkConfig {
+    pub raw: BTreeMap<String, String>,
+    pub bootstrap_servers: Vec<String>,
+    pub security_protocol: SecurityProtocol,
+    pub start_offset: StartOffset,
+    pub paused: bool,
+    pub retry_timeout: Duration,
+    pub availability_check: Duration,
+    pub availability_failure_threshold: u32,
+    pub consumer_offset_sync: bool,
+    pub consumer_offset_sync_interval: Duration,
+    pub group_filters: Vec<Filter>,
+    pub topic_config_sync_interval: Duration,
+    pub auto_create_mirror_topics: bool,
+    pub topic_filters: Vec<Filter>,
+    pub prefix: Option<String>,
+}
+
+/// Keys taken as given (passed to the source connection or kept for later features).
+const PASSED_THROUGH: &[&str] = &[
+    "sasl.mechanism",
+    "sasl.jaas.config",
+    "ssl.truststore.type",
+    "ssl.truststore.location",
+    "ssl.truststore.certificates",
+    "ssl.keystore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.key.password",
+    "ssl.endpoint.identification.algorithm",
+    "acl.sync.enable",
+    "acl.filters",
+    "acl.sync.ms",
+];
+
+/// Keys whose values are secrets.
+pub const SECRET_KEYS: &[&str] = &["sasl.jaas.config", "ssl.keystore.key", "ssl.key.password"];
+
+impl LinkConfig {
+    /// Validates `raw`; every problem is listed, each naming its key.
+    pub fn from_properties(raw: BTreeMap<String, String>) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        let get = |key: &str| raw.get(key).map(String::as_str);
+        let mut ms = |key: &str, default: u64, errors: &mut Vec<String>| -> Duration {
+            match get(key) {
+                None => Duration::from_millis(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(Duration::from_millis)
+                    .unwrap_or_else(|_| {
+                        errors.push(format!(
+                            "{key}: '{v}' is not a non-negative number of milliseconds"
+                        ));
+                        Duration::from_millis(default)
+                    }),
+            }
+        };
+        let retry_timeout = ms("cluster.link.retry.timeout.ms", 300_000, &mut errors);
+        let availability_check = ms("availability.check.ms", 60_000, &mut errors);
+        let consumer_offset_sync_interval = ms("consumer.offset.sync.ms", 30_000, &mut errors);
+        let topic_config_sync_interval = ms("topic.config.sync.ms", 5_000, &mut errors);
+        let _ = ms("acl.sync.ms", 5_000, &mut errors);
+        let mut boolean = |key: &str, errors: &mut Vec<String>| match get(key) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                errors.push(format!("{key}: '{v}' is not true or false"));
+                false
+            }
+        };
+        let paused = boolean("cluster.link.paused", &mut errors);
+        let consumer_offset_sync = boolean("consumer.offset.sync.enable", &mut errors);
+        let auto_create_mirror_topics = boolean("auto.create.mirror.topics.enable", &mut errors);
+        let _ = boolean("acl.sync.enable", &mut errors);
+
+        let bootstrap_servers: Vec<String> = get("bootstrap.servers")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        if bootstrap_servers.is_empty() {
+            errors.push("bootstrap.servers: required".into());
+        }
+        for server in &bootstrap_servers {
+            if !server
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                errors.push(format!("bootstrap.servers: '{server}' is not host:port"));
+            }
+        }
+        let security_protocol = match get("security.protocol")
+            .unwrap_or("PLAINTEXT")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            other => {
+                errors.push(format!("security.protocol: '{other}' is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"));
+                SecurityProtocol::Plaintext
+            }
+        };
+        let start_offset = match get("mirror.start.offset.spec").unwrap_or("earliest") {
+            "earliest" => StartOffset::Earliest,
+            "latest" => StartOffset::Latest,
+            other => match parse_iso8601_ms(other) {
+                Some(ms) => StartOffset::Timestamp(ms),
+                None => {
+                    errors.push(format!(
+                        "mirror.start.offset.spec: '{other}' is not earliest, latest or an ISO-8601 timestamp"
+                    ));
+                    StartOffset::Earliest
+                }
+            },
+        };
+        let availability_failure_threshold = match get(
+            "availability.check.consecutive.failure.threshold",
+        ) {
+            None => 5,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    errors.push(format!(
+                        "availability.check.consecutive.failure.threshold: '{v}' is not a number of at least 1"
+                    ));
+                    5
+                }
+            },
+        };
+        let mut filters = |key: &str, field: &str, errors: &mut Vec<String>| match get(key) {
+            None | Some("") => Vec::new(),
+            Some(json) => parse_filters(json, field).unwrap_or_else(|e| {
+                errors.push(format!("{key}: {e}"));
+                Vec::new()
+            }),
+        };
+        let group_filters = filters("consumer.offset.group.filters", "groupFilters", &mut errors);
+        let topic_filters = filters(
+            "auto.create.mirror.topics.filters",
+            "topicFilters",
+            &mut errors,
+        );
+        let _ = filters("acl.filters", "aclFilters", &mut errors);
+        let prefix = get("cluster.link.prefix").map(String::from);
+        if prefix
+            .as_ref()
+            .is_some_and(|p| p.len() > 12 || !crate::config::valid_topic_name(p))
+        {
+            errors.push("cluster.link.prefix: at most 12 characters of a legal topic name".into());
+        }
+        if matches!(
+            security_protocol,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        ) && get("sasl.jaas.config").is_none()
+        {
+            errors.push("sasl.jaas.config: required with a SASL security.protocol".into());
+        }
+
+        const TYPED: &[&str] = &[
+            "bootstrap.servers",
+            "security.protocol",
+            "mirror.start.offset.spec",
+            "cluster.link.paused",
+            "cluster.link.retry.timeout.ms",
+            "cluster.link.prefix",
+            "availability.check.ms",
+            "availability.check.consecutive.failure.threshold",
+            "consumer.offset.sync.enable",
+            "consumer.offset.group.filters",
+            "consumer.offset.sync.ms",
+            "topic.config.sync.ms",
+            "auto.create.mirror.topics.enable",
+            "auto.create.mirror.topics.filters",
+        ];
+        for key in raw.keys() {
+            if !TYPED.contains(&key.as_str()) && !PASSED_THROUGH.contains(&key.as_str()) {
+                errors.push(format!("{key}: unknown cluster link config"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self {
+            raw,
+            bootstrap_servers,
+            security_protocol,
+            start_offset,
+            paused,
+            retry_timeout,
+            availability_check,
+            availability_failure_threshold,
+            consumer_offset_sync,
+            consumer_offset_sync_interval,
+            group_filters,
+            topic_config_sync_interval,
+            auto_create_mirror_topics,
+            topic_filters,
+            prefix,
+        })
+    }
+
+    /// The config as stored or shown: secrets replaced by "***".
+    pub fn redacted(&self) -> BTreeMap<String, String> {
+        self.raw
+            .iter()
+            .map(|(k, v)| {
+                let shown = if SECRET_KEYS.contains(&k.as_str()) {
+                    "***".to_string()
+                } else {
+                    v.clone()
+                };
+                (k.clone(), shown)
+            })
+            .collect()
+    }
+}
+
+/// `2023-04-20T16:03:05Z`, `2023-04-20T16:03:05.123Z`, `2023-04-20T16:03:05+09:00`.
+fn parse_iso8601_ms(text: &str) -> Option<i64> {
+    let (date, rest) = text.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
+        (t, 0)
+    } else {
+        let at = rest.rfind(['+', '-'])?;
+        let (t, zone) = rest.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':')?;
+        (
+            t,
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+        )
+    };
+    let (hms, millis) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, format!("{frac:0<3}").get(..3)?.parse::<i64>().ok()?),
+        None => (time, 0),
+    };
+    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days since the epoch (proleptic Gregorian), after Howard Hinnant's civil algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_secs) * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_walkthrough_config_file() {
+        let text = "# link\nconsumer.offset.sync.enable=true\nbootstrap.servers=ig-test1:9092\n";
+        let raw = parse_properties(text).unwrap();
+        let config = LinkConfig::from_properties(raw).unwrap();
+        assert!(config.consumer_offset_sync);
+        assert_eq!(config.bootstrap_servers, ["ig-test1:9092"]);
+        assert_eq!(config.start_offset, StartOffset::Earliest);
+    }
+
+    #[test]
+    fn properties_syntax() {
+        let raw = parse_properties("a = 1\nb: two\nc three\n! comment\nd=x\\\n  y\n").unwrap();
+        assert_eq!(raw["a"], "1");
+        assert_eq!(raw["b"], "two");
+        assert_eq!(raw["c"], "three");
+        assert_eq!(raw["d"], "xy");
+        assert_eq!(
+            parse_inline("bootstrap.servers=h:1, cluster.link.paused=true")
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn every_bad_key_is_reported() {
+        let raw = parse_inline(
+            "bootstrap.servers=nohost,cluster.link.paused=maybe,mirror.start.offset.spec=soon,typo.key=1",
+        )
+        .unwrap();
+        let errors = LinkConfig::from_properties(raw).unwrap_err();
+        for key in [
+            "bootstrap.servers",
+            "cluster.link.paused",
+            "mirror.start.offset.spec",
+            "typo.key",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(key)),
+                "{key} in {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn group_filters_follow_confluent_rules() {
+        let raw = parse_inline("bootstrap.servers=h:1").unwrap();
+        let mut raw = raw;
+        raw.insert(
+            "consumer.offset.group.filters".into(),
+            r#"{"groupFilters":[{"name":"*","patternType":"LITERAL","filterType":"INCLUDE"},
+                {"name":"tmp-","patternType":"PREFIXED","filterType":"EXCLUDE"}]}"#
+                .into(),
+        );
+        let config = LinkConfig::from_properties(raw).unwrap();
+        assert!(filters_match(&config.group_filters, "orders-app"));
+        assert!(
+            !filters_match(&config.group_filters, "tmp-1"),
+            "EXCLUDE wins"
+        );
+        assert!(!filters_match(&[], "any"), "no filter, no group");
+    }
+
+    #[test]
+    fn timestamps_and_secrets() {
+        assert_eq!(parse_iso8601_ms("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(
+            parse_iso8601_ms("2023-04-20T16:03:05.5+09:00"),
+            Some(1_681_974_185_500)
+        );
+        assert_eq!(parse_iso8601_ms("yesterday"), None);
+        let mut raw =
+            parse_inline("bootstrap.servers=h:1,security.protocol=SASL_PLAINTEXT").unwrap();
+        raw.insert("sasl.jaas.config".into(), "secret stuff".into());
+        let config = LinkConfig::from_properties(raw).unwrap();
+        assert_eq!(config.redacted()["sasl.jaas.config"], "***");
+    }
+}
