@@ -163,7 +163,7 @@ impl LinkConfig {
     pub fn from_properties(raw: BTreeMap<String, String>) -> Result<Self, Vec<String>> {
         let mut errors = Vec::new();
         let get = |key: &str| raw.get(key).map(String::as_str);
-        let mut ms = |key: &str, default: u64, errors: &mut Vec<String>| -> Duration {
+        let ms = |key: &str, default: u64, errors: &mut Vec<String>| -> Duration {
             match get(key) {
                 None => Duration::from_millis(default),
                 Some(v) => v
@@ -182,7 +182,7 @@ impl LinkConfig {
         let consumer_offset_sync_interval = ms("consumer.offset.sync.ms", 30_000, &mut errors);
         let topic_config_sync_interval = ms("topic.config.sync.ms", 5_000, &mut errors);
         let _ = ms("acl.sync.ms", 5_000, &mut errors);
-        let mut boolean = |key: &str, errors: &mut Vec<String>| match get(key) {
+        let boolean = |key: &str, errors: &mut Vec<String>| match get(key) {
             None | Some("false") => false,
             Some("true") => true,
             Some(v) => {
@@ -254,7 +254,7 @@ impl LinkConfig {
                 }
             },
         };
-        let mut filters = |key: &str, field: &str, errors: &mut Vec<String>| match get(key) {
+        let filters = |key: &str, field: &str, errors: &mut Vec<String>| match get(key) {
             None | Some("") => Vec::new(),
             Some(json) => parse_filters(json, field).unwrap_or_else(|e| {
                 errors.push(format!("{key}: {e}"));
