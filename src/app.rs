@@ -13,6 +13,7 @@ use crate::config::reload::{Reloader, SetLogLevel};
 use crate::config::Config;
 use crate::proxy::Proxy;
 use crate::registry::{Registry, Snapshot};
+use crate::replicator::manager::Replicator;
 
 pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -37,10 +38,12 @@ pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Resu
         set_log_level,
     ));
     tokio::spawn(reloader.clone().watch(shutdown.clone()));
+    let replicator = Replicator::start(registry.clone(), shutdown.clone());
     let admin = crate::admin::AdminState {
         proxy: proxy.clone(),
         registry,
         reloader: reloader.clone(),
+        replicator,
         metrics,
     };
     crate::admin::serve(admin_bind, admin, shutdown.clone()).await?;

@@ -35,6 +35,11 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create, list, describe and delete cluster links (flags of kafka-cluster-links).
+    ClusterLinks(mirrorgate::admin::cli::ClusterLinks),
+    /// Create, list, describe, pause, resume, promote and fail over mirror topics
+    /// (flags of kafka-mirrors).
+    Mirrors(mirrorgate::admin::cli::Mirrors),
     /// Run the proxy in front of the destination cluster.
     Run {
         /// TOML config file (see config/mirrorgate.example.toml).
@@ -65,8 +70,26 @@ fn init_logging(format: LogFormat) -> SetLogLevel {
     })
 }
 
+/// Admin commands print their own messages; errors go to stderr as Confluent's do.
+fn client_exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match cli.command {
+        Command::Run { config } => config,
+        Command::ClusterLinks(args) => {
+            return client_exit(mirrorgate::admin::cli::cluster_links(args))
+        }
+        Command::Mirrors(args) => return client_exit(mirrorgate::admin::cli::mirrors(args)),
+    };
     let set_log_level = init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -75,9 +98,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match cli.command {
-        Command::Run { config } => runtime.block_on(mirrorgate::app::run(&config, set_log_level)),
-    };
+    let result = runtime.block_on(mirrorgate::app::run(&config, set_log_level));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,8 @@
 //! The admin HTTP listener: health, readiness, Prometheus metrics, the active config
 //! and reload. The REST API of links and mirrors joins it.
 
+pub mod cli;
+mod links;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -19,12 +21,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::reload::Reloader;
 use crate::proxy::Proxy;
 use crate::registry::Registry;
+use crate::replicator::manager::Replicator;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub proxy: Arc<Proxy>,
     pub registry: Arc<Registry>,
     pub reloader: Arc<Reloader>,
+    pub replicator: Replicator,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -39,6 +43,7 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/admin/config", get(active_config))
         .route("/admin/reload", post(reload))
+        .merge(links::routes())
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
+    pub replicator: ReplicatorConfig,
+    #[serde(default)]
     pub mirror_topics: Vec<MirrorTopicConfig>,
 }
 
@@ -94,6 +96,27 @@ pub struct DestinationTlsConfig {
     /// Client certificate and key, when the brokers require one.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicatorConfig {
+    /// Run cluster links and mirror topics in this process. One replicating instance
+    /// per destination cluster: instances do not yet share the work.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Compacted topic on the destination holding links, mirrors and their states.
+    #[serde(default = "defaults::metadata_topic")]
+    pub metadata_topic: String,
+}
+
+impl Default for ReplicatorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            metadata_topic: defaults::metadata_topic(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -195,6 +218,9 @@ mod defaults {
     }
     pub fn tls_handshake_timeout_ms() -> u64 {
         10_000
+    }
+    pub fn metadata_topic() -> String {
+        "_mirrorgate-metadata".to_string()
     }
     pub fn admin_bind() -> String {
         "127.0.0.1:8090".to_string()
@@ -351,6 +377,13 @@ impl Config {
             format!(
                 "admin.bind: '{}' is not an ip:port socket address",
                 self.admin.bind
+            ),
+        );
+        check(
+            valid_topic_name(&self.replicator.metadata_topic),
+            format!(
+                "replicator.metadata_topic: '{}' is not a legal topic name",
+                self.replicator.metadata_topic
             ),
         );
         let mut seen = HashSet::new();

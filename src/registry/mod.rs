@@ -14,7 +14,7 @@ use crate::tls::{self, TlsError};
 
 /// What the proxy needs to decide about a request, frozen at one point in time:
 /// the config and everything derived from it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub loaded_at: std::time::SystemTime,
@@ -23,8 +23,10 @@ pub struct Snapshot {
     pub tls: Option<Arc<ServerConfig>>,
     /// Client side towards the destination, when `[destination.tls]` is set.
     pub upstream_tls: Option<Arc<ClientConfig>>,
-    /// Topics clients may not write: every mirror topic in any state but STOPPED.
-    read_only_topics: HashSet<String>,
+    /// Mirror topics declared in the config file: always read-only.
+    config_mirrors: HashSet<String>,
+    /// Mirror topics of cluster links in any state but STOPPED (set by the replicator).
+    link_mirrors: Arc<HashSet<String>>,
 }
 
 impl Snapshot {
@@ -42,7 +44,7 @@ impl Snapshot {
             Some(client) => Some(tls::client_config(client)?),
             None => None,
         };
-        let read_only_topics = config
+        let config_mirrors = config
             .mirror_topics
             .iter()
             .map(|t| t.name.clone())
@@ -53,27 +55,32 @@ impl Snapshot {
             routing,
             tls,
             upstream_tls,
-            read_only_topics,
+            config_mirrors,
+            link_mirrors: Arc::default(),
         })
     }
 
+    /// Clients may not write to a mirror topic in any state but STOPPED.
     pub fn is_read_only(&self, topic: &str) -> bool {
-        self.read_only_topics.contains(topic)
+        self.config_mirrors.contains(topic) || self.link_mirrors.contains(topic)
     }
 
     pub fn has_read_only_topics(&self) -> bool {
-        !self.read_only_topics.is_empty()
+        !self.config_mirrors.is_empty() || !self.link_mirrors.is_empty()
     }
 }
 
 pub struct Registry {
     current: ArcSwap<Snapshot>,
+    /// Serializes writers (config reload, replicator) so neither loses the other's part.
+    writers: std::sync::Mutex<()>,
 }
 
 impl Registry {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             current: ArcSwap::from_pointee(snapshot),
+            writers: std::sync::Mutex::new(()),
         }
     }
 
@@ -82,7 +89,19 @@ impl Registry {
         self.current.load_full()
     }
 
-    pub fn store(&self, snapshot: Snapshot) {
+    /// Swaps in a snapshot built from a (re)loaded config; the replicator's mirror
+    /// set carries over.
+    pub fn store(&self, mut snapshot: Snapshot) {
+        let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        snapshot.link_mirrors = self.current.load().link_mirrors.clone();
         self.current.store(Arc::new(snapshot));
+    }
+
+    /// Replaces the set of read-only cluster-link mirror topics.
+    pub fn set_link_mirrors(&self, topics: HashSet<String>) {
+        let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot::clone(&self.current.load());
+        next.link_mirrors = Arc::new(topics);
+        self.current.store(Arc::new(next));
     }
 }

@@ -1,6 +1,102 @@
-//! The replicator: copies source partitions to mirror partitions with identical
-//! offsets. So far the per-partition copier (fast path); links, mirror states and the
-//! metadata topic build on it.
+//! The replicator: cluster links to source clusters and mirror topics copied with
+//! identical offsets.
+//!
+//! link config -> manager (links, mirrors, states; persisted by `store` in the
+//! destination's metadata topic) -> one `task` per mirror partition running a
+//! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
 pub mod link_config;
+pub mod manager;
 pub mod partition;
+pub mod store;
+mod task;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::kafka::admin;
+use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::registry::Registry;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections to the destination with the proxy's current TLS and SASL settings.
+#[derive(Clone)]
+pub struct Destination {
+    registry: Arc<Registry>,
+}
+
+impl Destination {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    pub fn metadata_topic(&self) -> String {
+        self.registry
+            .load()
+            .config
+            .replicator
+            .metadata_topic
+            .clone()
+    }
+
+    pub async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {
+        let snapshot = self.registry.load();
+        let sasl = snapshot.config.destination.sasl.as_ref();
+        KafkaConnection::connect_with(
+            addr,
+            "mirrorgate-replicator",
+            CONNECT_TIMEOUT,
+            snapshot.upstream_tls.as_ref(),
+            sasl,
+        )
+        .await
+    }
+
+    /// The first bootstrap server that answers.
+    pub async fn connect_any(&self) -> Result<KafkaConnection, ClientError> {
+        let servers = self.registry.load().config.destination.bootstrap_list();
+        let mut last = ClientError::Closed;
+        for server in servers {
+            match self.connect(&server).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    pub async fn connect_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<KafkaConnection, ClientError> {
+        let mut any = self.connect_any().await?;
+        let metadata = admin::metadata(&mut any, Some(&[topic])).await?;
+        let leader = admin::leader_of(&metadata, topic, partition).ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "no leader for {topic}-{partition} on the destination"
+            ))
+        })?;
+        self.connect(&leader).await
+    }
+}
+
+/// Source connections (plaintext; TLS and SASL towards sources are still to come).
+pub async fn connect_source(bootstrap: &[String]) -> Result<KafkaConnection, ClientError> {
+    let mut last = ClientError::Closed;
+    for server in bootstrap {
+        match KafkaConnection::connect(server, "mirrorgate-replicator", CONNECT_TIMEOUT).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}

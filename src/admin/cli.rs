@@ -1,0 +1,382 @@
+//! `mirrorgate cluster-links` and `mirrorgate mirrors`: a thin client of the admin
+//! REST API whose flags and messages follow Confluent's `kafka-cluster-links` and
+//! `kafka-mirrors`, so the commands operators know work as they are.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{ArgGroup, Args};
+use serde_json::{json, Value};
+
+use crate::replicator::link_config::{parse_inline, parse_properties};
+
+#[derive(Args)]
+pub struct Target {
+    /// The mirrorgate admin listener.
+    #[arg(
+        long,
+        env = "MIRRORGATE_ADMIN_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    admin_url: String,
+    /// Accepted for compatibility with Confluent's tools; mirrorgate is reached at --admin-url.
+    #[arg(long)]
+    bootstrap_server: Option<String>,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "delete"])))]
+pub struct ClusterLinks {
+    #[arg(long)]
+    create: bool,
+    #[arg(long)]
+    list: bool,
+    #[arg(long)]
+    describe: bool,
+    #[arg(long)]
+    delete: bool,
+    #[arg(long)]
+    link: Option<String>,
+    /// Link configs as k=v,k2=v2.
+    #[arg(long)]
+    config: Option<String>,
+    /// Link configs as a Java properties file.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
+    #[arg(long)]
+    consumer_group_filters_json_file: Option<PathBuf>,
+    #[arg(long)]
+    topic_filters_json_file: Option<PathBuf>,
+    #[arg(long)]
+    validate_only: bool,
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover"])))]
+pub struct Mirrors {
+    #[arg(long)]
+    create: bool,
+    #[arg(long)]
+    list: bool,
+    #[arg(long)]
+    describe: bool,
+    #[arg(long)]
+    pause: bool,
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    promote: bool,
+    #[arg(long)]
+    failover: bool,
+    #[arg(long)]
+    mirror_topic: Option<String>,
+    #[arg(long)]
+    source_topic: Option<String>,
+    #[arg(long)]
+    link: Option<String>,
+    /// For --describe: only these links (comma-separated).
+    #[arg(long)]
+    links: Option<String>,
+    /// Comma-separated topics.
+    #[arg(long)]
+    topics: Option<String>,
+    #[arg(long)]
+    pending_stopped_only: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+struct Api {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Api {
+    fn new(target: &Target) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        // The cluster id segment is not checked by mirrorgate; "-" keeps paths valid.
+        let base = format!(
+            "{}/kafka/v3/clusters/-",
+            target.admin_url.trim_end_matches('/')
+        );
+        Self { base, agent }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let response = match (method, body) {
+            ("GET", _) => self.agent.get(&url).call(),
+            ("DELETE", _) => self.agent.delete(&url).call(),
+            (_, Some(body)) => self.agent.post(&url).send_json(body),
+            (_, None) => self.agent.post(&url).send_empty(),
+        };
+        let mut response = response.with_context(|| format!("cannot reach mirrorgate at {url}"))?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status >= 400 {
+            let message = value["message"].as_str().map(String::from).unwrap_or(text);
+            bail!("{message}");
+        }
+        Ok(value)
+    }
+}
+
+fn read(path: &PathBuf) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn link_line(link: &Value) -> String {
+    format!(
+        "Link name: '{}', link ID: '{}', remote cluster ID: '{}', local cluster ID: '{}', remote cluster available: '{}'",
+        link["link_name"].as_str().unwrap_or(""),
+        link["link_id"].as_str().unwrap_or(""),
+        link["source_cluster_id"].as_str().unwrap_or(""),
+        link["destination_cluster_id"].as_str().unwrap_or(""),
+        link["remote_cluster_available"].as_bool().unwrap_or(false),
+    )
+}
+
+pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
+    let api = Api::new(&args.target);
+    let need_link = || args.link.clone().context("--link is required");
+    if args.create {
+        let link = need_link()?;
+        let mut raw: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(file) = &args.config_file {
+            raw.extend(parse_properties(&read(file)?).map_err(anyhow::Error::msg)?);
+        }
+        if let Some(inline) = &args.config {
+            raw.extend(parse_inline(inline).map_err(anyhow::Error::msg)?);
+        }
+        if let Some(file) = &args.consumer_group_filters_json_file {
+            raw.insert("consumer.offset.group.filters".into(), read(file)?);
+        }
+        if let Some(file) = &args.topic_filters_json_file {
+            raw.insert("auto.create.mirror.topics.filters".into(), read(file)?);
+        }
+        let configs: Vec<Value> = raw
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
+        let path = format!(
+            "/links?link_name={link}&validate_only={}",
+            args.validate_only
+        );
+        api.call("POST", &path, Some(json!({ "configs": configs })))?;
+        let what = if args.validate_only {
+            "validation"
+        } else {
+            "creation"
+        };
+        println!("Cluster link '{link}' {what} successfully completed.");
+    } else if args.list || args.describe {
+        let links = api.call("GET", "/links", None)?;
+        let mut shown = 0;
+        for link in links["data"].as_array().into_iter().flatten() {
+            if args
+                .link
+                .as_deref()
+                .is_some_and(|l| Some(l) != link["link_name"].as_str())
+            {
+                continue;
+            }
+            shown += 1;
+            println!("{}", link_line(link));
+            if args.describe {
+                for (key, value) in link["configs"].as_object().into_iter().flatten() {
+                    println!("  {key}={}", value.as_str().unwrap_or(""));
+                }
+            }
+        }
+        if shown == 0 && args.link.is_some() {
+            bail!(
+                "Cluster link '{}' does not exist.",
+                args.link.unwrap_or_default()
+            );
+        }
+    } else if args.delete {
+        let link = need_link()?;
+        api.call(
+            "DELETE",
+            &format!("/links/{link}?force={}", args.force),
+            None,
+        )?;
+        println!("Cluster link '{link}' deletion successfully completed.");
+    }
+    Ok(())
+}
+
+pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
+    let api = Api::new(&args.target);
+    let topics: Vec<String> = args
+        .topics
+        .as_deref()
+        .map(|t| {
+            t.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if args.create {
+        let link = args.link.clone().context("--link is required")?;
+        let mirror = args
+            .mirror_topic
+            .clone()
+            .context("--mirror-topic is required")?;
+        let source = args.source_topic.clone().unwrap_or_else(|| mirror.clone());
+        let body = json!({ "mirror_topic_name": mirror, "source_topic_name": source });
+        api.call("POST", &format!("/links/{link}/mirrors"), Some(body))?;
+        println!("Created topic {mirror}.");
+        return Ok(());
+    }
+    if args.list || args.describe {
+        let link = args.link.clone().unwrap_or_else(|| "-".into());
+        let mirrors = api.call("GET", &format!("/links/{link}/mirrors"), None)?;
+        let wanted_links: Vec<&str> = args
+            .links
+            .as_deref()
+            .map(|l| l.split(',').collect())
+            .unwrap_or_default();
+        let shown: Vec<&Value> = mirrors["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                topics.is_empty()
+                    || topics
+                        .iter()
+                        .any(|t| Some(t.as_str()) == m["mirror_topic_name"].as_str())
+            })
+            .filter(|m| {
+                wanted_links.is_empty()
+                    || wanted_links.contains(&m["link_name"].as_str().unwrap_or(""))
+            })
+            .filter(|m| !args.pending_stopped_only || m["mirror_status"] == "PENDING_STOPPED")
+            .collect();
+        if shown.is_empty() {
+            println!("No mirror topics found.");
+        }
+        for m in shown {
+            if args.list {
+                println!("{}", m["mirror_topic_name"].as_str().unwrap_or(""));
+            } else {
+                print!("{}", describe(m));
+            }
+        }
+        return Ok(());
+    }
+    if topics.is_empty() && args.link.is_none() {
+        bail!("Specify --topics or --link.");
+    }
+    if !topics.is_empty() && args.link.is_some() {
+        bail!("Cannot specify both --topics and --link.");
+    }
+    let (action, verb) = if args.pause {
+        ("pause", "pausing")
+    } else if args.resume {
+        ("resume", "resuming")
+    } else if args.promote {
+        ("promote", "stopping")
+    } else {
+        ("failover", "stopping")
+    };
+    let link = args.link.clone().unwrap_or_else(|| "-".into());
+    if args.promote {
+        println!(
+            "Calculating max offset and ms lag for mirror topics: [{}]",
+            topics.join(", ")
+        );
+    }
+    let results = api.call(
+        "POST",
+        &format!("/links/{link}/mirrors:{action}"),
+        Some(json!({ "mirror_topic_names": topics })),
+    )?;
+    let mut failed = false;
+    for r in results["data"].as_array().into_iter().flatten() {
+        let topic = r["mirror_topic_name"].as_str().unwrap_or("");
+        match r["error_message"].as_str() {
+            None => println!(
+                "Request for {verb} topic {topic}'s mirror was successfully scheduled. Please use the describe command with the --pending-stopped-only option to monitor progress."
+            ),
+            Some(message) => {
+                failed = true;
+                eprintln!("Error for topic {topic}: org.apache.kafka.common.errors.InvalidRequestException: {message}");
+            }
+        }
+    }
+    if failed {
+        bail!("some mirror topics were not changed");
+    }
+    Ok(())
+}
+
+/// Confluent's describe layout: a topic line, then a line per partition.
+fn describe(m: &Value) -> String {
+    let state_time = m["state_time_ms"].as_i64().unwrap_or(0);
+    let mut out = format!(
+        "Topic: {}\tLinkName: {}\tSourceTopic: {}\tState: {}\tStateTime: {}{}\n",
+        m["mirror_topic_name"].as_str().unwrap_or(""),
+        m["link_name"].as_str().unwrap_or(""),
+        m["source_topic_name"].as_str().unwrap_or(""),
+        m["mirror_status"].as_str().unwrap_or(""),
+        format_ms(state_time),
+        m["reason"]
+            .as_str()
+            .map(|r| format!("\tReason: {r}"))
+            .unwrap_or_default(),
+    );
+    for p in m["mirror_lags"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "\tPartition: {}\tState: {}\tDestLogEndOffset: {}\tLastFetchSourceHighWatermark: {}\tLag: {}\tTimeSinceLastFetchMs: {}\n",
+            p["partition"],
+            m["mirror_status"].as_str().unwrap_or(""),
+            p["dest_log_end_offset"],
+            p["last_source_fetch_offset"],
+            p["lag"],
+            p["time_since_last_fetch_ms"],
+        ));
+    }
+    out
+}
+
+/// `2023-04-20 16:03:05` (UTC).
+fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_state_time() {
+        assert_eq!(super::format_ms(1_681_974_185_000), "2023-04-20 07:03:05");
+        assert_eq!(super::format_ms(0), "1970-01-01 00:00:00");
+    }
+}

@@ -1,0 +1,186 @@
+//! REST API of cluster links and mirror topics, on Confluent's v3 paths:
+//! `/kafka/v3/clusters/{cluster_id}/links[/{link}[/mirrors[:action]]]`.
+//! Errors are JSON `{"error_code": <http status>, "message": ...}`.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AdminState;
+use crate::replicator::manager::{ApiError, Change};
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route(
+            "/kafka/v3/clusters/{cluster_id}/links",
+            get(list_links).post(create_link),
+        )
+        .route(
+            "/kafka/v3/clusters/{cluster_id}/links/{link}",
+            get(get_link).delete(delete_link),
+        )
+        .route(
+            "/kafka/v3/clusters/{cluster_id}/links/{link}/{action}",
+            get(list_mirrors).post(mirror_action),
+        )
+}
+
+fn error(e: ApiError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        Json(json!({ "error_code": e.http_status(), "message": e.to_string() })),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ConfigEntry {
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct CreateLinkBody {
+    #[serde(default)]
+    configs: Vec<ConfigEntry>,
+}
+
+#[derive(Deserialize)]
+struct CreateLinkQuery {
+    link_name: String,
+    #[serde(default)]
+    validate_only: bool,
+}
+
+async fn create_link(
+    State(state): State<AdminState>,
+    Query(query): Query<CreateLinkQuery>,
+    Json(body): Json<CreateLinkBody>,
+) -> Response {
+    let raw: BTreeMap<String, String> = body
+        .configs
+        .into_iter()
+        .map(|c| (c.name, c.value))
+        .collect();
+    match state
+        .replicator
+        .create_link(&query.link_name, raw, query.validate_only)
+        .await
+    {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn list_links(State(state): State<AdminState>) -> Response {
+    match state.replicator.links().await {
+        Ok(links) => Json(json!({ "kind": "KafkaLinkDataList", "data": links })).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn get_link(
+    State(state): State<AdminState>,
+    Path((_cluster, link)): Path<(String, String)>,
+) -> Response {
+    match state.replicator.links().await {
+        Ok(links) => match links.into_iter().find(|l| l.link_name == link) {
+            Some(found) => Json(found).into_response(),
+            None => error(ApiError::NotFound(format!(
+                "Cluster link '{link}' does not exist."
+            ))),
+        },
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_link(
+    State(state): State<AdminState>,
+    Path((_cluster, link)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
+) -> Response {
+    match state.replicator.delete_link(&link, query.force).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn list_mirrors(
+    State(state): State<AdminState>,
+    Path((_cluster, link, action)): Path<(String, String, String)>,
+) -> Response {
+    if action != "mirrors" {
+        return error(ApiError::NotFound(format!("no such resource '{action}'")));
+    }
+    let link = (link != "-").then_some(link);
+    match state.replicator.mirrors(link.as_deref()).await {
+        Ok(mirrors) => {
+            Json(json!({ "kind": "KafkaMirrorDataList", "data": mirrors })).into_response()
+        }
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct MirrorBody {
+    source_topic_name: Option<String>,
+    mirror_topic_name: Option<String>,
+    #[serde(default)]
+    mirror_topic_names: Vec<String>,
+}
+
+async fn mirror_action(
+    State(state): State<AdminState>,
+    Path((_cluster, link, action)): Path<(String, String, String)>,
+    body: Option<Json<MirrorBody>>,
+) -> Response {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let change = match action.as_str() {
+        "mirrors" => {
+            let Some(mirror) = body.mirror_topic_name.or(body.source_topic_name.clone()) else {
+                return error(ApiError::Invalid("mirror_topic_name is required".into()));
+            };
+            let source = body.source_topic_name.as_deref();
+            return match state.replicator.create_mirror(&link, &mirror, source).await {
+                Ok(()) => StatusCode::CREATED.into_response(),
+                Err(e) => error(e),
+            };
+        }
+        "mirrors:pause" => Change::Pause,
+        "mirrors:resume" => Change::Resume,
+        "mirrors:promote" => Change::Promote,
+        "mirrors:failover" => Change::Failover,
+        other => return error(ApiError::NotFound(format!("no such action '{other}'"))),
+    };
+    match state
+        .replicator
+        .change(&link, &body.mirror_topic_names, change)
+        .await
+    {
+        Ok(results) => {
+            let data: Vec<_> = results
+                .into_iter()
+                .map(|(topic, result)| match result {
+                    Ok(()) => json!({ "mirror_topic_name": topic, "error_code": null, "error_message": null }),
+                    Err(message) => json!({ "mirror_topic_name": topic, "error_code": 400, "error_message": message }),
+                })
+                .collect();
+            Json(json!({ "kind": "AlterMirrorStatusResponseDataList", "data": data }))
+                .into_response()
+        }
+        Err(e) => error(e),
+    }
+}

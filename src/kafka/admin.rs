@@ -1,0 +1,119 @@
+//! The few admin calls the replicator makes: cluster metadata, topic creation.
+
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::client::{ClientError, KafkaConnection};
+
+const METADATA_VERSION: i16 = 12;
+const CREATE_TOPICS_VERSION: i16 = 5;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{message} (error {code})")]
+    Kafka { code: i16, message: String },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Metadata for `topics` (all topics when `None`).
+pub async fn metadata(
+    conn: &mut KafkaConnection,
+    topics: Option<&[&str]>,
+) -> Result<MetadataResponse, ClientError> {
+    let topics = topics.map(|names| {
+        names
+            .iter()
+            .map(|n| MetadataRequestTopic::default().with_name(Some(topic_name(n))))
+            .collect()
+    });
+    conn.call(
+        &MetadataRequest::default().with_topics(topics),
+        METADATA_VERSION,
+    )
+    .await
+}
+
+/// host:port of the leader of `topic`/`partition`, if known.
+pub fn leader_of(metadata: &MetadataResponse, topic: &str, partition: i32) -> Option<String> {
+    let topic = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))?;
+    let leader = topic
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)?
+        .leader_id;
+    let broker = metadata.brokers.iter().find(|b| b.node_id == leader)?;
+    Some(format!("{}:{}", broker.host.as_str(), broker.port))
+}
+
+/// UNKNOWN_TOPIC_OR_PARTITION.
+pub const UNKNOWN_TOPIC: i16 = 3;
+
+/// Partition count of `topic`, or the topic's error code.
+pub fn partition_count(metadata: &MetadataResponse, topic: &str) -> Result<i32, i16> {
+    let found = metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))
+        .ok_or(UNKNOWN_TOPIC)?;
+    if found.error_code != 0 {
+        return Err(found.error_code);
+    }
+    Ok(found.partitions.len() as i32)
+}
+
+/// Creates a topic (replication factor -1: the broker default).
+pub async fn create_topic(
+    conn: &mut KafkaConnection,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), AdminError> {
+    let topic = CreatableTopic::default()
+        .with_name(topic_name(name))
+        .with_num_partitions(partitions)
+        .with_replication_factor(-1)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        );
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![topic])
+        .with_timeout_ms(30_000);
+    let response = conn.call(&request, CREATE_TOPICS_VERSION).await?;
+    let result = response
+        .topics
+        .into_iter()
+        .next()
+        .ok_or(AdminError::Kafka {
+            code: -1,
+            message: "no result for the topic".into(),
+        })?;
+    if result.error_code != 0 {
+        let message = result
+            .error_message
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_else(|| format!("cannot create topic '{name}'"));
+        return Err(AdminError::Kafka {
+            code: result.error_code,
+            message,
+        });
+    }
+    Ok(())
+}

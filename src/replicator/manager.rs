@@ -1,0 +1,579 @@
+//! Links and mirror topics: create, list, describe, pause/resume, promote/failover.
+//! Every change is written to the metadata topic first, then applied in memory and
+//! published to the proxy (read-only topics) through the registry.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::link_config::LinkConfig;
+use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
+use super::task::{self, PartitionJob, PartitionStatus};
+use super::{connect_source, now_ms, Destination};
+use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::registry::Registry;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn http_status(&self) -> u16 {
+        match self {
+            ApiError::NotFound(_) => 404,
+            ApiError::Invalid(_) => 400,
+            ApiError::Conflict(_) => 409,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// A mirror state change asked for by an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Pause,
+    Resume,
+    Promote,
+    Failover,
+}
+
+struct MirrorEntry {
+    record: MirrorRecord,
+    statuses: Vec<Arc<PartitionStatus>>,
+    stop: Option<CancellationToken>,
+}
+
+#[derive(Default)]
+struct State {
+    links: BTreeMap<String, LinkRecord>,
+    mirrors: BTreeMap<String, MirrorEntry>,
+    loaded: bool,
+}
+
+pub struct Inner {
+    pub dest: Destination,
+    registry: Arc<Registry>,
+    state: Mutex<State>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkView {
+    pub link_name: String,
+    pub link_id: String,
+    pub source_cluster_id: String,
+    pub destination_cluster_id: String,
+    pub configs: BTreeMap<String, String>,
+    pub remote_cluster_available: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionView {
+    pub partition: i32,
+    pub lag: i64,
+    pub last_source_fetch_offset: i64,
+    pub dest_log_end_offset: i64,
+    pub time_since_last_fetch_ms: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MirrorView {
+    pub link_name: String,
+    pub mirror_topic_name: String,
+    pub source_topic_name: String,
+    pub num_partitions: i32,
+    pub mirror_status: String,
+    pub reason: Option<String>,
+    pub state_time_ms: i64,
+    pub mirror_lags: Vec<PartitionView>,
+}
+
+#[derive(Clone)]
+pub struct Replicator {
+    inner: Arc<Inner>,
+}
+
+impl Replicator {
+    /// Loads links and mirrors from the metadata topic (retrying until the destination
+    /// answers) and restarts every active mirror.
+    pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
+        let inner = Arc::new(Inner {
+            dest: Destination::new(registry.clone()),
+            registry,
+            state: Mutex::new(State::default()),
+            shutdown,
+        });
+        if inner.registry.load().config.replicator.enabled {
+            tokio::spawn(load(inner.clone()));
+        }
+        Self { inner }
+    }
+
+    pub async fn create_link(
+        &self,
+        name: &str,
+        raw: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        if !crate::config::valid_topic_name(name) {
+            return Err(ApiError::Invalid(format!(
+                "Link name '{name}' is not valid."
+            )));
+        }
+        let config = LinkConfig::from_properties(raw)
+            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        let source_cluster_id = source_cluster_id(&config).await?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut state = self.inner.loaded_state().await?;
+        if state.links.contains_key(name) {
+            return Err(ApiError::Conflict(format!(
+                "Cluster link '{name}' already exists."
+            )));
+        }
+        let record = LinkRecord {
+            name: name.to_string(),
+            link_id: uuid::Uuid::new_v4().to_string(),
+            config: config.redacted(),
+            source_cluster_id,
+            created_ms: now_ms(),
+        };
+        store::put_link(&self.inner.dest, name, Some(&record))
+            .await
+            .map_err(unavailable)?;
+        state.links.insert(name.to_string(), record);
+        Ok(())
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkView>, ApiError> {
+        let state = self.inner.loaded_state().await?;
+        let destination_cluster_id = self.inner.destination_cluster_id().await;
+        let mut views = Vec::new();
+        for link in state.links.values() {
+            let available = match LinkConfig::from_properties(link.config.clone()) {
+                Ok(config) => source_cluster_id(&config).await.is_ok(),
+                Err(_) => false,
+            };
+            views.push(LinkView {
+                link_name: link.name.clone(),
+                link_id: link.link_id.clone(),
+                source_cluster_id: link.source_cluster_id.clone(),
+                destination_cluster_id: destination_cluster_id.clone(),
+                configs: link.config.clone(),
+                remote_cluster_available: available,
+            });
+        }
+        Ok(views)
+    }
+
+    pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        let mut state = self.inner.loaded_state().await?;
+        if !state.links.contains_key(name) {
+            return Err(ApiError::NotFound(format!(
+                "Cluster link '{name}' does not exist."
+            )));
+        }
+        let has_mirrors = state
+            .mirrors
+            .values()
+            .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped);
+        if has_mirrors && !force {
+            return Err(ApiError::Invalid(format!(
+                "Cluster link '{name}' has active mirror topics; stop them first or use --force."
+            )));
+        }
+        store::put_link(&self.inner.dest, name, None)
+            .await
+            .map_err(unavailable)?;
+        state.links.remove(name);
+        Ok(())
+    }
+
+    pub async fn create_mirror(
+        &self,
+        link: &str,
+        mirror: &str,
+        source_topic: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let source_topic = source_topic.unwrap_or(mirror).to_string();
+        if !crate::config::valid_topic_name(mirror) {
+            return Err(ApiError::Invalid(format!(
+                "Topic name '{mirror}' is not valid."
+            )));
+        }
+        let mut state = self.inner.loaded_state().await?;
+        let link_record = state
+            .links
+            .get(link)
+            .ok_or_else(|| ApiError::NotFound(format!("Cluster link '{link}' does not exist.")))?;
+        let config = LinkConfig::from_properties(link_record.config.clone())
+            .map_err(|e| ApiError::Invalid(e.join("; ")))?;
+        let mut source = connect_source(&config.bootstrap_servers)
+            .await
+            .map_err(unavailable)?;
+        let metadata = admin::metadata(&mut source, Some(&[source_topic.as_str()]))
+            .await
+            .map_err(unavailable)?;
+        let partitions = admin::partition_count(&metadata, &source_topic).map_err(|code| {
+            ApiError::NotFound(format!(
+                "Source topic '{source_topic}' is not available (error {code})."
+            ))
+        })?;
+        let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
+        match admin::create_topic(&mut dest, mirror, partitions, &[]).await {
+            Ok(()) => {}
+            Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
+                return Err(ApiError::Conflict(format!(
+                    "Topic '{mirror}' already exists."
+                )));
+            }
+            Err(e) => return Err(unavailable(e)),
+        }
+        let record = MirrorRecord {
+            topic: mirror.to_string(),
+            source_topic,
+            link: link.to_string(),
+            partitions,
+            state: if config.paused {
+                MirrorState::Paused
+            } else {
+                MirrorState::Active
+            },
+            reason: None,
+            state_time_ms: now_ms(),
+        };
+        store::put_mirror(&self.inner.dest, mirror, Some(&record))
+            .await
+            .map_err(unavailable)?;
+        let entry = self.inner.entry(record, &state.links);
+        state.mirrors.insert(mirror.to_string(), entry);
+        self.inner.publish(&state);
+        Ok(())
+    }
+
+    pub async fn mirrors(&self, link: Option<&str>) -> Result<Vec<MirrorView>, ApiError> {
+        let state = self.inner.loaded_state().await?;
+        Ok(state
+            .mirrors
+            .values()
+            .filter(|m| link.is_none_or(|l| m.record.link == l))
+            .map(view)
+            .collect())
+    }
+
+    /// Applies `change` to each topic (or to every mirror of `link` when `topics` is
+    /// empty); one result per topic, as Confluent answers.
+    pub async fn change(
+        &self,
+        link: &str,
+        topics: &[String],
+        change: Change,
+    ) -> Result<Vec<(String, Result<(), String>)>, ApiError> {
+        let mut state = self.inner.loaded_state().await?;
+        let any_link = link == "-";
+        if !any_link && !state.links.contains_key(link) {
+            return Err(ApiError::NotFound(format!(
+                "Cluster link '{link}' does not exist."
+            )));
+        }
+        if any_link && topics.is_empty() {
+            return Err(ApiError::Invalid("Name the topics, or the link.".into()));
+        }
+        let targets: Vec<String> = if topics.is_empty() {
+            state
+                .mirrors
+                .values()
+                .filter(|m| m.record.link == link)
+                .map(|m| m.record.topic.clone())
+                .collect()
+        } else {
+            topics.to_vec()
+        };
+        let mut results = Vec::new();
+        for topic in targets {
+            let result = self
+                .inner
+                .change_one(&mut state, link, &topic, change)
+                .await;
+            results.push((topic, result));
+        }
+        self.inner.publish(&state);
+        Ok(results)
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(e.to_string())
+}
+
+async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(15),
+        connect_source(&config.bootstrap_servers),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::Unavailable("bootstrap.servers: the source cluster did not answer".into())
+    })?
+    .map_err(|e| {
+        ApiError::Unavailable(format!(
+            "bootstrap.servers: the source cluster is unreachable: {e}"
+        ))
+    })?;
+    let metadata = admin::metadata(&mut conn, Some(&[]))
+        .await
+        .map_err(unavailable)?;
+    Ok(metadata
+        .cluster_id
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default())
+}
+
+fn view(m: &MirrorEntry) -> MirrorView {
+    let now = now_ms();
+    MirrorView {
+        link_name: m.record.link.clone(),
+        mirror_topic_name: m.record.topic.clone(),
+        source_topic_name: m.record.source_topic.clone(),
+        num_partitions: m.record.partitions,
+        mirror_status: m.record.state.as_str().to_string(),
+        reason: m.record.reason.clone(),
+        state_time_ms: m.record.state_time_ms,
+        mirror_lags: m
+            .statuses
+            .iter()
+            .enumerate()
+            .map(|(partition, s)| {
+                let end = s.dest_end_offset.load(Ordering::Relaxed);
+                let hw = s.source_high_watermark.load(Ordering::Relaxed);
+                let last = s.last_fetch_ms.load(Ordering::Relaxed);
+                PartitionView {
+                    partition: partition as i32,
+                    lag: (hw - end).max(0),
+                    last_source_fetch_offset: hw,
+                    dest_log_end_offset: end,
+                    time_since_last_fetch_ms: if last > 0 { now - last } else { -1 },
+                }
+            })
+            .collect(),
+    }
+}
+
+async fn load(inner: Arc<Inner>) {
+    loop {
+        let loaded = async {
+            store::ensure_topic(&inner.dest).await?;
+            store::load(&inner.dest).await
+        }
+        .await;
+        match loaded {
+            Ok(loaded) => {
+                let mut state = inner.state.lock().await;
+                state.links = loaded.links;
+                for (topic, record) in loaded.mirrors {
+                    let entry = inner.entry(record, &state.links);
+                    state.mirrors.insert(topic, entry);
+                }
+                state.loaded = true;
+                inner.publish(&state);
+                tracing::info!(
+                    links = state.links.len(),
+                    mirrors = state.mirrors.len(),
+                    "replicator state loaded"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, side = "upstream", "cannot load replicator state; retrying");
+                tokio::select! {
+                    _ = inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn loaded_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
+        if !self.registry.load().config.replicator.enabled {
+            return Err(ApiError::Unavailable(
+                "the replicator is not enabled here ([replicator] enabled = true)".into(),
+            ));
+        }
+        let state = self.state.lock().await;
+        if !state.loaded {
+            return Err(ApiError::Unavailable(
+                "the replicator state is not loaded yet".into(),
+            ));
+        }
+        Ok(state)
+    }
+
+    async fn destination_cluster_id(&self) -> String {
+        match self.dest.connect_any().await {
+            Ok(mut conn) => admin::metadata(&mut conn, Some(&[]))
+                .await
+                .ok()
+                .and_then(|m| m.cluster_id)
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// An in-memory mirror, with its partition tasks running when it is active.
+    fn entry(
+        self: &Arc<Self>,
+        record: MirrorRecord,
+        links: &BTreeMap<String, LinkRecord>,
+    ) -> MirrorEntry {
+        let statuses: Vec<Arc<PartitionStatus>> =
+            (0..record.partitions).map(|_| Arc::default()).collect();
+        let mut entry = MirrorEntry {
+            record,
+            statuses,
+            stop: None,
+        };
+        if entry.record.state == MirrorState::Active {
+            self.start_tasks(&mut entry, links);
+        }
+        entry
+    }
+
+    fn start_tasks(
+        self: &Arc<Self>,
+        entry: &mut MirrorEntry,
+        links: &BTreeMap<String, LinkRecord>,
+    ) {
+        let Some(link) = links.get(&entry.record.link) else {
+            return;
+        };
+        let Ok(config) = LinkConfig::from_properties(link.config.clone()) else {
+            return;
+        };
+        let stop = self.shutdown.child_token();
+        for (partition, status) in entry.statuses.iter().enumerate() {
+            task::spawn(
+                self.clone(),
+                PartitionJob {
+                    mirror: entry.record.topic.clone(),
+                    source_topic: entry.record.source_topic.clone(),
+                    partition: partition as i32,
+                    source_bootstrap: config.bootstrap_servers.clone(),
+                    status: status.clone(),
+                    stop: stop.clone(),
+                },
+            );
+        }
+        entry.stop = Some(stop);
+    }
+
+    /// Tells the proxy which topics are read-only: every mirror not STOPPED.
+    fn publish(&self, state: &State) {
+        let read_only: HashSet<String> = state
+            .mirrors
+            .values()
+            .filter(|m| m.record.state != MirrorState::Stopped)
+            .map(|m| m.record.topic.clone())
+            .collect();
+        self.registry.set_link_mirrors(read_only);
+    }
+
+    /// A partition task hit a fatal error: the whole mirror goes FAILED with the reason.
+    pub async fn fail(&self, topic: &str, reason: String) {
+        let mut state = self.state.lock().await;
+        let Some(entry) = state.mirrors.get_mut(topic) else {
+            return;
+        };
+        if entry.record.state == MirrorState::Failed {
+            return;
+        }
+        if let Some(stop) = entry.stop.take() {
+            stop.cancel();
+        }
+        entry.record.state = MirrorState::Failed;
+        entry.record.reason = Some(reason);
+        entry.record.state_time_ms = now_ms();
+        let record = entry.record.clone();
+        if let Err(e) = store::put_mirror(&self.dest, topic, Some(&record)).await {
+            tracing::error!(error = %e, topic, "cannot record the FAILED state");
+        }
+    }
+
+    async fn change_one(
+        self: &Arc<Self>,
+        state: &mut State,
+        link: &str,
+        topic: &str,
+        change: Change,
+    ) -> Result<(), String> {
+        let links = state.links.clone();
+        let entry = state
+            .mirrors
+            .get_mut(topic)
+            .filter(|m| link == "-" || m.record.link == link)
+            .ok_or_else(|| format!("Topic '{topic}' is not a mirror topic of link '{link}'."))?;
+        let link = entry.record.link.clone();
+        let current = entry.record.state;
+        if current == MirrorState::Stopped && matches!(change, Change::Promote | Change::Failover) {
+            return Err(format!(
+                "Topic '{topic}' has already stopped its mirror from '{link}'"
+            ));
+        }
+        let next = match (change, current) {
+            (Change::Pause, MirrorState::Active) => MirrorState::Paused,
+            (Change::Resume, MirrorState::Paused) => MirrorState::Active,
+            (Change::Failover, _) => MirrorState::Stopped,
+            (Change::Promote, MirrorState::Active | MirrorState::Paused) => {
+                let lagging: Vec<String> = view(entry)
+                    .mirror_lags
+                    .iter()
+                    .filter(|p| p.lag > 0 || p.time_since_last_fetch_ms < 0)
+                    .map(|p| format!("partition {} lag {}", p.partition, p.lag))
+                    .collect();
+                if !lagging.is_empty() {
+                    return Err(format!(
+                        "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
+                        lagging.join(", ")
+                    ));
+                }
+                MirrorState::Stopped
+            }
+            (_, state) => {
+                return Err(format!(
+                    "Topic '{topic}' is {}; {change:?} does not apply.",
+                    state.as_str()
+                ))
+            }
+        };
+        let mut record = entry.record.clone();
+        record.state = next;
+        record.reason = None;
+        record.state_time_ms = now_ms();
+        store::put_mirror(&self.dest, topic, Some(&record))
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(stop) = entry.stop.take() {
+            stop.cancel();
+        }
+        entry.record = record;
+        if next == MirrorState::Active {
+            self.start_tasks(entry, &links);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Links and mirrors live in a compacted topic on the destination, `_mirrorgate-metadata`
+//! (DESIGN.md decision 3): one record per link (`link/<name>`) and per mirror
+//! (`mirror/<topic>`), the latest value wins, a null value deletes. Read whole at start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ProduceRequest};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use serde::{Deserialize, Serialize};
+
+use super::Destination;
+use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::client::ClientError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkRecord {
+    pub name: String,
+    pub link_id: String,
+    /// The link config; secret values are not stored (see `LinkConfig::redacted`).
+    pub config: BTreeMap<String, String>,
+    pub source_cluster_id: String,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MirrorState {
+    Active,
+    Paused,
+    PendingStopped,
+    Stopped,
+    Failed,
+}
+
+impl MirrorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MirrorState::Active => "ACTIVE",
+            MirrorState::Paused => "PAUSED",
+            MirrorState::PendingStopped => "PENDING_STOPPED",
+            MirrorState::Stopped => "STOPPED",
+            MirrorState::Failed => "FAILED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MirrorRecord {
+    pub topic: String,
+    pub source_topic: String,
+    pub link: String,
+    pub partitions: i32,
+    pub state: MirrorState,
+    pub reason: Option<String>,
+    pub state_time_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata topic: {0}")]
+    Admin(#[from] AdminError),
+    #[error("metadata topic: {0}")]
+    Client(#[from] ClientError),
+    #[error("metadata topic: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub links: BTreeMap<String, LinkRecord>,
+    pub mirrors: BTreeMap<String, MirrorRecord>,
+}
+
+/// Creates the metadata topic if it does not exist (compacted, one partition).
+pub async fn ensure_topic(dest: &Destination) -> Result<(), StoreError> {
+    let mut conn = dest.connect_any().await?;
+    let topic = dest.metadata_topic();
+    match admin::create_topic(&mut conn, &topic, 1, &[("cleanup.policy", "compact")]).await {
+        Ok(()) => Ok(()),
+        Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads every record up to the high watermark; the last value of each key wins.
+pub async fn load(dest: &Destination) -> Result<Loaded, StoreError> {
+    let topic = dest.metadata_topic();
+    let mut conn = dest.connect_leader(&topic, 0).await?;
+    let mut loaded = Loaded::default();
+    let mut offset = 0i64;
+    loop {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(16 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(topic_name(&topic))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(16 << 20)])]);
+        let response = conn.call(&request, 12).await?;
+        let partition = response
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .next()
+            .ok_or_else(|| StoreError::Invalid("no partition in the fetch answer".into()))?;
+        if partition.error_code != 0 {
+            return Err(StoreError::Invalid(format!(
+                "fetch error {}",
+                partition.error_code
+            )));
+        }
+        let mut records = partition.records.unwrap_or_default();
+        if records.is_empty() || offset >= partition.high_watermark {
+            return Ok(loaded);
+        }
+        let sets = RecordBatchDecoder::decode_all(&mut records)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let before = offset;
+        for record in sets.into_iter().flat_map(|s| s.records) {
+            if record.offset < offset || record.control {
+                continue;
+            }
+            offset = record.offset + 1;
+            apply(&mut loaded, record.key.as_deref(), record.value.as_deref())?;
+        }
+        if offset == before {
+            return Ok(loaded);
+        }
+    }
+}
+
+fn apply(loaded: &mut Loaded, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), StoreError> {
+    let key = key.map(String::from_utf8_lossy).unwrap_or_default();
+    let invalid = |e: serde_json::Error| StoreError::Invalid(format!("record {key}: {e}"));
+    if let Some(name) = key.strip_prefix("link/") {
+        match value {
+            Some(v) => {
+                loaded.links.insert(
+                    name.to_string(),
+                    serde_json::from_slice(v).map_err(invalid)?,
+                );
+            }
+            None => {
+                loaded.links.remove(name);
+            }
+        }
+    } else if let Some(topic) = key.strip_prefix("mirror/") {
+        match value {
+            Some(v) => {
+                loaded.mirrors.insert(
+                    topic.to_string(),
+                    serde_json::from_slice(v).map_err(invalid)?,
+                );
+            }
+            None => {
+                loaded.mirrors.remove(topic);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn put_link(
+    dest: &Destination,
+    link: &str,
+    record: Option<&LinkRecord>,
+) -> Result<(), StoreError> {
+    let value = record
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(dest, format!("link/{link}"), value).await
+}
+
+pub async fn put_mirror(
+    dest: &Destination,
+    topic: &str,
+    record: Option<&MirrorRecord>,
+) -> Result<(), StoreError> {
+    let value = record
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(dest, format!("mirror/{topic}"), value).await
+}
+
+async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<(), StoreError> {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: super::now_ms(),
+        key: Some(Bytes::from(key)),
+        value: value.map(Bytes::from),
+        headers: Default::default(),
+    };
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let topic = dest.metadata_topic();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(&topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.freeze()))])]);
+    let mut conn = dest.connect_leader(&topic, 0).await?;
+    let response = tokio::time::timeout(Duration::from_secs(40), conn.call(&request, 9))
+        .await
+        .map_err(|_| StoreError::Invalid("write timed out".into()))??;
+    let code = response
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .map(|p| p.error_code)
+        .unwrap_or(-1);
+    if code != 0 {
+        return Err(StoreError::Invalid(format!(
+            "write failed with error {code}"
+        )));
+    }
+    Ok(())
+}

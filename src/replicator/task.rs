@@ -1,0 +1,122 @@
+//! One task per mirror partition: find both leaders, run the copier, and keep going
+//! through transient errors (leader moves, restarts); a fatal copier error fails the
+//! mirror with its reason.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::manager::Inner;
+use super::partition::{CopyError, PartitionCopier};
+use super::{connect_source, now_ms};
+use crate::kafka::admin;
+use crate::kafka::producer::init_producer_id;
+
+/// What `--describe` shows per partition.
+#[derive(Debug, Default)]
+pub struct PartitionStatus {
+    pub dest_end_offset: AtomicI64,
+    pub source_high_watermark: AtomicI64,
+    pub last_fetch_ms: AtomicI64,
+}
+
+const RETRY: Duration = Duration::from_secs(1);
+const FETCH_WAIT_MS: i32 = 500;
+
+pub struct PartitionJob {
+    pub mirror: String,
+    pub source_topic: String,
+    pub partition: i32,
+    pub source_bootstrap: Vec<String>,
+    pub status: Arc<PartitionStatus>,
+    pub stop: CancellationToken,
+}
+
+pub fn spawn(inner: Arc<Inner>, job: PartitionJob) {
+    let span =
+        tracing::info_span!("mirror_partition", mirror = %job.mirror, partition = job.partition);
+    tokio::spawn(run(inner, job).instrument(span));
+}
+
+async fn run(inner: Arc<Inner>, job: PartitionJob) {
+    while !job.stop.is_cancelled() {
+        let copier = tokio::select! {
+            _ = job.stop.cancelled() => return,
+            copier = start(&inner, &job) => copier,
+        };
+        let mut copier = match copier {
+            Ok(copier) => copier,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start copying; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        job.status
+            .dest_end_offset
+            .store(copier.next_offset(), Ordering::Relaxed);
+        loop {
+            let round = tokio::select! {
+                _ = job.stop.cancelled() => return,
+                round = copier.copy_once(FETCH_WAIT_MS) => round,
+            };
+            match round {
+                Ok(progress) => {
+                    job.status
+                        .dest_end_offset
+                        .store(progress.next_offset, Ordering::Relaxed);
+                    job.status
+                        .source_high_watermark
+                        .store(progress.source_high_watermark, Ordering::Relaxed);
+                    job.status.last_fetch_ms.store(now_ms(), Ordering::Relaxed);
+                }
+                Err(
+                    e @ (CopyError::OffsetMismatch { .. }
+                    | CopyError::Unsupported(_)
+                    | CopyError::AlreadyFailed(_)),
+                ) => {
+                    tracing::error!(error = %e, "mirror partition failed");
+                    inner.fail(&job.mirror, e.to_string()).await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "copy interrupted; reconnecting");
+                    tokio::time::sleep(RETRY).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCopier> {
+    use anyhow::Context;
+    let mut source_any = connect_source(&job.source_bootstrap)
+        .await
+        .context("source")?;
+    let source_meta = admin::metadata(&mut source_any, Some(&[job.source_topic.as_str()])).await?;
+    let source_leader = admin::leader_of(&source_meta, &job.source_topic, job.partition)
+        .context("no leader for the source partition")?;
+    let source = connect_source(&[source_leader])
+        .await
+        .context("source leader")?;
+    let dest = inner
+        .dest
+        .connect_leader(&job.mirror, job.partition)
+        .await
+        .context("destination leader")?;
+    let mut init = inner.dest.connect_any().await.context("destination")?;
+    let producer = init_producer_id(&mut init).await.context("producer id")?;
+    Ok(PartitionCopier::resume(
+        &job.source_topic,
+        &job.mirror,
+        job.partition,
+        source,
+        dest,
+        producer,
+    )
+    .await?)
+}

@@ -1,0 +1,393 @@
+//! The seed walkthrough with mirrorgate's CLI, command for command: a link from a
+//! config file with a group filter file, a mirror topic, records copied with their
+//! source offsets, the Java producer through the proxy refused with Confluent's
+//! message, failover, and the same producer then succeeding. State survives a restart.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{destination, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions};
+
+fn cli(proxy: &Proxy, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
+        .args(args)
+        .args(["--admin-url", &format!("http://{}", proxy.admin)])
+        .output()
+        .expect("run the CLI")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a CLI command until the replicator has loaded its state (503 meanwhile).
+fn cli_when_ready(proxy: &Proxy, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(proxy, args);
+        if out.status.success()
+            || !text(&out).contains("not loaded yet")
+            || Instant::now() > deadline
+        {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// "partition offset value" lines of a whole topic, sorted.
+fn offsets(bootstrap: &str, topic: &str) -> Vec<String> {
+    let out = kcat(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p %o %s\\n",
+        ],
+        None,
+    );
+    let mut lines: Vec<String> = out.stdout().lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn seed_walkthrough_link_mirror_refusal_failover() {
+    let source = Cluster::up("mg-src", 1, test_port_base() + 530);
+    let dest = destination();
+    let metadata_topic = unique("_mirrorgate-metadata-walkthrough");
+    let options = ProxyOptions {
+        extra_tables: format!(
+            "\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata_topic}\"\n"
+        ),
+        ..Default::default()
+    };
+    let mut proxy = Proxy::start(dest, options.clone());
+    let topic = unique("users");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "2", "--replication-factor", "1"],
+    );
+    let records: String = (0..40).map(|i| format!("user-{i}\n")).collect();
+    assert!(kcat(
+        &["-b", &source.bootstrap, "-P", "-t", &topic, "-z", "lz4"],
+        Some(&records)
+    )
+    .output
+    .status
+    .success());
+
+    // config.txt and config.json, as in the walkthrough.
+    let dir = tempfile::tempdir().unwrap();
+    let config_txt = dir.path().join("config.txt");
+    std::fs::write(
+        &config_txt,
+        format!(
+            "consumer.offset.sync.enable=true\nbootstrap.servers={}\n",
+            source.bootstrap
+        ),
+    )
+    .unwrap();
+    let config_json = dir.path().join("config.json");
+    std::fs::write(
+        &config_json,
+        r#"{"groupFilters": [{"name": "connect-FileStreamSinkConnectorConnector_1", "patternType": "LITERAL", "filterType": "INCLUDE"}]}"#,
+    )
+    .unwrap();
+
+    let link = unique("test-link");
+    let out = cli_when_ready(
+        &proxy,
+        &[
+            "cluster-links",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--create",
+            "--link",
+            &link,
+            "--config-file",
+            config_txt.to_str().unwrap(),
+            "--consumer-group-filters-json-file",
+            config_json.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        text(&out).trim(),
+        format!("Cluster link '{link}' creation successfully completed.")
+    );
+
+    let out = cli(&proxy, &["cluster-links", "--list"]);
+    assert!(
+        text(&out).contains(&format!("Link name: '{link}', link ID: '")),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains("remote cluster available: 'true'"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &topic,
+            "--link",
+            &link,
+        ],
+    );
+    assert_eq!(
+        text(&out).trim(),
+        format!("Created topic {topic}."),
+        "{}",
+        text(&out)
+    );
+    let again = cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &topic,
+            "--link",
+            &link,
+        ],
+    );
+    assert!(
+        !again.status.success()
+            && text(&again).contains(&format!("Topic '{topic}' already exists.")),
+        "{}",
+        text(&again)
+    );
+
+    // Records copied with the same partition and offset, read through the proxy.
+    let expected = offsets(&source.bootstrap, &topic);
+    assert_eq!(expected.len(), 40);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while offsets(&proxy.bootstrap, &topic) != expected {
+        assert!(Instant::now() < deadline, "mirror never caught up");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = cli(&proxy, &["mirrors", "--describe", "--topics", &topic]);
+    let described = text(&out);
+    assert!(
+        described.contains(&format!("Topic: {topic}\tLinkName: {link}")),
+        "{described}"
+    );
+    assert!(described.contains("State: ACTIVE"), "{described}");
+    assert!(
+        described.contains("Partition: 1\tState: ACTIVE\tDestLogEndOffset:"),
+        "{described}"
+    );
+
+    // The mirror is read-only through the proxy.
+    let refused = kafka_tool(
+        &[
+            "kafka-console-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            &topic,
+        ],
+        Some("mallory\n"),
+    );
+    let message = format!(
+        "InvalidRequestException: Cannot append records to read-only mirror topic '{topic}'"
+    );
+    assert!(refused.text().contains(&message), "{}", refused.text());
+
+    // Promote waits for zero lag (there is none now); failover of a stopped mirror is refused.
+    let out = cli(&proxy, &["mirrors", "--failover", "--link", &link]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "Request for stopping topic {topic}'s mirror was successfully scheduled."
+        )),
+        "{}",
+        text(&out)
+    );
+    let out = cli(&proxy, &["mirrors", "--failover", "--topics", &topic]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&format!(
+            "Topic '{topic}' has already stopped its mirror from '{link}'"
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // The same producer now writes to the topic.
+    let accepted = kafka_tool(
+        &[
+            "kafka-console-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            &topic,
+        ],
+        Some("after-failover\n"),
+    );
+    assert!(accepted.output.status.success(), "{}", accepted.text());
+    assert!(
+        !accepted.text().contains("InvalidRequestException"),
+        "{}",
+        accepted.text()
+    );
+    assert_eq!(offsets(&proxy.bootstrap, &topic).len(), 41);
+
+    // A restarted mirrorgate knows the link and the stopped mirror.
+    drop(proxy);
+    proxy = Proxy::start(dest, options);
+    let out = cli_when_ready(&proxy, &["mirrors", "--describe", "--topics", &topic]);
+    assert!(text(&out).contains("State: STOPPED"), "{}", text(&out));
+    let out = cli(&proxy, &["cluster-links", "--delete", "--link", &link]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
+    let source = Cluster::up("mg-src", 1, test_port_base() + 530);
+    let dest = destination();
+    let options = ProxyOptions {
+        extra_tables: format!(
+            "\n[replicator]\nenabled = true\nmetadata_topic = \"{}\"\n",
+            unique("_mirrorgate-metadata-promote")
+        ),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(dest, options);
+
+    let bad = cli_when_ready(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            "broken",
+            "--config",
+            "bootstrap.servers=nohost,cluster.link.paused=maybe,no.such.key=1",
+        ],
+    );
+    assert!(!bad.status.success());
+    for key in ["bootstrap.servers", "cluster.link.paused", "no.such.key"] {
+        assert!(text(&bad).contains(key), "{key}: {}", text(&bad));
+    }
+    let unreachable = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            "gone",
+            "--config",
+            &format!("bootstrap.servers=127.0.0.1:{}", common::free_port()),
+        ],
+    );
+    assert!(
+        !unreachable.status.success() && text(&unreachable).contains("unreachable"),
+        "{}",
+        text(&unreachable)
+    );
+    let out = cli(&proxy, &["cluster-links", "--list"]);
+    assert!(
+        !text(&out).contains("broken") && !text(&out).contains("gone"),
+        "nothing created: {}",
+        text(&out)
+    );
+
+    // A paused mirror with records on the source has lag: promote is refused.
+    let link = unique("paused-link");
+    let topic = unique("lagging");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    assert!(kcat(
+        &["-b", &source.bootstrap, "-P", "-t", &topic],
+        Some("a\nb\nc\n")
+    )
+    .output
+    .status
+    .success());
+    let out = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &link,
+            "--config",
+            &format!(
+                "bootstrap.servers={},cluster.link.paused=true",
+                source.bootstrap
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &topic,
+            "--link",
+            &link
+        ]
+    )
+    .status
+    .success());
+    let out = cli(&proxy, &["mirrors", "--promote", "--topics", &topic]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot be promoted while it has mirroring lag"),
+        "{}",
+        text(&out)
+    );
+    // Resume, catch up, then promote succeeds.
+    assert!(cli(&proxy, &["mirrors", "--resume", "--topics", &topic])
+        .status
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(&proxy, &["mirrors", "--promote", "--topics", &topic]);
+        if out.status.success() {
+            assert!(
+                text(&out).contains("Calculating max offset and ms lag for mirror topics"),
+                "{}",
+                text(&out)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "promote never succeeded: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let out = cli(&proxy, &["mirrors", "--describe", "--topics", &topic]);
+    assert!(text(&out).contains("State: STOPPED"), "{}", text(&out));
+    assert!(cli(&proxy, &["cluster-links", "--delete", "--link", &link])
+        .status
+        .success());
+}
