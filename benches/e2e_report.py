@@ -111,12 +111,14 @@ def fmt(x):
     return f"{x:.2f}"
 
 
-def paired(runs, side, phase, field, op):
-    """Median over rounds of op(proxy, direct) for the same round: the two ran back to
-    back, so they shared the machine's state more closely than any other pair."""
-    d = values(runs, "direct", phase, field)
-    p = values(runs, side, phase, field)
-    return statistics.median(op(a, b) for a, b in zip(p, d))
+def per_round(runs, side, phase, field, op):
+    """op(proxy, direct) for each round: the two ran back to back, so they shared the
+    machine's state more closely than any other pair of runs."""
+    return [op(p, d) for p, d in zip(values(runs, side, phase, field), values(runs, "direct", phase, field))]
+
+
+def median_of(runs, side, phase, field):
+    return statistics.median(values(runs, side, phase, field))
 
 
 def bytes_through(runs, side, record_size):
@@ -136,16 +138,14 @@ def overhead_table(runs, meta, cpu, rss):
     for name, phase, field in THROUGHPUT:
         row = [name, fmt(statistics.median(values(runs, "direct", phase, field)))]
         for s in proxies:
-            row += [
-                fmt(statistics.median(values(runs, s, phase, field))),
-                f"{paired(runs, s, phase, field, lambda a, b: a / b):.2f}x",
-            ]
+            ratio = median_of(runs, s, phase, field) / median_of(runs, "direct", phase, field)
+            row += [fmt(median_of(runs, s, phase, field)), f"{ratio:.2f}x"]
         rows.append(row)
     for name, phase, field in LATENCY_SATURATED + LATENCY_FIXED:
         row = [name.format(rate=meta["lat_rate"]), fmt(statistics.median(values(runs, "direct", phase, field)))]
         for s in proxies:
-            added = paired(runs, s, phase, field, lambda a, b: a - b)
-            row += [fmt(statistics.median(values(runs, s, phase, field))), f"{added:+.0f} ms"]
+            added = median_of(runs, s, phase, field) - median_of(runs, "direct", phase, field)
+            row += [fmt(median_of(runs, s, phase, field)), f"{added:+,.0f} ms"]
         rows.append(row)
     record_size = int(meta["record_size"])
     cpu_row, gb_row, rss_row = ["proxy CPU-seconds per GB", "–"], ["GB through the proxy", "–"], ["proxy peak RSS (VmHWM)", "–"]
@@ -156,6 +156,28 @@ def overhead_table(runs, meta, cpu, rss):
         gb_row += [f"{gb:.2f}", ""]
         rss_row += [f"{rss[s] / 1024:.1f} MiB" if s in rss else "?", ""]
     rows += [cpu_row, gb_row, rss_row]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def spread_table(runs, meta):
+    """Min / median / max over rounds of the paired per-round comparison."""
+    proxies = [s for s in runs if s != "direct"]
+    label = lambda s: f"kafka-proxy {meta['kafka_proxy_version']}" if s == "kafka-proxy" else s
+    rows = [["per round, proxy vs direct of the same round"] + [f"{label(s)}: min / median / max" for s in proxies],
+            ["---"] + ["---:"] * len(proxies)]
+    ratio, diff = (lambda a, b: a / b), (lambda a, b: a - b)
+    for name, phase, field, op, unit in [
+        ("produce MB/s, ratio", "produce", "mbps", ratio, "x"),
+        ("consume MB/s, ratio", "consume", "fetch.MB.sec", ratio, "x"),
+        ("produce p99 ms, saturated, difference", "produce", "p99", diff, " ms"),
+        (f"produce p99 ms at {meta['lat_rate']} rec/s, difference", "latency", "p99", diff, " ms"),
+    ]:
+        row = [name]
+        for s in proxies:
+            xs = per_round(runs, s, phase, field, op)
+            f = (lambda x: f"{x:.2f}x") if unit == "x" else (lambda x: f"{x:+,.0f} ms")
+            row.append(" / ".join(f(x) for x in (min(xs), statistics.median(xs), max(xs))))
+        rows.append(row)
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
@@ -253,8 +275,8 @@ def main():
 
     doc = f"""# Benchmarks
 
-Written by `benches/e2e.sh{' --quick' if quick else ''}` on {meta['date']}.{quick_note}
-Run `benches/e2e.sh` for the full benchmark (about 20 minutes) or `benches/e2e.sh --quick`
+Written by `benches/e2e.sh{' --quick' if quick else ''}` on {meta['date']}, in {meta['minutes']} minutes.{quick_note}
+Run `benches/e2e.sh` for the full benchmark (about 15 minutes) or `benches/e2e.sh --quick`
 (about 3 minutes); each rewrites this file.
 
 ## Machine
@@ -287,25 +309,29 @@ defaults otherwise), reads them back with `kafka-consumer-perf-test`, then produ
 {int(meta['lat_records']):,} more at a fixed {meta['lat_rate']} records/s for latency, and deletes the
 topic. The sides take turns within a round and the order rotates from round to round
 (round 1: direct, mirrorgate, peer; round 2 starts with mirrorgate; ...), for {rounds}
-round{'s' if rounds != 1 else ''}; a short unmeasured warm-up through every side comes first. "direct" bootstraps from all three brokers; a proxy is given its bootstrap
-address. mirrorgate runs with one mirror topic declared (never written), so its produce
-guard decodes every Produce request as it would in a deployment.
+round{'s' if rounds != 1 else ''}, after an unmeasured warm-up through every side.
+
+"direct" bootstraps from all three brokers; a proxy is given its bootstrap address.
+mirrorgate runs with one mirror topic declared (never written), so its produce guard
+decodes every Produce request as it would in a deployment.
 
 {overhead_table(runs, meta, cpu, rss)}
 
-- Throughput figures are medians over rounds; "vs direct" is the median of the per-round
-  ratios proxy/direct (each proxy run is paired with the direct run of its round).
-  MB is 2^20 bytes, as the Kafka tools count it.
+- Every figure is the median over rounds; "vs direct" compares the medians (a ratio for
+  throughput, the added milliseconds for latency). MB is 2^20 bytes, as the Kafka tools
+  count it. The table after this list shows how far single rounds scatter.
 - Consumer rates are the tool's `fetch.*` rates, which leave out joining the consumer
   group; the per-round table also shows the rate including the join.
 - Latencies are the producer's send-to-acknowledgement percentiles. "saturated" is the
   `--throughput -1` run: there the producer's 32 MiB buffer is always full, so latency is
   mostly queueing inside the client and follows throughput. The fixed-rate run at
-  {meta['lat_rate']} records/s is the one that shows the proxy's per-request cost. The added
-  latency is the median of the per-round differences proxy minus direct.
+  {meta['lat_rate']} records/s is the one that shows the proxy's per-request cost.
 - CPU-seconds per GB: utime+stime of the proxy process (from `/proc/PID/stat`) over its
   rounds, divided by the record bytes it carried (produced + consumed + the latency runs,
   10^9 bytes per GB; wire bytes are a little more). Peak RSS is `VmHWM` at the end.
+  CPU time is the figure the shared machine disturbs least.
+
+{spread_table(runs, meta)}
 
 ### Per round
 
