@@ -320,6 +320,10 @@ decodes every Produce request as it would in a deployment.
 - Every figure is the median over rounds; "vs direct" compares the medians (a ratio for
   throughput, the added milliseconds for latency). MB is 2^20 bytes, as the Kafka tools
   count it. The table after this list shows how far single rounds scatter.
+- A proxy adds work to the path and cannot make the brokers faster: a throughput ratio
+  above 1x, or a negative added latency, is noise, and its size shows how little a
+  difference this run can resolve. On {meta['cores']} shared cores the brokers limit throughput, so
+  these rows can show that a proxy is not the bottleneck, not what it costs.
 - Consumer rates are the tool's `fetch.*` rates, which leave out joining the consumer
   group; the per-round table also shows the rate including the join.
 - Latencies are the producer's send-to-acknowledgement percentiles. "saturated" is the
