@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of mirrorgate on the local testbed.
+#
+#   benches/e2e.sh [--quick]
+#
+# Starts a 3-node Kafka cluster (testbed/kafka, cluster `bench-dest` on 127.0.0.1:45092..),
+# mirrorgate in front of it and, when it can be obtained, the peer proxy
+# grepplabs/kafka-proxy. Then runs Kafka's own perf tools (kafka-producer-perf-test,
+# kafka-consumer-perf-test) once straight at the brokers and once through each proxy,
+# interleaved round by round, and writes the results with a description of the machine
+# to BENCHMARKS.md (the summary table is printed as well).
+#
+#   --quick   fewer records and one round per side (about 3 minutes); the full run
+#             (about 15 minutes) does 6 rounds and the micro-benchmarks
+#
+# Environment:
+#   KAFKA_PROXY_SRC   a kafka-proxy source checkout (with vendor/) to build when
+#                     `go install` cannot fetch it; KAFKA_PROXY_BIN: a binary to use then
+#   BENCH_RECORDS     records per producer run (default 120000 full, 50000 quick)
+#   BENCH_ROUNDS      rounds per side (default 6 full, 1 quick)
+#
+# Everything listens on 127.0.0.1 only, and everything started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
+die() { echo "e2e: $*" >&2; exit 1; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+log() { echo "e2e: $*" >&2; }
+
+QUICK=0
+MODE=full
+case "${1:-}" in
+  "") ;;
+  --quick) QUICK=1; MODE=quick ;;
+  -h|--help) usage; exit 0 ;;
+  *) usage >&2; die "unknown argument $1" ;;
+esac
+
+# --- parameters ------------------------------------------------------------------------
+# Ports are fixed and away from the ones the tests and the demo use (39092, 39300, 29092,
+# 49092), so a benchmark can run while other clusters are up.
+CLUSTER=bench-dest
+NODES=3
+DEST_PORT=45092
+DIRECT=127.0.0.1:$DEST_PORT     # every broker, as clients would list them
+for ((i = 1; i < NODES; i++)); do DIRECT+=",127.0.0.1:$((DEST_PORT + i))"; done
+MG_BIND=127.0.0.1:45300
+MG_ADMIN=127.0.0.1:45390
+MG_BROKER_PORT_BASE=45400
+KP_PORT_BASE=45500              # kafka-proxy: broker i is served on 127.0.0.1:45500+i
+KP_HTTP=127.0.0.1:45590
+KAFKA_PROXY_VERSION=v0.4.3      # latest tag of github.com/grepplabs/kafka-proxy
+# kafka-proxy maps each broker to a fixed local port; with dynamic listeners off it never
+# opens ports of its own choosing.
+KP_ARGS=(server --dynamic-listeners-disable --http-listen-address "$KP_HTTP" --log-level warning)
+for ((i = 0; i < NODES; i++)); do
+  KP_ARGS+=(--bootstrap-server-mapping "127.0.0.1:$((DEST_PORT + i)),127.0.0.1:$((KP_PORT_BASE + i))")
+done
+KROXYLICIOUS_VERSION=0.16.0
+
+RECORD_SIZE=1024
+PARTITIONS=6
+if ((QUICK)); then
+  RECORDS="${BENCH_RECORDS:-50000}"; ROUNDS="${BENCH_ROUNDS:-1}"; LAT_SECONDS=5
+else
+  # 6 rounds: every side takes every place in the rotating order equally often (2 or 3 sides).
+  RECORDS="${BENCH_RECORDS:-120000}"; ROUNDS="${BENCH_ROUNDS:-6}"; LAT_SECONDS=10
+fi
+# Latency is also measured at a fixed, modest rate: at --throughput -1 the producer's
+# own buffer is always full, so its percentiles are mostly queueing time inside the
+# client and move with throughput rather than with the proxy's per-request cost.
+LAT_RATE=1000
+LAT_RECORDS=$((LAT_RATE * LAT_SECONDS))
+# The brokers' JVMs are cold after `up`: with a 20000-record warm-up the first full round
+# still ran markedly slower. It goes through every side, so each proxy is warm as well.
+WARMUP_RECORDS=$((QUICK ? 20000 : 50000))
+TOOL_TIMEOUT=900                # seconds; no perf-test run may hang the benchmark
+
+OUT=target/e2e-bench            # scratch (raw tool output, configs, logs); not committed
+RAW="$OUT/raw"
+REPORT=BENCHMARKS.md
+CLK_TCK="$(getconf CLK_TCK)"
+
+kafka() { testbed/kafka "$@"; }
+tool() { timeout "$TOOL_TIMEOUT" testbed/kafka tool "$@"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# utime+stime (all threads) of a process, in clock ticks. Fields are counted after the
+# ")" that ends the command name, since a name may contain spaces.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+vm_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# Error text goes into BENCHMARKS.md: keep it free of this machine's paths and of
+# registry host names.
+scrub() { sed -e "s|$PWD|.|g" -e "s|$HOME|~|g" -e 's|https\?://[^/ ]*/|<registry>/|g'; }
+
+for cmd in cargo java mvn curl python3 timeout getconf; do
+  command -v "$cmd" >/dev/null || die "$cmd not found (testbed/install-deps installs the testbed's tools)"
+done
+for p in ${MG_BIND##*:} ${MG_ADMIN##*:} ${KP_HTTP##*:} \
+  $(seq "$MG_BROKER_PORT_BASE" $((MG_BROKER_PORT_BASE + NODES - 1))) \
+  $(seq "$KP_PORT_BASE" $((KP_PORT_BASE + NODES - 1))); do
+  ! port_open "$p" || die "port $p on 127.0.0.1 is already in use (another benchmark running?)"
+done
+
+rm -rf "$OUT"
+mkdir -p "$RAW"
+START_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$OUT/peers.md"
+: >"$OUT/cpu.tsv"
+: >"$OUT/rss.tsv"
+: >"$OUT/load.tsv"
+
+# --- cleanup ---------------------------------------------------------------------------
+MG_PID=""
+KP_PID=""
+cleanup() {
+  local rc=$?
+  for pid in "$MG_PID" "$KP_PID"; do
+    [[ -n "$pid" ]] || continue
+    kill -TERM "$pid" 2>/dev/null || continue
+    # Bounded wait: mirrorgate drains connections for up to shutdown_grace_ms.
+    for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  kafka down "$CLUSTER" >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build -----------------------------------------------------------------------------
+step "Building mirrorgate (release)"
+cargo build --release --locked -q
+
+if ((QUICK == 0)); then
+  # Before Kafka starts, so the micro-benchmarks share the machine with as little as possible.
+  step "Micro-benchmarks: cargo bench --bench frames"
+  cargo bench --locked -q --bench frames >"$OUT/micro.txt" 2>"$OUT/micro.err" \
+    || { tail -n 20 "$OUT/micro.err" >&2; die "cargo bench failed"; }
+fi
+
+# --- peer proxies ----------------------------------------------------------------------
+# A peer that cannot be obtained is reported in BENCHMARKS.md with its exact error; it
+# never fails the benchmark.
+peer_note() { printf '%s\n' "$@" >>"$OUT/peers.md"; }
+peer_error() { peer_note '' '```' "$(scrub <"$1" | grep -v '^[[:space:]]*$' | tail -n "${2:-6}")" '```' ''; }
+
+# The kafka-proxy command line, one flag per line, for BENCHMARKS.md.
+kp_command_text() {
+  local text="kafka-proxy ${KP_ARGS[0]}" arg
+  for arg in "${KP_ARGS[@]:1}"; do
+    if [[ "$arg" == --* ]]; then text+=$' \\\n  '"$arg"; else text+=" $arg"; fi
+  done
+  echo "$text"
+}
+
+KP_BIN=""
+obtain_kafka_proxy() {
+  local gobin="$PWD/testbed/.cache/kafka-proxy-$KAFKA_PROXY_VERSION"
+  peer_note "### grepplabs/kafka-proxy $KAFKA_PROXY_VERSION" ''
+  if [[ -x "$gobin/kafka-proxy" ]]; then
+    KP_BIN="$gobin/kafka-proxy"
+    peer_note "Installed earlier by \`go install github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION\` (cached under testbed/.cache)."
+  elif ! command -v go >/dev/null; then
+    peer_note "\`go\` is not installed, so \`go install github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION\` could not run."
+  elif GOFLAGS=-mod=mod GOBIN="$gobin" timeout 600 \
+      go install "github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION" >"$OUT/kafka-proxy-install.log" 2>&1; then
+    KP_BIN="$gobin/kafka-proxy"
+    peer_note "Built with \`GOFLAGS=-mod=mod go install github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION\`."
+  else
+    peer_note "\`GOFLAGS=-mod=mod go install github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION\` failed:"
+    peer_error "$OUT/kafka-proxy-install.log"
+  fi
+  # Fallbacks for machines whose module proxy does not serve kafka-proxy.
+  if [[ -z "$KP_BIN" && -n "${KAFKA_PROXY_SRC:-}" ]]; then
+    grep -qx 'module github.com/grepplabs/kafka-proxy' "$KAFKA_PROXY_SRC/go.mod" 2>/dev/null \
+      || die "KAFKA_PROXY_SRC is not a kafka-proxy source tree"
+    local rev bin="$PWD/$OUT/kafka-proxy"
+    rev="$(git -C "$KAFKA_PROXY_SRC" describe --tags --always 2>/dev/null || echo unknown)"
+    # Its vendor/ directory holds every dependency, so this needs no module download.
+    (cd "$KAFKA_PROXY_SRC" && GOFLAGS=-mod=vendor go build -o "$bin" \
+      -ldflags "-X github.com/grepplabs/kafka-proxy/config.Version=$rev" .) >"$OUT/kafka-proxy-build.log" 2>&1 \
+      || { tail -n 20 "$OUT/kafka-proxy-build.log" >&2; die "building kafka-proxy from KAFKA_PROXY_SRC failed"; }
+    KP_BIN="$bin"
+    peer_note "Used instead: built with \`go build -mod=vendor\` (its vendored dependencies) from a" \
+      "source checkout given in \`KAFKA_PROXY_SRC\`, at \`git describe\` = \`$rev\`" \
+      "($(git -C "$KAFKA_PROXY_SRC" rev-parse --short=12 HEAD 2>/dev/null || echo 'not a git checkout'))."
+  fi
+  if [[ -z "$KP_BIN" && -n "${KAFKA_PROXY_BIN:-}" ]]; then
+    [[ -x "$KAFKA_PROXY_BIN" ]] || die "KAFKA_PROXY_BIN is not an executable"
+    KP_BIN="$KAFKA_PROXY_BIN"
+    peer_note "Used instead: the binary given in \`KAFKA_PROXY_BIN\`, which reports" \
+      "\`$("$KP_BIN" version 2>&1 | head -n 1 | scrub)\`."
+  fi
+  if [[ -n "$KP_BIN" ]]; then
+    peer_note '' "Run with one mapping per broker and dynamic listeners off, its defaults otherwise" \
+      "(256 open requests per connection, as mirrorgate's \`max_in_flight_per_connection\`):" '' \
+      '```' "$(kp_command_text)" '```' ''
+  fi
+}
+
+obtain_kroxylicious() {
+  peer_note "### Kroxylicious $KROXYLICIOUS_VERSION" ''
+  # Kroxylicious is a Java proxy published to Maven Central; resolve its app artifact.
+  if mvn -B -U dependency:get -Dtransitive=false \
+      -Dartifact="io.kroxylicious:kroxylicious-app:$KROXYLICIOUS_VERSION" \
+      >"$OUT/kroxylicious-install.log" 2>&1; then
+    peer_note "\`mvn dependency:get -Dartifact=io.kroxylicious:kroxylicious-app:$KROXYLICIOUS_VERSION\` succeeded," \
+      "but this script does not run Kroxylicious yet (it needs its own YAML config), so it has no rows."
+  else
+    peer_note "\`mvn dependency:get -Dartifact=io.kroxylicious:kroxylicious-app:$KROXYLICIOUS_VERSION\` failed," \
+      "so Kroxylicious has no rows:"
+    # The first ERROR line says what failed; the rest is Maven's generic advice.
+    grep -m 1 '^\[ERROR\]' "$OUT/kroxylicious-install.log" >"$OUT/kroxylicious-error.txt" || true
+    peer_error "$OUT/kroxylicious-error.txt"
+  fi
+}
+
+step "Peer proxies"
+obtain_kafka_proxy
+obtain_kroxylicious
+cat "$OUT/peers.md" >&2
+
+# --- cluster and proxies ---------------------------------------------------------------
+step "Starting Kafka cluster $CLUSTER ($NODES nodes on 127.0.0.1:$DEST_PORT..)"
+# A cluster left over from an interrupted run would still hold its topics: start clean.
+kafka down "$CLUSTER" >/dev/null 2>&1 || true
+kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null
+KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$CLUSTER/cluster.env")"
+
+wait_http() {   # URL PID LOG NAME
+  for _ in $(seq 300); do
+    curl -fs "$1" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "$4 exited during startup"; }
+    sleep 0.1
+  done
+  tail -n 20 "$3" >&2
+  die "$4 not ready after 30s ($1)"
+}
+
+step "Starting mirrorgate on $MG_BIND"
+# One mirror topic is declared (and never written) so the produce guard decodes every
+# Produce request, as it does in a deployment with mirror topics.
+cat >"$OUT/mirrorgate.toml" <<TOML
+[proxy]
+bind = "$MG_BIND"
+advertised_host = "127.0.0.1"
+broker_port_base = $MG_BROKER_PORT_BASE
+
+[destination]
+bootstrap_servers = "$DIRECT"
+
+[admin]
+bind = "$MG_ADMIN"
+
+[[mirror_topics]]
+name = "bench-mirror"
+TOML
+RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate.toml" 2>"$OUT/mirrorgate.log" &
+MG_PID=$!
+wait_http "http://$MG_ADMIN/readyz" "$MG_PID" "$OUT/mirrorgate.log" mirrorgate
+
+SIDES=(direct mirrorgate)
+if [[ -n "$KP_BIN" ]]; then
+  step "Starting kafka-proxy on 127.0.0.1:$KP_PORT_BASE.."
+  "$KP_BIN" "${KP_ARGS[@]}" >"$OUT/kafka-proxy.log" 2>&1 &
+  KP_PID=$!
+  wait_http "http://$KP_HTTP/health" "$KP_PID" "$OUT/kafka-proxy.log" kafka-proxy
+  SIDES+=(kafka-proxy)
+fi
+
+bootstrap_of() {
+  case "$1" in
+    direct) echo "$DIRECT" ;;
+    mirrorgate) echo "$MG_BIND" ;;
+    kafka-proxy) echo "127.0.0.1:$KP_PORT_BASE" ;;
+  esac
+}
+pid_of() {
+  case "$1" in
+    mirrorgate) echo "$MG_PID" ;;
+    kafka-proxy) echo "$KP_PID" ;;
+    *) echo "" ;;
+  esac
+}
+
+# --- measurement -----------------------------------------------------------------------
+# Topics are created and deleted straight on the brokers: admin calls are not measured.
+create_topic() {
+  tool kafka-topics --bootstrap-server "$DIRECT" --create --topic "$1" \
+    --partitions "$PARTITIONS" --replication-factor 3 >/dev/null
+}
+delete_topic() { tool kafka-topics --bootstrap-server "$DIRECT" --delete --topic "$1" >/dev/null; }
+
+produce() {   # BOOTSTRAP TOPIC RECORDS THROUGHPUT OUTFILE
+  tool kafka-producer-perf-test --topic "$2" --num-records "$3" --record-size "$RECORD_SIZE" \
+    --throughput "$4" --producer-props bootstrap.servers="$1" acks=all compression.type=lz4 \
+    >"$5" 2>&1 && grep -q ' ms 99.9th' "$5"
+}
+consume() {   # BOOTSTRAP TOPIC RECORDS GROUP OUTFILE
+  tool kafka-consumer-perf-test --bootstrap-server "$1" --topic "$2" --messages "$3" \
+    --group "$4" --timeout 60000 >"$5" 2>&1 && grep -q '^start.time' "$5"
+}
+
+# One round of one side, on a fresh topic: saturated produce, consume of those records,
+# then the fixed-rate latency run. Proxy CPU is sampled around the whole round.
+# On failure FAILED holds the output of the step that failed.
+FAILED=""
+run_round() {   # SIDE ROUND
+  local side="$1" round="$2" bs pid topic t0 t1 base
+  bs="$(bootstrap_of "$side")"
+  pid="$(pid_of "$side")"
+  topic="bench-$side-r$round"
+  base="$RAW/$side-r$round"
+  create_topic "$topic" || { FAILED=/dev/null; return 1; }
+  [[ -z "$pid" ]] || t0="$(cpu_ticks "$pid")"
+  FAILED="$base-produce.txt"
+  produce "$bs" "$topic" "$RECORDS" -1 "$FAILED" || return 1
+  FAILED="$base-consume.txt"
+  consume "$bs" "$topic" "$RECORDS" "$topic" "$FAILED" || return 1
+  FAILED="$base-latency.txt"
+  produce "$bs" "$topic" "$LAT_RECORDS" "$LAT_RATE" "$FAILED" || return 1
+  FAILED=""
+  if [[ -n "$pid" ]]; then
+    t1="$(cpu_ticks "$pid")"
+    printf '%s\t%s\t%s\n' "$side" "$round" "$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN {print (b - a) / hz}')" >>"$OUT/cpu.tsv"
+  fi
+  delete_topic "$topic" || true
+  log "$side round $round: $(grep -o '[0-9.]* records/sec ([0-9.]* MB/sec)' "$base-produce.txt" | tail -n 1) produce"
+}
+
+step "Warm-up ($WARMUP_RECORDS records produced and consumed per side, not measured)"
+for side in "${SIDES[@]}"; do
+  create_topic "bench-warmup-$side"
+  if ! { produce "$(bootstrap_of "$side")" "bench-warmup-$side" "$WARMUP_RECORDS" -1 "$OUT/warmup-$side.txt" &&
+    consume "$(bootstrap_of "$side")" "bench-warmup-$side" "$WARMUP_RECORDS" "bench-warmup-$side" "$OUT/warmup-consume-$side.txt"; }; then
+    tail -n 5 "$OUT/warmup-$side.txt" "$OUT/warmup-consume-$side.txt" >&2
+    die "warm-up via $side failed"
+  fi
+  delete_topic "bench-warmup-$side"
+done
+
+step "Measuring: $ROUNDS round(s) x (${SIDES[*]}), $RECORDS records of $RECORD_SIZE B per produce"
+KP_FAILED=0
+for ((round = 1; round <= ROUNDS; round++)); do
+  # Sides alternate within a round and their order rotates from round to round, so
+  # neither a slow phase of the shared machine nor a place in the order favours a side.
+  n=${#SIDES[@]}
+  for ((k = 0; k < n; k++)); do
+    side="${SIDES[(k + round - 1) % n]}"
+    [[ "$side" == kafka-proxy && $KP_FAILED == 1 ]] && continue
+    # The 1-minute load average goes into the per-round table as a noise indicator.
+    printf '%s\t%s\t%s\t%s\n' "$side" "$round" $((k + 1)) "$(cut -d' ' -f1 /proc/loadavg)" >>"$OUT/load.tsv"
+    if ! run_round "$side" "$round"; then
+      tail -n 8 "$FAILED" >&2
+      [[ "$side" == kafka-proxy ]] || die "round $round via $side failed (raw output in $RAW)"
+      # A peer that breaks mid-run loses its rows, not the benchmark.
+      peer_note "**kafka-proxy failed in round $round** (its rows are left out):" ''
+      peer_error "$FAILED" 8
+      KP_FAILED=1
+    fi
+  done
+done
+if ((KP_FAILED)); then
+  rm -f "$RAW/kafka-proxy-"*
+  SIDES=(direct mirrorgate)
+fi
+
+for side in "${SIDES[@]}"; do
+  pid="$(pid_of "$side")"
+  [[ -z "$pid" ]] || printf '%s\t%s\n' "$side" "$(vm_hwm_kb "$pid")" >>"$OUT/rss.tsv"
+done
+
+# --- report ----------------------------------------------------------------------------
+commit="$(git rev-parse --short=12 HEAD)"
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || commit+=" (with uncommitted changes)"
+cat >"$OUT/meta.env" <<EOF
+mode=$MODE
+date=$(date -u '+%Y-%m-%d %H:%M UTC')
+commit=$commit
+cores=$(nproc)
+memory=$(awk '/^MemTotal:/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+kernel=$(uname -sr)
+kafka=$KAFKA_VERSION_RUN
+java=$(java -version 2>&1 | head -n 1)
+rustc=$(rustc --version)
+load_start=$START_LOAD
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+nodes=$NODES
+partitions=$PARTITIONS
+records=$RECORDS
+rounds=$ROUNDS
+record_size=$RECORD_SIZE
+lat_rate=$LAT_RATE
+lat_records=$LAT_RECORDS
+kafka_proxy_version=$KAFKA_PROXY_VERSION
+sides=${SIDES[*]}
+minutes=$(((SECONDS + 30) / 60))
+EOF
+python3 benches/e2e_report.py "$OUT" >"$REPORT"
+step "Results (written to $REPORT)"
+sed -n '/^## Proxy overhead/,/^## /p' "$REPORT" | sed '$d'
