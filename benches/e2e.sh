@@ -14,8 +14,7 @@
 #             (about 15 minutes) does 6 rounds and the micro-benchmarks
 #
 # Environment:
-#   KAFKA_PROXY_SRC   a kafka-proxy source checkout (with vendor/) to build when
-#                     `go install` cannot fetch it; KAFKA_PROXY_BIN: a binary to use then
+#   KAFKA_PROXY_BIN   a kafka-proxy binary to use when `go install` cannot fetch it
 #   BENCH_RECORDS     records per producer run (default 120000 full, 50000 quick)
 #   BENCH_ROUNDS      rounds per side (default 6 full, 1 quick)
 #
@@ -172,21 +171,7 @@ obtain_kafka_proxy() {
     peer_note "\`GOFLAGS=-mod=mod go install github.com/grepplabs/kafka-proxy@$KAFKA_PROXY_VERSION\` failed:"
     peer_error "$OUT/kafka-proxy-install.log"
   fi
-  # Fallbacks for machines whose module proxy does not serve kafka-proxy.
-  if [[ -z "$KP_BIN" && -n "${KAFKA_PROXY_SRC:-}" ]]; then
-    grep -qx 'module github.com/grepplabs/kafka-proxy' "$KAFKA_PROXY_SRC/go.mod" 2>/dev/null \
-      || die "KAFKA_PROXY_SRC is not a kafka-proxy source tree"
-    local rev bin="$PWD/$OUT/kafka-proxy"
-    rev="$(git -C "$KAFKA_PROXY_SRC" describe --tags --always 2>/dev/null || echo unknown)"
-    # Its vendor/ directory holds every dependency, so this needs no module download.
-    (cd "$KAFKA_PROXY_SRC" && GOFLAGS=-mod=vendor go build -o "$bin" \
-      -ldflags "-X github.com/grepplabs/kafka-proxy/config.Version=$rev" .) >"$OUT/kafka-proxy-build.log" 2>&1 \
-      || { tail -n 20 "$OUT/kafka-proxy-build.log" >&2; die "building kafka-proxy from KAFKA_PROXY_SRC failed"; }
-    KP_BIN="$bin"
-    peer_note "Used instead: built with \`go build -mod=vendor\` (its vendored dependencies) from a" \
-      "source checkout given in \`KAFKA_PROXY_SRC\`, at \`git describe\` = \`$rev\`" \
-      "($(git -C "$KAFKA_PROXY_SRC" rev-parse --short=12 HEAD 2>/dev/null || echo 'not a git checkout'))."
-  fi
+  # Fallback for machines whose module proxy does not serve kafka-proxy.
   if [[ -z "$KP_BIN" && -n "${KAFKA_PROXY_BIN:-}" ]]; then
     [[ -x "$KAFKA_PROXY_BIN" ]] || die "KAFKA_PROXY_BIN is not an executable"
     KP_BIN="$KAFKA_PROXY_BIN"
