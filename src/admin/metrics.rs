@@ -51,7 +51,8 @@ pub struct ProxyMetrics {
     pub client_bytes_out: Counter,
     pub malformed_frames: Counter,
     pub connections_refused: Counter,
-    requests: Vec<(i16, RequestMetrics)>,
+    /// Indexed by API key.
+    requests: Vec<Option<RequestMetrics>>,
     refused_by_topic: DashMap<String, Counter>,
     tls_failures: DashMap<&'static str, Counter>,
     reloads: DashMap<&'static str, Counter>,
@@ -59,16 +60,18 @@ pub struct ProxyMetrics {
 
 impl ProxyMetrics {
     fn new() -> Self {
-        let requests = ApiKey::iter()
-            .map(|key| {
-                let api = format!("{key:?}");
-                let metrics = RequestMetrics {
-                    count: metrics::counter!("mirrorgate_requests_total", "api" => api.clone()),
-                    latency: metrics::histogram!("mirrorgate_request_duration_seconds", "api" => api),
-                };
-                (key as i16, metrics)
-            })
-            .collect();
+        let mut requests: Vec<Option<RequestMetrics>> = Vec::new();
+        for key in ApiKey::iter() {
+            let api = format!("{key:?}");
+            let index = key as usize;
+            if requests.len() <= index {
+                requests.resize_with(index + 1, || None);
+            }
+            requests[index] = Some(RequestMetrics {
+                count: metrics::counter!("mirrorgate_requests_total", "api" => api.clone()),
+                latency: metrics::histogram!("mirrorgate_request_duration_seconds", "api" => api),
+            });
+        }
         Self {
             client_connections_active: metrics::gauge!("mirrorgate_client_connections_active"),
             client_connections_total: metrics::counter!("mirrorgate_client_connections_total"),
@@ -92,10 +95,7 @@ impl ProxyMetrics {
     }
 
     pub fn request(&self, api: ApiKey) -> Option<&RequestMetrics> {
-        self.requests
-            .iter()
-            .find(|(key, _)| *key == api as i16)
-            .map(|(_, m)| m)
+        self.requests.get(api as usize)?.as_ref()
     }
 
     /// Produce partitions refused; `topic` is always a mirror topic, so the label set
