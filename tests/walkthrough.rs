@@ -391,3 +391,140 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         .status
         .success());
 }
+
+#[test]
+fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror() {
+    let source = Cluster::up("mg-src", 1, test_port_base() + 530);
+    let dest = destination();
+    let options = ProxyOptions {
+        extra_tables: format!(
+            "\n[replicator]\nenabled = true\nmetadata_topic = \"{}\"\n",
+            unique("_mirrorgate-metadata-shape")
+        ),
+        ..Default::default()
+    };
+    let proxy = Proxy::start(dest, options);
+    let link = unique("shape-link");
+    let topic = unique("growing");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    assert!(kcat(
+        &["-b", &source.bootstrap, "-P", "-t", &topic, "-p", "0"],
+        Some("p0-a\np0-b\n")
+    )
+    .output
+    .status
+    .success());
+    let out = cli_when_ready(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &link,
+            "--config",
+            &format!("bootstrap.servers={}", source.bootstrap),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &topic,
+            "--link",
+            &link
+        ]
+    )
+    .status
+    .success());
+
+    // A partition added on the source is added on the mirror and copied.
+    let alter = common::kafka_tool_direct(&[
+        "kafka-topics",
+        "--bootstrap-server",
+        &source.bootstrap,
+        "--alter",
+        "--topic",
+        &topic,
+        "--partitions",
+        "2",
+    ]);
+    assert!(
+        alter.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alter.stderr)
+    );
+    assert!(kcat(
+        &["-b", &source.bootstrap, "-P", "-t", &topic, "-p", "1"],
+        Some("p1-a\np1-b\np1-c\n")
+    )
+    .output
+    .status
+    .success());
+    let expected = offsets(&source.bootstrap, &topic);
+    assert_eq!(expected.len(), 5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while offsets(&proxy.bootstrap, &topic) != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the new partition was never mirrored: {:?}",
+            offsets(&proxy.bootstrap, &topic)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
+    assert!(
+        described.contains("Partition: 1\tState: ACTIVE"),
+        "{described}"
+    );
+
+    // Deleted and recreated on the source: a different topic; the mirror fails.
+    let delete = common::kafka_tool_direct(&[
+        "kafka-topics",
+        "--bootstrap-server",
+        &source.bootstrap,
+        "--delete",
+        "--topic",
+        &topic,
+    ]);
+    assert!(delete.status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
+        if described.contains("State: FAILED") {
+            assert!(
+                described.contains("SOURCE_TOPIC_MAY_BE_DELETED")
+                    || described.contains("SOURCE_TOPIC_ID_CHANGED"),
+                "{described}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never failed: {described}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Still read-only: a FAILED mirror is not a writable topic.
+    let refused = kafka_tool(
+        &[
+            "kafka-console-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            &topic,
+        ],
+        Some("x\n"),
+    );
+    assert!(
+        refused.text().contains("read-only mirror topic"),
+        "{}",
+        refused.text()
+    );
+}

@@ -1,14 +1,18 @@
 //! The few admin calls the replicator makes: cluster metadata, topic creation.
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::{ClientError, KafkaConnection};
 
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;
+const CREATE_PARTITIONS_VERSION: i16 = 3;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,46 @@ pub fn partition_count(metadata: &MetadataResponse, topic: &str) -> Result<i32, 
         return Err(found.error_code);
     }
     Ok(found.partitions.len() as i32)
+}
+
+/// The topic's id, if the metadata lists it.
+pub fn topic_id(metadata: &MetadataResponse, topic: &str) -> Option<String> {
+    metadata
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))
+        .filter(|t| !t.topic_id.is_nil())
+        .map(|t| t.topic_id.to_string())
+}
+
+/// Raises a topic's partition count to `count`.
+pub async fn add_partitions(
+    conn: &mut KafkaConnection,
+    name: &str,
+    count: i32,
+) -> Result<(), AdminError> {
+    let request = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(topic_name(name))
+            .with_count(count)
+            // None: the controller places the new replicas (an empty list means zero).
+            .with_assignments(None)])
+        .with_timeout_ms(30_000);
+    let response = conn.call(&request, CREATE_PARTITIONS_VERSION).await?;
+    match response.results.into_iter().next() {
+        Some(result) if result.error_code == 0 => Ok(()),
+        Some(result) => Err(AdminError::Kafka {
+            code: result.error_code,
+            message: result
+                .error_message
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| format!("cannot add partitions to '{name}'")),
+        }),
+        None => Err(AdminError::Kafka {
+            code: -1,
+            message: "no result for the topic".into(),
+        }),
+    }
 }
 
 /// Creates a topic (replication factor -1: the broker default).

@@ -117,6 +117,7 @@ impl Replicator {
         });
         if inner.registry.load().config.replicator.enabled {
             tokio::spawn(load(inner.clone()));
+            tokio::spawn(watch_sources(inner.clone()));
         }
         Self { inner }
     }
@@ -232,6 +233,7 @@ impl Replicator {
                 "Source topic '{source_topic}' is not available (error {code})."
             ))
         })?;
+        let source_topic_id = admin::topic_id(&metadata, &source_topic);
         let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
         match admin::create_topic(&mut dest, mirror, partitions, &[]).await {
             Ok(()) => {}
@@ -254,6 +256,7 @@ impl Replicator {
             },
             reason: None,
             state_time_ms: now_ms(),
+            source_topic_id,
         };
         store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
@@ -407,7 +410,110 @@ async fn load(inner: Arc<Inner>) {
     }
 }
 
+/// How often active mirrors are checked against their source topics.
+const SOURCE_CHECK: Duration = Duration::from_secs(2);
+/// CreatePartitions answer when the topic already has that many partitions.
+const INVALID_PARTITIONS: i16 = 37;
+
+/// Keeps each active mirror's shape in step with its source topic: partitions added on
+/// the source are added and mirrored; a source topic that vanished, was recreated or
+/// lost partitions fails the mirror with the reason.
+async fn watch_sources(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SOURCE_CHECK) => {}
+        }
+        let active: Vec<(MirrorRecord, Vec<String>)> = {
+            let state = inner.state.lock().await;
+            state
+                .mirrors
+                .values()
+                .filter(|m| m.record.state == MirrorState::Active)
+                .filter_map(|m| {
+                    let link = state.links.get(&m.record.link)?;
+                    let config = LinkConfig::from_properties(link.config.clone()).ok()?;
+                    Some((m.record.clone(), config.bootstrap_servers))
+                })
+                .collect()
+        };
+        for (record, bootstrap) in active {
+            if let Err(e) = inner.check_source(&record, &bootstrap).await {
+                tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
+            }
+        }
+    }
+}
+
 impl Inner {
+    async fn check_source(
+        self: &Arc<Self>,
+        record: &MirrorRecord,
+        bootstrap: &[String],
+    ) -> anyhow::Result<()> {
+        let mut source = connect_source(bootstrap).await?;
+        let metadata = admin::metadata(&mut source, Some(&[record.source_topic.as_str()])).await?;
+        let partitions = match admin::partition_count(&metadata, &record.source_topic) {
+            Ok(count) => count,
+            Err(admin::UNKNOWN_TOPIC) => {
+                self.fail(
+                    &record.topic,
+                    "SOURCE_TOPIC_MAY_BE_DELETED: the source topic is gone".into(),
+                )
+                .await;
+                return Ok(());
+            }
+            Err(code) => anyhow::bail!("source metadata error {code}"),
+        };
+        let id = admin::topic_id(&metadata, &record.source_topic);
+        if record.source_topic_id.is_some() && id.is_some() && id != record.source_topic_id {
+            self.fail(
+                &record.topic,
+                "SOURCE_TOPIC_ID_CHANGED: the source topic was recreated".into(),
+            )
+            .await;
+            return Ok(());
+        }
+        if partitions < record.partitions {
+            let reason = format!(
+                "SOURCE_PARTITIONS_DECREASED: {} -> {partitions}",
+                record.partitions
+            );
+            self.fail(&record.topic, reason).await;
+            return Ok(());
+        }
+        if partitions > record.partitions {
+            let mut dest = self.dest.connect_any().await?;
+            match admin::add_partitions(&mut dest, &record.topic, partitions).await {
+                Ok(()) => {}
+                // Added already (a restart between the two steps): go on.
+                Err(AdminError::Kafka {
+                    code: INVALID_PARTITIONS,
+                    ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut state = self.state.lock().await;
+            let links = state.links.clone();
+            let Some(entry) = state.mirrors.get_mut(&record.topic) else {
+                return Ok(());
+            };
+            let mut updated = entry.record.clone();
+            updated.partitions = partitions;
+            store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
+            tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
+            let old = entry.record.partitions;
+            entry.record = updated;
+            entry
+                .statuses
+                .resize_with(partitions as usize, Arc::default);
+            if let Some(stop) = entry.stop.clone() {
+                self.spawn_partitions(entry, &links, old..partitions, stop);
+            }
+        }
+        Ok(())
+    }
+
     async fn loaded_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
         if !self.registry.load().config.replicator.enabled {
             return Err(ApiError::Unavailable(
@@ -466,20 +572,50 @@ impl Inner {
             return;
         };
         let stop = self.shutdown.child_token();
-        for (partition, status) in entry.statuses.iter().enumerate() {
+        let all = 0..entry.record.partitions;
+        self.spawn_partition_tasks(entry, &config.bootstrap_servers, all, &stop);
+        entry.stop = Some(stop);
+    }
+
+    fn spawn_partitions(
+        self: &Arc<Self>,
+        entry: &MirrorEntry,
+        links: &BTreeMap<String, LinkRecord>,
+        partitions: std::ops::Range<i32>,
+        stop: CancellationToken,
+    ) {
+        let Some(config) = links
+            .get(&entry.record.link)
+            .and_then(|link| LinkConfig::from_properties(link.config.clone()).ok())
+        else {
+            return;
+        };
+        self.spawn_partition_tasks(entry, &config.bootstrap_servers, partitions, &stop);
+    }
+
+    fn spawn_partition_tasks(
+        self: &Arc<Self>,
+        entry: &MirrorEntry,
+        source_bootstrap: &[String],
+        partitions: std::ops::Range<i32>,
+        stop: &CancellationToken,
+    ) {
+        for partition in partitions {
+            let Some(status) = entry.statuses.get(partition as usize) else {
+                continue;
+            };
             task::spawn(
                 self.clone(),
                 PartitionJob {
                     mirror: entry.record.topic.clone(),
                     source_topic: entry.record.source_topic.clone(),
-                    partition: partition as i32,
-                    source_bootstrap: config.bootstrap_servers.clone(),
+                    partition,
+                    source_bootstrap: source_bootstrap.to_vec(),
                     status: status.clone(),
                     stop: stop.clone(),
                 },
             );
         }
-        entry.stop = Some(stop);
     }
 
     /// Tells the proxy which topics are read-only: every mirror not STOPPED.

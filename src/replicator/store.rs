@@ -59,6 +59,10 @@ pub struct MirrorRecord {
     pub state: MirrorState,
     pub reason: Option<String>,
     pub state_time_ms: i64,
+    /// The source topic's id when the mirror was created: a different id later means
+    /// the source topic was deleted and recreated.
+    #[serde(default)]
+    pub source_topic_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
