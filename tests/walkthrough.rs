@@ -198,6 +198,27 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
         "{described}"
     );
 
+    // Replication metrics: per-partition lag (0 now), records copied, mirrors by state.
+    let metrics = proxy.metrics();
+    let lag_line = format!(
+        "mirrorgate_mirror_partition_lag{{link=\"{link}\",mirror=\"{topic}\",partition=\"1\"}} 0"
+    );
+    assert!(metrics.contains(&lag_line), "{metrics}");
+    let copied: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "mirrorgate_replicated_records_total{{link=\"{link}\"}}"
+            ))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(copied, 40.0, "{metrics}");
+    assert!(
+        metrics.contains("mirrorgate_mirror_topics{state=\"ACTIVE\"} 1"),
+        "{metrics}"
+    );
+
     // The mirror is read-only through the proxy.
     let refused = kafka_tool(
         &[
@@ -511,6 +532,13 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    assert!(
+        proxy
+            .metrics()
+            .contains("mirrorgate_mirror_failures_total{reason=\"SOURCE_TOPIC_"),
+        "{}",
+        proxy.metrics()
+    );
     // Still read-only: a FAILED mirror is not a writable topic.
     let refused = kafka_tool(
         &[

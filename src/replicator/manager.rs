@@ -607,6 +607,7 @@ impl Inner {
             task::spawn(
                 self.clone(),
                 PartitionJob {
+                    link: entry.record.link.clone(),
                     mirror: entry.record.topic.clone(),
                     source_topic: entry.record.source_topic.clone(),
                     partition,
@@ -618,8 +619,25 @@ impl Inner {
         }
     }
 
-    /// Tells the proxy which topics are read-only: every mirror not STOPPED.
+    /// Tells the proxy which topics are read-only (every mirror not STOPPED) and
+    /// updates the link and mirror-state gauges.
     fn publish(&self, state: &State) {
+        metrics::gauge!("mirrorgate_links").set(state.links.len() as f64);
+        for mirror_state in [
+            MirrorState::Active,
+            MirrorState::Paused,
+            MirrorState::PendingStopped,
+            MirrorState::Stopped,
+            MirrorState::Failed,
+        ] {
+            let count = state
+                .mirrors
+                .values()
+                .filter(|m| m.record.state == mirror_state)
+                .count();
+            metrics::gauge!("mirrorgate_mirror_topics", "state" => mirror_state.as_str())
+                .set(count as f64);
+        }
         let read_only: HashSet<String> = state
             .mirrors
             .values()
@@ -641,6 +659,9 @@ impl Inner {
         if let Some(stop) = entry.stop.take() {
             stop.cancel();
         }
+        // The reason's leading code (OFFSET_MISMATCH, ...) is a bounded label.
+        let code = reason.split(':').next().unwrap_or("UNKNOWN").to_string();
+        metrics::counter!("mirrorgate_mirror_failures_total", "reason" => code).increment(1);
         entry.record.state = MirrorState::Failed;
         entry.record.reason = Some(reason);
         entry.record.state_time_ms = now_ms();
@@ -648,6 +669,7 @@ impl Inner {
         if let Err(e) = store::put_mirror(&self.dest, topic, Some(&record)).await {
             tracing::error!(error = %e, topic, "cannot record the FAILED state");
         }
+        self.publish(&state);
     }
 
     async fn change_one(

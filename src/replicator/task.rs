@@ -27,6 +27,7 @@ const RETRY: Duration = Duration::from_secs(1);
 const FETCH_WAIT_MS: i32 = 500;
 
 pub struct PartitionJob {
+    pub link: String,
     pub mirror: String,
     pub source_topic: String,
     pub partition: i32,
@@ -41,7 +42,39 @@ pub fn spawn(inner: Arc<Inner>, job: PartitionJob) {
     tokio::spawn(run(inner, job).instrument(span));
 }
 
+/// Metric handles of one mirror partition, created once per task.
+struct PartitionMetrics {
+    lag: metrics::Gauge,
+    last_fetch: metrics::Gauge,
+    records: metrics::Counter,
+    bytes: metrics::Counter,
+    batches: metrics::Counter,
+}
+
+impl PartitionMetrics {
+    fn new(job: &PartitionJob) -> Self {
+        let partition = job.partition.to_string();
+        let labels = [
+            ("link", job.link.clone()),
+            ("mirror", job.mirror.clone()),
+            ("partition", partition),
+        ];
+        let link = [("link", job.link.clone())];
+        Self {
+            lag: metrics::gauge!("mirrorgate_mirror_partition_lag", &labels),
+            last_fetch: metrics::gauge!(
+                "mirrorgate_mirror_partition_last_fetch_timestamp_seconds",
+                &labels
+            ),
+            records: metrics::counter!("mirrorgate_replicated_records_total", &link),
+            bytes: metrics::counter!("mirrorgate_replicated_bytes_total", &link),
+            batches: metrics::counter!("mirrorgate_replicated_batches_total", &link),
+        }
+    }
+}
+
 async fn run(inner: Arc<Inner>, job: PartitionJob) {
+    let metrics = PartitionMetrics::new(&job);
     while !job.stop.is_cancelled() {
         let copier = tokio::select! {
             _ = job.stop.cancelled() => return,
@@ -65,13 +98,21 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
             };
             match round {
                 Ok(progress) => {
-                    job.status
+                    let now = now_ms();
+                    let status = &job.status;
+                    status
                         .dest_end_offset
                         .store(progress.next_offset, Ordering::Relaxed);
-                    job.status
+                    status
                         .source_high_watermark
                         .store(progress.source_high_watermark, Ordering::Relaxed);
-                    job.status.last_fetch_ms.store(now_ms(), Ordering::Relaxed);
+                    status.last_fetch_ms.store(now, Ordering::Relaxed);
+                    let lag = (progress.source_high_watermark - progress.next_offset).max(0);
+                    metrics.lag.set(lag as f64);
+                    metrics.last_fetch.set(now as f64 / 1000.0);
+                    metrics.records.increment(progress.records);
+                    metrics.bytes.increment(progress.bytes);
+                    metrics.batches.increment(progress.batches);
                 }
                 Err(
                     e @ (CopyError::OffsetMismatch { .. }
