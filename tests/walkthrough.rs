@@ -430,7 +430,14 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
     common::create_topic(
         &source,
         &topic,
-        &["--partitions", "1", "--replication-factor", "1"],
+        &[
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=123456789",
+        ],
     );
     assert!(kcat(
         &["-b", &source.bootstrap, "-P", "-t", &topic, "-p", "0"],
@@ -451,7 +458,7 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    assert!(cli(
+    let created = cli(
         &proxy,
         &[
             "mirrors",
@@ -459,11 +466,28 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
             "--mirror-topic",
             &topic,
             "--link",
-            &link
-        ]
-    )
-    .status
-    .success());
+            &link,
+            "--config",
+            "segment.bytes=1048576",
+        ],
+    );
+    assert!(created.status.success(), "{}", text(&created));
+    // The mirror has the source's own configs plus the override.
+    let configs = common::kafka_tool_direct(&[
+        "kafka-configs",
+        "--bootstrap-server",
+        &dest.bootstrap,
+        "--describe",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+    ]);
+    let configs = String::from_utf8_lossy(&configs.stdout).to_string();
+    assert!(
+        configs.contains("retention.ms=123456789") && configs.contains("segment.bytes=1048576"),
+        "{configs}"
+    );
 
     // A partition added on the source is added on the mirror and copied.
     let alter = common::kafka_tool_direct(&[

@@ -75,6 +75,9 @@ pub struct Mirrors {
     failover: bool,
     #[arg(long)]
     mirror_topic: Option<String>,
+    /// With --create: topic configs for the mirror, k=v,k2=v2 (override the source's).
+    #[arg(long)]
+    config: Option<String>,
     #[arg(long)]
     source_topic: Option<String>,
     #[arg(long)]
@@ -234,7 +237,16 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
             .clone()
             .context("--mirror-topic is required")?;
         let source = args.source_topic.clone().unwrap_or_else(|| mirror.clone());
-        let body = json!({ "mirror_topic_name": mirror, "source_topic_name": source });
+        let overrides = match &args.config {
+            Some(inline) => parse_inline(inline).map_err(anyhow::Error::msg)?,
+            None => BTreeMap::new(),
+        };
+        let configs: Vec<Value> = overrides
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
+        let body =
+            json!({ "mirror_topic_name": mirror, "source_topic_name": source, "configs": configs });
         api.call("POST", &format!("/links/{link}/mirrors"), Some(body))?;
         println!("Created topic {mirror}.");
         return Ok(());

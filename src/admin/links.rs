@@ -140,6 +140,8 @@ struct MirrorBody {
     mirror_topic_name: Option<String>,
     #[serde(default)]
     mirror_topic_names: Vec<String>,
+    #[serde(default)]
+    configs: Vec<ConfigEntry>,
 }
 
 async fn mirror_action(
@@ -154,7 +156,16 @@ async fn mirror_action(
                 return error(ApiError::Invalid("mirror_topic_name is required".into()));
             };
             let source = body.source_topic_name.as_deref();
-            return match state.replicator.create_mirror(&link, &mirror, source).await {
+            let overrides: BTreeMap<String, String> = body
+                .configs
+                .into_iter()
+                .map(|c| (c.name, c.value))
+                .collect();
+            return match state
+                .replicator
+                .create_mirror(&link, &mirror, source, &overrides)
+                .await
+            {
                 Ok(()) => StatusCode::CREATED.into_response(),
                 Err(e) => error(e),
             };

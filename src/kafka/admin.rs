@@ -2,9 +2,11 @@
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, MetadataRequest, MetadataResponse, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -13,6 +15,11 @@ use super::client::{ClientError, KafkaConnection};
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;
 const CREATE_PARTITIONS_VERSION: i16 = 3;
+const DESCRIBE_CONFIGS_VERSION: i16 = 4;
+/// ConfigResource type of a topic.
+const TOPIC_RESOURCE: i8 = 2;
+/// DescribeConfigs config_source of a value set on the topic itself.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,42 @@ pub async fn add_partitions(
             message: "no result for the topic".into(),
         }),
     }
+}
+
+/// The topic's own (dynamic) configs: what was set on it, not broker defaults.
+pub async fn topic_configs(
+    conn: &mut KafkaConnection,
+    name: &str,
+) -> Result<Vec<(String, String)>, AdminError> {
+    let request =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(TOPIC_RESOURCE)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_configuration_keys(None)]);
+    let response = conn.call(&request, DESCRIBE_CONFIGS_VERSION).await?;
+    let result = response
+        .results
+        .into_iter()
+        .next()
+        .ok_or(AdminError::Kafka {
+            code: -1,
+            message: "no result for the topic".into(),
+        })?;
+    if result.error_code != 0 {
+        return Err(AdminError::Kafka {
+            code: result.error_code,
+            message: result
+                .error_message
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| format!("cannot describe configs of '{name}'")),
+        });
+    }
+    Ok(result
+        .configs
+        .into_iter()
+        .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
+        .filter_map(|c| Some((c.name.as_str().to_string(), c.value?.as_str().to_string())))
+        .collect())
 }
 
 /// Creates a topic (replication factor -1: the broker default).

@@ -203,11 +203,14 @@ impl Replicator {
         Ok(())
     }
 
+    /// Creates the mirror topic with the source's partition count and own configs
+    /// (`overrides` win), then starts copying.
     pub async fn create_mirror(
         &self,
         link: &str,
         mirror: &str,
         source_topic: Option<&str>,
+        overrides: &BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
         let source_topic = source_topic.unwrap_or(mirror).to_string();
         if !crate::config::valid_topic_name(mirror) {
@@ -234,8 +237,13 @@ impl Replicator {
             ))
         })?;
         let source_topic_id = admin::topic_id(&metadata, &source_topic);
+        let configs = mirror_configs(&mut source, &source_topic, overrides).await?;
+        let configs: Vec<(&str, &str)> = configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
-        match admin::create_topic(&mut dest, mirror, partitions, &[]).await {
+        match admin::create_topic(&mut dest, mirror, partitions, &configs).await {
             Ok(()) => {}
             Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
                 return Err(ApiError::Conflict(format!(
@@ -316,6 +324,37 @@ impl Replicator {
         self.inner.publish(&state);
         Ok(results)
     }
+}
+
+/// Configs the destination must not take from the source: a LogAppendTime mirror would
+/// restamp every copied batch, and throttled-replica lists name the source's brokers.
+const NOT_COPIED: &[&str] = &[
+    "message.timestamp.type",
+    "leader.replication.throttled.replicas",
+    "follower.replication.throttled.replicas",
+];
+
+/// The source topic's own configs, then the operator's overrides from `--config`.
+async fn mirror_configs(
+    source: &mut crate::kafka::client::KafkaConnection,
+    topic: &str,
+    overrides: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ApiError> {
+    let mut configs: BTreeMap<String, String> = admin::topic_configs(source, topic)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
+        .collect();
+    for (key, value) in overrides {
+        if NOT_COPIED.contains(&key.as_str()) {
+            return Err(ApiError::Invalid(format!(
+                "{key}: cannot be set on a mirror topic"
+            )));
+        }
+        configs.insert(key.clone(), value.clone());
+    }
+    Ok(configs)
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
