@@ -128,26 +128,68 @@ pub fn server_config(
 
 /// The client side towards the destination brokers.
 pub fn client_config(tls: &DestinationTlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = load_roots("destination.tls.ca_file", &tls.ca_file)?;
+    let read = |key: &'static str, path: &Path| {
+        std::fs::read(path).map_err(|e| TlsError::File {
+            key,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    let roots = read("destination.tls.ca_file", &tls.ca_file)?;
+    let client = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(ClientPem {
+            certs: read("destination.tls.cert_file", cert)?,
+            key: read("destination.tls.key_file", key)?,
+            key_name: "destination.tls.key_file",
+        }),
+        _ => None,
+    };
+    client_config_pem("destination.tls.ca_file", &roots, client.as_ref())
+}
+
+/// A client certificate chain and its key, PEM (they may be the same text).
+pub struct ClientPem {
+    pub certs: Vec<u8>,
+    pub key: Vec<u8>,
+    /// The config key named in errors.
+    pub key_name: &'static str,
+}
+
+/// A TLS client config from PEM text: the CAs to trust and an optional client identity.
+pub fn client_config_pem(
+    roots_key: &'static str,
+    roots_pem: &[u8],
+    client: Option<&ClientPem>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let invalid = |key: &'static str, e: &dyn std::fmt::Display| TlsError::Invalid {
+        key,
+        reason: e.to_string(),
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(roots_pem) {
+        roots
+            .add(cert.map_err(|e| invalid(roots_key, &e))?)
+            .map_err(|e| invalid(roots_key, &e))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(roots_key, &"no PEM certificate"));
+    }
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Invalid {
-            key: "destination.tls",
-            reason: e.to_string(),
-        })?
+        .map_err(|e| invalid(roots_key, &e))?
         .with_root_certificates(roots);
-    let config = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = load_certs("destination.tls.cert_file", cert)?;
-            let private = load_key("destination.tls.key_file", key)?;
+    let config = match client {
+        Some(identity) => {
+            let chain = CertificateDer::pem_slice_iter(&identity.certs)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(identity.key_name, &e))?;
+            let key = PrivateKeyDer::from_pem_slice(&identity.key)
+                .map_err(|e| invalid(identity.key_name, &e))?;
             builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| TlsError::Invalid {
-                    key: "destination.tls.key_file",
-                    reason: e.to_string(),
-                })?
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid(identity.key_name, &e))?
         }
-        _ => builder.with_no_client_auth(),
+        None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }

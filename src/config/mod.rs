@@ -108,6 +108,8 @@ pub struct ReplicatorConfig {
     /// Compacted topic on the destination holding links, mirrors and their states.
     #[serde(default = "defaults::metadata_topic")]
     pub metadata_topic: String,
+    /// 32-byte key (hex or base64) sealing link credentials in the metadata topic.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 impl Default for ReplicatorConfig {
@@ -115,6 +117,7 @@ impl Default for ReplicatorConfig {
         Self {
             enabled: false,
             metadata_topic: defaults::metadata_topic(),
+            secret_key_file: None,
         }
     }
 }
@@ -267,6 +270,9 @@ impl Config {
             if let Some(ca) = &mut tls.client_ca_file {
                 join(ca);
             }
+        }
+        if let Some(key) = &mut self.replicator.secret_key_file {
+            join(key);
         }
         if let Some(tls) = &mut self.destination.tls {
             join(&mut tls.ca_file);

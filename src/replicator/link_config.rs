@@ -342,6 +342,21 @@ impl LinkConfig {
     }
 }
 
+/// A link config as shown to users: secrets replaced by "***".
+pub fn redact(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let shown = if SECRET_KEYS.contains(&k.as_str()) {
+                "***".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
 /// `2023-04-20T16:03:05Z`, `2023-04-20T16:03:05.123Z`, `2023-04-20T16:03:05+09:00`.
 fn parse_iso8601_ms(text: &str) -> Option<i64> {
     let (date, rest) = text.split_once('T')?;

@@ -11,9 +11,11 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::link_config::LinkConfig;
+use super::secrets::Sealer;
+use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
 use super::task::{self, PartitionJob, PartitionStatus};
-use super::{connect_source, now_ms, Destination};
+use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::registry::Registry;
 
@@ -64,6 +66,7 @@ struct State {
 
 pub struct Inner {
     pub dest: Destination,
+    sealer: Option<Sealer>,
     registry: Arc<Registry>,
     state: Mutex<State>,
     shutdown: CancellationToken,
@@ -109,8 +112,19 @@ impl Replicator {
     /// Loads links and mirrors from the metadata topic (retrying until the destination
     /// answers) and restarts every active mirror.
     pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
+        let sealer = match &registry.load().config.replicator.secret_key_file {
+            Some(path) => match Sealer::from_file(path) {
+                Ok(sealer) => Some(sealer),
+                Err(e) => {
+                    tracing::error!(error = %e, "link credentials cannot be stored or read");
+                    None
+                }
+            },
+            None => None,
+        };
         let inner = Arc::new(Inner {
             dest: Destination::new(registry.clone()),
+            sealer,
             registry,
             state: Mutex::new(State::default()),
             shutdown,
@@ -135,6 +149,9 @@ impl Replicator {
         }
         let config = LinkConfig::from_properties(raw)
             .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        // Credentials can only be stored sealed: refuse before touching anything.
+        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
+            .map_err(ApiError::Invalid)?;
         let source_cluster_id = source_cluster_id(&config).await?;
         if validate_only {
             return Ok(());
@@ -148,13 +165,18 @@ impl Replicator {
         let record = LinkRecord {
             name: name.to_string(),
             link_id: uuid::Uuid::new_v4().to_string(),
-            config: config.redacted(),
+            config: config.raw.clone(),
             source_cluster_id,
             created_ms: now_ms(),
         };
-        store::put_link(&self.inner.dest, name, Some(&record))
-            .await
-            .map_err(unavailable)?;
+        store::put_link(
+            &self.inner.dest,
+            name,
+            Some(&record),
+            self.inner.sealer.as_ref(),
+        )
+        .await
+        .map_err(unavailable)?;
         state.links.insert(name.to_string(), record);
         Ok(())
     }
@@ -173,7 +195,7 @@ impl Replicator {
                 link_id: link.link_id.clone(),
                 source_cluster_id: link.source_cluster_id.clone(),
                 destination_cluster_id: destination_cluster_id.clone(),
-                configs: link.config.clone(),
+                configs: super::link_config::redact(&link.config),
                 remote_cluster_available: available,
             });
         }
@@ -196,7 +218,7 @@ impl Replicator {
                 "Cluster link '{name}' has active mirror topics; stop them first or use --force."
             )));
         }
-        store::put_link(&self.inner.dest, name, None)
+        store::put_link(&self.inner.dest, name, None, None)
             .await
             .map_err(unavailable)?;
         state.links.remove(name);
@@ -225,7 +247,9 @@ impl Replicator {
             .ok_or_else(|| ApiError::NotFound(format!("Cluster link '{link}' does not exist.")))?;
         let config = LinkConfig::from_properties(link_record.config.clone())
             .map_err(|e| ApiError::Invalid(e.join("; ")))?;
-        let mut source = connect_source(&config.bootstrap_servers)
+        let mut source = Source::from_config(&config)
+            .map_err(ApiError::Invalid)?
+            .connect_any()
             .await
             .map_err(unavailable)?;
         let metadata = admin::metadata(&mut source, Some(&[source_topic.as_str()]))
@@ -357,24 +381,34 @@ async fn mirror_configs(
     Ok(configs)
 }
 
+/// How to reach the source of `link` (None when its stored config no longer validates).
+fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Option<Source> {
+    let config = LinkConfig::from_properties(links.get(link)?.config.clone()).ok()?;
+    match Source::from_config(&config) {
+        Ok(source) => Some(source),
+        Err(e) => {
+            tracing::error!(link, error = %e, "cannot reach the link's source");
+            None
+        }
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
 async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(15),
-        connect_source(&config.bootstrap_servers),
-    )
-    .await
-    .map_err(|_| {
-        ApiError::Unavailable("bootstrap.servers: the source cluster did not answer".into())
-    })?
-    .map_err(|e| {
-        ApiError::Unavailable(format!(
-            "bootstrap.servers: the source cluster is unreachable: {e}"
-        ))
-    })?;
+    let source = Source::from_config(config).map_err(ApiError::Invalid)?;
+    let mut conn = tokio::time::timeout(Duration::from_secs(15), source.connect_any())
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable("bootstrap.servers: the source cluster did not answer".into())
+        })?
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "bootstrap.servers: the source cluster is unreachable: {e}"
+            ))
+        })?;
     let metadata = admin::metadata(&mut conn, Some(&[]))
         .await
         .map_err(unavailable)?;
@@ -418,7 +452,7 @@ async fn load(inner: Arc<Inner>) {
     loop {
         let loaded = async {
             store::ensure_topic(&inner.dest).await?;
-            store::load(&inner.dest).await
+            store::load(&inner.dest, inner.sealer.as_ref()).await
         }
         .await;
         match loaded {
@@ -463,21 +497,17 @@ async fn watch_sources(inner: Arc<Inner>) {
             _ = inner.shutdown.cancelled() => return,
             _ = tokio::time::sleep(SOURCE_CHECK) => {}
         }
-        let active: Vec<(MirrorRecord, Vec<String>)> = {
+        let active: Vec<(MirrorRecord, Source)> = {
             let state = inner.state.lock().await;
             state
                 .mirrors
                 .values()
                 .filter(|m| m.record.state == MirrorState::Active)
-                .filter_map(|m| {
-                    let link = state.links.get(&m.record.link)?;
-                    let config = LinkConfig::from_properties(link.config.clone()).ok()?;
-                    Some((m.record.clone(), config.bootstrap_servers))
-                })
+                .filter_map(|m| Some((m.record.clone(), source_of(&state.links, &m.record.link)?)))
                 .collect()
         };
-        for (record, bootstrap) in active {
-            if let Err(e) = inner.check_source(&record, &bootstrap).await {
+        for (record, source) in active {
+            if let Err(e) = inner.check_source(&record, &source).await {
                 tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
             }
         }
@@ -488,9 +518,9 @@ impl Inner {
     async fn check_source(
         self: &Arc<Self>,
         record: &MirrorRecord,
-        bootstrap: &[String],
+        source: &Source,
     ) -> anyhow::Result<()> {
-        let mut source = connect_source(bootstrap).await?;
+        let mut source = source.connect_any().await?;
         let metadata = admin::metadata(&mut source, Some(&[record.source_topic.as_str()])).await?;
         let partitions = match admin::partition_count(&metadata, &record.source_topic) {
             Ok(count) => count,
@@ -604,15 +634,12 @@ impl Inner {
         entry: &mut MirrorEntry,
         links: &BTreeMap<String, LinkRecord>,
     ) {
-        let Some(link) = links.get(&entry.record.link) else {
-            return;
-        };
-        let Ok(config) = LinkConfig::from_properties(link.config.clone()) else {
+        let Some(source) = source_of(links, &entry.record.link) else {
             return;
         };
         let stop = self.shutdown.child_token();
         let all = 0..entry.record.partitions;
-        self.spawn_partition_tasks(entry, &config.bootstrap_servers, all, &stop);
+        self.spawn_partition_tasks(entry, &source, all, &stop);
         entry.stop = Some(stop);
     }
 
@@ -623,19 +650,16 @@ impl Inner {
         partitions: std::ops::Range<i32>,
         stop: CancellationToken,
     ) {
-        let Some(config) = links
-            .get(&entry.record.link)
-            .and_then(|link| LinkConfig::from_properties(link.config.clone()).ok())
-        else {
+        let Some(source) = source_of(links, &entry.record.link) else {
             return;
         };
-        self.spawn_partition_tasks(entry, &config.bootstrap_servers, partitions, &stop);
+        self.spawn_partition_tasks(entry, &source, partitions, &stop);
     }
 
     fn spawn_partition_tasks(
         self: &Arc<Self>,
         entry: &MirrorEntry,
-        source_bootstrap: &[String],
+        source: &Source,
         partitions: std::ops::Range<i32>,
         stop: &CancellationToken,
     ) {
@@ -650,7 +674,7 @@ impl Inner {
                     mirror: entry.record.topic.clone(),
                     source_topic: entry.record.source_topic.clone(),
                     partition,
-                    source_bootstrap: source_bootstrap.to_vec(),
+                    source: source.clone(),
                     status: status.clone(),
                     stop: stop.clone(),
                 },

@@ -8,6 +8,8 @@
 pub mod link_config;
 pub mod manager;
 pub mod partition;
+pub mod secrets;
+pub mod source;
 pub mod store;
 mod task;
 
@@ -87,16 +89,4 @@ impl Destination {
         })?;
         self.connect(&leader).await
     }
-}
-
-/// Source connections (plaintext; TLS and SASL towards sources are still to come).
-pub async fn connect_source(bootstrap: &[String]) -> Result<KafkaConnection, ClientError> {
-    let mut last = ClientError::Closed;
-    for server in bootstrap {
-        match KafkaConnection::connect(server, "mirrorgate-replicator", CONNECT_TIMEOUT).await {
-            Ok(conn) => return Ok(conn),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }

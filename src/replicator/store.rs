@@ -14,6 +14,7 @@ use kafka_protocol::records::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::secrets::{open_config, seal_config, Sealer};
 use super::Destination;
 use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::kafka::client::ClientError;
@@ -22,7 +23,7 @@ use crate::kafka::client::ClientError;
 pub struct LinkRecord {
     pub name: String,
     pub link_id: String,
-    /// The link config; secret values are not stored (see `LinkConfig::redacted`).
+    /// The link config (credentials sealed when stored, see `secrets`).
     pub config: BTreeMap<String, String>,
     pub source_cluster_id: String,
     pub created_ms: i64,
@@ -93,7 +94,16 @@ pub async fn ensure_topic(dest: &Destination) -> Result<(), StoreError> {
 }
 
 /// Reads every record up to the high watermark; the last value of each key wins.
-pub async fn load(dest: &Destination) -> Result<Loaded, StoreError> {
+/// Sealed credentials are opened with `sealer`.
+pub async fn load(dest: &Destination, sealer: Option<&Sealer>) -> Result<Loaded, StoreError> {
+    let mut loaded = read_all(dest).await?;
+    for link in loaded.links.values_mut() {
+        link.config = open_config(&link.config, sealer).map_err(StoreError::Invalid)?;
+    }
+    Ok(loaded)
+}
+
+async fn read_all(dest: &Destination) -> Result<Loaded, StoreError> {
     let topic = dest.metadata_topic();
     let mut conn = dest.connect_leader(&topic, 0).await?;
     let mut loaded = Loaded::default();
@@ -172,12 +182,24 @@ fn apply(loaded: &mut Loaded, key: Option<&[u8]>, value: Option<&[u8]>) -> Resul
     Ok(())
 }
 
+/// Writes a link; its credentials are sealed with `sealer` first.
 pub async fn put_link(
     dest: &Destination,
     link: &str,
     record: Option<&LinkRecord>,
+    sealer: Option<&Sealer>,
 ) -> Result<(), StoreError> {
-    let value = record
+    let sealed = record
+        .map(|r| {
+            let config = seal_config(&r.config, sealer).map_err(StoreError::Invalid)?;
+            Ok::<_, StoreError>(LinkRecord {
+                config,
+                ..r.clone()
+            })
+        })
+        .transpose()?;
+    let value = sealed
+        .as_ref()
         .map(serde_json::to_vec)
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;

@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::manager::Inner;
+use super::now_ms;
 use super::partition::{CopyError, PartitionCopier};
-use super::{connect_source, now_ms};
+use super::source::Source;
 use crate::kafka::admin;
 use crate::kafka::producer::init_producer_id;
 
@@ -31,7 +32,7 @@ pub struct PartitionJob {
     pub mirror: String,
     pub source_topic: String,
     pub partition: i32,
-    pub source_bootstrap: Vec<String>,
+    pub source: Source,
     pub status: Arc<PartitionStatus>,
     pub stop: CancellationToken,
 }
@@ -135,13 +136,13 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
 
 async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCopier> {
     use anyhow::Context;
-    let mut source_any = connect_source(&job.source_bootstrap)
-        .await
-        .context("source")?;
+    let mut source_any = job.source.connect_any().await.context("source")?;
     let source_meta = admin::metadata(&mut source_any, Some(&[job.source_topic.as_str()])).await?;
     let source_leader = admin::leader_of(&source_meta, &job.source_topic, job.partition)
         .context("no leader for the source partition")?;
-    let source = connect_source(&[source_leader])
+    let source = job
+        .source
+        .connect(&source_leader)
         .await
         .context("source leader")?;
     let dest = inner

@@ -1,0 +1,159 @@
+//! Credentials in link configs (`sasl.jaas.config`, key material) are sealed with
+//! ChaCha20-Poly1305 before they are written to the metadata topic, so whoever can read
+//! that topic cannot read them. The key is 32 bytes, hex or base64, in the file named
+//! by `[replicator] secret_key_file`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+
+use super::link_config::SECRET_KEYS;
+
+const PREFIX: &str = "sealed:v1:";
+const NONCE_LEN: usize = 12;
+
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "replicator.secret_key_file: cannot read '{}': {e}",
+                path.display()
+            )
+        })?;
+        let text = text.trim();
+        let key = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|e| e.to_string())?
+        } else {
+            B64.decode(text).map_err(|_| {
+                "replicator.secret_key_file: neither 64 hex digits nor base64".to_string()
+            })?
+        };
+        if key.len() != 32 {
+            return Err(format!(
+                "replicator.secret_key_file: the key has {} bytes, not 32",
+                key.len()
+            ));
+        }
+        Ok(Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        })
+    }
+
+    fn seal(&self, value: &str) -> Result<String, String> {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(&nonce, value.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let mut out = nonce.to_vec();
+        out.extend(sealed);
+        Ok(format!("{PREFIX}{}", B64.encode(out)))
+    }
+
+    fn open(&self, value: &str) -> Result<String, String> {
+        let Some(body) = value.strip_prefix(PREFIX) else {
+            return Ok(value.to_string());
+        };
+        let raw = B64
+            .decode(body)
+            .map_err(|_| "a sealed secret is not base64".to_string())?;
+        if raw.len() < NONCE_LEN {
+            return Err("a sealed secret is too short".into());
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), sealed)
+            .map_err(|_| "a sealed secret does not open with this key".to_string())?;
+        String::from_utf8(plain).map_err(|_| "a sealed secret is not UTF-8".to_string())
+    }
+}
+
+/// The config as stored: secret values sealed. Without a key, secrets cannot be stored.
+pub fn seal_config(
+    config: &BTreeMap<String, String>,
+    sealer: Option<&Sealer>,
+) -> Result<BTreeMap<String, String>, String> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            if !SECRET_KEYS.contains(&k.as_str()) {
+                return Ok((k.clone(), v.clone()));
+            }
+            let sealer = sealer.ok_or_else(|| {
+                format!(
+                    "{k}: storing credentials needs [replicator] secret_key_file (a 32-byte key)"
+                )
+            })?;
+            Ok((k.clone(), sealer.seal(v)?))
+        })
+        .collect()
+}
+
+/// The config as read back: sealed values opened.
+pub fn open_config(
+    config: &BTreeMap<String, String>,
+    sealer: Option<&Sealer>,
+) -> Result<BTreeMap<String, String>, String> {
+    config
+        .iter()
+        .map(|(k, v)| match (v.starts_with(PREFIX), sealer) {
+            (false, _) => Ok((k.clone(), v.clone())),
+            (true, Some(sealer)) => Ok((k.clone(), sealer.open(v)?)),
+            (true, None) => Err(format!(
+                "{k}: sealed, and no [replicator] secret_key_file is set"
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip_and_never_appear_in_the_stored_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(
+            &key,
+            "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+        )
+        .unwrap();
+        let sealer = Sealer::from_file(&key).unwrap();
+        let mut config = BTreeMap::new();
+        config.insert("bootstrap.servers".to_string(), "h:1".to_string());
+        config.insert(
+            "sasl.jaas.config".to_string(),
+            "password=\"hunter2\";".to_string(),
+        );
+        let stored = seal_config(&config, Some(&sealer)).unwrap();
+        assert_eq!(stored["bootstrap.servers"], "h:1");
+        assert!(!stored["sasl.jaas.config"].contains("hunter2"));
+        assert_eq!(open_config(&stored, Some(&sealer)).unwrap(), config);
+        assert!(seal_config(&config, None)
+            .unwrap_err()
+            .contains("secret_key_file"));
+        let other = dir.path().join("other");
+        std::fs::write(&other, B64.encode([7u8; 32])).unwrap();
+        assert!(open_config(&stored, Some(&Sealer::from_file(&other).unwrap())).is_err());
+    }
+}

@@ -1,0 +1,326 @@
+//! Links to secured source clusters: SASL/SCRAM and TLS with a client certificate,
+//! from link configs as operators write them; credentials are stored sealed in the
+//! metadata topic, shown as *** and never readable there.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{destination, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
+
+fn cli(proxy: &Proxy, args: &[&str]) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
+            .args(args)
+            .args(["--admin-url", &format!("http://{}", proxy.admin)])
+            .output()
+            .expect("run the CLI");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() || !text.contains("not loaded yet") || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The certificates the TLS test cluster was made with (shared with other tests).
+fn certs() -> PathBuf {
+    let dir = repo_root().join("testbed/.cache/test-certs");
+    let status = Command::new(repo_root().join("certs/make-dev-certs"))
+        .arg(&dir)
+        .arg("--if-missing")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("make-dev-certs");
+    assert!(status.success());
+    dir
+}
+
+fn replicating_proxy(dir: &std::path::Path) -> Proxy {
+    let key = dir.join("secret.key");
+    std::fs::write(
+        &key,
+        "8d0c4a5e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5\n",
+    )
+    .unwrap();
+    let metadata_topic = unique("_mirrorgate-metadata-secured");
+    let tables = format!(
+        "\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata_topic}\"\nsecret_key_file = \"{}\"\n",
+        key.display()
+    );
+    Proxy::start(
+        destination(),
+        ProxyOptions {
+            extra_tables: tables,
+            ..Default::default()
+        },
+    )
+}
+
+fn mirror_and_compare(proxy: &Proxy, link: &str, topic: &str, expected: usize) {
+    let out = cli(
+        proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            topic,
+            "--link",
+            link,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = kcat(
+            &[
+                "-b",
+                &proxy.bootstrap,
+                "-C",
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%o %s\\n",
+            ],
+            None,
+        );
+        let lines: Vec<String> = read.stdout().lines().map(String::from).collect();
+        if lines.len() == expected {
+            assert_eq!(lines[0], "0 r0");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never caught up: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_scram_source_is_mirrored_and_its_password_is_stored_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Cluster::up_with(
+        "mg-sasl",
+        1,
+        test_port_base() + 520,
+        &["--security", "sasl_plaintext"],
+    );
+    let proxy = replicating_proxy(dir.path());
+    let topic = unique("scram-src");
+    let plain = [
+        "-X",
+        "security.protocol=sasl_plaintext",
+        "-X",
+        "sasl.mechanisms=PLAIN",
+        "-X",
+        "sasl.username=admin",
+        "-X",
+        "sasl.password=admin-secret",
+    ];
+    let mut create = vec!["-b", source.bootstrap.as_str(), "-P", "-t", &topic];
+    create.extend(plain);
+    let records: String = (0..12).map(|i| format!("r{i}\n")).collect();
+    // kcat creates nothing; make the topic with the Java tool's admin config.
+    let admin = String::from_utf8(
+        Command::new(repo_root().join("testbed/kafka"))
+            .args(["client-config", "mg-sasl", "plain"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let made = common::kafka_tool_direct(&[
+        "kafka-topics",
+        "--bootstrap-server",
+        &source.bootstrap,
+        "--command-config",
+        admin.trim(),
+        "--create",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(kcat(&create, Some(&records)).output.status.success());
+
+    let config = dir.path().join("scram.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\n",
+            source.bootstrap
+        ),
+    )
+    .unwrap();
+    let link = unique("scram-link");
+    let out = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &link,
+            "--config-file",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let described = text(&cli(
+        &proxy,
+        &["cluster-links", "--describe", "--link", &link],
+    ));
+    assert!(
+        described.contains("sasl.jaas.config=***") && !described.contains("alice-secret"),
+        "{described}"
+    );
+    mirror_and_compare(&proxy, &link, &topic, 12);
+
+    // The metadata topic holds the link, but not the password.
+    let active = common::http_get(&proxy.admin, "/admin/config").unwrap().1;
+    let metadata_topic = active
+        .split("\"metadata_topic\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let stored = kcat(
+        &[
+            "-b",
+            &destination().bootstrap,
+            "-C",
+            "-t",
+            &metadata_topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ],
+        None,
+    );
+    assert!(stored.stdout().contains(&link), "{}", stored.text());
+    assert!(
+        !stored.stdout().contains("alice-secret"),
+        "{}",
+        stored.stdout()
+    );
+}
+
+#[test]
+fn a_tls_source_with_a_client_certificate_is_mirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs();
+    let certs_arg = certs.to_str().unwrap();
+    let source = Cluster::up_with(
+        "mg-tls",
+        1,
+        test_port_base() + 510,
+        &[
+            "--security",
+            "ssl",
+            "--certs",
+            certs_arg,
+            "--client-auth",
+            "required",
+        ],
+    );
+    let proxy = replicating_proxy(dir.path());
+    let topic = unique("tls-src");
+    let ca = format!("ssl.ca.location={certs_arg}/ca.pem");
+    let cert = format!("ssl.certificate.location={certs_arg}/client.pem");
+    let key = format!("ssl.key.location={certs_arg}/client-key.pem");
+    let tls = [
+        "-X",
+        "security.protocol=ssl",
+        "-X",
+        &ca,
+        "-X",
+        &cert,
+        "-X",
+        &key,
+    ];
+    let client_props = String::from_utf8(
+        Command::new(repo_root().join("testbed/kafka"))
+            .args(["client-config", "mg-tls"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let made = common::kafka_tool_direct(&[
+        "kafka-topics",
+        "--bootstrap-server",
+        &source.bootstrap,
+        "--command-config",
+        client_props.trim(),
+        "--create",
+        "--topic",
+        &topic,
+        "--partitions",
+        "1",
+        "--replication-factor",
+        "1",
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut produce = vec!["-b", source.bootstrap.as_str(), "-P", "-t", &topic];
+    produce.extend(tls);
+    let records: String = (0..9).map(|i| format!("r{i}\n")).collect();
+    let out = kcat(&produce, Some(&records));
+    assert!(out.output.status.success(), "{}", out.text());
+
+    // Kafka's PEM key store: the key and the certificate chain in one file.
+    let keystore = dir.path().join("keystore.pem");
+    let pem = std::fs::read_to_string(certs.join("client-key.pem")).unwrap()
+        + &std::fs::read_to_string(certs.join("client.pem")).unwrap();
+    std::fs::write(&keystore, pem).unwrap();
+    let link = unique("tls-link");
+    let config = format!(
+        "bootstrap.servers={},security.protocol=SSL,ssl.truststore.type=PEM,ssl.truststore.location={certs_arg}/ca.pem,ssl.keystore.type=PEM,ssl.keystore.location={}",
+        source.bootstrap,
+        keystore.display()
+    );
+    let out = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &link,
+            "--config",
+            &config,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    mirror_and_compare(&proxy, &link, &topic, 9);
+}
