@@ -138,6 +138,29 @@ pub struct ProxyOptions {
     pub no_rust_log: bool,
 }
 
+/// Starts `mirrorgate run` on the config file in `dir`, logging (appending) to
+/// `dir/mirrorgate.log`.
+fn launch(dir: &Path, options: &ProxyOptions) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("mirrorgate.log"))
+        .expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorgate"));
+    command
+        .args(["run", "--config"])
+        .arg(dir.join("mirrorgate.toml"))
+        .args(&options.extra_args)
+        .stdout(Stdio::null())
+        .stderr(log);
+    if options.no_rust_log {
+        command.env_remove("RUST_LOG");
+    } else {
+        command.env("RUST_LOG", "mirrorgate=debug,info");
+    }
+    command.spawn().expect("spawn mirrorgate")
+}
+
 fn render_config(
     port: u16,
     broker_port_base: u16,
@@ -190,21 +213,8 @@ impl Proxy {
         let config_path = dir.path().join("mirrorgate.toml");
         let text = render_config(port, broker_port_base, &admin, &cluster_bootstrap, &options);
         std::fs::write(&config_path, text).expect("write config");
-        let log = std::fs::File::create(dir.path().join("mirrorgate.log")).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mirrorgate"));
-        command
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .args(&options.extra_args)
-            .stdout(Stdio::null())
-            .stderr(log);
-        if options.no_rust_log {
-            command.env_remove("RUST_LOG");
-        } else {
-            command.env("RUST_LOG", "mirrorgate=debug,info");
-        }
         Proxy {
-            child: command.spawn().expect("spawn mirrorgate"),
+            child: launch(dir.path(), &options),
             bootstrap: format!("127.0.0.1:{port}"),
             port,
             broker_port_base,
@@ -216,6 +226,15 @@ impl Proxy {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("mirrorgate.toml")
+    }
+
+    /// SIGKILL (no drain, no goodbye), then the same process again: same config file,
+    /// same ports; waits until it is ready.
+    pub fn kill_and_restart(&mut self, options: &ProxyOptions) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = launch(self.dir.path(), options);
+        self.wait_ready();
     }
 
     pub fn dir(&self) -> &Path {
