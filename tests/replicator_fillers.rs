@@ -1,0 +1,448 @@
+//! Filler records against real clusters: offsets the source has but cannot be
+//! produced as data (transaction markers, aborted transactions, the log start moved by
+//! DeleteRecords, compaction holes) are filled on the mirror, so its offsets match the
+//! source's, and consumers through the proxy see exactly the source's records.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::kafka::{connect, fetch_raw, topic_name};
+use common::{destination, kcat, kcat_read_all, test_port_base, unique, Cluster, Proxy};
+use common::{ProxyOptions, Traced};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, DeleteRecordsRequest, EndTxnRequest, FindCoordinatorRequest,
+    InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use mirrorgate::kafka::client::KafkaConnection;
+use mirrorgate::kafka::producer::init_producer_id;
+use mirrorgate::kafka::record_batch::RecordBatches;
+use mirrorgate::replicator::partition::{log_end_offset, log_start_offset, PartitionCopier};
+
+fn source() -> Cluster {
+    Cluster::up("mg-src", 1, test_port_base() + 530)
+}
+
+async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier {
+    let source_conn = connect(&src.bootstrap).await;
+    // The mirror is pinned to broker 0 of the destination, so that is its leader.
+    let dest_leader = first(&destination().bootstrap);
+    let mut init = connect(&dest_leader).await;
+    let producer = init_producer_id(&mut init).await.expect("producer id");
+    let dest_conn = KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
+        .await
+        .unwrap();
+    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, producer)
+        .await
+        .expect("copier")
+}
+
+fn first(bootstrap: &str) -> String {
+    bootstrap.split(',').next().unwrap().to_string()
+}
+
+/// Copies until the copier reaches `end`; returns the filler records produced.
+async fn copy_to_end(copier: &mut PartitionCopier, end: i64) -> u64 {
+    let mut fillers = 0;
+    for _ in 0..200 {
+        let progress = copier.copy_once(200).await.expect("copy");
+        fillers += progress.fillers;
+        if progress.next_offset >= end {
+            return fillers;
+        }
+    }
+    panic!("copier did not reach {end}, at {}", copier.next_offset());
+}
+
+async fn offsets(cluster: &Cluster, topic: &str) -> (i64, i64) {
+    let mut conn = connect(&first(&cluster.bootstrap)).await;
+    // Single-partition topics pinned to (or alone on) the first broker.
+    let start = log_start_offset(&mut conn, topic, 0).await.expect("start");
+    let end = log_end_offset(&mut conn, topic, 0).await.expect("end");
+    (start, end)
+}
+
+/// "offset key value" lines of a whole topic, read committed.
+fn read(bootstrap: &str, topic: &str) -> Vec<String> {
+    let mut args = kcat_read_all(bootstrap, topic);
+    args.extend(["-X", "isolation.level=read_committed", "-f", "%o %k %s\\n"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out: Traced = kcat(&args, None);
+    assert!(out.output.status.success(), "{}", out.text());
+    out.stdout().lines().map(str::to_string).collect()
+}
+
+/// Reads the mirror through a proxy that knows it as a mirror topic.
+fn read_through_proxy(mirror: &str) -> Vec<String> {
+    let proxy = Proxy::start(
+        destination(),
+        ProxyOptions {
+            mirror_topics: vec![mirror.to_string()],
+            ..ProxyOptions::default()
+        },
+    );
+    read(&proxy.bootstrap, mirror)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One batch of `values`, transactional when `producer` is given.
+fn batch(values: &[String], producer: Option<(i64, i16, i32)>) -> Bytes {
+    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: producer.is_some(),
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // Equal offset - sequence keeps the records in one batch.
+            sequence: sequence + i as i32,
+            timestamp: now_ms(),
+            key: Some(Bytes::from(format!("k-{v}"))),
+            value: Some(Bytes::from(v.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+async fn produce(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    transactional_id: Option<&str>,
+    records: Bytes,
+) {
+    let request = ProduceRequest::default()
+        .with_transactional_id(
+            transactional_id.map(|t| TransactionalId(StrBytes::from_string(t.to_string()))),
+        )
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])]);
+    let response = conn.call(&request, 9).await.expect("produce");
+    let p = &response.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "produce: {:?}", p.error_message);
+}
+
+/// A minimal transactional producer over raw requests (single-broker source, which is
+/// also the transaction coordinator).
+struct TxnProducer {
+    conn: KafkaConnection,
+    id: String,
+    producer_id: i64,
+    epoch: i16,
+    sequence: i32,
+    topic: String,
+}
+
+impl TxnProducer {
+    async fn new(bootstrap: &str, topic: &str) -> Self {
+        let mut conn = connect(bootstrap).await;
+        let id = unique("txn");
+        let find = FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![StrBytes::from_string(id.clone())]);
+        let request = InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_string(id.clone()))))
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+        // The coordinator may still be loading the transaction log: retry.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let response = loop {
+            // Creates the transaction log on first use; the one broker is the coordinator.
+            conn.call(&find, 4).await.expect("find coordinator");
+            let response = conn.call(&request, 4).await.expect("init producer id");
+            if response.error_code == 0 {
+                break response;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "InitProducerId: error {}",
+                response.error_code
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        Self {
+            conn,
+            id,
+            producer_id: response.producer_id.0,
+            epoch: response.producer_epoch,
+            sequence: 0,
+            topic: topic.to_string(),
+        }
+    }
+
+    fn txn_id(&self) -> TransactionalId {
+        TransactionalId(StrBytes::from_string(self.id.clone()))
+    }
+
+    async fn begin(&mut self) {
+        let request = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(self.txn_id())
+            .with_v3_and_below_producer_id(ProducerId(self.producer_id))
+            .with_v3_and_below_producer_epoch(self.epoch)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                .with_name(topic_name(&self.topic))
+                .with_partitions(vec![0])]);
+        // CONCURRENT_TRANSACTIONS (51) while the previous transaction completes: retry.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self.conn.call(&request, 3).await.expect("add partitions");
+            let code = response
+                .results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(response.error_code);
+            if code == 0 {
+                return;
+            }
+            assert!(
+                code == 51 && Instant::now() < deadline,
+                "AddPartitionsToTxn: error {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn send(&mut self, values: &[String]) {
+        let records = batch(values, Some((self.producer_id, self.epoch, self.sequence)));
+        let (topic, id) = (self.topic.clone(), self.id.clone());
+        produce(&mut self.conn, &topic, Some(&id), records).await;
+        self.sequence += values.len() as i32;
+    }
+
+    async fn end(&mut self, commit: bool) {
+        let request = EndTxnRequest::default()
+            .with_transactional_id(self.txn_id())
+            .with_producer_id(ProducerId(self.producer_id))
+            .with_producer_epoch(self.epoch)
+            .with_committed(commit);
+        let response = self.conn.call(&request, 3).await.expect("end txn");
+        assert_eq!(response.error_code, 0, "EndTxn");
+    }
+}
+
+fn values(tag: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+fn assert_no_filler(lines: &[String]) {
+    assert!(
+        lines.iter().all(|l| !l.contains("__mirrorgate_filler")),
+        "a filler record is visible: {lines:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn committed_and_aborted_transactions_copy_to_identical_offsets() {
+    let src = source();
+    let topic = unique("txn-src");
+    let mirror = unique("txn-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    common::create_topic(destination(), &mirror, &["--replica-assignment", "0"]);
+
+    let mut txn = TxnProducer::new(&src.bootstrap, &topic).await;
+    txn.begin().await;
+    txn.send(&values("committed", 3)).await; // 0..2, commit marker at 3
+    txn.end(true).await;
+    txn.begin().await;
+    txn.send(&values("aborted-a", 2)).await; // 4..5
+    txn.send(&values("aborted-b", 2)).await; // 6..7, abort marker at 8
+    txn.end(false).await;
+    let mut plain = connect(&src.bootstrap).await;
+    produce(&mut plain, &topic, None, batch(&values("plain", 2), None)).await; // 9..10
+
+    let (_, end) = offsets(&src, &topic).await;
+    assert_eq!(end, 11);
+    let mut copier = copier(&src, &topic, &mirror).await;
+    let fillers = copy_to_end(&mut copier, end).await;
+    assert_eq!(fillers, 6, "two markers and four aborted records");
+    assert_eq!(offsets(destination(), &mirror).await, (0, end));
+
+    let expected: Vec<String> = [
+        "0 k-committed-0 committed-0",
+        "1 k-committed-1 committed-1",
+        "2 k-committed-2 committed-2",
+        "9 k-plain-0 plain-0",
+        "10 k-plain-1 plain-1",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(read(&src.bootstrap, &topic), expected, "the source itself");
+    let through_proxy = read_through_proxy(&mirror);
+    assert_no_filler(&through_proxy);
+    assert_eq!(through_proxy, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_log_start_moved_by_delete_records_is_mirrored() {
+    let src = source();
+    let topic = unique("logstart-src");
+    let mirror = unique("logstart-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    common::create_topic(destination(), &mirror, &["--replica-assignment", "0"]);
+    let mut conn = connect(&src.bootstrap).await;
+    // One batch 0..9 (the new log start falls inside it), then 10..14.
+    produce(&mut conn, &topic, None, batch(&values("a", 10), None)).await;
+    produce(&mut conn, &topic, None, batch(&values("b", 5), None)).await;
+    let request = DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name(&topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(5)])]);
+    let response = conn.call(&request, 1).await.expect("delete records");
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    assert_eq!(offsets(&src, &topic).await, (5, 15));
+
+    let mut copier = copier(&src, &topic, &mirror).await;
+    let fillers = copy_to_end(&mut copier, 15).await;
+    assert_eq!(fillers, 5);
+    assert_eq!(offsets(destination(), &mirror).await, (5, 15));
+
+    let source_lines = read(&src.bootstrap, &topic);
+    assert_eq!(source_lines.len(), 10, "{source_lines:?}");
+    assert!(source_lines[0].starts_with("5 k-a-5 "), "{source_lines:?}");
+    let through_proxy = read_through_proxy(&mirror);
+    assert_no_filler(&through_proxy);
+    assert_eq!(through_proxy, source_lines);
+}
+
+/// True when the cleaner has left holes: a batch with fewer records than offsets, or a
+/// jump between batches.
+fn has_holes(records: Bytes) -> bool {
+    let mut next = None;
+    for batch in RecordBatches::new(records).flatten() {
+        if !batch.is_gap_free() || next.is_some_and(|n| batch.base_offset() > n) {
+            return true;
+        }
+        next = Some(batch.next_offset());
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compacted_source_with_holes_reads_the_same_through_the_proxy() {
+    let src = source();
+    let topic = unique("compact-src");
+    let mirror = unique("compact-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &[
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--config",
+            "cleanup.policy=compact",
+            "--config",
+            "segment.ms=100",
+            "--config",
+            "min.cleanable.dirty.ratio=0.01",
+            "--config",
+            "min.compaction.lag.ms=0",
+        ],
+    );
+    common::create_topic(destination(), &mirror, &["--replica-assignment", "0"]);
+
+    // Many updates of few keys, in batches spread over rolled segments; keep writing
+    // (each write may roll a segment) until the cleaner has made holes.
+    let mut round = 0;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let lines: String = (0..20)
+            .map(|i| format!("key-{}:round-{round}-{i}\n", i % 4))
+            .collect();
+        let out = kcat(
+            &["-b", &src.bootstrap, "-P", "-t", &topic, "-K", ":"],
+            Some(&lines),
+        );
+        assert!(out.output.status.success(), "{}", out.text());
+        round += 1;
+        if round > 5 && has_holes(fetch_raw(&src.bootstrap, &topic).await) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cleaner left no holes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Stop the cleaner from changing the source while it is compared with the mirror.
+    let out = common::kafka_tool_direct(&[
+        "kafka-configs",
+        "--bootstrap-server",
+        &src.bootstrap,
+        "--alter",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+        "--add-config",
+        "cleanup.policy=delete",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (_, end) = offsets(&src, &topic).await;
+    let mut copier = copier(&src, &topic, &mirror).await;
+    let fillers = copy_to_end(&mut copier, end).await;
+    assert!(fillers > 0, "compaction holes need fillers");
+    assert_eq!(offsets(destination(), &mirror).await.1, end);
+
+    let source_lines = read(&src.bootstrap, &topic);
+    assert!((source_lines.len() as i64) < end, "{source_lines:?}");
+    let through_proxy = read_through_proxy(&mirror);
+    assert_no_filler(&through_proxy);
+    assert_eq!(through_proxy, source_lines);
+}
