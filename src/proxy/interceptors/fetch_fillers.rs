@@ -170,3 +170,70 @@ pub fn hide_fillers(records: &Bytes) -> Option<Bytes> {
     buf.extend_from_slice(&records[consumed..]);
     Some(Bytes::from(buf))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::filler::filler_batch;
+    use crate::kafka::record_batch::BatchView;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
+    };
+
+    fn data(base_offset: i64) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: base_offset,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from_static(b"real")),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).unwrap();
+        buf.freeze()
+    }
+
+    /// A filler batch of `count` as the destination stores it (base offset set).
+    fn filler_at(base_offset: i64, count: i64) -> Bytes {
+        let mut bytes = filler_batch(count, Compression::Zstd, NO_TIMESTAMP)
+            .unwrap()
+            .to_vec();
+        bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn filler_batches_become_empty_and_the_rest_keeps_its_bytes() {
+        let (a, f, b) = (data(0), filler_at(1, 5), data(6));
+        let tail = &data(7)[..20]; // a partial batch at the end of the response
+        let records = Bytes::from([&a[..], &f[..], &b[..], tail].concat());
+        let hidden = hide_fillers(&records).expect("a filler to hide");
+        let empty = empty_batch_like(&BatchView::parse(f.clone()).unwrap());
+        assert_eq!(
+            hidden,
+            Bytes::from([&a[..], &empty[..], &b[..], tail].concat())
+        );
+        let v = BatchView::parse(empty).unwrap();
+        assert_eq!(
+            (v.base_offset(), v.next_offset(), v.records_count()),
+            (1, 6, 0)
+        );
+        assert!(v.verify_crc());
+
+        let plain = Bytes::from([&a[..], &b[..]].concat());
+        assert!(hide_fillers(&plain).is_none(), "nothing to hide: no copy");
+        assert!(hide_fillers(&Bytes::new()).is_none());
+    }
+}
