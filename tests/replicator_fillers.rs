@@ -72,6 +72,17 @@ async fn offsets(cluster: &Cluster, topic: &str) -> (i64, i64) {
     (start, end)
 }
 
+async fn wait_for_end(cluster: &Cluster, topic: &str, end: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offsets(cluster, topic).await.1 < end {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} never reached offset {end}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// "offset key value" lines of a whole topic, read committed.
 fn read(bootstrap: &str, topic: &str) -> Vec<String> {
     let mut args = kcat_read_all(bootstrap, topic);
@@ -82,7 +93,9 @@ fn read(bootstrap: &str, topic: &str) -> Vec<String> {
     out.stdout().lines().map(str::to_string).collect()
 }
 
-/// Reads the mirror through a proxy that knows it as a mirror topic.
+/// Reads the mirror through a proxy that knows it as a mirror topic, with kcat (Fetch
+/// by topic name) and with the Java consumer (topic ids, fetch sessions); both must
+/// see the same "offset key value" lines.
 fn read_through_proxy(mirror: &str) -> Vec<String> {
     let proxy = Proxy::start(
         destination(),
@@ -91,7 +104,41 @@ fn read_through_proxy(mirror: &str) -> Vec<String> {
             ..ProxyOptions::default()
         },
     );
-    read(&proxy.bootstrap, mirror)
+    let lines = read(&proxy.bootstrap, mirror);
+    let count = lines.len().to_string();
+    let group = unique("fillers-group");
+    let java = common::kafka_tool(
+        &[
+            "kafka-console-consumer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            mirror,
+            "--group",
+            &group,
+            "--from-beginning",
+            "--isolation-level",
+            "read_committed",
+            "--property",
+            "print.offset=true",
+            "--property",
+            "print.key=true",
+            "--max-messages",
+            &count,
+            "--timeout-ms",
+            "60000",
+        ],
+        None,
+    );
+    assert!(java.output.status.success(), "{}", java.text());
+    java.assert_only_proxy(&proxy, destination());
+    let java_lines: Vec<String> = java
+        .stdout()
+        .lines()
+        .map(|l| l.trim_start_matches("Offset:").replace('\t', " "))
+        .collect();
+    assert_eq!(java_lines, lines, "the Java consumer through the proxy");
+    lines
 }
 
 fn now_ms() -> i64 {
@@ -291,6 +338,8 @@ async fn committed_and_aborted_transactions_copy_to_identical_offsets() {
     txn.send(&values("aborted-a", 2)).await; // 4..5
     txn.send(&values("aborted-b", 2)).await; // 6..7, abort marker at 8
     txn.end(false).await;
+    // Markers are written after EndTxn answers: wait for the abort marker at 8.
+    wait_for_end(&src, &topic, 9).await;
     let mut plain = connect(&src.bootstrap).await;
     produce(&mut plain, &topic, None, batch(&values("plain", 2), None)).await; // 9..10
 
