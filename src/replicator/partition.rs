@@ -181,7 +181,12 @@ impl PartitionCopier {
         let fetched = match self.fetch(max_wait_ms).await {
             // Retention (or DeleteRecords) on the source outran us.
             Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE)) => {
+                let before = self.next_offset;
                 self.catch_up_to_log_start(&mut progress).await?;
+                if self.next_offset == before {
+                    // Past the source's log end (the source lost data): not ours to fix.
+                    return Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE));
+                }
                 progress.next_offset = self.next_offset;
                 return Ok(progress);
             }
