@@ -15,16 +15,18 @@ use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnT
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, DeleteRecordsRequest, EndTxnRequest, FindCoordinatorRequest,
-    InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
+    AddPartitionsToTxnRequest, BrokerId, DeleteRecordsRequest, EndTxnRequest, FetchRequest,
+    FindCoordinatorRequest, InitProducerIdRequest, ProduceRequest, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use mirrorgate::kafka::client::KafkaConnection;
+use mirrorgate::kafka::filler::is_filler_batch;
 use mirrorgate::kafka::producer::init_producer_id;
 use mirrorgate::kafka::record_batch::RecordBatches;
 use mirrorgate::replicator::partition::{log_end_offset, log_start_offset, PartitionCopier};
@@ -513,4 +515,123 @@ async fn a_compacted_source_with_holes_reads_the_same_through_the_proxy() {
     let through_proxy = read_through_proxy(&mirror);
     assert_no_filler(&through_proxy);
     assert_eq!(through_proxy, source_lines);
+}
+
+/// Partition 0's records of each topic, fetched in one request at `version` (topic
+/// names below v13, ids from v13).
+async fn fetch_together(addr: &str, version: i16, topics: &[(&str, uuid::Uuid)]) -> Vec<Bytes> {
+    let mut conn = connect(addr).await;
+    let request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(100)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_isolation_level(1)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(name, id)| {
+                    FetchTopic::default()
+                        .with_topic(topic_name(name))
+                        .with_topic_id(*id)
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)])
+                })
+                .collect(),
+        );
+    let response = conn.call(&request, version).await.expect("fetch");
+    topics
+        .iter()
+        .map(|(name, id)| {
+            let topic = response
+                .responses
+                .iter()
+                .find(|t| t.topic.as_str() == *name || (version >= 13 && t.topic_id == *id))
+                .expect("topic in the response");
+            topic.partitions[0].records.clone().unwrap_or_default()
+        })
+        .collect()
+}
+
+/// (base offset, next offset, records count) of every batch.
+fn shape(records: &Bytes) -> Vec<(i64, i64, i32)> {
+    RecordBatches::new(records.clone())
+        .flatten()
+        .map(|b| (b.base_offset(), b.next_offset(), b.records_count()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_hides_fillers_of_mirror_topics_only_and_keeps_other_bytes() {
+    let src = source();
+    let topic = unique("hide-src");
+    let mirror = unique("hide-mirror");
+    let copy = unique("hide-not-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    common::create_topic(destination(), &mirror, &["--replica-assignment", "0"]);
+    common::create_topic(destination(), &copy, &["--replica-assignment", "0"]);
+    // A committed transaction: its marker at 3 becomes a filler on the copies.
+    let mut txn = TxnProducer::new(&src.bootstrap, &topic).await;
+    txn.begin().await;
+    txn.send(&values("t", 3)).await;
+    txn.end(true).await;
+    wait_for_end(&src, &topic, 4).await;
+    let mut conn = connect(&src.bootstrap).await;
+    produce(&mut conn, &topic, None, batch(&values("p", 2), None)).await; // 4..5
+    for target in [&mirror, &copy] {
+        let mut copier = copier(&src, &topic, target).await;
+        copy_to_end(&mut copier, 6).await;
+    }
+    let proxy = Proxy::start(
+        destination(),
+        ProxyOptions {
+            mirror_topics: vec![mirror.clone()],
+            ..ProxyOptions::default()
+        },
+    );
+    let mut meta_conn = connect(&first(&destination().bootstrap)).await;
+    let meta = common::kafka::metadata(&mut meta_conn, &[&mirror, &copy], 12).await;
+    let ids = [
+        (mirror.as_str(), common::kafka::topic_id(&meta, &mirror)),
+        (copy.as_str(), common::kafka::topic_id(&meta, &copy)),
+    ];
+    let broker = first(&destination().bootstrap);
+    for version in [12, 17] {
+        let direct = fetch_together(&broker, version, &ids).await;
+        let proxied = fetch_together(&proxy.broker_addr(0), version, &ids).await;
+        assert_eq!(
+            proxied[1], direct[1],
+            "v{version}: not a mirror: same bytes"
+        );
+        assert_eq!(
+            shape(&proxied[0])
+                .iter()
+                .map(|s| (s.0, s.1))
+                .collect::<Vec<_>>(),
+            shape(&direct[0])
+                .iter()
+                .map(|s| (s.0, s.1))
+                .collect::<Vec<_>>(),
+            "v{version}: same offsets"
+        );
+        let hidden: Vec<_> = RecordBatches::new(proxied[0].clone())
+            .flatten()
+            .filter(|b| is_filler_batch(b).unwrap())
+            .collect();
+        assert!(
+            hidden.is_empty(),
+            "v{version}: a filler batch reached the client"
+        );
+        let fillers_direct = RecordBatches::new(direct[0].clone())
+            .flatten()
+            .filter(|b| is_filler_batch(b).unwrap())
+            .count();
+        assert!(fillers_direct > 0, "v{version}: the mirror holds fillers");
+    }
 }
