@@ -156,6 +156,18 @@ pub fn re_encode_with_fillers_max(
     batch: &BatchView,
     max_fillers_per_batch: u32,
 ) -> Result<Vec<Bytes>, BatchError> {
+    re_encode_from(batch, batch.base_offset(), max_fillers_per_batch)
+}
+
+/// [`re_encode_with_fillers_max`] for the offsets `[from, last_offset]` only: records
+/// below `from` are left out. For a batch that starts below where a copy resumes (the
+/// source log start moved into the middle of it); `from` at or below the base offset
+/// covers the whole batch.
+pub fn re_encode_from(
+    batch: &BatchView,
+    from: i64,
+    max_fillers_per_batch: u32,
+) -> Result<Vec<Bytes>, BatchError> {
     if !batch.verify_crc() {
         return Err(crc_mismatch(batch));
     }
@@ -195,10 +207,15 @@ pub fn re_encode_with_fillers_max(
     };
 
     let mut out = Vec::new();
-    let mut next = 0i64; // first offset delta not yet covered
+    // First offset delta not yet covered.
+    let mut next = from.saturating_sub(base).clamp(0, i64::from(last) + 1);
+    let skip_below = next;
     let mut run: Option<(i32, BatchBuilder)> = None;
     for (index, record) in records.iter().enumerate() {
         let delta = record.offset_delta;
+        if i64::from(delta) < skip_below {
+            continue;
+        }
         if i64::from(delta) < next || delta > last {
             return Err(BatchError::MalformedRecord {
                 index: index as i64,

@@ -232,3 +232,46 @@ fn decoding_enforces_the_declared_count() {
     assert!(decode_records(&view(&huge)).is_err());
     assert_eq!(decode_records(&view(&src)).unwrap().len(), 5);
 }
+
+#[test]
+fn re_encode_from_leaves_out_what_is_below() {
+    let src = compacted(Compression::Lz4);
+    let shape = |from: i64| -> Vec<(i64, i32, bool)> {
+        re_encode_from(&view(&src), from, 3)
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let v = view(b);
+                assert!(v.verify_crc() && v.is_gap_free());
+                (
+                    v.base_offset(),
+                    v.records_count(),
+                    is_filler_batch(&v).unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Inside a run of real records (503, 504): only 504 is kept.
+    assert_eq!(
+        shape(504),
+        vec![
+            (504, 1, false),
+            (505, 3, true),
+            (508, 1, true),
+            (509, 1, false),
+            (510, 2, true)
+        ]
+    );
+    // Inside a hole: fillers from there.
+    assert_eq!(
+        shape(507),
+        vec![(507, 2, true), (509, 1, false), (510, 2, true)]
+    );
+    // At or below the base offset: the whole batch, as re_encode_with_fillers_max.
+    assert_eq!(shape(0), shape(500));
+    assert_eq!(shape(500).len(), 7);
+    // Past the last offset: nothing.
+    assert!(shape(512).is_empty());
+    let kept = re_encode_from(&view(&src), 504, 3).unwrap();
+    assert_eq!(kp_decode(&kept[0])[0].value.as_deref(), Some(&b"v4"[..]));
+}

@@ -6,26 +6,53 @@
 //! goes out with mirrorgate's idempotent producer id and the next sequence, and the
 //! offset the broker assigns must equal the source offset; anything else fails the
 //! partition (OFFSET_MISMATCH) and the copier writes nothing more.
+//!
+//! Offsets the source has but cannot be produced as data are filled with filler
+//! records (`kafka::filler`), produced like any batch (same producer id, next
+//! sequence, assigned offset checked):
+//! - gaps between batches (compaction removed whole batches) and empty batches;
+//! - holes inside a batch (compaction): the batch is re-encoded with fillers;
+//! - control batches (transaction markers) and batches of aborted transactions;
+//! - offsets below the source log start (retention, DeleteRecords on the source):
+//!   fillers up to the log start, then DeleteRecords on the destination partition up
+//!   to the same offset so they vanish. That needs `cleanup.policy` to include
+//!   `delete` on the mirror topic; otherwise the fillers stay (the proxy still hides
+//!   them from consumers) and the mirror's log start offset stays below the source's.
+//!
+//! Gap-free data batches take the fast path: forwarded with only the header rewritten.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, DeleteRecordsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{self, next_sequence, BatchError, RecordBatches};
+use crate::kafka::record_batch::{self, next_sequence, BatchError, BatchView, RecordBatches};
 
 const FETCH_VERSION: i16 = 12;
 const PRODUCE_VERSION: i16 = 9;
 const LIST_OFFSETS_VERSION: i16 = 7;
+const DELETE_RECORDS_VERSION: i16 = 1;
 const READ_COMMITTED: i8 = 1;
 const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// Codec of filler batches that fill gaps: ~0.8 byte per filler.
+const FILLER_CODEC: Compression = Compression::Zstd;
 
 /// Why a partition stops; the first words are the FAILED reason users see.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +69,7 @@ pub enum CopyError {
     Fetch(i16),
     #[error("produce to the destination failed with error {code}: {message}")]
     Produce { code: i16, message: String },
-    #[error("destination log end offset lookup failed with error {0}")]
+    #[error("log offset lookup failed with error {0}")]
     ListOffsets(i16),
     #[error(transparent)]
     Client(#[from] ClientError),
@@ -57,8 +84,12 @@ pub struct Progress {
     pub next_offset: i64,
     /// The source's high watermark at the last fetch.
     pub source_high_watermark: i64,
+    /// Batches produced, filler batches included.
     pub batches: u64,
+    /// Source records copied (fillers not included).
     pub records: u64,
+    /// Filler records produced for offsets without data to copy.
+    pub fillers: u64,
     pub bytes: u64,
 }
 
@@ -72,6 +103,10 @@ pub struct PartitionCopier {
     next_sequence: i32,
     next_offset: i64,
     failed: Option<String>,
+    /// Most fillers in one produced batch (from the destination's max.message.bytes).
+    max_fillers: u32,
+    /// Whether the source log start was compared with `next_offset` since the start.
+    log_start_checked: bool,
 }
 
 fn name(topic: &str) -> TopicName {
@@ -100,7 +135,16 @@ impl PartitionCopier {
             next_sequence: 0,
             next_offset,
             failed: None,
+            max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
+            log_start_checked: false,
         })
+    }
+
+    /// Sizes filler batches for the destination topic's `max.message.bytes` (the
+    /// default assumes Kafka's default).
+    pub fn with_max_message_bytes(mut self, max_message_bytes: usize) -> Self {
+        self.max_fillers = max_fillers_per_batch(max_message_bytes);
+        self
     }
 
     pub fn next_offset(&self) -> i64 {
@@ -117,7 +161,7 @@ impl PartitionCopier {
         if let Err(e) = &result {
             if matches!(
                 e,
-                CopyError::OffsetMismatch { .. } | CopyError::Unsupported(_)
+                CopyError::OffsetMismatch { .. } | CopyError::Unsupported(_) | CopyError::Batch(_)
             ) {
                 self.failed = Some(e.to_string());
             }
@@ -126,56 +170,150 @@ impl PartitionCopier {
     }
 
     async fn copy_round(&mut self, max_wait_ms: i32) -> Result<Progress, CopyError> {
-        let (records, high_watermark) = self.fetch(max_wait_ms).await?;
         let mut progress = Progress {
             next_offset: self.next_offset,
-            source_high_watermark: high_watermark,
             ..Progress::default()
         };
-        for batch in RecordBatches::new(records) {
+        if !self.log_start_checked {
+            self.catch_up_to_log_start(&mut progress).await?;
+            self.log_start_checked = true;
+        }
+        let fetched = match self.fetch(max_wait_ms).await {
+            // Retention (or DeleteRecords) on the source outran us.
+            Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE)) => {
+                let before = self.next_offset;
+                self.catch_up_to_log_start(&mut progress).await?;
+                if self.next_offset == before {
+                    // Past the source's log end (the source lost data): not ours to fix.
+                    return Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE));
+                }
+                progress.next_offset = self.next_offset;
+                return Ok(progress);
+            }
+            other => other?,
+        };
+        progress.source_high_watermark = fetched.high_watermark;
+        let mut aborted = Aborted::new(fetched.aborted);
+        // Offsets in [self.next_offset, cursor) are to be filled; data batches flush them.
+        let mut cursor = self.next_offset;
+        for batch in RecordBatches::new(fetched.records) {
             let batch = batch?;
-            if batch.last_offset() < self.next_offset {
+            let skip = aborted.is_aborted(&batch);
+            if batch.last_offset() < cursor {
                 continue; // the fetch may start before the requested offset
             }
-            if batch.base_offset() != self.next_offset {
-                return Err(CopyError::Unsupported(format!(
-                    "source offsets {}..{} have no batch to copy (compaction, retention or \
-                     transaction markers need filler records)",
-                    self.next_offset,
-                    batch.base_offset()
-                )));
+            // A gap before the batch (whole batches compacted away) is filled too.
+            cursor = cursor.max(batch.base_offset());
+            if skip || batch.is_control() || batch.records_count() <= 0 {
+                cursor = batch.next_offset();
+                continue;
             }
-            if batch.is_control() {
-                return Err(CopyError::Unsupported(format!(
-                    "transaction marker at offset {} needs a filler record",
-                    batch.base_offset()
-                )));
+            self.fill_to(cursor, &mut progress).await?;
+            if batch.base_offset() == cursor && batch.is_gap_free() {
+                let count = batch.records_count();
+                let size = self.send(&batch, batch.base_offset()).await?;
+                progress.batches += 1;
+                progress.records += count as u64;
+                progress.bytes += size;
+            } else {
+                // Holes (compaction) or a batch that starts below `cursor` (the source
+                // log start moved into it): re-encode what is at or past `cursor`.
+                let span = batch.next_offset() - cursor;
+                let mut fillers = 0u64;
+                for part in filler::re_encode_from(&batch, cursor, self.max_fillers)? {
+                    let part = BatchView::parse(part)?;
+                    if filler::is_filler_batch(&part)? {
+                        fillers += part.records_count() as u64;
+                    }
+                    progress.bytes += self.send(&part, part.base_offset()).await?;
+                    progress.batches += 1;
+                }
+                progress.fillers += fillers;
+                progress.records += (span as u64).saturating_sub(fillers);
             }
-            let stamped = record_batch::rewrite_for_produce(
-                &batch,
-                self.producer.id,
-                self.producer.epoch,
-                self.next_sequence,
-            )?;
-            let size = stamped.len() as u64;
-            let assigned = self.produce(stamped).await?;
-            if assigned != batch.base_offset() {
-                return Err(CopyError::OffsetMismatch {
-                    expected: batch.base_offset(),
-                    got: assigned,
-                });
-            }
-            self.next_sequence = next_sequence(self.next_sequence, batch.records_count());
-            self.next_offset = batch.next_offset();
-            progress.batches += 1;
-            progress.records += batch.records_count().max(0) as u64;
-            progress.bytes += size;
+            cursor = self.next_offset;
         }
+        self.fill_to(cursor, &mut progress).await?;
         progress.next_offset = self.next_offset;
         Ok(progress)
     }
 
-    async fn fetch(&mut self, max_wait_ms: i32) -> Result<(Bytes, i64), CopyError> {
+    /// When the source log starts above `next_offset`: fillers up to the log start, then
+    /// DeleteRecords on the destination so the mirror starts where the source does.
+    async fn catch_up_to_log_start(&mut self, progress: &mut Progress) -> Result<(), CopyError> {
+        let topic = self.source_topic.0.to_string();
+        let log_start = list_offset(&mut self.source, &topic, self.partition, EARLIEST).await?;
+        if log_start <= self.next_offset {
+            return Ok(());
+        }
+        self.fill_to(log_start, progress).await?;
+        self.delete_records(log_start).await
+    }
+
+    /// Produces filler batches for `[next_offset, end)`.
+    async fn fill_to(&mut self, end: i64, progress: &mut Progress) -> Result<(), CopyError> {
+        while self.next_offset < end {
+            let count = (end - self.next_offset).min(i64::from(self.max_fillers));
+            let batch = BatchView::parse(filler::filler_batch(count, FILLER_CODEC, NO_TIMESTAMP)?)?;
+            progress.bytes += self.send(&batch, self.next_offset).await?;
+            progress.batches += 1;
+            progress.fillers += count as u64;
+        }
+        Ok(())
+    }
+
+    /// Produces one gap-free batch that must land at `expected`; returns its size.
+    async fn send(&mut self, batch: &BatchView, expected: i64) -> Result<u64, CopyError> {
+        let count = batch.last_offset_delta().saturating_add(1);
+        let stamped = record_batch::rewrite_for_produce(
+            batch,
+            self.producer.id,
+            self.producer.epoch,
+            self.next_sequence,
+        )?;
+        let size = stamped.len() as u64;
+        let assigned = self.produce(stamped).await?;
+        if assigned != expected {
+            return Err(CopyError::OffsetMismatch {
+                expected,
+                got: assigned,
+            });
+        }
+        self.next_sequence = next_sequence(self.next_sequence, count);
+        self.next_offset = expected + i64::from(count);
+        Ok(size)
+    }
+
+    async fn delete_records(&mut self, before: i64) -> Result<(), CopyError> {
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(self.dest_topic.clone())
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(self.partition)
+                    .with_offset(before)])]);
+        let response = self.dest.call(&request, DELETE_RECORDS_VERSION).await?;
+        let code = response
+            .topics
+            .into_iter()
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == self.partition)
+            .map_or(-1, |p| p.error_code);
+        if code != 0 {
+            // Not fatal: offsets stay aligned and the proxy hides the fillers; only the
+            // mirror's log start stays below the source's (POLICY_VIOLATION on a
+            // compact-only topic).
+            tracing::warn!(
+                topic = self.dest_topic.0.as_str(),
+                partition = self.partition,
+                error = code,
+                "DeleteRecords below the source log start failed; fillers stay"
+            );
+        }
+        Ok(())
+    }
+
+    async fn fetch(&mut self, max_wait_ms: i32) -> Result<Fetched, CopyError> {
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
@@ -201,19 +339,11 @@ impl PartitionCopier {
         if partition.error_code != 0 {
             return Err(CopyError::Fetch(partition.error_code));
         }
-        if partition
-            .aborted_transactions
-            .as_ref()
-            .is_some_and(|a| !a.is_empty())
-        {
-            return Err(CopyError::Unsupported(
-                "aborted transactions need filler records".into(),
-            ));
-        }
-        Ok((
-            partition.records.unwrap_or_default(),
-            partition.high_watermark,
-        ))
+        Ok(Fetched {
+            records: partition.records.unwrap_or_default(),
+            high_watermark: partition.high_watermark,
+            aborted: partition.aborted_transactions.unwrap_or_default(),
+        })
     }
 
     /// Produces one batch; returns the base offset the destination assigned.
@@ -250,11 +380,79 @@ impl PartitionCopier {
     }
 }
 
+struct Fetched {
+    records: Bytes,
+    high_watermark: i64,
+    aborted: Vec<AbortedTransaction>,
+}
+
+/// Which transactional batches belong to aborted transactions, as a READ_COMMITTED
+/// consumer decides: a transaction listed with (producer id, first offset) is aborted
+/// from its first offset up to its producer's next control batch (the abort marker).
+struct Aborted {
+    /// Not yet reached, by descending first offset (pop from the end).
+    pending: Vec<(i64, i64)>,
+    /// Producers whose aborted transaction is open at the current batch.
+    open: HashSet<i64>,
+}
+
+impl Aborted {
+    fn new(list: Vec<AbortedTransaction>) -> Self {
+        let mut pending: Vec<(i64, i64)> = list
+            .into_iter()
+            .map(|t| (t.first_offset, t.producer_id.0))
+            .collect();
+        pending.sort_unstable_by(|a, b| b.cmp(a));
+        Self {
+            pending,
+            open: HashSet::new(),
+        }
+    }
+
+    /// True for a data batch of an aborted transaction. Call for every batch in order.
+    fn is_aborted(&mut self, batch: &BatchView) -> bool {
+        while let Some(&(first, producer)) = self.pending.last() {
+            if first > batch.last_offset() {
+                break;
+            }
+            self.open.insert(producer);
+            self.pending.pop();
+        }
+        if !batch.is_transactional() {
+            return false;
+        }
+        if batch.is_control() {
+            // The marker ends the producer's transaction, aborted or not.
+            self.open.remove(&batch.producer_id());
+            return false;
+        }
+        self.open.contains(&batch.producer_id())
+    }
+}
+
 /// The log end offset of a partition, from its leader.
 pub async fn log_end_offset(
     conn: &mut KafkaConnection,
     topic: &str,
     partition: i32,
+) -> Result<i64, CopyError> {
+    list_offset(conn, topic, partition, LATEST).await
+}
+
+/// The log start offset of a partition, from its leader.
+pub async fn log_start_offset(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, CopyError> {
+    list_offset(conn, topic, partition, EARLIEST).await
+}
+
+async fn list_offset(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
 ) -> Result<i64, CopyError> {
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -262,7 +460,7 @@ pub async fn log_end_offset(
             .with_name(name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(partition)
-                .with_timestamp(LATEST)])]);
+                .with_timestamp(timestamp)])]);
     let response = conn.call(&request, LIST_OFFSETS_VERSION).await?;
     let partition = response
         .topics

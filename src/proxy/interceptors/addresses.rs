@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::NodeEndpoint;
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
     ProduceResponse,
@@ -113,10 +114,19 @@ pub fn fetch(shared: &Arc<Shared>, frame: Bytes, meta: &RequestMeta) -> Result<B
     if response.node_endpoints.is_empty() {
         return Ok(frame);
     }
-    for node in &mut response.node_endpoints {
+    point_endpoints_at_proxy(shared, &mut response.node_endpoints)?;
+    encode(&response, meta)
+}
+
+/// Fetch v16+ NodeEndpoints, pointed at the proxy.
+pub fn point_endpoints_at_proxy(
+    shared: &Arc<Shared>,
+    nodes: &mut [NodeEndpoint],
+) -> Result<(), ConnError> {
+    for node in nodes {
         point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
     }
-    encode(&response, meta)
+    Ok(())
 }
 
 /// Produce v10+ NodeEndpoints; true when something was rewritten.

@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod api_versions;
+pub mod fetch_fillers;
 pub mod produce_guard;
 pub mod write_guard;
 
@@ -26,6 +27,8 @@ pub enum OnResponse {
     FindCoordinator,
     DescribeCluster,
     Fetch,
+    /// Fetch touching a mirror topic: hide filler batches (and rewrite NodeEndpoints).
+    FetchFillers,
     Produce,
     /// Merge refusals of read-only entries into the upstream answer.
     Merge(Box<dyn Merge>),
@@ -102,9 +105,7 @@ pub async fn on_request(
         ApiKey::Metadata => forward(frame, OnResponse::Metadata),
         ApiKey::FindCoordinator => forward(frame, OnResponse::FindCoordinator),
         ApiKey::DescribeCluster => forward(frame, OnResponse::DescribeCluster),
-        ApiKey::Fetch if addresses::carries_addresses(api, version) => {
-            forward(frame, OnResponse::Fetch)
-        }
+        ApiKey::Fetch => return fetch_fillers::on_request(shared, frame).await,
         ApiKey::Produce => {
             let snapshot = shared.registry.load();
             return produce_guard::on_request(shared, &snapshot, frame).await;
@@ -135,6 +136,7 @@ pub fn on_response(
         OnResponse::FindCoordinator => addresses::find_coordinator(shared, frame, &meta),
         OnResponse::DescribeCluster => addresses::describe_cluster(shared, frame, &meta),
         OnResponse::Fetch => addresses::fetch(shared, frame, &meta),
+        OnResponse::FetchFillers => fetch_fillers::on_response(shared, frame, &meta),
         OnResponse::Produce => addresses::produce(shared, frame, &meta),
         OnResponse::Merge(merge) => merge.merge(shared, frame, &meta),
     }

@@ -1,0 +1,239 @@
+//! Fetch responses of mirror topics: every filler batch (DESIGN.md decision 1) becomes
+//! an empty batch with the same offsets, so consumers through the proxy see exactly the
+//! source's records at the source's offsets (consumers move past an empty batch).
+//!
+//! Cost: nothing is decoded while no topic is read-only. Otherwise the request is
+//! decoded (small) and the response only when the request names a mirror topic, or
+//! uses an incremental fetch session (KIP-227), whose responses may carry partitions
+//! the request does not list. A response is re-encoded only when a filler batch was
+//! replaced (or its NodeEndpoints need rewriting); other partitions keep their bytes.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+use uuid::Uuid;
+
+use super::{addresses, forward, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::{decode_request, decode_response, encode_response};
+use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
+use crate::kafka::frame::RequestFrame;
+use crate::kafka::record_batch::{empty_batch_like, RecordBatches};
+use crate::proxy::error::ConnError;
+use crate::proxy::Shared;
+use crate::registry::Snapshot;
+
+/// First Fetch version that names topics by id only.
+const TOPIC_IDS_SINCE: i16 = 13;
+/// First Fetch version with fetch sessions.
+const SESSIONS_SINCE: i16 = 7;
+
+pub async fn on_request(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Result<RequestAction, ConnError> {
+    let plain = if addresses::carries_addresses(ApiKey::Fetch, frame.api_version) {
+        OnResponse::Fetch
+    } else {
+        OnResponse::Forward
+    };
+    let snapshot = shared.registry.load();
+    if !snapshot.has_read_only_topics() {
+        return Ok(forward(frame, plain));
+    }
+    let request: FetchRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
+    if touches_mirror(shared, &snapshot, &request, frame.api_version).await {
+        Ok(forward(frame, OnResponse::FetchFillers))
+    } else {
+        Ok(forward(frame, plain))
+    }
+}
+
+async fn touches_mirror(
+    shared: &Arc<Shared>,
+    snapshot: &Snapshot,
+    request: &FetchRequest,
+    version: i16,
+) -> bool {
+    // An incremental session request may omit partitions the response carries.
+    if version >= SESSIONS_SINCE && request.session_id != 0 && request.session_epoch > 0 {
+        return true;
+    }
+    if version < TOPIC_IDS_SINCE {
+        return request
+            .topics
+            .iter()
+            .any(|t| snapshot.is_read_only(t.topic.as_str()));
+    }
+    let mut refreshed = false;
+    for topic in &request.topics {
+        let mut name = shared.destination.topic_name(&topic.topic_id);
+        if name.is_none() && !refreshed {
+            refreshed = true;
+            if let Err(e) = shared.refresh_destination(false).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    side = "upstream",
+                    "topic id lookup refresh failed"
+                );
+            }
+            name = shared.destination.topic_name(&topic.topic_id);
+        }
+        if name.is_some_and(|n| snapshot.is_read_only(n.as_str())) {
+            return true;
+        }
+    }
+    false
+}
+
+fn is_mirror(shared: &Shared, snapshot: &Snapshot, name: &str, id: &Uuid, version: i16) -> bool {
+    if version < TOPIC_IDS_SINCE {
+        snapshot.is_read_only(name)
+    } else {
+        shared
+            .destination
+            .topic_name(id)
+            .is_some_and(|n| snapshot.is_read_only(n.as_str()))
+    }
+}
+
+/// Replaces the filler batches of mirror partitions and rewrites NodeEndpoints (v16+);
+/// the original frame when neither applies.
+pub fn on_response(
+    shared: &Arc<Shared>,
+    frame: Bytes,
+    meta: &RequestMeta,
+) -> Result<Bytes, ConnError> {
+    let mut response: FetchResponse =
+        decode_response(&frame, meta.api_key, meta.api_version).map_err(ConnError::upstream)?;
+    let snapshot = shared.registry.load();
+    let mut changed = false;
+    for topic in &mut response.responses {
+        if !is_mirror(
+            shared,
+            &snapshot,
+            topic.topic.as_str(),
+            &topic.topic_id,
+            meta.api_version,
+        ) {
+            continue;
+        }
+        for partition in &mut topic.partitions {
+            if let Some(records) = &partition.records {
+                if let Some(hidden) = hide_fillers(records) {
+                    partition.records = Some(hidden);
+                    changed = true;
+                }
+            }
+        }
+    }
+    if !response.node_endpoints.is_empty() {
+        addresses::point_endpoints_at_proxy(shared, &mut response.node_endpoints)?;
+        changed = true;
+    }
+    if !changed {
+        return Ok(frame);
+    }
+    encode_response(
+        meta.correlation_id,
+        meta.api_key,
+        meta.api_version,
+        &response,
+    )
+    .map_err(ConnError::internal)
+}
+
+/// The record set with every filler batch replaced by an empty batch of the same
+/// offsets; `None` when there is none. Batches that cannot be parsed, and a partial
+/// batch at the end, are kept as they are.
+pub fn hide_fillers(records: &Bytes) -> Option<Bytes> {
+    let mut batches = RecordBatches::new(records.clone());
+    let mut out: Option<Vec<u8>> = None;
+    let mut consumed = 0usize;
+    for batch in batches.by_ref() {
+        let Ok(batch) = batch else { break };
+        let len = batch.bytes().len();
+        let filler = may_be_filler_batch(&batch) && is_filler_batch(&batch).unwrap_or(false);
+        if filler {
+            let buf = out.get_or_insert_with(|| {
+                let mut v = Vec::with_capacity(records.len());
+                v.extend_from_slice(&records[..consumed]);
+                v
+            });
+            buf.extend_from_slice(&empty_batch_like(&batch));
+        } else if let Some(buf) = &mut out {
+            buf.extend_from_slice(batch.bytes());
+        }
+        consumed += len;
+    }
+    let mut buf = out?;
+    buf.extend_from_slice(&records[consumed..]);
+    Some(Bytes::from(buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::filler::filler_batch;
+    use crate::kafka::record_batch::BatchView;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
+    };
+
+    fn data(base_offset: i64) -> Bytes {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: base_offset,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from_static(b"real")),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).unwrap();
+        buf.freeze()
+    }
+
+    /// A filler batch of `count` as the destination stores it (base offset set).
+    fn filler_at(base_offset: i64, count: i64) -> Bytes {
+        let mut bytes = filler_batch(count, Compression::Zstd, NO_TIMESTAMP)
+            .unwrap()
+            .to_vec();
+        bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+        Bytes::from(bytes)
+    }
+
+    #[test]
+    fn filler_batches_become_empty_and_the_rest_keeps_its_bytes() {
+        let (a, f, b) = (data(0), filler_at(1, 5), data(6));
+        let tail = &data(7)[..20]; // a partial batch at the end of the response
+        let records = Bytes::from([&a[..], &f[..], &b[..], tail].concat());
+        let hidden = hide_fillers(&records).expect("a filler to hide");
+        let empty = empty_batch_like(&BatchView::parse(f.clone()).unwrap());
+        assert_eq!(
+            hidden,
+            Bytes::from([&a[..], &empty[..], &b[..], tail].concat())
+        );
+        let v = BatchView::parse(empty).unwrap();
+        assert_eq!(
+            (v.base_offset(), v.next_offset(), v.records_count()),
+            (1, 6, 0)
+        );
+        assert!(v.verify_crc());
+
+        let plain = Bytes::from([&a[..], &b[..]].concat());
+        assert!(hide_fillers(&plain).is_none(), "nothing to hide: no copy");
+        assert!(hide_fillers(&Bytes::new()).is_none());
+    }
+}
