@@ -149,6 +149,11 @@ impl Replicator {
         }
         let config = LinkConfig::from_properties(raw)
             .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        if config.start_offset != super::link_config::StartOffset::Earliest {
+            return Err(ApiError::Invalid(
+                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
+            ));
+        }
         // Credentials can only be stored sealed: refuse before touching anything.
         super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
             .map_err(ApiError::Invalid)?;

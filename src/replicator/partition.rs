@@ -77,6 +77,20 @@ pub enum CopyError {
     Batch(#[from] BatchError),
 }
 
+impl CopyError {
+    /// Errors after which the partition must not be written again (the mirror FAILS);
+    /// the others are transient (connections, leader moves) and worth a retry.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            CopyError::OffsetMismatch { .. }
+                | CopyError::Unsupported(_)
+                | CopyError::Batch(_)
+                | CopyError::AlreadyFailed(_)
+        )
+    }
+}
+
 /// What one round copied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -124,7 +138,7 @@ impl PartitionCopier {
         mut dest: KafkaConnection,
         producer: ProducerIdentity,
     ) -> Result<Self, CopyError> {
-        let next_offset = log_end_offset(&mut dest, dest_topic, partition).await?;
+        let next_offset = settled_end_offset(&mut dest, dest_topic, partition).await?;
         Ok(Self {
             source_topic: name(source_topic),
             dest_topic: name(dest_topic),
@@ -159,10 +173,7 @@ impl PartitionCopier {
         }
         let result = self.copy_round(max_wait_ms).await;
         if let Err(e) = &result {
-            if matches!(
-                e,
-                CopyError::OffsetMismatch { .. } | CopyError::Unsupported(_) | CopyError::Batch(_)
-            ) {
+            if e.is_fatal() {
                 self.failed = Some(e.to_string());
             }
         }
@@ -439,6 +450,33 @@ pub async fn log_end_offset(
     list_offset(conn, topic, partition, LATEST).await
 }
 
+/// How long a resume waits for the destination's uncommitted tail to settle.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where copying may resume: the destination's end once nothing is in flight. A
+/// produce cut short (crash, timeout) can leave a batch in the leader's log above the
+/// high watermark; resuming at the high watermark would then land the next batch one
+/// offset late. So wait until the high watermark reaches the log end offset (the batch
+/// committed) or the log end drops back (it was truncated).
+pub async fn settled_end_offset(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, CopyError> {
+    let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let high_watermark = list_offset_as(conn, topic, partition, LATEST, CONSUMER).await?;
+        let log_end = list_offset_as(conn, topic, partition, LATEST, DEBUGGING).await?;
+        if high_watermark >= log_end {
+            return Ok(high_watermark);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(CopyError::ListOffsets(UNSETTLED));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The log start offset of a partition, from its leader.
 pub async fn log_start_offset(
     conn: &mut KafkaConnection,
@@ -448,14 +486,31 @@ pub async fn log_start_offset(
     list_offset(conn, topic, partition, EARLIEST).await
 }
 
+/// ListOffsets as a consumer: LATEST is the high watermark.
+const CONSUMER: i32 = -1;
+/// ListOffsets as Kafka's debugging replica id: LATEST is the log end offset.
+const DEBUGGING: i32 = -2;
+/// Reported when the destination's tail does not settle in time (retried).
+const UNSETTLED: i16 = -2;
+
 async fn list_offset(
     conn: &mut KafkaConnection,
     topic: &str,
     partition: i32,
     timestamp: i64,
 ) -> Result<i64, CopyError> {
+    list_offset_as(conn, topic, partition, timestamp, CONSUMER).await
+}
+
+async fn list_offset_as(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+    replica_id: i32,
+) -> Result<i64, CopyError> {
     let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
+        .with_replica_id(BrokerId(replica_id))
         .with_topics(vec![ListOffsetsTopic::default()
             .with_name(name(topic))
             .with_partitions(vec![ListOffsetsPartition::default()

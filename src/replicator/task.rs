@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::manager::Inner;
 use super::now_ms;
-use super::partition::{CopyError, PartitionCopier};
+use super::partition::PartitionCopier;
 use super::source::Source;
 use crate::kafka::admin;
 use crate::kafka::producer::init_producer_id;
@@ -115,11 +115,7 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
                     metrics.bytes.increment(progress.bytes);
                     metrics.batches.increment(progress.batches);
                 }
-                Err(
-                    e @ (CopyError::OffsetMismatch { .. }
-                    | CopyError::Unsupported(_)
-                    | CopyError::AlreadyFailed(_)),
-                ) => {
+                Err(e) if e.is_fatal() => {
                     tracing::error!(error = %e, "mirror partition failed");
                     inner.fail(&job.mirror, e.to_string()).await;
                     return;
