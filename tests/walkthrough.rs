@@ -295,6 +295,8 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         ..Default::default()
     };
     let proxy = Proxy::start(dest, options);
+    let ready = cli_when_ready(&proxy, &["cluster-links", "--list"]);
+    assert!(ready.status.success(), "{}", text(&ready));
 
     let bad = cli_when_ready(
         &proxy,

@@ -481,7 +481,7 @@ async fn load(inner: Arc<Inner>) {
                 tracing::warn!(error = %e, side = "upstream", "cannot load replicator state; retrying");
                 tokio::select! {
                     _ = inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
             }
         }
