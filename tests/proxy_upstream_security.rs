@@ -3,28 +3,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
+use common::replication::test_certs;
 use common::{kafka_tool, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-/// One development CA for every run, so a cluster left up by an earlier run still
-/// matches it.
-fn certs() -> &'static PathBuf {
-    static CERTS: OnceLock<PathBuf> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let dir = repo_root().join("testbed/.cache/test-certs");
-        let status = Command::new(repo_root().join("certs/make-dev-certs"))
-            .arg(&dir)
-            .arg("--if-missing")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("make-dev-certs");
-        assert!(status.success());
-        dir
-    })
-}
 
 fn client_config(cluster: &str, mechanism: &str) -> String {
     let out = Command::new(repo_root().join("testbed/kafka"))
@@ -41,7 +23,7 @@ fn client_config(cluster: &str, mechanism: &str) -> String {
 
 #[test]
 fn the_proxy_speaks_tls_to_the_destination_with_a_client_certificate() {
-    let certs = certs();
+    let certs = test_certs();
     let certs_arg = certs.to_str().unwrap();
     let cluster = Cluster::up_with(
         "mg-tls",

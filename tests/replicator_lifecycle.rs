@@ -4,66 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{destination, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-fn cli(proxy: &Proxy, args: &[&str]) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
-            .args(args)
-            .args(["--admin-url", &format!("http://{}", proxy.admin)])
-            .output()
-            .expect("run the CLI");
-        if out.status.success()
-            || !text(&out).contains("not loaded yet")
-            || Instant::now() > deadline
-        {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn replicating(metadata: &str) -> ProxyOptions {
-    ProxyOptions {
-        extra_tables: format!("\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata}\"\n"),
-        ..Default::default()
-    }
-}
-
-/// "partition offset value" of every record, sorted.
-fn dump(bootstrap: &str, topic: &str) -> Vec<String> {
-    let out = kcat(
-        &[
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p %o %s\\n",
-        ],
-        None,
-    );
-    let mut lines: Vec<String> = out.stdout().lines().map(String::from).collect();
-    lines.sort();
-    lines
-}
+use common::replication::{cli, dump, replicating, text};
+use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
 
 fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
     let link = unique("life-link");

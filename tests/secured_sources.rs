@@ -4,52 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::replication::{cli, test_certs, text};
 use common::{destination, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-fn cli(proxy: &Proxy, args: &[&str]) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
-            .args(args)
-            .args(["--admin-url", &format!("http://{}", proxy.admin)])
-            .output()
-            .expect("run the CLI");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() || !text.contains("not loaded yet") || Instant::now() > deadline {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The certificates the TLS test cluster was made with (shared with other tests).
-fn certs() -> PathBuf {
-    let dir = repo_root().join("testbed/.cache/test-certs");
-    let status = Command::new(repo_root().join("certs/make-dev-certs"))
-        .arg(&dir)
-        .arg("--if-missing")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .expect("make-dev-certs");
-    assert!(status.success());
-    dir
-}
 
 fn replicating_proxy(dir: &std::path::Path) -> Proxy {
     let key = dir.join("secret.key");
@@ -236,7 +195,7 @@ fn a_scram_source_is_mirrored_and_its_password_is_stored_sealed() {
 #[test]
 fn a_tls_source_with_a_client_certificate_is_mirrored() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = certs();
+    let certs = test_certs();
     let certs_arg = certs.to_str().unwrap();
     let source = Cluster::up_with(
         "mg-tls",

@@ -5,41 +5,10 @@
 
 mod common;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::replication::{cli, text};
 use common::{destination, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-fn cli(proxy: &Proxy, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mirrorgate"))
-        .args(args)
-        .args(["--admin-url", &format!("http://{}", proxy.admin)])
-        .output()
-        .expect("run the CLI")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs a CLI command until the replicator has loaded its state (503 meanwhile).
-fn cli_when_ready(proxy: &Proxy, args: &[&str]) -> Output {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = cli(proxy, args);
-        if out.status.success()
-            || !text(&out).contains("not loaded yet")
-            || Instant::now() > deadline
-        {
-            return out;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// "partition offset value" lines of a whole topic, sorted.
 fn offsets(bootstrap: &str, topic: &str) -> Vec<String> {
@@ -110,7 +79,7 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
     .unwrap();
 
     let link = unique("test-link");
-    let out = cli_when_ready(
+    let out = cli(
         &proxy,
         &[
             "cluster-links",
@@ -277,7 +246,7 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
     // A restarted mirrorgate knows the link and the stopped mirror.
     drop(proxy);
     proxy = Proxy::start(dest, options);
-    let out = cli_when_ready(&proxy, &["mirrors", "--describe", "--topics", &topic]);
+    let out = cli(&proxy, &["mirrors", "--describe", "--topics", &topic]);
     assert!(text(&out).contains("State: STOPPED"), "{}", text(&out));
     let out = cli(&proxy, &["cluster-links", "--delete", "--link", &link]);
     assert!(out.status.success(), "{}", text(&out));
@@ -295,10 +264,10 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         ..Default::default()
     };
     let proxy = Proxy::start(dest, options);
-    let ready = cli_when_ready(&proxy, &["cluster-links", "--list"]);
+    let ready = cli(&proxy, &["cluster-links", "--list"]);
     assert!(ready.status.success(), "{}", text(&ready));
 
-    let bad = cli_when_ready(
+    let bad = cli(
         &proxy,
         &[
             "cluster-links",
@@ -448,7 +417,7 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
     .output
     .status
     .success());
-    let out = cli_when_ready(
+    let out = cli(
         &proxy,
         &[
             "cluster-links",

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod replication;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
