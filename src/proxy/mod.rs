@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use dashmap::DashMap;
+use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -170,6 +171,30 @@ impl Shared {
             self.close_broker_listener(node_id);
         }
         Ok(())
+    }
+
+    /// The name of a destination topic id; an unknown id triggers at most one metadata
+    /// refresh per `refreshed` flag (one per request), so a burst of unknown ids costs
+    /// one round trip. `None`: not a topic of the destination.
+    pub async fn topic_name(
+        self: &Arc<Self>,
+        id: &uuid::Uuid,
+        refreshed: &mut bool,
+    ) -> Option<StrBytes> {
+        if let Some(name) = self.destination.topic_name(id) {
+            return Some(name);
+        }
+        if !*refreshed {
+            *refreshed = true;
+            if let Err(e) = self.refresh_destination(false).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    side = "upstream",
+                    "topic id lookup refresh failed"
+                );
+            }
+        }
+        self.destination.topic_name(id)
     }
 
     fn open_bootstrap_listener(self: &Arc<Self>, addr: SocketAddr) -> anyhow::Result<()> {

@@ -67,18 +67,7 @@ async fn touches_mirror(
     }
     let mut refreshed = false;
     for topic in &request.topics {
-        let mut name = shared.destination.topic_name(&topic.topic_id);
-        if name.is_none() && !refreshed {
-            refreshed = true;
-            if let Err(e) = shared.refresh_destination(false).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    side = "upstream",
-                    "topic id lookup refresh failed"
-                );
-            }
-            name = shared.destination.topic_name(&topic.topic_id);
-        }
+        let name = shared.topic_name(&topic.topic_id, &mut refreshed).await;
         if name.is_some_and(|n| snapshot.is_read_only(n.as_str())) {
             return true;
         }

@@ -123,19 +123,7 @@ pub async fn on_request(
 async fn resolve_topic_names(shared: &Arc<Shared>, request: &mut ProduceRequest) {
     let mut refreshed = false;
     for topic in &mut request.topic_data {
-        let mut name = shared.destination.topic_name(&topic.topic_id);
-        if name.is_none() && !refreshed {
-            refreshed = true;
-            if let Err(e) = shared.refresh_destination(false).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    side = "upstream",
-                    "topic id lookup refresh failed"
-                );
-            }
-            name = shared.destination.topic_name(&topic.topic_id);
-        }
-        if let Some(name) = name {
+        if let Some(name) = shared.topic_name(&topic.topic_id, &mut refreshed).await {
             topic.name = TopicName(name);
         }
     }
