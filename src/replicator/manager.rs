@@ -51,16 +51,16 @@ pub enum Change {
     Failover,
 }
 
-struct MirrorEntry {
-    record: MirrorRecord,
-    statuses: Vec<Arc<PartitionStatus>>,
-    stop: Option<CancellationToken>,
+pub(super) struct MirrorEntry {
+    pub(super) record: MirrorRecord,
+    pub(super) statuses: Vec<Arc<PartitionStatus>>,
+    pub(super) stop: Option<CancellationToken>,
 }
 
 #[derive(Default)]
-struct State {
-    links: BTreeMap<String, LinkRecord>,
-    mirrors: BTreeMap<String, MirrorEntry>,
+pub(super) struct State {
+    pub(super) links: BTreeMap<String, LinkRecord>,
+    pub(super) mirrors: BTreeMap<String, MirrorEntry>,
     loaded: bool,
 }
 
@@ -68,8 +68,8 @@ pub struct Inner {
     pub dest: Destination,
     sealer: Option<Sealer>,
     registry: Arc<Registry>,
-    state: Mutex<State>,
-    shutdown: CancellationToken,
+    pub(super) state: Mutex<State>,
+    pub(super) shutdown: CancellationToken,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -131,7 +131,7 @@ impl Replicator {
         });
         if inner.registry.load().config.replicator.enabled {
             tokio::spawn(load(inner.clone()));
-            tokio::spawn(watch_sources(inner.clone()));
+            tokio::spawn(super::source_watch::watch_sources(inner.clone()));
         }
         Self { inner }
     }
@@ -387,7 +387,7 @@ async fn mirror_configs(
 }
 
 /// How to reach the source of `link` (None when its stored config no longer validates).
-fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Option<Source> {
+pub(super) fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Option<Source> {
     let config = LinkConfig::from_properties(links.get(link)?.config.clone()).ok()?;
     match Source::from_config(&config) {
         Ok(source) => Some(source),
@@ -488,106 +488,7 @@ async fn load(inner: Arc<Inner>) {
     }
 }
 
-/// How often active mirrors are checked against their source topics.
-const SOURCE_CHECK: Duration = Duration::from_secs(2);
-/// CreatePartitions answer when the topic already has that many partitions.
-const INVALID_PARTITIONS: i16 = 37;
-
-/// Keeps each active mirror's shape in step with its source topic: partitions added on
-/// the source are added and mirrored; a source topic that vanished, was recreated or
-/// lost partitions fails the mirror with the reason.
-async fn watch_sources(inner: Arc<Inner>) {
-    loop {
-        tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SOURCE_CHECK) => {}
-        }
-        let active: Vec<(MirrorRecord, Source)> = {
-            let state = inner.state.lock().await;
-            state
-                .mirrors
-                .values()
-                .filter(|m| m.record.state == MirrorState::Active)
-                .filter_map(|m| Some((m.record.clone(), source_of(&state.links, &m.record.link)?)))
-                .collect()
-        };
-        for (record, source) in active {
-            if let Err(e) = inner.check_source(&record, &source).await {
-                tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
-            }
-        }
-    }
-}
-
 impl Inner {
-    async fn check_source(
-        self: &Arc<Self>,
-        record: &MirrorRecord,
-        source: &Source,
-    ) -> anyhow::Result<()> {
-        let mut source = source.connect_any().await?;
-        let metadata = admin::metadata(&mut source, Some(&[record.source_topic.as_str()])).await?;
-        let partitions = match admin::partition_count(&metadata, &record.source_topic) {
-            Ok(count) => count,
-            Err(admin::UNKNOWN_TOPIC) => {
-                self.fail(
-                    &record.topic,
-                    "SOURCE_TOPIC_MAY_BE_DELETED: the source topic is gone".into(),
-                )
-                .await;
-                return Ok(());
-            }
-            Err(code) => anyhow::bail!("source metadata error {code}"),
-        };
-        let id = admin::topic_id(&metadata, &record.source_topic);
-        if record.source_topic_id.is_some() && id.is_some() && id != record.source_topic_id {
-            self.fail(
-                &record.topic,
-                "SOURCE_TOPIC_ID_CHANGED: the source topic was recreated".into(),
-            )
-            .await;
-            return Ok(());
-        }
-        if partitions < record.partitions {
-            let reason = format!(
-                "SOURCE_PARTITIONS_DECREASED: {} -> {partitions}",
-                record.partitions
-            );
-            self.fail(&record.topic, reason).await;
-            return Ok(());
-        }
-        if partitions > record.partitions {
-            let mut dest = self.dest.connect_any().await?;
-            match admin::add_partitions(&mut dest, &record.topic, partitions).await {
-                Ok(()) => {}
-                // Added already (a restart between the two steps): go on.
-                Err(AdminError::Kafka {
-                    code: INVALID_PARTITIONS,
-                    ..
-                }) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let mut state = self.state.lock().await;
-            let links = state.links.clone();
-            let Some(entry) = state.mirrors.get_mut(&record.topic) else {
-                return Ok(());
-            };
-            let mut updated = entry.record.clone();
-            updated.partitions = partitions;
-            store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
-            tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
-            let old = entry.record.partitions;
-            entry.record = updated;
-            entry
-                .statuses
-                .resize_with(partitions as usize, Arc::default);
-            if let Some(stop) = entry.stop.clone() {
-                self.spawn_partitions(entry, &links, old..partitions, stop);
-            }
-        }
-        Ok(())
-    }
-
     async fn loaded_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
         if !self.registry.load().config.replicator.enabled {
             return Err(ApiError::Unavailable(
@@ -648,7 +549,7 @@ impl Inner {
         entry.stop = Some(stop);
     }
 
-    fn spawn_partitions(
+    pub(super) fn spawn_partitions(
         self: &Arc<Self>,
         entry: &MirrorEntry,
         links: &BTreeMap<String, LinkRecord>,

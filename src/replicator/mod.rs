@@ -10,6 +10,7 @@ pub mod manager;
 pub mod partition;
 pub mod secrets;
 pub mod source;
+mod source_watch;
 pub mod store;
 mod task;
 

@@ -1,0 +1,111 @@
+//! Keeps each active mirror's shape in step with its source topic (a background loop
+//! of the replicator manager).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::manager::{source_of, Inner};
+use super::source::Source;
+use super::store::{self, MirrorRecord, MirrorState};
+use crate::kafka::admin::{self, AdminError};
+
+/// How often active mirrors are checked against their source topics.
+const SOURCE_CHECK: Duration = Duration::from_secs(2);
+/// CreatePartitions answer when the topic already has that many partitions.
+const INVALID_PARTITIONS: i16 = 37;
+
+/// Keeps each active mirror's shape in step with its source topic: partitions added on
+/// the source are added and mirrored; a source topic that vanished, was recreated or
+/// lost partitions fails the mirror with the reason.
+pub(super) async fn watch_sources(inner: Arc<Inner>) {
+    loop {
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SOURCE_CHECK) => {}
+        }
+        let active: Vec<(MirrorRecord, Source)> = {
+            let state = inner.state.lock().await;
+            state
+                .mirrors
+                .values()
+                .filter(|m| m.record.state == MirrorState::Active)
+                .filter_map(|m| Some((m.record.clone(), source_of(&state.links, &m.record.link)?)))
+                .collect()
+        };
+        for (record, source) in active {
+            if let Err(e) = inner.check_source(&record, &source).await {
+                tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn check_source(
+        self: &Arc<Self>,
+        record: &MirrorRecord,
+        source: &Source,
+    ) -> anyhow::Result<()> {
+        let mut source = source.connect_any().await?;
+        let metadata = admin::metadata(&mut source, Some(&[record.source_topic.as_str()])).await?;
+        let partitions = match admin::partition_count(&metadata, &record.source_topic) {
+            Ok(count) => count,
+            Err(admin::UNKNOWN_TOPIC) => {
+                self.fail(
+                    &record.topic,
+                    "SOURCE_TOPIC_MAY_BE_DELETED: the source topic is gone".into(),
+                )
+                .await;
+                return Ok(());
+            }
+            Err(code) => anyhow::bail!("source metadata error {code}"),
+        };
+        let id = admin::topic_id(&metadata, &record.source_topic);
+        if record.source_topic_id.is_some() && id.is_some() && id != record.source_topic_id {
+            self.fail(
+                &record.topic,
+                "SOURCE_TOPIC_ID_CHANGED: the source topic was recreated".into(),
+            )
+            .await;
+            return Ok(());
+        }
+        if partitions < record.partitions {
+            let reason = format!(
+                "SOURCE_PARTITIONS_DECREASED: {} -> {partitions}",
+                record.partitions
+            );
+            self.fail(&record.topic, reason).await;
+            return Ok(());
+        }
+        if partitions > record.partitions {
+            let mut dest = self.dest.connect_any().await?;
+            match admin::add_partitions(&mut dest, &record.topic, partitions).await {
+                Ok(()) => {}
+                // Added already (a restart between the two steps): go on.
+                Err(AdminError::Kafka {
+                    code: INVALID_PARTITIONS,
+                    ..
+                }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut state = self.state.lock().await;
+            let links = state.links.clone();
+            let Some(entry) = state.mirrors.get_mut(&record.topic) else {
+                return Ok(());
+            };
+            let mut updated = entry.record.clone();
+            updated.partitions = partitions;
+            store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
+            tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
+            let old = entry.record.partitions;
+            entry.record = updated;
+            entry
+                .statuses
+                .resize_with(partitions as usize, Arc::default);
+            if let Some(stop) = entry.stop.clone() {
+                self.spawn_partitions(entry, &links, old..partitions, stop);
+            }
+        }
+        Ok(())
+    }
+}
