@@ -381,7 +381,7 @@ fn a_stalled_or_vanishing_handshake_only_costs_that_connection() {
     let mut proxy = Proxy::start(
         cluster,
         ProxyOptions {
-            extra_proxy_toml: "tls_handshake_timeout_ms = 300".into(),
+            extra_proxy_toml: "tls_handshake_timeout_ms = 1500".into(),
             extra_tables: tls_table(dir.path(), false),
             ..Default::default()
         },
