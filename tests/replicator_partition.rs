@@ -207,3 +207,63 @@ async fn a_restarted_copier_resumes_without_duplicate_or_gap_and_divergence_fail
     let again = second.copy_once(100).await.expect_err("stays failed");
     assert!(matches!(again, CopyError::AlreadyFailed(_)), "{again}");
 }
+
+/// Timestamps as consumers see them, per offset, read with kcat (`%T`).
+fn consumer_timestamps(bootstrap: &str, topic: &str) -> Vec<String> {
+    let out = kcat(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o %T %s\\n",
+        ],
+        None,
+    );
+    out.stdout().lines().map(String::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_log_append_time_source_keeps_the_timestamps_consumers_saw() {
+    let src = source();
+    let topic = unique("lat-src");
+    let mirror = unique("lat-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &[
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--config",
+            "message.timestamp.type=LogAppendTime",
+        ],
+    );
+    common::create_topic(destination(), &mirror, &["--replica-assignment", "0"]);
+    for round in 0..3 {
+        let lines: String = (0..10).map(|i| format!("lat-{round}-{i}\n")).collect();
+        let out = kcat(
+            &["-b", &src.bootstrap, "-P", "-t", &topic, "-z", "lz4"],
+            Some(&lines),
+        );
+        assert!(out.output.status.success(), "{}", out.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let end = source_end(&src, &topic).await;
+    let mut copier = copier(&src, &topic, &mirror).await;
+    copy_to_end(&mut copier, end).await;
+
+    let expected = consumer_timestamps(&src.bootstrap, &topic);
+    assert_eq!(expected.len(), 30);
+    assert_eq!(
+        consumer_timestamps(&destination().bootstrap, &mirror),
+        expected
+    );
+}

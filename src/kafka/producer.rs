@@ -14,14 +14,31 @@ pub struct ProducerIdentity {
     pub epoch: i16,
 }
 
+/// Errors a freshly started cluster answers while its coordinators load.
+const RETRIABLE: &[i16] = &[
+    7,  // REQUEST_TIMED_OUT
+    14, // COORDINATOR_LOAD_IN_PROGRESS
+    15, // COORDINATOR_NOT_AVAILABLE
+];
+const ATTEMPTS: u32 = 50;
+
 /// A fresh non-transactional producer id (sequences start at 0 for every partition).
+/// Retries for a few seconds while the broker's coordinators are still loading.
 pub async fn init_producer_id(conn: &mut KafkaConnection) -> Result<ProducerIdentity, ClientError> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(-1)
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    let response = conn.call(&request, INIT_PRODUCER_ID_VERSION).await?;
+    let mut attempt = 1;
+    let response = loop {
+        let response = conn.call(&request, INIT_PRODUCER_ID_VERSION).await?;
+        if !RETRIABLE.contains(&response.error_code) || attempt == ATTEMPTS {
+            break response;
+        }
+        attempt += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     if response.error_code != 0 {
         return Err(ClientError::Protocol(format!(
             "InitProducerId failed with error {}",
