@@ -5,11 +5,13 @@
 
 mod common;
 
+use common::replication::{copier, copy_to_end, source};
+
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::kafka::{connect, fetch_raw, topic_name};
-use common::{destination, kcat, kcat_read_all, test_port_base, unique, Cluster, Proxy};
+use common::{destination, kcat, kcat_read_all, unique, Cluster, Proxy};
 use common::{ProxyOptions, Traced};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::delete_records_request::{
@@ -27,43 +29,11 @@ use kafka_protocol::records::{
 };
 use mirrorgate::kafka::client::KafkaConnection;
 use mirrorgate::kafka::filler::is_filler_batch;
-use mirrorgate::kafka::producer::init_producer_id;
 use mirrorgate::kafka::record_batch::RecordBatches;
-use mirrorgate::replicator::partition::{log_end_offset, log_start_offset, PartitionCopier};
-
-fn source() -> Cluster {
-    Cluster::up("mg-src", 1, test_port_base() + 530)
-}
-
-async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier {
-    let source_conn = connect(&src.bootstrap).await;
-    // The mirror is pinned to broker 0 of the destination, so that is its leader.
-    let dest_leader = first(&destination().bootstrap);
-    let mut init = connect(&dest_leader).await;
-    let producer = init_producer_id(&mut init).await.expect("producer id");
-    let dest_conn = KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
-        .await
-        .unwrap();
-    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, producer)
-        .await
-        .expect("copier")
-}
+use mirrorgate::replicator::partition::{log_end_offset, log_start_offset};
 
 fn first(bootstrap: &str) -> String {
     bootstrap.split(',').next().unwrap().to_string()
-}
-
-/// Copies until the copier reaches `end`; returns the filler records produced.
-async fn copy_to_end(copier: &mut PartitionCopier, end: i64) -> u64 {
-    let mut fillers = 0;
-    for _ in 0..200 {
-        let progress = copier.copy_once(200).await.expect("copy");
-        fillers += progress.fillers;
-        if progress.next_offset >= end {
-            return fillers;
-        }
-    }
-    panic!("copier did not reach {end}, at {}", copier.next_offset());
 }
 
 async fn offsets(cluster: &Cluster, topic: &str) -> (i64, i64) {

@@ -5,19 +5,15 @@
 
 mod common;
 
+use common::replication::{copier, copy_to_end, source};
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::kafka::{connect, fetch_raw};
-use common::{destination, kafka_tool, kcat, test_port_base, unique, Cluster};
+use common::{destination, kafka_tool, kcat, unique, Cluster};
 use kafka_protocol::records::RecordBatchDecoder;
-use mirrorgate::kafka::client::KafkaConnection;
-use mirrorgate::kafka::producer::init_producer_id;
-use mirrorgate::replicator::partition::{log_end_offset, CopyError, PartitionCopier};
-
-fn source() -> Cluster {
-    Cluster::up("mg-src", 1, test_port_base() + 530)
-}
+use mirrorgate::replicator::partition::{log_end_offset, CopyError};
 
 /// (offset, key, value, headers, timestamp) of every record, for comparison.
 type Row = (
@@ -42,39 +38,6 @@ fn rows(mut records: Bytes) -> Vec<Row> {
             (r.offset, r.key, r.value, headers, r.timestamp)
         })
         .collect()
-}
-
-async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier {
-    let dest_cluster = destination();
-    let source_conn = connect(&src.bootstrap).await;
-    // The mirror is pinned to broker 0 of the destination, so that is its leader.
-    let dest_leader = dest_cluster
-        .bootstrap
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
-    let mut init = connect(&dest_leader).await;
-    let producer = init_producer_id(&mut init).await.expect("producer id");
-    let dest_conn = KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
-        .await
-        .unwrap();
-    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, producer)
-        .await
-        .expect("copier")
-}
-
-async fn copy_to_end(copier: &mut PartitionCopier, source_end: i64) {
-    for _ in 0..200 {
-        let progress = copier.copy_once(200).await.expect("copy");
-        if progress.next_offset >= source_end {
-            return;
-        }
-    }
-    panic!(
-        "copier did not reach {source_end}, at {}",
-        copier.next_offset()
-    );
 }
 
 async fn source_end(src: &Cluster, topic: &str) -> i64 {

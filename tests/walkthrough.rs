@@ -7,31 +7,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, text};
+use common::replication::{cli, dump, text};
 use common::{destination, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-/// "partition offset value" lines of a whole topic, sorted.
-fn offsets(bootstrap: &str, topic: &str) -> Vec<String> {
-    let out = kcat(
-        &[
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p %o %s\\n",
-        ],
-        None,
-    );
-    let mut lines: Vec<String> = out.stdout().lines().map(String::from).collect();
-    lines.sort();
-    lines
-}
 
 #[test]
 fn seed_walkthrough_link_mirror_refusal_failover() {
@@ -148,10 +125,10 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
     );
 
     // Records copied with the same partition and offset, read through the proxy.
-    let expected = offsets(&source.bootstrap, &topic);
+    let expected = dump(&source.bootstrap, &topic);
     assert_eq!(expected.len(), 40);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while offsets(&proxy.bootstrap, &topic) != expected {
+    while dump(&proxy.bootstrap, &topic) != expected {
         assert!(Instant::now() < deadline, "mirror never caught up");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -241,7 +218,7 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
         "{}",
         accepted.text()
     );
-    assert_eq!(offsets(&proxy.bootstrap, &topic).len(), 41);
+    assert_eq!(dump(&proxy.bootstrap, &topic).len(), 41);
 
     // A restarted mirrorgate knows the link and the stopped mirror.
     drop(proxy);
@@ -483,14 +460,14 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
     .output
     .status
     .success());
-    let expected = offsets(&source.bootstrap, &topic);
+    let expected = dump(&source.bootstrap, &topic);
     assert_eq!(expected.len(), 5);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while offsets(&proxy.bootstrap, &topic) != expected {
+    while dump(&proxy.bootstrap, &topic) != expected {
         assert!(
             Instant::now() < deadline,
             "the new partition was never mirrored: {:?}",
-            offsets(&proxy.bootstrap, &topic)
+            dump(&proxy.bootstrap, &topic)
         );
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -79,6 +79,24 @@ impl KafkaConnection {
         Ok(connection)
     }
 
+    /// A connection to the first of `servers` that answers (bootstrap semantics).
+    pub async fn connect_first(
+        servers: &[String],
+        client_id: &str,
+        connect_timeout: Duration,
+        tls: Option<&Arc<ClientConfig>>,
+        sasl: Option<&SaslConfig>,
+    ) -> Result<Self, ClientError> {
+        let mut last = ClientError::Closed;
+        for server in servers {
+            match Self::connect_with(server, client_id, connect_timeout, tls, sasl).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     pub fn addr(&self) -> &str {
         &self.addr
     }

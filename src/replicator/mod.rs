@@ -65,15 +65,16 @@ impl Destination {
 
     /// The first bootstrap server that answers.
     pub async fn connect_any(&self) -> Result<KafkaConnection, ClientError> {
-        let servers = self.registry.load().config.destination.bootstrap_list();
-        let mut last = ClientError::Closed;
-        for server in servers {
-            match self.connect(&server).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        let snapshot = self.registry.load();
+        let config = &snapshot.config.destination;
+        KafkaConnection::connect_first(
+            &config.bootstrap_list(),
+            "mirrorgate-replicator",
+            CONNECT_TIMEOUT,
+            snapshot.upstream_tls.as_ref(),
+            config.sasl.as_ref(),
+        )
+        .await
     }
 
     pub async fn connect_leader(

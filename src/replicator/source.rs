@@ -13,6 +13,7 @@ use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::tls::{client_config_pem, ClientPem};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CLIENT_ID: &str = "mirrorgate-replicator";
 
 #[derive(Clone)]
 pub struct Source {
@@ -112,7 +113,7 @@ impl Source {
     pub async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {
         KafkaConnection::connect_with(
             addr,
-            "mirrorgate-replicator",
+            CLIENT_ID,
             CONNECT_TIMEOUT,
             self.tls.as_ref(),
             self.sasl.as_ref(),
@@ -122,14 +123,14 @@ impl Source {
 
     /// The first bootstrap server that answers.
     pub async fn connect_any(&self) -> Result<KafkaConnection, ClientError> {
-        let mut last = ClientError::Closed;
-        for server in &self.bootstrap {
-            match self.connect(server).await {
-                Ok(conn) => return Ok(conn),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
+        KafkaConnection::connect_first(
+            &self.bootstrap,
+            CLIENT_ID,
+            CONNECT_TIMEOUT,
+            self.tls.as_ref(),
+            self.sasl.as_ref(),
+        )
+        .await
     }
 }
 

@@ -5,7 +5,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use super::{kcat, repo_root, Proxy, ProxyOptions};
+use mirrorgate::kafka::client::KafkaConnection;
+use mirrorgate::kafka::producer::init_producer_id;
+use mirrorgate::replicator::partition::PartitionCopier;
+
+use super::kafka::connect;
+use super::{destination, kcat, repo_root, test_port_base, Cluster, Proxy, ProxyOptions};
 
 /// `mirrorgate ARGS --admin-url ...`; retried while the replicator is still loading
 /// its state (right after start).
@@ -81,4 +86,42 @@ pub fn test_certs() -> PathBuf {
         .expect("make-dev-certs");
     assert!(status.success());
     dir
+}
+
+/// The 1-node source cluster shared by replicator tests.
+pub fn source() -> Cluster {
+    Cluster::up("mg-src", 1, test_port_base() + 530)
+}
+
+/// A copier from partition 0 of `topic` on `src` to `mirror` on the destination,
+/// where the mirror is pinned to broker 0 (so that is its leader).
+pub async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier {
+    let source_conn = connect(&src.bootstrap).await;
+    let dest_leader = destination()
+        .bootstrap
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut init = connect(&dest_leader).await;
+    let producer = init_producer_id(&mut init).await.expect("producer id");
+    let dest_conn = KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
+        .await
+        .expect("destination leader");
+    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, producer)
+        .await
+        .expect("copier")
+}
+
+/// Copies until the copier reaches `end`; returns the filler records produced.
+pub async fn copy_to_end(copier: &mut PartitionCopier, end: i64) -> u64 {
+    let mut fillers = 0;
+    for _ in 0..200 {
+        let progress = copier.copy_once(200).await.expect("copy");
+        fillers += progress.fillers;
+        if progress.next_offset >= end {
+            return fillers;
+        }
+    }
+    panic!("copier did not reach {end}, at {}", copier.next_offset());
 }
