@@ -10,6 +10,11 @@ use common::replication::{cli, dump, replicating, text};
 use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
 
 fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
+    link_and_mirror_with(proxy, source, topic, "")
+}
+
+/// A link with `extra` link configs (",k=v..."), and a mirror of `topic`.
+fn link_and_mirror_with(proxy: &Proxy, source: &Cluster, topic: &str, extra: &str) -> String {
     let link = unique("life-link");
     let out = cli(
         proxy,
@@ -19,7 +24,7 @@ fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
             "--link",
             &link,
             "--config",
-            &format!("bootstrap.servers={}", source.bootstrap),
+            &format!("bootstrap.servers={}{extra}", source.bootstrap),
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -188,12 +193,14 @@ fn pause_stops_copying_and_resume_catches_up() {
 }
 
 #[test]
-fn failover_works_with_the_source_cluster_gone() {
+fn an_unreachable_source_shows_source_unavailable_and_failover_still_works() {
     let source = Cluster::up("mg-src-gone", 1, test_port_base() + 540);
-    let proxy = Proxy::start(
-        destination(),
-        replicating(&unique("_mirrorgate-metadata-gone")),
-    );
+    let metadata_topic = unique("_mirrorgate-metadata-gone");
+    let mut options = replicating(&metadata_topic);
+    options
+        .extra_tables
+        .push_str("metadata_topic_replication_factor = 2\n");
+    let proxy = Proxy::start(destination(), options);
     let topic = unique("orphan");
     common::create_topic(
         &source,
@@ -207,10 +214,52 @@ fn failover_works_with_the_source_cluster_gone() {
     .output
     .status
     .success());
-    let link = link_and_mirror(&proxy, &source, &topic);
+    let link = link_and_mirror_with(
+        &proxy,
+        &source,
+        &topic,
+        ",availability.check.ms=300,availability.check.consecutive.failure.threshold=2",
+    );
     wait_identical(&proxy, &source, &topic);
+    // The metadata topic was created with the configured replication factor.
+    let described = common::kafka_tool_direct(&[
+        "kafka-topics",
+        "--bootstrap-server",
+        &destination().bootstrap,
+        "--describe",
+        "--topic",
+        &metadata_topic,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&described.stdout).contains("ReplicationFactor: 2"),
+        "{}",
+        String::from_utf8_lossy(&described.stdout)
+    );
 
     common::testbed(&["down", "mg-src-gone"]);
+    // After two failed probes the link and its mirror report SOURCE_UNAVAILABLE.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mirror = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
+        let links = text(&cli(
+            &proxy,
+            &["cluster-links", "--describe", "--link", &link],
+        ));
+        if mirror.contains("State: SOURCE_UNAVAILABLE")
+            && links.contains("remote cluster available: 'false', link state: 'SOURCE_UNAVAILABLE'")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{mirror}\n{links}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = cli(&proxy, &["mirrors", "--promote", "--topics", &topic]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("source cluster") && text(&out).contains("unavailable"),
+        "{}",
+        text(&out)
+    );
     let out = cli(&proxy, &["mirrors", "--failover", "--link", &link]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(

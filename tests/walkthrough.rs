@@ -282,7 +282,8 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         text(&out)
     );
 
-    // A paused mirror with records on the source has lag: promote is refused.
+    // A mirror of a paused link (LINK_PAUSED) with records on the source has lag:
+    // promote is refused.
     let link = unique("paused-link");
     let topic = unique("lagging");
     common::create_topic(
@@ -325,6 +326,14 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
     )
     .status
     .success());
+    let out = cli(&proxy, &["mirrors", "--describe", "--topics", &topic]);
+    assert!(text(&out).contains("State: LINK_PAUSED"), "{}", text(&out));
+    let out = cli(&proxy, &["cluster-links", "--describe", "--link", &link]);
+    assert!(
+        text(&out).contains("link state: 'PAUSED'"),
+        "{}",
+        text(&out)
+    );
     let out = cli(&proxy, &["mirrors", "--promote", "--topics", &topic]);
     assert!(!out.status.success());
     assert!(
@@ -332,10 +341,61 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         "{}",
         text(&out)
     );
-    // Resume, catch up, then promote succeeds.
-    assert!(cli(&proxy, &["mirrors", "--resume", "--topics", &topic])
-        .status
-        .success());
+    // Keys fixed at creation cannot be altered; nothing changes.
+    let out = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--alter",
+            "--link",
+            &link,
+            "--config",
+            "cluster.link.prefix=x.",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("fixed at link creation"),
+        "{}",
+        text(&out)
+    );
+    // Resume the link with --alter; the mirror catches up, then promote succeeds.
+    let out = cli(
+        &proxy,
+        &[
+            "cluster-links",
+            "--alter",
+            "--link",
+            &link,
+            "--config",
+            "cluster.link.paused=false",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "Cluster link '{link}' alter successfully completed."
+        )),
+        "{}",
+        text(&out)
+    );
+    let (code, body) = common::http_get(
+        &proxy.admin,
+        &format!("/kafka/v3/clusters/-/links/{link}/configs"),
+    )
+    .expect("GET link configs");
+    assert_eq!(code, 200, "{body}");
+    let configs: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let paused = configs["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "cluster.link.paused");
+    assert_eq!(
+        paused.map(|c| c["value"].clone()),
+        Some("false".into()),
+        "{body}"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = cli(&proxy, &["mirrors", "--promote", "--topics", &topic]);

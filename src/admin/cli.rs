@@ -26,10 +26,16 @@ pub struct Target {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "delete"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "delete", "alter"])))]
 pub struct ClusterLinks {
     #[arg(long)]
     create: bool,
+    /// Change link configs (--config, --config-file, filter files, --delete-config).
+    #[arg(long)]
+    alter: bool,
+    /// With --alter: link configs to remove (back to their defaults), k1,k2.
+    #[arg(long)]
+    delete_config: Option<String>,
     #[arg(long)]
     list: bool,
     #[arg(long)]
@@ -118,6 +124,7 @@ impl Api {
         let response = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
             ("DELETE", _) => self.agent.delete(&url).call(),
+            ("PUT", Some(body)) => self.agent.put(&url).send_json(body),
             (_, Some(body)) => self.agent.post(&url).send_json(body),
             (_, None) => self.agent.post(&url).send_empty(),
         };
@@ -139,13 +146,57 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
 
 fn link_line(link: &Value) -> String {
     format!(
-        "Link name: '{}', link ID: '{}', remote cluster ID: '{}', local cluster ID: '{}', remote cluster available: '{}'",
+        "Link name: '{}', link ID: '{}', remote cluster ID: '{}', local cluster ID: '{}', remote cluster available: '{}', link state: '{}'",
         link["link_name"].as_str().unwrap_or(""),
         link["link_id"].as_str().unwrap_or(""),
         link["source_cluster_id"].as_str().unwrap_or(""),
         link["destination_cluster_id"].as_str().unwrap_or(""),
         link["remote_cluster_available"].as_bool().unwrap_or(false),
+        link["link_state"].as_str().unwrap_or(""),
     )
+}
+
+/// `  Task: ConsumerOffsetSync  State: IN_ERROR  Errors: CONSUMER_GROUP_IN_USE (g1, g2)`
+fn task_line(task: &Value) -> String {
+    let errors: Vec<String> = task["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            format!(
+                "{} ({})",
+                e["error_code"].as_str().unwrap_or(""),
+                e["error_message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let mut line = format!(
+        "  Task: {}  State: {}",
+        task["task_name"].as_str().unwrap_or(""),
+        task["state"].as_str().unwrap_or("")
+    );
+    if !errors.is_empty() {
+        line.push_str(&format!("  Errors: {}", errors.join(", ")));
+    }
+    line
+}
+
+/// Link configs from --config-file, --config and the filter files, in that order.
+fn gathered_configs(args: &ClusterLinks) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut raw: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(file) = &args.config_file {
+        raw.extend(parse_properties(&read(file)?).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(inline) = &args.config {
+        raw.extend(parse_inline(inline).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(file) = &args.consumer_group_filters_json_file {
+        raw.insert("consumer.offset.group.filters".into(), read(file)?);
+    }
+    if let Some(file) = &args.topic_filters_json_file {
+        raw.insert("auto.create.mirror.topics.filters".into(), read(file)?);
+    }
+    Ok(raw)
 }
 
 pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
@@ -153,19 +204,7 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
     let need_link = || args.link.clone().context("--link is required");
     if args.create {
         let link = need_link()?;
-        let mut raw: BTreeMap<String, String> = BTreeMap::new();
-        if let Some(file) = &args.config_file {
-            raw.extend(parse_properties(&read(file)?).map_err(anyhow::Error::msg)?);
-        }
-        if let Some(inline) = &args.config {
-            raw.extend(parse_inline(inline).map_err(anyhow::Error::msg)?);
-        }
-        if let Some(file) = &args.consumer_group_filters_json_file {
-            raw.insert("consumer.offset.group.filters".into(), read(file)?);
-        }
-        if let Some(file) = &args.topic_filters_json_file {
-            raw.insert("auto.create.mirror.topics.filters".into(), read(file)?);
-        }
+        let raw = gathered_configs(&args)?;
         let configs: Vec<Value> = raw
             .iter()
             .map(|(k, v)| json!({ "name": k, "value": v }))
@@ -198,6 +237,9 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
                 for (key, value) in link["configs"].as_object().into_iter().flatten() {
                     println!("  {key}={}", value.as_str().unwrap_or(""));
                 }
+                for task in link["tasks"].as_array().into_iter().flatten() {
+                    println!("{}", task_line(task));
+                }
             }
         }
         if shown == 0 && args.link.is_some() {
@@ -206,6 +248,31 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
                 args.link.unwrap_or_default()
             );
         }
+    } else if args.alter {
+        let link = need_link()?;
+        let mut data: Vec<Value> = gathered_configs(&args)?
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
+        for key in args.delete_config.as_deref().unwrap_or("").split(',') {
+            if !key.trim().is_empty() {
+                data.push(json!({ "name": key.trim(), "operation": "DELETE" }));
+            }
+        }
+        if data.is_empty() {
+            bail!("--alter needs --config, --config-file, a filters file or --delete-config");
+        }
+        let path = format!(
+            "/links/{link}/configs:alter?validate_only={}",
+            args.validate_only
+        );
+        api.call("PUT", &path, Some(json!({ "data": data })))?;
+        let what = if args.validate_only {
+            "validation"
+        } else {
+            "alter"
+        };
+        println!("Cluster link '{link}' {what} successfully completed.");
     } else if args.delete {
         let link = need_link()?;
         api.call(

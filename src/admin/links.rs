@@ -27,7 +27,7 @@ pub fn routes() -> Router<AdminState> {
         )
         .route(
             "/kafka/v3/clusters/{cluster_id}/links/{link}/{action}",
-            get(list_mirrors).post(mirror_action),
+            get(list_resource).post(mirror_action).put(alter_configs),
         )
 }
 
@@ -118,18 +118,90 @@ async fn delete_link(
     }
 }
 
-async fn list_mirrors(
+/// `GET .../links/{link}/mirrors` or `GET .../links/{link}/configs`.
+async fn list_resource(
     State(state): State<AdminState>,
-    Path((_cluster, link, action)): Path<(String, String, String)>,
+    Path((_cluster, link, resource)): Path<(String, String, String)>,
 ) -> Response {
-    if action != "mirrors" {
-        return error(ApiError::NotFound(format!("no such resource '{action}'")));
+    match resource.as_str() {
+        "mirrors" => {}
+        "configs" => {
+            return match state.replicator.link_configs(&link).await {
+                Ok(configs) => Json(json!({ "kind": "KafkaLinkConfigDataList", "data": configs }))
+                    .into_response(),
+                Err(e) => error(e),
+            }
+        }
+        other => return error(ApiError::NotFound(format!("no such resource '{other}'"))),
     }
     let link = (link != "-").then_some(link);
     match state.replicator.mirrors(link.as_deref()).await {
         Ok(mirrors) => {
             Json(json!({ "kind": "KafkaMirrorDataList", "data": mirrors })).into_response()
         }
+        Err(e) => error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlterEntry {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+    /// SET (default) or DELETE.
+    #[serde(default)]
+    operation: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AlterBody {
+    data: Vec<AlterEntry>,
+}
+
+#[derive(Deserialize)]
+struct ValidateQuery {
+    #[serde(default)]
+    validate_only: bool,
+}
+
+/// `PUT .../links/{link}/configs:alter` with `{"data":[{"name","value"|"operation":"DELETE"}]}`.
+async fn alter_configs(
+    State(state): State<AdminState>,
+    Path((_cluster, link, action)): Path<(String, String, String)>,
+    Query(query): Query<ValidateQuery>,
+    Json(body): Json<AlterBody>,
+) -> Response {
+    if action != "configs:alter" {
+        return error(ApiError::NotFound(format!("no such action '{action}'")));
+    }
+    let mut set = BTreeMap::new();
+    let mut delete = Vec::new();
+    for entry in body.data {
+        match (entry.operation.as_deref().unwrap_or("SET"), entry.value) {
+            ("DELETE", _) => delete.push(entry.name),
+            ("SET", Some(value)) => {
+                set.insert(entry.name, value);
+            }
+            ("SET", None) => {
+                return error(ApiError::Invalid(format!(
+                    "{}: a value is required",
+                    entry.name
+                )))
+            }
+            (other, _) => {
+                return error(ApiError::Invalid(format!(
+                    "{}: unknown operation '{other}' (SET or DELETE)",
+                    entry.name
+                )))
+            }
+        }
+    }
+    match state
+        .replicator
+        .alter_link(&link, set, &delete, query.validate_only)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error(e),
     }
 }

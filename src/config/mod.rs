@@ -108,6 +108,9 @@ pub struct ReplicatorConfig {
     /// Compacted topic on the destination holding links, mirrors and their states.
     #[serde(default = "defaults::metadata_topic")]
     pub metadata_topic: String,
+    /// Replication factor of the metadata topic when mirrorgate creates it; the
+    /// destination broker's `default.replication.factor` when unset.
+    pub metadata_topic_replication_factor: Option<i16>,
     /// 32-byte key (hex or base64) sealing link credentials in the metadata topic.
     pub secret_key_file: Option<PathBuf>,
 }
@@ -117,6 +120,7 @@ impl Default for ReplicatorConfig {
         Self {
             enabled: false,
             metadata_topic: defaults::metadata_topic(),
+            metadata_topic_replication_factor: None,
             secret_key_file: None,
         }
     }
@@ -391,6 +395,12 @@ impl Config {
                 "replicator.metadata_topic: '{}' is not a legal topic name",
                 self.replicator.metadata_topic
             ),
+        );
+        check(
+            self.replicator
+                .metadata_topic_replication_factor
+                .is_none_or(|rf| rf >= 1),
+            "replicator.metadata_topic_replication_factor: must be at least 1".to_string(),
         );
         let mut seen = HashSet::new();
         for (i, topic) in self.mirror_topics.iter().enumerate() {

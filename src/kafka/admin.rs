@@ -160,16 +160,18 @@ pub async fn topic_configs(
 }
 
 /// Creates a topic (replication factor -1: the broker default).
+/// Creates a topic; `replication_factor` -1 takes the broker's default.
 pub async fn create_topic(
     conn: &mut KafkaConnection,
     name: &str,
     partitions: i32,
+    replication_factor: i16,
     configs: &[(&str, &str)],
 ) -> Result<(), AdminError> {
     let topic = CreatableTopic::default()
         .with_name(topic_name(name))
         .with_num_partitions(partitions)
-        .with_replication_factor(-1)
+        .with_replication_factor(replication_factor)
         .with_configs(
             configs
                 .iter()

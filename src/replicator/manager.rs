@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::link_config::LinkConfig;
+use super::link_runtime::{self, LinkRuntime};
 use super::secrets::Sealer;
 use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
@@ -61,25 +62,48 @@ pub(super) struct MirrorEntry {
 pub(super) struct State {
     pub(super) links: BTreeMap<String, LinkRecord>,
     pub(super) mirrors: BTreeMap<String, MirrorEntry>,
+    /// The running task of each link.
+    pub(super) runtimes: BTreeMap<String, LinkRuntime>,
     loaded: bool,
+}
+
+impl State {
+    fn link_paused(&self, link: &str) -> bool {
+        link_paused(&self.links, link)
+    }
+
+    /// The state users see: an ACTIVE mirror shows its link's trouble.
+    fn shown_state(&self, record: &MirrorRecord) -> &'static str {
+        if record.state != MirrorState::Active {
+            return record.state.as_str();
+        }
+        if self.link_paused(&record.link) {
+            "LINK_PAUSED"
+        } else if self
+            .runtimes
+            .get(&record.link)
+            .is_some_and(|r| r.status.source_unavailable())
+        {
+            "SOURCE_UNAVAILABLE"
+        } else {
+            record.state.as_str()
+        }
+    }
+}
+
+fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
+    links
+        .get(link)
+        .and_then(|l| LinkConfig::from_properties(l.config.clone()).ok())
+        .is_some_and(|c| c.paused)
 }
 
 pub struct Inner {
     pub dest: Destination,
-    sealer: Option<Sealer>,
+    pub(super) sealer: Option<Sealer>,
     registry: Arc<Registry>,
     pub(super) state: Mutex<State>,
     pub(super) shutdown: CancellationToken,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LinkView {
-    pub link_name: String,
-    pub link_id: String,
-    pub source_cluster_id: String,
-    pub destination_cluster_id: String,
-    pub configs: BTreeMap<String, String>,
-    pub remote_cluster_available: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -105,7 +129,7 @@ pub struct MirrorView {
 
 #[derive(Clone)]
 pub struct Replicator {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl Replicator {
@@ -134,100 +158,6 @@ impl Replicator {
             tokio::spawn(super::source_watch::watch_sources(inner.clone()));
         }
         Self { inner }
-    }
-
-    pub async fn create_link(
-        &self,
-        name: &str,
-        raw: BTreeMap<String, String>,
-        validate_only: bool,
-    ) -> Result<(), ApiError> {
-        if !crate::config::valid_topic_name(name) {
-            return Err(ApiError::Invalid(format!(
-                "Link name '{name}' is not valid."
-            )));
-        }
-        let config = LinkConfig::from_properties(raw)
-            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        if config.start_offset != super::link_config::StartOffset::Earliest {
-            return Err(ApiError::Invalid(
-                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
-            ));
-        }
-        // Credentials can only be stored sealed: refuse before touching anything.
-        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
-            .map_err(ApiError::Invalid)?;
-        let source_cluster_id = source_cluster_id(&config).await?;
-        if validate_only {
-            return Ok(());
-        }
-        let mut state = self.inner.loaded_state().await?;
-        if state.links.contains_key(name) {
-            return Err(ApiError::Conflict(format!(
-                "Cluster link '{name}' already exists."
-            )));
-        }
-        let record = LinkRecord {
-            name: name.to_string(),
-            link_id: uuid::Uuid::new_v4().to_string(),
-            config: config.raw.clone(),
-            source_cluster_id,
-            created_ms: now_ms(),
-        };
-        store::put_link(
-            &self.inner.dest,
-            name,
-            Some(&record),
-            self.inner.sealer.as_ref(),
-        )
-        .await
-        .map_err(unavailable)?;
-        state.links.insert(name.to_string(), record);
-        Ok(())
-    }
-
-    pub async fn links(&self) -> Result<Vec<LinkView>, ApiError> {
-        let state = self.inner.loaded_state().await?;
-        let destination_cluster_id = self.inner.destination_cluster_id().await;
-        let mut views = Vec::new();
-        for link in state.links.values() {
-            let available = match LinkConfig::from_properties(link.config.clone()) {
-                Ok(config) => source_cluster_id(&config).await.is_ok(),
-                Err(_) => false,
-            };
-            views.push(LinkView {
-                link_name: link.name.clone(),
-                link_id: link.link_id.clone(),
-                source_cluster_id: link.source_cluster_id.clone(),
-                destination_cluster_id: destination_cluster_id.clone(),
-                configs: super::link_config::redact(&link.config),
-                remote_cluster_available: available,
-            });
-        }
-        Ok(views)
-    }
-
-    pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
-        let mut state = self.inner.loaded_state().await?;
-        if !state.links.contains_key(name) {
-            return Err(ApiError::NotFound(format!(
-                "Cluster link '{name}' does not exist."
-            )));
-        }
-        let has_mirrors = state
-            .mirrors
-            .values()
-            .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped);
-        if has_mirrors && !force {
-            return Err(ApiError::Invalid(format!(
-                "Cluster link '{name}' has active mirror topics; stop them first or use --force."
-            )));
-        }
-        store::put_link(&self.inner.dest, name, None, None)
-            .await
-            .map_err(unavailable)?;
-        state.links.remove(name);
-        Ok(())
     }
 
     /// Creates the mirror topic with the source's partition count and own configs
@@ -272,7 +202,7 @@ impl Replicator {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
-        match admin::create_topic(&mut dest, mirror, partitions, &configs).await {
+        match admin::create_topic(&mut dest, mirror, partitions, -1, &configs).await {
             Ok(()) => {}
             Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
                 return Err(ApiError::Conflict(format!(
@@ -286,11 +216,8 @@ impl Replicator {
             source_topic,
             link: link.to_string(),
             partitions,
-            state: if config.paused {
-                MirrorState::Paused
-            } else {
-                MirrorState::Active
-            },
+            // A paused link shows its mirrors as LINK_PAUSED until it resumes.
+            state: MirrorState::Active,
             reason: None,
             state_time_ms: now_ms(),
             source_topic_id,
@@ -310,7 +237,7 @@ impl Replicator {
             .mirrors
             .values()
             .filter(|m| link.is_none_or(|l| m.record.link == l))
-            .map(view)
+            .map(|m| view(m, &state))
             .collect())
     }
 
@@ -398,59 +325,41 @@ pub(super) fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Opt
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
-async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
-    let source = Source::from_config(config).map_err(ApiError::Invalid)?;
-    let mut conn = tokio::time::timeout(Duration::from_secs(15), source.connect_any())
-        .await
-        .map_err(|_| {
-            ApiError::Unavailable("bootstrap.servers: the source cluster did not answer".into())
-        })?
-        .map_err(|e| {
-            ApiError::Unavailable(format!(
-                "bootstrap.servers: the source cluster is unreachable: {e}"
-            ))
-        })?;
-    let metadata = admin::metadata(&mut conn, Some(&[]))
-        .await
-        .map_err(unavailable)?;
-    Ok(metadata
-        .cluster_id
-        .map(|c| c.as_str().to_string())
-        .unwrap_or_default())
-}
-
-fn view(m: &MirrorEntry) -> MirrorView {
-    let now = now_ms();
+fn view(m: &MirrorEntry, state: &State) -> MirrorView {
     MirrorView {
         link_name: m.record.link.clone(),
         mirror_topic_name: m.record.topic.clone(),
         source_topic_name: m.record.source_topic.clone(),
         num_partitions: m.record.partitions,
-        mirror_status: m.record.state.as_str().to_string(),
+        mirror_status: state.shown_state(&m.record).to_string(),
         reason: m.record.reason.clone(),
         state_time_ms: m.record.state_time_ms,
-        mirror_lags: m
-            .statuses
-            .iter()
-            .enumerate()
-            .map(|(partition, s)| {
-                let end = s.dest_end_offset.load(Ordering::Relaxed);
-                let hw = s.source_high_watermark.load(Ordering::Relaxed);
-                let last = s.last_fetch_ms.load(Ordering::Relaxed);
-                PartitionView {
-                    partition: partition as i32,
-                    lag: (hw - end).max(0),
-                    last_source_fetch_offset: hw,
-                    dest_log_end_offset: end,
-                    time_since_last_fetch_ms: if last > 0 { now - last } else { -1 },
-                }
-            })
-            .collect(),
+        mirror_lags: lags(m),
     }
+}
+
+fn lags(m: &MirrorEntry) -> Vec<PartitionView> {
+    let now = now_ms();
+    m.statuses
+        .iter()
+        .enumerate()
+        .map(|(partition, s)| {
+            let end = s.dest_end_offset.load(Ordering::Relaxed);
+            let hw = s.source_high_watermark.load(Ordering::Relaxed);
+            let last = s.last_fetch_ms.load(Ordering::Relaxed);
+            PartitionView {
+                partition: partition as i32,
+                lag: (hw - end).max(0),
+                last_source_fetch_offset: hw,
+                dest_log_end_offset: end,
+                time_since_last_fetch_ms: if last > 0 { now - last } else { -1 },
+            }
+        })
+        .collect()
 }
 
 async fn load(inner: Arc<Inner>) {
@@ -464,6 +373,10 @@ async fn load(inner: Arc<Inner>) {
             Ok(loaded) => {
                 let mut state = inner.state.lock().await;
                 state.links = loaded.links;
+                for link in state.links.keys().cloned().collect::<Vec<_>>() {
+                    let runtime = link_runtime::spawn(inner.clone(), &link, true);
+                    state.runtimes.insert(link, runtime);
+                }
                 for (topic, record) in loaded.mirrors {
                     let entry = inner.entry(record, &state.links);
                     state.mirrors.insert(topic, entry);
@@ -489,7 +402,9 @@ async fn load(inner: Arc<Inner>) {
 }
 
 impl Inner {
-    async fn loaded_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
+    pub(super) async fn loaded_state(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
         if !self.registry.load().config.replicator.enabled {
             return Err(ApiError::Unavailable(
                 "the replicator is not enabled here ([replicator] enabled = true)".into(),
@@ -504,7 +419,7 @@ impl Inner {
         Ok(state)
     }
 
-    async fn destination_cluster_id(&self) -> String {
+    pub(super) async fn destination_cluster_id(&self) -> String {
         match self.dest.connect_any().await {
             Ok(mut conn) => admin::metadata(&mut conn, Some(&[]))
                 .await
@@ -535,11 +450,45 @@ impl Inner {
         entry
     }
 
+    /// The current config of `link` (None once deleted or when it no longer parses).
+    pub(super) async fn link_config(&self, link: &str) -> Option<LinkConfig> {
+        let state = self.state.lock().await;
+        LinkConfig::from_properties(state.links.get(link)?.config.clone()).ok()
+    }
+
+    /// A link went SOURCE_UNAVAILABLE or came back: refresh the state gauges.
+    pub(super) async fn link_availability_changed(&self) {
+        let state = self.state.lock().await;
+        self.publish(&state);
+    }
+
+    /// Stops and restarts the tasks of the link's active mirrors (new way to reach the
+    /// source, or the link paused/resumed); copying resumes where the destination ends.
+    pub(super) fn restart_link_tasks(self: &Arc<Self>, state: &mut State, link: &str) {
+        let links = state.links.clone();
+        let paused = link_paused(&links, link);
+        for entry in state.mirrors.values_mut() {
+            if entry.record.link != link || entry.record.state != MirrorState::Active {
+                continue;
+            }
+            if let Some(stop) = entry.stop.take() {
+                stop.cancel();
+            }
+            if !paused {
+                self.start_tasks(entry, &links);
+            }
+        }
+    }
+
     fn start_tasks(
         self: &Arc<Self>,
         entry: &mut MirrorEntry,
         links: &BTreeMap<String, LinkRecord>,
     ) {
+        // A paused link copies nothing; its mirrors show LINK_PAUSED.
+        if link_paused(links, &entry.record.link) {
+            return;
+        }
         let Some(source) = source_of(links, &entry.record.link) else {
             return;
         };
@@ -590,22 +539,31 @@ impl Inner {
 
     /// Tells the proxy which topics are read-only (every mirror not STOPPED) and
     /// updates the link and mirror-state gauges.
-    fn publish(&self, state: &State) {
+    pub(super) fn publish(&self, state: &State) {
         metrics::gauge!("mirrorgate_links").set(state.links.len() as f64);
-        for mirror_state in [
-            MirrorState::Active,
-            MirrorState::Paused,
-            MirrorState::PendingStopped,
-            MirrorState::Stopped,
-            MirrorState::Failed,
+        for link_state in ["ACTIVE", "PAUSED", "SOURCE_UNAVAILABLE"] {
+            let count = state
+                .runtimes
+                .iter()
+                .filter(|(link, r)| r.status.state(state.link_paused(link)) == link_state)
+                .count();
+            metrics::gauge!("mirrorgate_links_by_state", "state" => link_state).set(count as f64);
+        }
+        for shown in [
+            "ACTIVE",
+            "PAUSED",
+            "PENDING_STOPPED",
+            "STOPPED",
+            "FAILED",
+            "LINK_PAUSED",
+            "SOURCE_UNAVAILABLE",
         ] {
             let count = state
                 .mirrors
                 .values()
-                .filter(|m| m.record.state == mirror_state)
+                .filter(|m| state.shown_state(&m.record) == shown)
                 .count();
-            metrics::gauge!("mirrorgate_mirror_topics", "state" => mirror_state.as_str())
-                .set(count as f64);
+            metrics::gauge!("mirrorgate_mirror_topics", "state" => shown).set(count as f64);
         }
         let read_only: HashSet<String> = state
             .mirrors
@@ -649,6 +607,12 @@ impl Inner {
         change: Change,
     ) -> Result<(), String> {
         let links = state.links.clone();
+        let unavailable_source = state.mirrors.get(topic).is_some_and(|m| {
+            state
+                .runtimes
+                .get(&m.record.link)
+                .is_some_and(|r| r.status.source_unavailable())
+        });
         let entry = state
             .mirrors
             .get_mut(topic)
@@ -666,8 +630,12 @@ impl Inner {
             (Change::Resume, MirrorState::Paused) => MirrorState::Active,
             (Change::Failover, _) => MirrorState::Stopped,
             (Change::Promote, MirrorState::Active | MirrorState::Paused) => {
-                let lagging: Vec<String> = view(entry)
-                    .mirror_lags
+                if unavailable_source {
+                    return Err(format!(
+                        "Topic '{topic}' cannot be promoted while the source cluster of '{link}' is unavailable; use failover."
+                    ));
+                }
+                let lagging: Vec<String> = lags(entry)
                     .iter()
                     .filter(|p| p.lag > 0 || p.time_since_last_fetch_ms < 0)
                     .map(|p| format!("partition {} lag {}", p.partition, p.lag))

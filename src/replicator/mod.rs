@@ -6,6 +6,8 @@
 //! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
 pub mod link_config;
+mod link_ops;
+pub mod link_runtime;
 pub mod manager;
 pub mod partition;
 pub mod secrets;
@@ -48,6 +50,16 @@ impl Destination {
             .replicator
             .metadata_topic
             .clone()
+    }
+
+    /// -1 (the broker's default) unless the config sets it.
+    pub fn metadata_topic_replication_factor(&self) -> i16 {
+        self.registry
+            .load()
+            .config
+            .replicator
+            .metadata_topic_replication_factor
+            .unwrap_or(-1)
     }
 
     pub async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {

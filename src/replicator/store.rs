@@ -86,7 +86,9 @@ pub struct Loaded {
 pub async fn ensure_topic(dest: &Destination) -> Result<(), StoreError> {
     let mut conn = dest.connect_any().await?;
     let topic = dest.metadata_topic();
-    match admin::create_topic(&mut conn, &topic, 1, &[("cleanup.policy", "compact")]).await {
+    let replication_factor = dest.metadata_topic_replication_factor();
+    let configs = [("cleanup.policy", "compact")];
+    match admin::create_topic(&mut conn, &topic, 1, replication_factor, &configs).await {
         Ok(()) => Ok(()),
         Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => Ok(()),
         Err(e) => Err(e.into()),

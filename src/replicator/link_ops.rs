@@ -1,0 +1,266 @@
+//! Cluster link operations: create, list, alter, delete. Each change is written to the
+//! metadata topic first, then applied in memory; every link runs a `link_runtime` task.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::link_config::LinkConfig;
+use super::link_runtime::{self, TaskStatus};
+use super::manager::{unavailable, ApiError, Replicator};
+use super::source::Source;
+use super::store::{self, LinkRecord, MirrorState};
+use super::{link_config, now_ms};
+use crate::kafka::admin;
+
+/// Keys that shape names on the destination; changing them later would orphan mirrors
+/// and groups created under the old names.
+const FIXED_AT_CREATION: &[&str] = &["cluster.link.prefix", "consumer.group.prefix.enable"];
+
+/// Keys that change how the link reaches the source: altering them restarts its tasks.
+fn is_connection_key(key: &str) -> bool {
+    key == "bootstrap.servers"
+        || key == "security.protocol"
+        || key.starts_with("sasl.")
+        || key.starts_with("ssl.")
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkView {
+    pub link_name: String,
+    pub link_id: String,
+    pub source_cluster_id: String,
+    pub destination_cluster_id: String,
+    pub configs: BTreeMap<String, String>,
+    pub remote_cluster_available: bool,
+    /// ACTIVE, PAUSED or SOURCE_UNAVAILABLE.
+    pub link_state: String,
+    pub tasks: Vec<TaskStatus>,
+}
+
+/// One link config entry as the REST API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkConfigView {
+    pub name: String,
+    pub value: String,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+impl Replicator {
+    pub async fn create_link(
+        &self,
+        name: &str,
+        raw: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        if !crate::config::valid_topic_name(name) {
+            return Err(ApiError::Invalid(format!(
+                "Link name '{name}' is not valid."
+            )));
+        }
+        let config = LinkConfig::from_properties(raw)
+            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        if config.start_offset != link_config::StartOffset::Earliest {
+            return Err(ApiError::Invalid(
+                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
+            ));
+        }
+        // Credentials can only be stored sealed: refuse before touching anything.
+        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
+            .map_err(ApiError::Invalid)?;
+        let source_cluster_id = source_cluster_id(&config).await?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut state = self.inner.loaded_state().await?;
+        if state.links.contains_key(name) {
+            return Err(ApiError::Conflict(format!(
+                "Cluster link '{name}' already exists."
+            )));
+        }
+        let record = LinkRecord {
+            name: name.to_string(),
+            link_id: uuid::Uuid::new_v4().to_string(),
+            config: config.raw.clone(),
+            source_cluster_id,
+            created_ms: now_ms(),
+        };
+        store::put_link(
+            &self.inner.dest,
+            name,
+            Some(&record),
+            self.inner.sealer.as_ref(),
+        )
+        .await
+        .map_err(unavailable)?;
+        state.links.insert(name.to_string(), record);
+        let runtime = link_runtime::spawn(self.inner.clone(), name, false);
+        state.runtimes.insert(name.to_string(), runtime);
+        self.inner.publish(&state);
+        Ok(())
+    }
+
+    pub async fn links(&self) -> Result<Vec<LinkView>, ApiError> {
+        let state = self.inner.loaded_state().await?;
+        let destination_cluster_id = self.inner.destination_cluster_id().await;
+        let mut views = Vec::new();
+        for link in state.links.values() {
+            let paused = LinkConfig::from_properties(link.config.clone()).is_ok_and(|c| c.paused);
+            let status = state.runtimes.get(&link.name).map(|r| r.status.clone());
+            views.push(LinkView {
+                link_name: link.name.clone(),
+                link_id: link.link_id.clone(),
+                source_cluster_id: link.source_cluster_id.clone(),
+                destination_cluster_id: destination_cluster_id.clone(),
+                configs: link_config::redact(&link.config),
+                remote_cluster_available: status.as_ref().is_some_and(|s| s.available()),
+                link_state: status
+                    .as_ref()
+                    .map_or("ACTIVE", |s| s.state(paused))
+                    .to_string(),
+                tasks: status.map(|s| s.tasks()).unwrap_or_default(),
+            });
+        }
+        Ok(views)
+    }
+
+    /// The link's configs, secrets redacted; keys fixed at creation are read-only.
+    pub async fn link_configs(&self, name: &str) -> Result<Vec<LinkConfigView>, ApiError> {
+        let state = self.inner.loaded_state().await?;
+        let link = state.links.get(name).ok_or_else(|| not_found(name))?;
+        Ok(link_config::redact(&link.config)
+            .into_iter()
+            .map(|(key, value)| LinkConfigView {
+                read_only: FIXED_AT_CREATION.contains(&key.as_str()),
+                sensitive: link_config::SECRET_KEYS.contains(&key.as_str()),
+                name: key,
+                value,
+            })
+            .collect())
+    }
+
+    /// Sets and deletes link configs. The whole new config is validated first; a new
+    /// way to reach the source must reach the same cluster. Connection or pause changes
+    /// restart the link's mirror tasks (they resume where the destination ends).
+    pub async fn alter_link(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+        delete: &[String],
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        let mut state = self.inner.loaded_state().await?;
+        let link = state.links.get(name).ok_or_else(|| not_found(name))?;
+        let fixed: Vec<String> = set
+            .keys()
+            .chain(delete)
+            .filter(|k| FIXED_AT_CREATION.contains(&k.as_str()))
+            .map(|k| format!("{k}: fixed at link creation and cannot be altered"))
+            .collect();
+        if !fixed.is_empty() {
+            return Err(ApiError::Invalid(fixed.join("; ")));
+        }
+        let mut raw = link.config.clone();
+        for key in delete {
+            raw.remove(key);
+        }
+        raw.extend(set);
+        let config = LinkConfig::from_properties(raw)
+            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        if config.start_offset != link_config::StartOffset::Earliest {
+            return Err(ApiError::Invalid(
+                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
+            ));
+        }
+        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
+            .map_err(ApiError::Invalid)?;
+        let changed = |key: &str| link.config.get(key) != config.raw.get(key);
+        let connection_changed = link
+            .config
+            .keys()
+            .chain(config.raw.keys())
+            .any(|k| is_connection_key(k) && changed(k));
+        let pause_changed = LinkConfig::from_properties(link.config.clone())
+            .map_or(true, |old| old.paused != config.paused);
+        if connection_changed {
+            let reached = source_cluster_id(&config).await?;
+            if !link.source_cluster_id.is_empty() && reached != link.source_cluster_id {
+                return Err(ApiError::Invalid(format!(
+                    "bootstrap.servers: reaches cluster '{reached}', not the link's source cluster '{}'",
+                    link.source_cluster_id
+                )));
+            }
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = link.clone();
+        record.config = config.raw;
+        store::put_link(
+            &self.inner.dest,
+            name,
+            Some(&record),
+            self.inner.sealer.as_ref(),
+        )
+        .await
+        .map_err(unavailable)?;
+        state.links.insert(name.to_string(), record);
+        if connection_changed || pause_changed {
+            self.inner.restart_link_tasks(&mut state, name);
+        }
+        self.inner.publish(&state);
+        tracing::info!(link = name, "cluster link altered");
+        Ok(())
+    }
+
+    pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        let mut state = self.inner.loaded_state().await?;
+        if !state.links.contains_key(name) {
+            return Err(not_found(name));
+        }
+        let has_mirrors = state
+            .mirrors
+            .values()
+            .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped);
+        if has_mirrors && !force {
+            return Err(ApiError::Invalid(format!(
+                "Cluster link '{name}' has active mirror topics; stop them first or use --force."
+            )));
+        }
+        store::put_link(&self.inner.dest, name, None, None)
+            .await
+            .map_err(unavailable)?;
+        state.links.remove(name);
+        if let Some(runtime) = state.runtimes.remove(name) {
+            runtime.stop();
+        }
+        self.inner.publish(&state);
+        Ok(())
+    }
+}
+
+fn not_found(link: &str) -> ApiError {
+    ApiError::NotFound(format!("Cluster link '{link}' does not exist."))
+}
+
+/// The source's cluster id, proving the link config reaches it.
+async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
+    let source = Source::from_config(config).map_err(ApiError::Invalid)?;
+    let mut conn = tokio::time::timeout(Duration::from_secs(15), source.connect_any())
+        .await
+        .map_err(|_| {
+            ApiError::Unavailable("bootstrap.servers: the source cluster did not answer".into())
+        })?
+        .map_err(|e| {
+            ApiError::Unavailable(format!(
+                "bootstrap.servers: the source cluster is unreachable: {e}"
+            ))
+        })?;
+    let metadata = admin::metadata(&mut conn, Some(&[]))
+        .await
+        .map_err(unavailable)?;
+    Ok(metadata
+        .cluster_id
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default())
+}
