@@ -6,94 +6,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, dump, replicating, text};
+use common::replication::{
+    cli, destination_records, dump, link_and_mirror, link_and_mirror_with, replicating, text,
+    wait_identical,
+};
 use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
-
-fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
-    link_and_mirror_with(proxy, source, topic, "")
-}
-
-/// A link with `extra` link configs (",k=v..."), and a mirror of `topic`.
-fn link_and_mirror_with(proxy: &Proxy, source: &Cluster, topic: &str, extra: &str) -> String {
-    let link = unique("life-link");
-    let out = cli(
-        proxy,
-        &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
-            "--config",
-            &format!("bootstrap.servers={}{extra}", source.bootstrap),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = cli(
-        proxy,
-        &[
-            "mirrors",
-            "--create",
-            "--mirror-topic",
-            topic,
-            "--link",
-            &link,
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    link
-}
-
-fn wait_identical(proxy: &Proxy, source: &Cluster, topic: &str) {
-    let expected = dump(&source.bootstrap, topic);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = dump(&proxy.bootstrap, topic);
-        if got == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mirror differs: {} of {} records",
-            got.len(),
-            expected.len()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Records on the destination topic so far: the partitions' end offsets, read from
-/// their leaders directly (the copier reports progress only between fetch rounds).
-fn destination_records(topic: &str, partitions: i32) -> i64 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let first = destination()
-            .bootstrap
-            .split(',')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let mut any = common::kafka::connect(&first).await;
-        let Ok(metadata) = mirrorgate::kafka::admin::metadata(&mut any, Some(&[topic])).await
-        else {
-            return 0;
-        };
-        let mut total = 0;
-        for partition in 0..partitions {
-            let Some(leader) = mirrorgate::kafka::admin::leader_of(&metadata, topic, partition)
-            else {
-                return 0;
-            };
-            let mut conn = common::kafka::connect(&leader).await;
-            total += mirrorgate::replicator::partition::log_end_offset(&mut conn, topic, partition)
-                .await
-                .unwrap_or(0);
-        }
-        total
-    })
-}
 
 #[test]
 fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {

@@ -1,0 +1,189 @@
+//! The replicator through broker restarts: the source broker, then a destination
+//! broker leading mirror partitions, are stopped in the middle of a copy and started
+//! again; the mirror ends identical to the source (offset, key, headers, timestamp,
+//! value) with the same end offsets. The two tests take turns: each stops a broker
+//! others would use.
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::replication::{destination_records, link_and_mirror, replicating};
+use common::{destination, end_offsets, kcat, test_port_base, unique, Cluster, Proxy};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const RECORDS: usize = 20_000;
+
+fn source() -> Cluster {
+    Cluster::up("mg-src-rs", 1, test_port_base() + 550)
+}
+
+/// Every record as "partition offset timestamp key headers value", sorted.
+fn full_dump(bootstrap: &str, topic: &str) -> Vec<String> {
+    let out = kcat(
+        &[
+            "-b",
+            bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p %o %T %k %h %s\\n",
+        ],
+        None,
+    );
+    let mut lines: Vec<String> = out.stdout().lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// Keyed records with a header, one per batch so copying takes many round trips.
+fn load(source: &Cluster, topic: &str, from: usize, count: usize) {
+    let records: String = (from..from + count)
+        .map(|i| format!("key-{i}:value-{i:06}\n"))
+        .collect();
+    let out = kcat(
+        &[
+            "-b",
+            &source.bootstrap,
+            "-P",
+            "-t",
+            topic,
+            "-K",
+            ":",
+            "-H",
+            "origin=restart-test",
+            "-X",
+            "linger.ms=0",
+            "-X",
+            "batch.num.messages=1",
+        ],
+        Some(&records),
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+}
+
+/// Waits until the mirror read through the proxy equals the source record for record,
+/// then checks the end offsets match partition for partition.
+fn assert_identical(proxy: &Proxy, source: &Cluster, topic: &str) {
+    let expected = full_dump(&source.bootstrap, topic);
+    assert_eq!(expected.len(), RECORDS + 1000);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let got = full_dump(&proxy.bootstrap, topic);
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror differs: {} of {} records",
+            got.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(
+        end_offsets(destination(), topic),
+        end_offsets(source, topic),
+        "end offsets"
+    );
+}
+
+/// Returns once some, but not all, of the first load is on the destination.
+fn wait_copy_started(topic: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copied = destination_records(topic, 3);
+        if copied > 0 {
+            assert!(
+                copied < RECORDS as i64,
+                "copy finished before the restart; make it bigger"
+            );
+            return;
+        }
+        assert!(Instant::now() < deadline, "copy never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_source_broker_restart_mid_copy_leaves_an_identical_mirror() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let source = source();
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-src-restart")),
+    );
+    let topic = unique("src-restart");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "3", "--replication-factor", "1"],
+    );
+    load(&source, &topic, 0, RECORDS);
+    link_and_mirror(&proxy, &source, &topic);
+    wait_copy_started(&topic);
+
+    common::testbed(&["stop-node", "mg-src-rs", "0"]);
+    std::thread::sleep(Duration::from_secs(3));
+    common::testbed(&["start-node", "mg-src-rs", "0"]);
+    load(&source, &topic, RECORDS, 1000);
+    assert_identical(&proxy, &source, &topic);
+}
+
+#[test]
+fn a_destination_broker_restart_mid_copy_leaves_an_identical_mirror() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let source = source();
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-dest-restart")),
+    );
+    let topic = unique("dest-restart");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "3", "--replication-factor", "1"],
+    );
+    load(&source, &topic, 0, RECORDS);
+    link_and_mirror(&proxy, &source, &topic);
+    wait_copy_started(&topic);
+
+    // Stop the broker leading partition 0 of the mirror: its writes move to a new
+    // leader while the copier is mid-way.
+    let leader = leader_index(&topic);
+    let node = leader.to_string();
+    common::testbed(&["stop-node", "mg-dest", &node]);
+    load(&source, &topic, RECORDS, 1000);
+    std::thread::sleep(Duration::from_secs(3));
+    common::testbed(&["start-node", "mg-dest", &node]);
+    assert_identical(&proxy, &source, &topic);
+}
+
+/// The testbed node index of the destination broker leading partition 0 of `topic`.
+fn leader_index(topic: &str) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let leader = runtime.block_on(async {
+        let first = destination().ports[0];
+        let mut conn = common::kafka::connect(&format!("127.0.0.1:{first}")).await;
+        let metadata = mirrorgate::kafka::admin::metadata(&mut conn, Some(&[topic]))
+            .await
+            .expect("metadata");
+        mirrorgate::kafka::admin::leader_of(&metadata, topic, 0).expect("a leader")
+    });
+    let port: u16 = leader
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("leader port");
+    port - destination().ports[0]
+}
