@@ -303,7 +303,9 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
             .mirror_topic
             .clone()
             .context("--mirror-topic is required")?;
-        let source = args.source_topic.clone().unwrap_or_else(|| mirror.clone());
+        // Without --source-topic mirrorgate derives it (the mirror's name, less the
+        // link's prefix).
+        let source = args.source_topic.clone();
         let overrides = match &args.config {
             Some(inline) => parse_inline(inline).map_err(anyhow::Error::msg)?,
             None => BTreeMap::new(),

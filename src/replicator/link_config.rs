@@ -135,6 +135,8 @@ pub struct LinkConfig {
     pub auto_create_mirror_topics: bool,
     pub topic_filters: Vec<Filter>,
     pub prefix: Option<String>,
+    /// With a prefix: synced consumer groups get it too.
+    pub group_prefix: bool,
 }
 
 /// Keys taken as given (passed to the source connection or kept for later features).
@@ -194,6 +196,7 @@ impl LinkConfig {
         let consumer_offset_sync = boolean("consumer.offset.sync.enable", &mut errors);
         let auto_create_mirror_topics = boolean("auto.create.mirror.topics.enable", &mut errors);
         let _ = boolean("acl.sync.enable", &mut errors);
+        let group_prefix = boolean("consumer.group.prefix.enable", &mut errors);
 
         let bootstrap_servers: Vec<String> = get("bootstrap.servers")
             .unwrap_or("")
@@ -275,6 +278,9 @@ impl LinkConfig {
         {
             errors.push("cluster.link.prefix: at most 12 characters of a legal topic name".into());
         }
+        if group_prefix && prefix.is_none() {
+            errors.push("consumer.group.prefix.enable: needs cluster.link.prefix".into());
+        }
         if matches!(
             security_protocol,
             SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
@@ -290,6 +296,7 @@ impl LinkConfig {
             "cluster.link.paused",
             "cluster.link.retry.timeout.ms",
             "cluster.link.prefix",
+            "consumer.group.prefix.enable",
             "availability.check.ms",
             "availability.check.consecutive.failure.threshold",
             "consumer.offset.sync.enable",
@@ -323,6 +330,7 @@ impl LinkConfig {
             auto_create_mirror_topics,
             topic_filters,
             prefix,
+            group_prefix,
         })
     }
 

@@ -1,6 +1,7 @@
-//! One background task per cluster link: checks that the source cluster answers and
-//! reports the link's state (ACTIVE, PAUSED, SOURCE_UNAVAILABLE). It reads the link's
-//! current config from the manager's state each round, so `--alter` applies at once.
+//! One background task per cluster link. It runs the link's periodic jobs, each on
+//! its own interval: the availability probe (link state ACTIVE, PAUSED or
+//! SOURCE_UNAVAILABLE) and auto-created mirrors. It reads the link's current config
+//! each round, so `--alter` applies from the next round on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -11,6 +12,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::auto_create;
+use super::link_config::LinkConfig;
 use super::manager::Inner;
 use super::source::Source;
 use crate::kafka::admin;
@@ -147,21 +150,31 @@ async fn run(
     let labels = [("link", link.clone())];
     let available_gauge = metrics::gauge!("mirrorgate_link_available", &labels);
     let probe_failures = metrics::counter!("mirrorgate_link_probe_failures_total", &labels);
+    let start = Instant::now();
     let mut next_probe = if probe_now {
-        Instant::now()
+        start
     } else {
-        Instant::now() + Duration::from_secs(1)
+        start + Duration::from_secs(1)
     };
+    let mut next_auto_create = start;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(next_probe) => {}
+            _ = tokio::time::sleep_until(next_probe.min(next_auto_create)) => {}
         }
         // The link's current config: altered links take effect on the next round.
         let Some(config) = inner.link_config(&link).await else {
             return;
         };
-        next_probe = Instant::now() + config.availability_check;
+        let now = Instant::now();
+        if now >= next_auto_create {
+            next_auto_create = now + config.topic_config_sync_interval;
+            auto_create(&inner, &link, &config, &status).await;
+        }
+        if now < next_probe {
+            continue;
+        }
+        next_probe = now + config.availability_check;
         let ok = match Source::from_config(&config) {
             Ok(source) => probe(&source).await,
             Err(e) => {
@@ -185,6 +198,47 @@ async fn run(
             inner.link_availability_changed().await;
         }
     }
+}
+
+async fn auto_create(inner: &Arc<Inner>, link: &str, config: &LinkConfig, status: &LinkStatus) {
+    const TASK: &str = "AutoCreateMirror";
+    let state = if !config.auto_create_mirror_topics {
+        "NOT_CONFIGURED"
+    } else if config.paused {
+        "LINK_PAUSED"
+    } else {
+        match auto_create::round(inner, link, config).await {
+            Ok(report) if report.errors.is_empty() => "ACTIVE",
+            Ok(report) => {
+                status.set_task(TaskStatus {
+                    task_name: TASK,
+                    state: "IN_ERROR",
+                    errors: vec![TaskError {
+                        error_code: "MIRROR_CREATION_FAILED".into(),
+                        error_message: report.errors.join("; "),
+                    }],
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "auto-create round failed");
+                status.set_task(TaskStatus {
+                    task_name: TASK,
+                    state: "IN_ERROR",
+                    errors: vec![TaskError {
+                        error_code: "SOURCE_UNAVAILABLE".into(),
+                        error_message: format!("{e:#}"),
+                    }],
+                });
+                return;
+            }
+        }
+    };
+    status.set_task(TaskStatus {
+        task_name: TASK,
+        state,
+        errors: vec![],
+    });
 }
 
 /// True when the source answers a Metadata request in time.

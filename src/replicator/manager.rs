@@ -133,6 +133,10 @@ pub struct Replicator {
 }
 
 impl Replicator {
+    pub(super) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
     /// Loads links and mirrors from the metadata topic (retrying until the destination
     /// answers) and restarts every active mirror.
     pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
@@ -169,7 +173,6 @@ impl Replicator {
         source_topic: Option<&str>,
         overrides: &BTreeMap<String, String>,
     ) -> Result<(), ApiError> {
-        let source_topic = source_topic.unwrap_or(mirror).to_string();
         if !crate::config::valid_topic_name(mirror) {
             return Err(ApiError::Invalid(format!(
                 "Topic name '{mirror}' is not valid."
@@ -182,6 +185,7 @@ impl Replicator {
             .ok_or_else(|| ApiError::NotFound(format!("Cluster link '{link}' does not exist.")))?;
         let config = LinkConfig::from_properties(link_record.config.clone())
             .map_err(|e| ApiError::Invalid(e.join("; ")))?;
+        let source_topic = source_topic_of(&config, mirror, source_topic)?;
         let mut source = Source::from_config(&config)
             .map_err(ApiError::Invalid)?
             .connect_any()
@@ -280,6 +284,25 @@ impl Replicator {
         self.inner.publish(&state);
         Ok(results)
     }
+}
+
+/// The source topic of `mirror`: on a prefixed link the mirror is named prefix +
+/// source topic; otherwise `--source-topic`, defaulting to the mirror's own name.
+fn source_topic_of(
+    config: &LinkConfig,
+    mirror: &str,
+    given: Option<&str>,
+) -> Result<String, ApiError> {
+    let Some(prefix) = &config.prefix else {
+        return Ok(given.unwrap_or(mirror).to_string());
+    };
+    let stripped = mirror.strip_prefix(prefix.as_str()).unwrap_or_default();
+    if stripped.is_empty() || given.is_some_and(|g| g != stripped) {
+        return Err(ApiError::Invalid(format!(
+            "Mirror topic '{mirror}' must be named '{prefix}' + the source topic on this link."
+        )));
+    }
+    Ok(stripped.to_string())
 }
 
 /// Configs the destination must not take from the source: a LogAppendTime mirror would
@@ -448,6 +471,11 @@ impl Inner {
             self.start_tasks(&mut entry, links);
         }
         entry
+    }
+
+    /// Every mirror topic's name, whatever its link or state.
+    pub(super) async fn mirror_names(&self) -> HashSet<String> {
+        self.state.lock().await.mirrors.keys().cloned().collect()
     }
 
     /// The current config of `link` (None once deleted or when it no longer parses).

@@ -5,6 +5,7 @@
 //! destination's metadata topic) -> one `task` per mirror partition running a
 //! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
+pub mod auto_create;
 pub mod link_config;
 mod link_ops;
 pub mod link_runtime;
