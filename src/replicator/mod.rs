@@ -5,6 +5,8 @@
 //! destination's metadata topic) -> one `task` per mirror partition running a
 //! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
+/// Topic config sync: mirror topic configs kept in line with their source.
+pub mod config_sync;
 pub mod link_config;
 pub mod manager;
 pub mod partition;
