@@ -1,23 +1,51 @@
 //! Mirror topics are read-only through the proxy: Produce is refused per partition
 //! with INVALID_REQUEST and Confluent's message, other writes with their API's own
-//! error, and nothing is written to the mirror. Reads, groups and DeleteTopics pass.
+//! error, and nothing is written to the mirror. Configs mirrored from the source cannot
+//! be altered; the mirror's other configs can. Reads, groups and DeleteTopics pass.
 
 mod common;
 
-use common::kafka::{batch, connect, metadata, produce, topic_id, topic_name};
+use common::kafka::{
+    batch, connect, metadata, produce, topic_configs, topic_id, topic_name, wait_topic_config,
+};
 use common::{
     destination, end_offsets, kafka_tool, kafka_tool_direct, kcat, unique, Proxy, ProxyOptions,
 };
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, DeleteRecordsRequest, ProduceResponse, TransactionalId,
+    AddPartitionsToTxnRequest, AlterConfigsRequest, AlterConfigsResponse, DeleteRecordsRequest,
+    ProduceResponse, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 use uuid::Uuid;
+
+fn locked(key: &str, topic: &str) -> String {
+    format!("Config '{key}' of mirror topic '{topic}' is mirrored from the source and cannot be altered.")
+}
+
+/// `kafka-configs --alter --add-config` (IncrementalAlterConfigs) through `bootstrap`.
+fn alter_configs_tool(bootstrap: &str, topic: &str, config: &str) -> common::Traced {
+    kafka_tool(
+        &[
+            "kafka-configs",
+            "--bootstrap-server",
+            bootstrap,
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            topic,
+            "--add-config",
+            config,
+        ],
+        None,
+    )
+}
 
 fn refusal(topic: &str) -> String {
     format!("Cannot append records to read-only mirror topic '{topic}'")
@@ -270,29 +298,24 @@ async fn other_writes_to_a_mirror_are_refused_and_delete_topic_passes() {
     );
     partitions.assert_only_proxy(&proxy, cluster);
 
-    let configs = kafka_tool(
-        &[
-            "kafka-configs",
-            "--bootstrap-server",
-            bs,
-            "--alter",
-            "--entity-type",
-            "topics",
-            "--entity-name",
-            &mirror,
-            "--add-config",
-            "retention.ms=1000",
-        ],
-        None,
+    // Configs: keys of the mirror's own go through, keys mirrored from the source do not.
+    let retention = alter_configs_tool(bs, &mirror, "retention.ms=3600000");
+    assert!(retention.output.status.success(), "{}", retention.text());
+    retention.assert_only_proxy(&proxy, cluster);
+    wait_topic_config(&cluster.bootstrap, &mirror, "retention.ms", Some("3600000")).await;
+    let policy = alter_configs_tool(bs, &mirror, "cleanup.policy=compact");
+    let expected = format!(
+        "InvalidConfigurationException: {}",
+        locked("cleanup.policy", &mirror)
     );
     assert!(
-        configs.text().contains(&format!(
-            "Cannot alter configs of read-only mirror topic '{mirror}'"
-        )),
-        "{}",
-        configs.text()
+        policy.text().contains(&expected),
+        "expected '{expected}' in:\n{}",
+        policy.text()
     );
-    configs.assert_only_proxy(&proxy, cluster);
+    policy.assert_only_proxy(&proxy, cluster);
+    let configs = topic_configs(&cluster.bootstrap, &mirror).await;
+    assert_eq!(configs.get("cleanup.policy"), None, "{configs:?}");
 
     let mut conn = connect(bs).await;
     let delete = DeleteRecordsRequest::default()
@@ -364,5 +387,96 @@ async fn other_writes_to_a_mirror_are_refused_and_delete_topic_passes() {
     assert!(
         !listed,
         "DeleteTopics through the proxy must delete the mirror topic"
+    );
+}
+
+/// Legacy AlterConfigs (the whole set of a topic at once), sent raw: refused per
+/// resource when it carries a mirrored key, forwarded otherwise; a refused mirror
+/// resource does not stop a normal topic's resource in the same request.
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_alter_configs_refuses_only_mirrored_keys_of_a_mirror() {
+    let cluster = destination();
+    let mirror = mirror_with_records("ro-legacy");
+    let normal = unique("ro-legacy-normal");
+    common::create_topic(cluster, &normal, &["--partitions", "1"]);
+    let proxy = Proxy::start(
+        cluster,
+        ProxyOptions {
+            mirror_topics: vec![mirror.clone()],
+            ..Default::default()
+        },
+    );
+    let mut conn = connect(&proxy.bootstrap).await;
+    let resource = |topic: &str, configs: &[(&str, &str)]| {
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.to_string()))
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )
+    };
+    let answer = |response: &AlterConfigsResponse, topic: &str| {
+        response
+            .responses
+            .iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .map(|r| {
+                let message = r.error_message.as_ref().map(|m| m.as_str().to_string());
+                (r.error_code, message)
+            })
+            .unwrap_or_else(|| panic!("no answer for {topic} in {response:?}"))
+    };
+
+    let allowed = AlterConfigsRequest::default()
+        .with_resources(vec![resource(&mirror, &[("retention.ms", "7200000")])]);
+    let response = conn.call(&allowed, 2).await.expect("AlterConfigs");
+    assert_eq!(answer(&response, &mirror).0, 0, "{response:?}");
+    wait_topic_config(&cluster.bootstrap, &mirror, "retention.ms", Some("7200000")).await;
+
+    let mixed = AlterConfigsRequest::default().with_resources(vec![
+        resource(
+            &mirror,
+            &[("retention.ms", "60000"), ("max.message.bytes", "2048")],
+        ),
+        resource(&normal, &[("cleanup.policy", "compact")]),
+    ]);
+    let response = conn.call(&mixed, 2).await.expect("AlterConfigs");
+    assert_eq!(
+        answer(&response, &mirror),
+        (40, Some(locked("max.message.bytes", &mirror))),
+        "INVALID_CONFIG naming the key"
+    );
+    assert_eq!(answer(&response, &normal).0, 0, "{response:?}");
+    wait_topic_config(
+        &cluster.bootstrap,
+        &normal,
+        "cleanup.policy",
+        Some("compact"),
+    )
+    .await;
+    let configs = topic_configs(&cluster.bootstrap, &mirror).await;
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("7200000"),
+        "the refused resource is not applied in part: {configs:?}"
+    );
+    assert_eq!(configs.get("max.message.bytes"), None, "{configs:?}");
+
+    // Only a refused resource: answered by the proxy itself.
+    let only = AlterConfigsRequest::default().with_resources(vec![resource(
+        &mirror,
+        &[("message.timestamp.type", "LogAppendTime")],
+    )]);
+    let response = conn.call(&only, 2).await.expect("AlterConfigs");
+    assert_eq!(
+        answer(&response, &mirror),
+        (40, Some(locked("message.timestamp.type", &mirror)))
     );
 }

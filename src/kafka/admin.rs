@@ -1,12 +1,18 @@
-//! The few admin calls the replicator makes: cluster metadata, topic creation.
+//! The few admin calls the replicator makes: cluster metadata, topic creation, topic
+//! configs.
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest, MetadataRequest,
-    MetadataResponse, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
+    IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -16,6 +22,10 @@ const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;
 const CREATE_PARTITIONS_VERSION: i16 = 3;
 const DESCRIBE_CONFIGS_VERSION: i16 = 4;
+const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
 /// ConfigResource type of a topic.
 const TOPIC_RESOURCE: i8 = 2;
 /// DescribeConfigs config_source of a value set on the topic itself.
@@ -128,35 +138,111 @@ pub async fn topic_configs(
     conn: &mut KafkaConnection,
     name: &str,
 ) -> Result<Vec<(String, String)>, AdminError> {
-    let request =
-        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(StrBytes::from_string(name.to_string()))
-            .with_configuration_keys(None)]);
-    let response = conn.call(&request, DESCRIBE_CONFIGS_VERSION).await?;
-    let result = response
-        .results
+    describe_topic_configs(conn, &[name])
+        .await?
         .into_iter()
         .next()
-        .ok_or(AdminError::Kafka {
-            code: -1,
-            message: "no result for the topic".into(),
-        })?;
-    if result.error_code != 0 {
-        return Err(AdminError::Kafka {
-            code: result.error_code,
-            message: result
+        .map(|(_, configs)| configs)
+        .unwrap_or_else(|| Err(no_result()))
+}
+
+/// The own (dynamic) configs of several topics in one DescribeConfigs; each topic
+/// answers on its own (one unknown topic does not fail the others).
+pub async fn describe_topic_configs(
+    conn: &mut KafkaConnection,
+    names: &[&str],
+) -> Result<Vec<(String, Result<Vec<(String, String)>, AdminError>)>, ClientError> {
+    let resources = names
+        .iter()
+        .map(|name| {
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
+                .with_configuration_keys(None)
+        })
+        .collect();
+    let request = DescribeConfigsRequest::default().with_resources(resources);
+    let response = conn.call(&request, DESCRIBE_CONFIGS_VERSION).await?;
+    Ok(response
+        .results
+        .into_iter()
+        .map(|result| {
+            let name = result.resource_name.as_str().to_string();
+            if result.error_code != 0 {
+                let error = AdminError::Kafka {
+                    code: result.error_code,
+                    message: result
+                        .error_message
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_else(|| format!("cannot describe configs of '{name}'")),
+                };
+                return (name, Err(error));
+            }
+            let configs = result
+                .configs
+                .into_iter()
+                .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
+                .filter_map(|c| Some((c.name.as_str().to_string(), c.value?.as_str().to_string())))
+                .collect();
+            (name, Ok(configs))
+        })
+        .collect())
+}
+
+/// IncrementalAlterConfigs on topics: per topic, `Some(value)` sets a key and `None`
+/// deletes it (back to the broker default). Each topic answers on its own.
+pub async fn alter_topic_configs(
+    conn: &mut KafkaConnection,
+    changes: &[(String, BTreeMap<String, Option<String>>)],
+) -> Result<Vec<(String, Result<(), AdminError>)>, ClientError> {
+    let resources = changes
+        .iter()
+        .map(|(topic, keys)| {
+            let configs = keys
+                .iter()
+                .map(|(key, value)| {
+                    AlterableConfig::default()
+                        .with_name(StrBytes::from_string(key.clone()))
+                        .with_config_operation(if value.is_some() { OP_SET } else { OP_DELETE })
+                        .with_value(value.clone().map(StrBytes::from_string))
+                })
+                .collect();
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(StrBytes::from_string(topic.clone()))
+                .with_configs(configs)
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default().with_resources(resources);
+    let response = conn
+        .call(&request, INCREMENTAL_ALTER_CONFIGS_VERSION)
+        .await?;
+    Ok(response
+        .responses
+        .into_iter()
+        .map(|result| {
+            let name = result.resource_name.as_str().to_string();
+            if result.error_code == 0 {
+                return (name, Ok(()));
+            }
+            let message = result
                 .error_message
                 .map(|m| m.as_str().to_string())
-                .unwrap_or_else(|| format!("cannot describe configs of '{name}'")),
-        });
-    }
-    Ok(result
-        .configs
-        .into_iter()
-        .filter(|c| c.config_source == DYNAMIC_TOPIC_CONFIG)
-        .filter_map(|c| Some((c.name.as_str().to_string(), c.value?.as_str().to_string())))
+                .unwrap_or_else(|| format!("cannot alter configs of '{name}'"));
+            let error = AdminError::Kafka {
+                code: result.error_code,
+                message,
+            };
+            (name, Err(error))
+        })
         .collect())
+}
+
+fn no_result() -> AdminError {
+    AdminError::Kafka {
+        code: -1,
+        message: "no result for the topic".into(),
+    }
 }
 
 /// Creates a topic (replication factor -1: the broker default).

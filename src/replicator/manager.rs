@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::config_sync::{ALWAYS_MIRRORED, NOT_COPIED};
 use super::link_config::LinkConfig;
 use super::link_runtime::{self, LinkRuntime};
 use super::secrets::Sealer;
@@ -225,6 +226,7 @@ impl Replicator {
             reason: None,
             state_time_ms: now_ms(),
             source_topic_id,
+            overrides: overrides.clone(),
         };
         store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
@@ -305,14 +307,6 @@ fn source_topic_of(
     Ok(stripped.to_string())
 }
 
-/// Configs the destination must not take from the source: a LogAppendTime mirror would
-/// restamp every copied batch, and throttled-replica lists name the source's brokers.
-const NOT_COPIED: &[&str] = &[
-    "message.timestamp.type",
-    "leader.replication.throttled.replicas",
-    "follower.replication.throttled.replicas",
-];
-
 /// The source topic's own configs, then the operator's overrides from `--config`.
 async fn mirror_configs(
     source: &mut crate::kafka::client::KafkaConnection,
@@ -326,7 +320,7 @@ async fn mirror_configs(
         .filter(|(k, _)| !NOT_COPIED.contains(&k.as_str()))
         .collect();
     for (key, value) in overrides {
-        if NOT_COPIED.contains(&key.as_str()) {
+        if NOT_COPIED.contains(&key.as_str()) || ALWAYS_MIRRORED.contains(&key.as_str()) {
             return Err(ApiError::Invalid(format!(
                 "{key}: cannot be set on a mirror topic"
             )));

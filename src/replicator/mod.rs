@@ -6,6 +6,8 @@
 //! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
 pub mod auto_create;
+/// Topic config sync: mirror topic configs kept in line with their source.
+pub mod config_sync;
 pub mod link_config;
 mod link_ops;
 pub mod link_runtime;

@@ -64,6 +64,9 @@ pub struct MirrorRecord {
     /// the source topic was deleted and recreated.
     #[serde(default)]
     pub source_topic_id: Option<String>,
+    /// Topic configs set at creation (`--config`): they no longer follow the source.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! Raw Kafka requests for tests, built with `kafka-protocol` and sent with mirrorgate's
 //! own client connection.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -147,4 +148,34 @@ pub fn batch_codecs(mut records: &[u8]) -> Vec<u8> {
         records = &records[total..];
     }
     codecs
+}
+
+/// A topic's own (dynamic) configs, described through the first server of `bootstrap`.
+pub async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
+    let first = bootstrap.split(',').next().unwrap_or_default();
+    let mut conn = connect(first).await;
+    mirrorgate::kafka::admin::topic_configs(&mut conn, topic)
+        .await
+        .unwrap_or_else(|e| panic!("describe configs of {topic}: {e}"))
+        .into_iter()
+        .collect()
+}
+
+/// Waits until `key` of `topic` is `expected` (`None`: not set on the topic), as seen
+/// through the first server of `bootstrap` (config changes reach brokers shortly after
+/// the controller accepts them).
+pub async fn wait_topic_config(bootstrap: &str, topic: &str, key: &str, expected: Option<&str>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let configs = topic_configs(bootstrap, topic).await;
+        if configs.get(key).map(String::as_str) == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: {key} is {:?}, expected {expected:?}",
+            configs.get(key)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

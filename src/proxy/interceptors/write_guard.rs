@@ -1,6 +1,6 @@
 //! Keeps mirror topics read-only for clients. Each write API names its topics in a
 //! request list; entries for read-only topics are cut out and answered with the API's
-//! own error field. The rest is forwarded and the two answers merged in one response;
+//! own error field (for configs, only entries altering a key mirrored from the source). The rest is forwarded and the two answers merged in one response;
 //! a request left with nothing to forward is answered without going upstream.
 
 use std::sync::Arc;
@@ -29,8 +29,10 @@ use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::Snapshot;
+use crate::replicator::config_sync::is_locked_on_mirror;
 
 pub const INVALID_REQUEST: i16 = 42;
+pub const INVALID_CONFIG: i16 = 40;
 /// What a broker answers for the other partitions of a transaction it refused in part.
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// ConfigResource type of a topic in (Incremental)AlterConfigs.
@@ -221,9 +223,14 @@ impl GuardedApi for CreatePartitions {
 }
 
 /// AlterConfigs and IncrementalAlterConfigs: the same resource list and the same
-/// result shape, generated from separate message modules.
+/// result shape, generated from separate message modules. A mirror topic takes some
+/// configs from its source (`config_sync::is_locked_on_mirror`): a resource of a mirror
+/// that alters one of them is refused with INVALID_CONFIG, naming the key; a resource
+/// is applied whole or not at all, as a broker does. Other keys go through. Legacy
+/// AlterConfigs replaces the topic's whole set: without a locked key it is forwarded,
+/// and the next config sync round puts the mirrored keys back.
 macro_rules! config_guard {
-    ($name:ident, $key:expr, $request:ty, $response:ty, $result:ty) => {
+    ($name:ident, $key:expr, $request:ty, $resource:ty, $response:ty, $result:ty) => {
         pub struct $name;
         impl GuardedApi for $name {
             const KEY: ApiKey = $key;
@@ -236,18 +243,28 @@ macro_rules! config_guard {
                 _: i16,
                 is_read_only: &dyn Fn(&str) -> bool,
             ) -> Vec<Self::Refused> {
-                take_where(&mut request.resources, |r| {
-                    r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name)
-                })
-                .into_iter()
-                .map(|r| {
-                    <$result>::default()
-                        .with_error_code(INVALID_REQUEST)
-                        .with_error_message(Some(message("alter configs of", &r.resource_name)))
-                        .with_resource_type(r.resource_type)
-                        .with_resource_name(r.resource_name)
-                })
-                .collect()
+                let locked_key = |r: &$resource| {
+                    (r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name))
+                        .then(|| r.configs.iter().find(|c| is_locked_on_mirror(&c.name)))
+                        .flatten()
+                        .map(|c| c.name.to_string())
+                };
+                take_where(&mut request.resources, |r| locked_key(r).is_some())
+                    .into_iter()
+                    .map(|r| {
+                        let key = locked_key(&r).unwrap_or_default();
+                        let text = format!(
+                            "Config '{key}' of mirror topic '{}' is mirrored from the source \
+                             and cannot be altered.",
+                            r.resource_name
+                        );
+                        <$result>::default()
+                            .with_error_code(INVALID_CONFIG)
+                            .with_error_message(Some(StrBytes::from_string(text)))
+                            .with_resource_type(r.resource_type)
+                            .with_resource_name(r.resource_name)
+                    })
+                    .collect()
             }
             fn is_empty(request: &Self::Request) -> bool {
                 request.resources.is_empty()
@@ -263,6 +280,7 @@ config_guard!(
     AlterConfigs,
     ApiKey::AlterConfigs,
     AlterConfigsRequest,
+    kafka_protocol::messages::alter_configs_request::AlterConfigsResource,
     AlterConfigsResponse,
     AlterConfigsResourceResponse
 );
@@ -270,6 +288,7 @@ config_guard!(
     IncrementalAlterConfigs,
     ApiKey::IncrementalAlterConfigs,
     IncrementalAlterConfigsRequest,
+    kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource,
     IncrementalAlterConfigsResponse,
     IncrementalResult
 );

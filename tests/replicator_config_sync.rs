@@ -1,0 +1,223 @@
+//! Topic config sync against real clusters, through the library entry point: source
+//! changes reach the mirror, overrides and operators' changes stay, always-mirrored
+//! keys are put back, a missing topic is reported without stopping the others, and a
+//! restarted sync keeps what it cannot tell from an operator's change.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::kafka::{topic_configs, wait_topic_config};
+use common::replication::source;
+use common::{destination, kafka_tool_direct, unique, Cluster};
+use mirrorgate::config::Config;
+use mirrorgate::registry::{Registry, Snapshot};
+use mirrorgate::replicator::config_sync::{ConfigSync, ConfigSyncReport, MirrorConfigs};
+use mirrorgate::replicator::link_config::LinkConfig;
+use mirrorgate::replicator::source::Source;
+use mirrorgate::replicator::Destination;
+
+fn destination_of(cluster: &Cluster) -> Destination {
+    let text = format!(
+        "[proxy]\nbind = \"127.0.0.1:1\"\nadvertised_host = \"127.0.0.1\"\n\
+         broker_port_base = 2\n[destination]\nbootstrap_servers = \"{}\"\n",
+        cluster.bootstrap
+    );
+    let config = Config::parse(&text, Path::new("mirrorgate.toml")).expect("config");
+    let snapshot = Snapshot::build(config).expect("snapshot");
+    Destination::new(Arc::new(Registry::new(snapshot)))
+}
+
+fn source_of(cluster: &Cluster) -> Source {
+    let properties = BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap.clone())]);
+    let config = LinkConfig::from_properties(properties).expect("link config");
+    Source::from_config(&config).expect("source")
+}
+
+/// `kafka-configs --alter` straight against a cluster, e.g. `--add-config k=v,...`.
+fn alter(cluster: &Cluster, topic: &str, change: &[&str]) {
+    let mut args = vec![
+        "kafka-configs",
+        "--bootstrap-server",
+        &cluster.bootstrap,
+        "--alter",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        topic,
+    ];
+    args.extend_from_slice(change);
+    let out = kafka_tool_direct(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The test's keys of the mirror, as the sync sees them (first destination broker).
+async fn mirror_keys(topic: &str) -> BTreeMap<String, String> {
+    let mut configs = topic_configs(&destination().bootstrap, topic).await;
+    configs.retain(|k, _| {
+        [
+            "retention.ms",
+            "segment.ms",
+            "delete.retention.ms",
+            "cleanup.policy",
+            "max.message.bytes",
+        ]
+        .contains(&k.as_str())
+    });
+    configs
+}
+
+fn assert_report(report: &ConfigSyncReport, changed: u64, missing: &str) {
+    assert_eq!(report.changed, changed, "{report:?}");
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.errors[0].contains(missing), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_stay() {
+    let src = source();
+    let dest = destination();
+    let topic = unique("cfg-src");
+    let mirror = unique("cfg-mirror");
+    common::create_topic(
+        &src,
+        &topic,
+        &[
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+            "--config",
+            "segment.ms=600000",
+            "--config",
+            "delete.retention.ms=86400000",
+        ],
+    );
+    // As a mirror is created: the source's configs, then the creation override.
+    common::create_topic(
+        dest,
+        &mirror,
+        &[
+            "--partitions",
+            "1",
+            "--config",
+            "retention.ms=3600000",
+            "--config",
+            "segment.ms=900000",
+            "--config",
+            "delete.retention.ms=86400000",
+        ],
+    );
+    wait_topic_config(&dest.bootstrap, &mirror, "segment.ms", Some("900000")).await;
+    let missing = unique("cfg-missing");
+    let mirrors = [
+        MirrorConfigs {
+            source_topic: topic.clone(),
+            mirror_topic: mirror.clone(),
+            overrides: map(&[("segment.ms", "900000")]),
+        },
+        MirrorConfigs {
+            source_topic: missing.clone(),
+            mirror_topic: missing.clone(),
+            overrides: BTreeMap::new(),
+        },
+    ];
+    let (source, destination) = (source_of(&src), destination_of(dest));
+    let mut sync = ConfigSync::new();
+
+    let report = sync
+        .round(&source, &destination, "cfg-link", &mirrors)
+        .await
+        .expect("round");
+    assert_report(&report, 0, &missing);
+
+    // An operator's change on the mirror, then changes on the source, overridden and
+    // operator-owned keys included.
+    alter(
+        dest,
+        &mirror,
+        &["--add-config", "delete.retention.ms=43200000"],
+    );
+    alter(
+        &src,
+        &topic,
+        &[
+            "--add-config",
+            "retention.ms=7200000,cleanup.policy=compact,segment.ms=1200000,delete.retention.ms=1000",
+        ],
+    );
+    wait_topic_config(
+        &dest.bootstrap,
+        &mirror,
+        "delete.retention.ms",
+        Some("43200000"),
+    )
+    .await;
+    wait_topic_config(&src.bootstrap, &topic, "delete.retention.ms", Some("1000")).await;
+
+    let report = sync
+        .round(&source, &destination, "cfg-link", &mirrors)
+        .await
+        .expect("round");
+    assert_report(&report, 2, &missing);
+    wait_topic_config(&dest.bootstrap, &mirror, "cleanup.policy", Some("compact")).await;
+    assert_eq!(
+        mirror_keys(&mirror).await,
+        map(&[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "43200000"),
+            ("retention.ms", "7200000"),
+            ("segment.ms", "900000"),
+        ])
+    );
+
+    let report = sync
+        .round(&source, &destination, "cfg-link", &mirrors)
+        .await
+        .expect("round");
+    assert_report(&report, 0, &missing);
+
+    // The source drops a key; an always-mirrored key set on the mirror behind the
+    // proxy's back is taken back to the source's (unset) value.
+    alter(&src, &topic, &["--delete-config", "retention.ms"]);
+    alter(dest, &mirror, &["--add-config", "max.message.bytes=65536"]);
+    wait_topic_config(&src.bootstrap, &topic, "retention.ms", None).await;
+    wait_topic_config(&dest.bootstrap, &mirror, "max.message.bytes", Some("65536")).await;
+    let report = sync
+        .round(&source, &destination, "cfg-link", &mirrors)
+        .await
+        .expect("round");
+    assert_report(&report, 2, &missing);
+    wait_topic_config(&dest.bootstrap, &mirror, "max.message.bytes", None).await;
+    let expected = map(&[
+        ("cleanup.policy", "compact"),
+        ("delete.retention.ms", "43200000"),
+        ("segment.ms", "900000"),
+    ]);
+    assert_eq!(mirror_keys(&mirror).await, expected);
+
+    // A restarted sync has no memory: it keeps every difference, the operator's
+    // change and the override alike.
+    let mut restarted = ConfigSync::new();
+    let report = restarted
+        .round(&source, &destination, "cfg-link", &mirrors)
+        .await
+        .expect("round");
+    assert_report(&report, 0, &missing);
+    assert_eq!(mirror_keys(&mirror).await, expected);
+}
