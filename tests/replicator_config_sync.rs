@@ -221,3 +221,115 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     assert_report(&report, 0, &missing);
     assert_eq!(mirror_keys(&mirror).await, expected);
 }
+
+/// Through the real binary: a link syncs configs on its own interval, an override
+/// given at mirror creation survives, the proxy refuses an always-mirrored key on the
+/// mirror, and after promote every config is the operator's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_link_syncs_configs_and_promote_frees_them() {
+    use common::replication::{cli, replicating, text};
+    let source = source();
+    let proxy = tokio::task::block_in_place(|| {
+        common::Proxy::start(
+            destination(),
+            replicating(&unique("_mirrorgate-metadata-configs")),
+        )
+    });
+    let topic = unique("synced-configs");
+    common::create_topic(
+        &source,
+        &topic,
+        &[
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+            "--config",
+            "retention.ms=100000",
+        ],
+    );
+    let link = unique("config-link");
+    let run = |args: &[&str]| tokio::task::block_in_place(|| cli(&proxy, args));
+    let out = run(&[
+        "cluster-links",
+        "--create",
+        "--link",
+        &link,
+        "--config",
+        &format!(
+            "bootstrap.servers={},topic.config.sync.ms=300",
+            source.bootstrap
+        ),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&[
+        "mirrors",
+        "--create",
+        "--mirror-topic",
+        &topic,
+        "--link",
+        &link,
+        "--config",
+        "retention.ms=7777777",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let dest = destination().bootstrap.clone();
+    wait_topic_config(&dest, &topic, "retention.ms", Some("7777777")).await;
+
+    alter(
+        &source,
+        &topic,
+        &[
+            "--add-config",
+            "cleanup.policy=[compact,delete],delete.retention.ms=5555,retention.ms=200000",
+        ],
+    );
+    wait_topic_config(&dest, &topic, "cleanup.policy", Some("compact,delete")).await;
+    wait_topic_config(&dest, &topic, "delete.retention.ms", Some("5555")).await;
+    assert_eq!(
+        topic_configs(&dest, &topic)
+            .await
+            .get("retention.ms")
+            .map(String::as_str),
+        Some("7777777"),
+        "the override set at creation stays"
+    );
+
+    let through_proxy = |config: &str| {
+        kafka_tool_direct(&[
+            "kafka-configs",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--alter",
+            "--entity-type",
+            "topics",
+            "--entity-name",
+            &topic,
+            "--add-config",
+            config,
+        ])
+    };
+    let refused = tokio::task::block_in_place(|| through_proxy("cleanup.policy=delete"));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is mirrored from the source"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let described = run(&["cluster-links", "--describe", "--link", &link]);
+    assert!(
+        text(&described).contains("Task: TopicConfigsSync  State: ACTIVE"),
+        "{}",
+        text(&described)
+    );
+
+    let out = run(&["mirrors", "--promote", "--topics", &topic]);
+    assert!(out.status.success(), "{}", text(&out));
+    let allowed = tokio::task::block_in_place(|| through_proxy("cleanup.policy=delete"));
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    wait_topic_config(&dest, &topic, "cleanup.policy", Some("delete")).await;
+}

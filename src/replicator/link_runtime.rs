@@ -1,7 +1,8 @@
 //! One background task per cluster link. It runs the link's periodic jobs, each on
 //! its own interval: the availability probe (link state ACTIVE, PAUSED or
-//! SOURCE_UNAVAILABLE) and auto-created mirrors. It reads the link's current config
-//! each round, so `--alter` applies from the next round on.
+//! SOURCE_UNAVAILABLE) here, and the `link_jobs`: auto-created mirrors, topic config
+//! sync, consumer offset sync. It reads the link's current config each round, so
+//! `--alter` applies from the next round on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -12,8 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::auto_create;
-use super::link_config::LinkConfig;
+use super::link_jobs::{self, LinkSyncs};
 use super::manager::Inner;
 use super::source::Source;
 use crate::kafka::admin;
@@ -112,6 +112,8 @@ impl LinkStatus {
 /// A running link task; dropping the handle does not stop it, `stop()` does.
 pub struct LinkRuntime {
     pub status: Arc<LinkStatus>,
+    /// The sync jobs' memory; promote runs a final round with it too.
+    pub syncs: Arc<tokio::sync::Mutex<LinkSyncs>>,
     stop: CancellationToken,
 }
 
@@ -124,26 +126,31 @@ impl LinkRuntime {
 /// Starts the task of `link`. `probe_now` runs the first availability probe at once
 /// (at start, when nothing is known yet) instead of after one interval.
 pub fn spawn(inner: Arc<Inner>, link: &str, probe_now: bool) -> LinkRuntime {
-    let status = Arc::new(LinkStatus::default());
-    let stop = inner.shutdown.child_token();
+    let runtime = LinkRuntime {
+        status: Arc::new(LinkStatus::default()),
+        syncs: Arc::default(),
+        stop: inner.shutdown.child_token(),
+    };
     let span = tracing::info_span!("link", link = %link);
     tokio::spawn(
         run(
             inner,
             link.to_string(),
-            status.clone(),
-            stop.clone(),
+            runtime.status.clone(),
+            runtime.syncs.clone(),
+            runtime.stop.clone(),
             probe_now,
         )
         .instrument(span),
     );
-    LinkRuntime { status, stop }
+    runtime
 }
 
 async fn run(
     inner: Arc<Inner>,
     link: String,
     status: Arc<LinkStatus>,
+    syncs: Arc<tokio::sync::Mutex<LinkSyncs>>,
     stop: CancellationToken,
     probe_now: bool,
 ) {
@@ -156,20 +163,25 @@ async fn run(
     } else {
         start + Duration::from_secs(1)
     };
-    let mut next_auto_create = start;
+    let (mut next_topics, mut next_offsets) = (start, start);
     loop {
+        let due = next_probe.min(next_topics).min(next_offsets);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(next_probe.min(next_auto_create)) => {}
+            _ = tokio::time::sleep_until(due) => {}
         }
         // The link's current config: altered links take effect on the next round.
         let Some(config) = inner.link_config(&link).await else {
             return;
         };
         let now = Instant::now();
-        if now >= next_auto_create {
-            next_auto_create = now + config.topic_config_sync_interval;
-            auto_create(&inner, &link, &config, &status).await;
+        if now >= next_topics {
+            next_topics = now + config.topic_config_sync_interval;
+            link_jobs::auto_create(&inner, &link, &config, &status).await;
+            link_jobs::config_sync(&inner, &link, &config, &status, &syncs).await;
+        }
+        if now >= next_offsets {
+            next_offsets = now + config.consumer_offset_sync_interval;
         }
         if now < next_probe {
             continue;
@@ -198,47 +210,6 @@ async fn run(
             inner.link_availability_changed().await;
         }
     }
-}
-
-async fn auto_create(inner: &Arc<Inner>, link: &str, config: &LinkConfig, status: &LinkStatus) {
-    const TASK: &str = "AutoCreateMirror";
-    let state = if !config.auto_create_mirror_topics {
-        "NOT_CONFIGURED"
-    } else if config.paused {
-        "LINK_PAUSED"
-    } else {
-        match auto_create::round(inner, link, config).await {
-            Ok(report) if report.errors.is_empty() => "ACTIVE",
-            Ok(report) => {
-                status.set_task(TaskStatus {
-                    task_name: TASK,
-                    state: "IN_ERROR",
-                    errors: vec![TaskError {
-                        error_code: "MIRROR_CREATION_FAILED".into(),
-                        error_message: report.errors.join("; "),
-                    }],
-                });
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "auto-create round failed");
-                status.set_task(TaskStatus {
-                    task_name: TASK,
-                    state: "IN_ERROR",
-                    errors: vec![TaskError {
-                        error_code: "SOURCE_UNAVAILABLE".into(),
-                        error_message: format!("{e:#}"),
-                    }],
-                });
-                return;
-            }
-        }
-    };
-    status.set_task(TaskStatus {
-        task_name: TASK,
-        state,
-        errors: vec![],
-    });
 }
 
 /// True when the source answers a Metadata request in time.

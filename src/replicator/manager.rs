@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::config_sync::{ALWAYS_MIRRORED, NOT_COPIED};
+use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
 use super::link_config::LinkConfig;
+use super::link_jobs;
 use super::link_runtime::{self, LinkRuntime};
 use super::secrets::Sealer;
 use super::source::Source;
@@ -90,6 +91,20 @@ impl State {
             record.state.as_str()
         }
     }
+}
+
+fn config_targets(state: &State, link: &str) -> Vec<MirrorConfigs> {
+    state
+        .mirrors
+        .values()
+        .filter(|m| m.record.link == link)
+        .filter(|m| !matches!(m.record.state, MirrorState::Stopped | MirrorState::Failed))
+        .map(|m| MirrorConfigs {
+            source_topic: m.record.source_topic.clone(),
+            mirror_topic: m.record.topic.clone(),
+            overrides: m.record.overrides.clone(),
+        })
+        .collect()
 }
 
 fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
@@ -467,6 +482,11 @@ impl Inner {
         entry
     }
 
+    /// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
+    pub(super) async fn config_targets(&self, link: &str) -> Vec<MirrorConfigs> {
+        config_targets(&*self.state.lock().await, link)
+    }
+
     /// Every mirror topic's name, whatever its link or state.
     pub(super) async fn mirror_names(&self) -> HashSet<String> {
         self.state.lock().await.mirrors.keys().cloned().collect()
@@ -635,6 +655,20 @@ impl Inner {
                 .get(&m.record.link)
                 .is_some_and(|r| r.status.source_unavailable())
         });
+        // Promote first brings the mirror's configs in line (no config-sync lag).
+        let final_sync = match (change, state.mirrors.get(topic)) {
+            (Change::Promote, Some(m)) => {
+                let link = &m.record.link;
+                let config = links
+                    .get(link)
+                    .and_then(|l| LinkConfig::from_properties(l.config.clone()).ok());
+                let syncs = state.runtimes.get(link).map(|r| r.syncs.clone());
+                config
+                    .zip(syncs)
+                    .map(|(config, syncs)| (config, syncs, config_targets(state, link)))
+            }
+            _ => None,
+        };
         let entry = state
             .mirrors
             .get_mut(topic)
@@ -667,6 +701,30 @@ impl Inner {
                         "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
                         lagging.join(", ")
                     ));
+                }
+                if let Some((config, syncs, targets)) = &final_sync {
+                    let names = [
+                        format!("'{topic}'"),
+                        format!("'{}'", entry.record.source_topic),
+                    ];
+                    let synced = link_jobs::config_round(&self.dest, &link, config, syncs, targets)
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                        .and_then(|done| {
+                            match done
+                                .errors
+                                .iter()
+                                .find(|e| names.iter().any(|n| e.contains(n)))
+                            {
+                                Some(e) => Err(e.clone()),
+                                None => Ok(()),
+                            }
+                        });
+                    if let Err(e) = synced {
+                        return Err(format!(
+                            "Topic '{topic}' cannot be promoted while its configs cannot be synced: {e}"
+                        ));
+                    }
                 }
                 MirrorState::Stopped
             }

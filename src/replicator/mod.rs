@@ -9,6 +9,7 @@ pub mod auto_create;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
 pub mod link_config;
+mod link_jobs;
 mod link_ops;
 pub mod link_runtime;
 pub mod manager;
