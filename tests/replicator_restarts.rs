@@ -9,7 +9,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::replication::{destination_records, link_and_mirror, replicating};
+use common::replication::{destination_records, dump_as, link_and_mirror, replicating};
 use common::{destination, end_offsets, kcat, test_port_base, unique, Cluster, Proxy};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -22,25 +22,7 @@ fn source() -> Cluster {
 
 /// Every record as "partition offset timestamp key headers value", sorted.
 fn full_dump(bootstrap: &str, topic: &str) -> Vec<String> {
-    let out = kcat(
-        &[
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p %o %T %k %h %s\\n",
-        ],
-        None,
-    );
-    let mut lines: Vec<String> = out.stdout().lines().map(String::from).collect();
-    lines.sort();
-    lines
+    dump_as(bootstrap, topic, "%p %o %T %k %h %s\\n")
 }
 
 /// Keyed records with a header, one per batch so copying takes many round trips.
@@ -112,15 +94,14 @@ fn wait_copy_started(topic: &str) {
     }
 }
 
-#[test]
-fn a_source_broker_restart_mid_copy_leaves_an_identical_mirror() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+/// A mirror of a fresh 3-partition topic, its first load being copied.
+fn copy_under_way(name: &str) -> (Cluster, Proxy, String) {
     let source = source();
     let proxy = Proxy::start(
         destination(),
-        replicating(&unique("_mirrorgate-metadata-src-restart")),
+        replicating(&unique(&format!("_mirrorgate-metadata-{name}"))),
     );
-    let topic = unique("src-restart");
+    let topic = unique(name);
     common::create_topic(
         &source,
         &topic,
@@ -129,6 +110,13 @@ fn a_source_broker_restart_mid_copy_leaves_an_identical_mirror() {
     load(&source, &topic, 0, RECORDS);
     link_and_mirror(&proxy, &source, &topic);
     wait_copy_started(&topic);
+    (source, proxy, topic)
+}
+
+#[test]
+fn a_source_broker_restart_mid_copy_leaves_an_identical_mirror() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (source, proxy, topic) = copy_under_way("src-restart");
 
     common::testbed(&["stop-node", "mg-src-rs", "0"]);
     std::thread::sleep(Duration::from_secs(3));
@@ -140,20 +128,7 @@ fn a_source_broker_restart_mid_copy_leaves_an_identical_mirror() {
 #[test]
 fn a_destination_broker_restart_mid_copy_leaves_an_identical_mirror() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let source = source();
-    let proxy = Proxy::start(
-        destination(),
-        replicating(&unique("_mirrorgate-metadata-dest-restart")),
-    );
-    let topic = unique("dest-restart");
-    common::create_topic(
-        &source,
-        &topic,
-        &["--partitions", "3", "--replication-factor", "1"],
-    );
-    load(&source, &topic, 0, RECORDS);
-    link_and_mirror(&proxy, &source, &topic);
-    wait_copy_started(&topic);
+    let (source, proxy, topic) = copy_under_way("dest-restart");
 
     // Stop the broker leading partition 0 of the mirror: its writes move to a new
     // leader while the copier is mid-way.

@@ -34,11 +34,30 @@ fn report(
     });
 }
 
-fn error(code: &str, message: String) -> Vec<TaskError> {
-    vec![TaskError {
-        error_code: code.to_string(),
-        error_message: message,
-    }]
+/// ACTIVE after a clean round; IN_ERROR with `code` when some items failed, or with
+/// SOURCE_UNAVAILABLE when the round could not run.
+fn report_round(
+    status: &LinkStatus,
+    task: &'static str,
+    code: &str,
+    round: anyhow::Result<Vec<String>>,
+) {
+    let (state, errors) = match round {
+        Ok(errors) if errors.is_empty() => ("ACTIVE", vec![]),
+        Ok(errors) => ("IN_ERROR", vec![(code.to_string(), errors.join("; "))]),
+        Err(e) => (
+            "IN_ERROR",
+            vec![("SOURCE_UNAVAILABLE".to_string(), format!("{e:#}"))],
+        ),
+    };
+    let errors = errors
+        .into_iter()
+        .map(|(error_code, error_message)| TaskError {
+            error_code,
+            error_message,
+        })
+        .collect();
+    report(status, task, state, errors);
 }
 
 /// Reports NOT_CONFIGURED or LINK_PAUSED and returns false when the job must not run.
@@ -65,21 +84,13 @@ pub(super) async fn auto_create(
     ) {
         return;
     }
-    match auto_create::round(inner, link, config).await {
-        Ok(done) if done.errors.is_empty() => report(status, AUTO_CREATE, "ACTIVE", vec![]),
-        Ok(done) => report(
-            status,
-            AUTO_CREATE,
-            "IN_ERROR",
-            error("MIRROR_CREATION_FAILED", done.errors.join("; ")),
-        ),
-        Err(e) => report(
-            status,
-            AUTO_CREATE,
-            "IN_ERROR",
-            error("SOURCE_UNAVAILABLE", format!("{e:#}")),
-        ),
-    }
+    let round = auto_create::round(inner, link, config).await;
+    report_round(
+        status,
+        AUTO_CREATE,
+        "MIRROR_CREATION_FAILED",
+        round.map(|r| r.errors),
+    );
 }
 
 /// Topic config sync of the link's mirrors (always on, as on Confluent links).
@@ -94,21 +105,13 @@ pub(super) async fn config_sync(
         return;
     }
     let targets = inner.config_targets(link).await;
-    match config_round(&inner.dest, link, config, syncs, &targets).await {
-        Ok(done) if done.errors.is_empty() => report(status, CONFIG_SYNC, "ACTIVE", vec![]),
-        Ok(done) => report(
-            status,
-            CONFIG_SYNC,
-            "IN_ERROR",
-            error("TOPIC_CONFIG_SYNC_FAILED", done.errors.join("; ")),
-        ),
-        Err(e) => report(
-            status,
-            CONFIG_SYNC,
-            "IN_ERROR",
-            error("SOURCE_UNAVAILABLE", format!("{e:#}")),
-        ),
-    }
+    let round = config_round(&inner.dest, link, config, syncs, &targets).await;
+    report_round(
+        status,
+        CONFIG_SYNC,
+        "TOPIC_CONFIG_SYNC_FAILED",
+        round.map(|r| r.errors),
+    );
 }
 
 /// One config sync round over `targets` (the link's mirrors not stopped).

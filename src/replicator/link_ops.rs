@@ -47,6 +47,20 @@ pub struct LinkConfigView {
 }
 
 impl Replicator {
+    /// Every key checked; credentials must be sealable before anything is stored.
+    fn validated(&self, raw: BTreeMap<String, String>) -> Result<LinkConfig, ApiError> {
+        let config = LinkConfig::from_properties(raw)
+            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
+        if config.start_offset != link_config::StartOffset::Earliest {
+            return Err(ApiError::Invalid(
+                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
+            ));
+        }
+        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
+            .map_err(ApiError::Invalid)?;
+        Ok(config)
+    }
+
     pub async fn create_link(
         &self,
         name: &str,
@@ -58,16 +72,7 @@ impl Replicator {
                 "Link name '{name}' is not valid."
             )));
         }
-        let config = LinkConfig::from_properties(raw)
-            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        if config.start_offset != link_config::StartOffset::Earliest {
-            return Err(ApiError::Invalid(
-                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
-            ));
-        }
-        // Credentials can only be stored sealed: refuse before touching anything.
-        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
-            .map_err(ApiError::Invalid)?;
+        let config = self.validated(raw)?;
         let source_cluster_id = source_cluster_id(&config).await?;
         if validate_only {
             return Ok(());
@@ -165,15 +170,7 @@ impl Replicator {
             raw.remove(key);
         }
         raw.extend(set);
-        let config = LinkConfig::from_properties(raw)
-            .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        if config.start_offset != link_config::StartOffset::Earliest {
-            return Err(ApiError::Invalid(
-                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
-            ));
-        }
-        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
-            .map_err(ApiError::Invalid)?;
+        let config = self.validated(raw)?;
         let changed = |key: &str| link.config.get(key) != config.raw.get(key);
         let connection_changed = link
             .config

@@ -53,6 +53,11 @@ pub fn replicating(metadata_topic: &str) -> ProxyOptions {
 
 /// "partition offset value" of every record of a topic, sorted.
 pub fn dump(bootstrap: &str, topic: &str) -> Vec<String> {
+    dump_as(bootstrap, topic, "%p %o %s\\n")
+}
+
+/// Every record of a topic in kcat's `-f` format, sorted.
+pub fn dump_as(bootstrap: &str, topic: &str, format: &str) -> Vec<String> {
     let out = kcat(
         &[
             "-b",
@@ -65,7 +70,7 @@ pub fn dump(bootstrap: &str, topic: &str) -> Vec<String> {
             "-e",
             "-q",
             "-f",
-            "%p %o %s\\n",
+            format,
         ],
         None,
     );
