@@ -164,6 +164,21 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
         metrics.contains("mirrorgate_mirror_topics{state=\"ACTIVE\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!("mirrorgate_link_available{{link=\"{link}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mirrorgate_links_by_state{state=\"ACTIVE\"} 1"),
+        "{metrics}"
+    );
+    // The link's max lag gauge is refreshed every topic.config.sync.ms.
+    let max_lag = format!("mirrorgate_link_max_lag{{link=\"{link}\"}} 0");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.metrics().contains(&max_lag) {
+        assert!(Instant::now() < deadline, "{}", proxy.metrics());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // The mirror is read-only through the proxy.
     let refused = kafka_tool(

@@ -157,6 +157,7 @@ async fn run(
     let labels = [("link", link.clone())];
     let available_gauge = metrics::gauge!("mirrorgate_link_available", &labels);
     let probe_failures = metrics::counter!("mirrorgate_link_probe_failures_total", &labels);
+    let max_lag = metrics::gauge!("mirrorgate_link_max_lag", &labels);
     let start = Instant::now();
     let mut next_probe = if probe_now {
         start
@@ -177,6 +178,7 @@ async fn run(
         let now = Instant::now();
         if now >= next_topics {
             next_topics = now + config.topic_config_sync_interval;
+            max_lag.set(inner.max_lag(&link).await as f64);
             link_jobs::auto_create(&inner, &link, &config, &status).await;
             link_jobs::config_sync(&inner, &link, &config, &status, &syncs).await;
         }

@@ -487,6 +487,19 @@ impl Inner {
         config_targets(&*self.state.lock().await, link)
     }
 
+    /// The largest partition lag (records) among the link's mirrors.
+    pub(super) async fn max_lag(&self, link: &str) -> i64 {
+        let state = self.state.lock().await;
+        state
+            .mirrors
+            .values()
+            .filter(|m| m.record.link == link)
+            .flat_map(lags)
+            .map(|p| p.lag)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every mirror topic's name, whatever its link or state.
     pub(super) async fn mirror_names(&self) -> HashSet<String> {
         self.state.lock().await.mirrors.keys().cloned().collect()
