@@ -7,6 +7,8 @@
 
 pub mod link_config;
 pub mod manager;
+/// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
+pub mod offset_sync;
 pub mod partition;
 pub mod secrets;
 pub mod source;
