@@ -455,7 +455,10 @@ async fn wait_group_state(bootstrap: &str, group: &str, states: &[&str]) {
         let mut state = None;
         for broker in &metadata.brokers {
             let mut conn = connect(&format!("{}:{}", broker.host.as_str(), broker.port)).await;
-            let listed = groups::list_groups(&mut conn, &[]).await.expect("list");
+            // A fresh cluster's coordinators may still be loading: ask again.
+            let listed = groups::list_groups(&mut conn, &[])
+                .await
+                .unwrap_or_default();
             if let Some(g) = listed.into_iter().find(|g| g.group_id == group) {
                 state = Some(g.state);
             }

@@ -134,7 +134,7 @@ impl OffsetSync {
     ) -> anyhow::Result<()> {
         let mut src = Pool::new(Side::Source(source));
         let listed = src
-            .list_groups(&[])
+            .list_groups(&[], &mut report.errors)
             .await
             .context("listing the source's consumer groups")?;
         let (selected, skipped) = select_groups(listed, filters, MAX_GROUPS_PER_ROUND);
@@ -196,7 +196,7 @@ impl OffsetSync {
         let mut dst = Pool::new(Side::Destination(dest));
         let wanted: BTreeSet<&str> = pending.iter().map(|(g, _)| g.as_str()).collect();
         let busy: BTreeSet<String> = dst
-            .list_groups(ACTIVE_STATES)
+            .list_groups(ACTIVE_STATES, &mut report.errors)
             .await
             .context("listing the destination's active consumer groups")?
             .into_iter()
@@ -387,8 +387,14 @@ impl<'a> Pool<'a> {
             .ok_or_else(|| ClientError::Protocol(format!("no connection to {addr}")))
     }
 
-    /// ListGroups on every broker: each lists only the groups it coordinates.
-    async fn list_groups(&mut self, states: &[&str]) -> Result<Vec<ListedGroup>, AdminError> {
+    /// ListGroups on every broker: each lists only the groups it coordinates. A
+    /// broker that answers with an error (its coordinators still loading, say) costs
+    /// only its own groups this round: the error is pushed to `errors`.
+    async fn list_groups(
+        &mut self,
+        states: &[&str],
+        errors: &mut Vec<String>,
+    ) -> Result<Vec<ListedGroup>, ClientError> {
         let metadata = admin::metadata(self.any().await?, Some(&[])).await?;
         let brokers: Vec<String> = metadata
             .brokers
@@ -397,7 +403,11 @@ impl<'a> Pool<'a> {
             .collect();
         let mut all = Vec::new();
         for broker in brokers {
-            all.extend(groups::list_groups(self.get(&broker).await?, states).await?);
+            match groups::list_groups(self.get(&broker).await?, states).await {
+                Ok(listed) => all.extend(listed),
+                Err(AdminError::Client(e)) => return Err(e),
+                Err(e) => errors.push(format!("listing groups on broker {broker}: {e}")),
+            }
         }
         Ok(all)
     }
