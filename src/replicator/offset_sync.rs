@@ -7,7 +7,7 @@
 //! A destination group with members is never overwritten (it is reported as in use),
 //! and groups are never deleted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -146,12 +146,11 @@ impl OffsetSync {
             );
         }
         // Forget groups that no longer match (or vanished): memory follows the source.
-        let names: HashMap<String, String> = selected
+        let names: HashSet<String> = selected
             .iter()
-            .map(|g| (destination_group(group_prefix, g), g.clone()))
+            .map(|g| destination_group(group_prefix, g))
             .collect();
-        self.last
-            .retain(|dest_group, _| names.contains_key(dest_group));
+        self.last.retain(|dest_group, _| names.contains(dest_group));
         if selected.is_empty() {
             return Ok(());
         }
