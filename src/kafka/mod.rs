@@ -9,6 +9,7 @@ pub mod filler;
 #[cfg(test)]
 mod filler_tests;
 pub mod frame;
+pub mod groups;
 pub mod producer;
 pub mod record_batch;
 #[cfg(test)]

@@ -13,6 +13,8 @@ mod link_jobs;
 mod link_ops;
 pub mod link_runtime;
 pub mod manager;
+/// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
+pub mod offset_sync;
 pub mod partition;
 pub mod secrets;
 pub mod source;
