@@ -71,7 +71,7 @@ async fn connect(addr: &str) -> KafkaConnection {
 /// A topic with `partitions` partitions and `records` records in each.
 async fn topic_with_records(cluster: &Cluster, topic: &str, partitions: i32, records: usize) {
     let mut conn = connect(&first(&cluster.bootstrap)).await;
-    admin::create_topic(&mut conn, topic, partitions, &[])
+    admin::create_topic(&mut conn, topic, partitions, -1, &[])
         .await
         .expect("create topic");
     for partition in 0..partitions {

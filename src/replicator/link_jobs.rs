@@ -9,6 +9,7 @@ use super::config_sync::{ConfigSync, ConfigSyncReport, MirrorConfigs};
 use super::link_config::LinkConfig;
 use super::link_runtime::{LinkStatus, TaskError, TaskStatus};
 use super::manager::Inner;
+use super::offset_sync::{MirrorOffsets, OffsetSync, SyncReport};
 use super::source::Source;
 use super::Destination;
 
@@ -16,10 +17,12 @@ use super::Destination;
 #[derive(Debug, Default)]
 pub struct LinkSyncs {
     pub config: ConfigSync,
+    pub offsets: OffsetSync,
 }
 
 const AUTO_CREATE: &str = "AutoCreateMirror";
 const CONFIG_SYNC: &str = "TopicConfigsSync";
+const OFFSET_SYNC: &str = "ConsumerOffsetSync";
 
 fn report(
     status: &LinkStatus,
@@ -42,21 +45,34 @@ fn report_round(
     code: &str,
     round: anyhow::Result<Vec<String>>,
 ) {
-    let (state, errors) = match round {
-        Ok(errors) if errors.is_empty() => ("ACTIVE", vec![]),
-        Ok(errors) => ("IN_ERROR", vec![(code.to_string(), errors.join("; "))]),
-        Err(e) => (
-            "IN_ERROR",
-            vec![("SOURCE_UNAVAILABLE".to_string(), format!("{e:#}"))],
-        ),
+    report_problems(status, task, round.map(|errors| vec![(code, errors)]));
+}
+
+/// Like `report_round`, with several kinds of problems (error code, items).
+fn report_problems(
+    status: &LinkStatus,
+    task: &'static str,
+    round: anyhow::Result<Vec<(&str, Vec<String>)>>,
+) {
+    let errors: Vec<TaskError> = match round {
+        Ok(problems) => problems
+            .into_iter()
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(code, items)| TaskError {
+                error_code: code.to_string(),
+                error_message: items.join("; "),
+            })
+            .collect(),
+        Err(e) => vec![TaskError {
+            error_code: "SOURCE_UNAVAILABLE".to_string(),
+            error_message: format!("{e:#}"),
+        }],
     };
-    let errors = errors
-        .into_iter()
-        .map(|(error_code, error_message)| TaskError {
-            error_code,
-            error_message,
-        })
-        .collect();
+    let state = if errors.is_empty() {
+        "ACTIVE"
+    } else {
+        "IN_ERROR"
+    };
     report(status, task, state, errors);
 }
 
@@ -125,4 +141,46 @@ pub(super) async fn config_round(
     let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
     let mut syncs = syncs.lock().await;
     syncs.config.round(&source, dest, link, targets).await
+}
+
+/// Consumer offset sync of the link's filtered groups onto its mirrors.
+pub(super) async fn offset_sync(
+    inner: &Arc<Inner>,
+    link: &str,
+    config: &LinkConfig,
+    status: &LinkStatus,
+    syncs: &tokio::sync::Mutex<LinkSyncs>,
+) {
+    if !should_run(status, OFFSET_SYNC, config.consumer_offset_sync, config) {
+        return;
+    }
+    let targets = inner.offset_targets(link).await;
+    let round = offset_round(&inner.dest, link, config, syncs, &targets).await;
+    report_problems(
+        status,
+        OFFSET_SYNC,
+        round.map(|done| {
+            vec![
+                ("CONSUMER_GROUP_IN_USE", done.groups_in_use),
+                ("OFFSET_SYNC_FAILED", done.errors),
+            ]
+        }),
+    );
+}
+
+/// One offset sync round over `targets` (the link's mirrors not stopped).
+pub(super) async fn offset_round(
+    dest: &Destination,
+    link: &str,
+    config: &LinkConfig,
+    syncs: &tokio::sync::Mutex<LinkSyncs>,
+    targets: &[MirrorOffsets],
+) -> anyhow::Result<SyncReport> {
+    let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
+    let prefix = config.prefix.as_deref().filter(|_| config.group_prefix);
+    let mut syncs = syncs.lock().await;
+    syncs
+        .offsets
+        .round(link, &source, dest, &config.group_filters, prefix, targets)
+        .await
 }

@@ -184,6 +184,7 @@ async fn run(
         }
         if now >= next_offsets {
             next_offsets = now + config.consumer_offset_sync_interval;
+            link_jobs::offset_sync(&inner, &link, &config, &status, &syncs).await;
         }
         if now < next_probe {
             continue;

@@ -11,9 +11,10 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
+use super::cut_over::{self, FinalSync};
 use super::link_config::LinkConfig;
-use super::link_jobs;
 use super::link_runtime::{self, LinkRuntime};
+use super::offset_sync::MirrorOffsets;
 use super::secrets::Sealer;
 use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
@@ -91,20 +92,6 @@ impl State {
             record.state.as_str()
         }
     }
-}
-
-fn config_targets(state: &State, link: &str) -> Vec<MirrorConfigs> {
-    state
-        .mirrors
-        .values()
-        .filter(|m| m.record.link == link)
-        .filter(|m| !matches!(m.record.state, MirrorState::Stopped | MirrorState::Failed))
-        .map(|m| MirrorConfigs {
-            source_topic: m.record.source_topic.clone(),
-            mirror_topic: m.record.topic.clone(),
-            overrides: m.record.overrides.clone(),
-        })
-        .collect()
 }
 
 fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
@@ -484,7 +471,7 @@ impl Inner {
 
     /// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
     pub(super) async fn config_targets(&self, link: &str) -> Vec<MirrorConfigs> {
-        config_targets(&*self.state.lock().await, link)
+        cut_over::config_targets(&*self.state.lock().await, link)
     }
 
     /// The largest partition lag (records) among the link's mirrors.
@@ -498,6 +485,12 @@ impl Inner {
             .map(|p| p.lag)
             .max()
             .unwrap_or(0)
+    }
+
+    /// The link's mirrors whose consumer offsets are synced (all but STOPPED and
+    /// FAILED), with how far each partition is mirrored.
+    pub(super) async fn offset_targets(&self, link: &str) -> Vec<MirrorOffsets> {
+        cut_over::offset_targets(&*self.state.lock().await, link)
     }
 
     /// Every mirror topic's name, whatever its link or state.
@@ -668,18 +661,8 @@ impl Inner {
                 .get(&m.record.link)
                 .is_some_and(|r| r.status.source_unavailable())
         });
-        // Promote first brings the mirror's configs in line (no config-sync lag).
-        let final_sync = match (change, state.mirrors.get(topic)) {
-            (Change::Promote, Some(m)) => {
-                let link = &m.record.link;
-                let config = links
-                    .get(link)
-                    .and_then(|l| LinkConfig::from_properties(l.config.clone()).ok());
-                let syncs = state.runtimes.get(link).map(|r| r.syncs.clone());
-                config
-                    .zip(syncs)
-                    .map(|(config, syncs)| (config, syncs, config_targets(state, link)))
-            }
+        let final_sync = match change {
+            Change::Promote | Change::Failover => FinalSync::prepare(state, topic),
             _ => None,
         };
         let entry = state
@@ -697,7 +680,12 @@ impl Inner {
         let next = match (change, current) {
             (Change::Pause, MirrorState::Active) => MirrorState::Paused,
             (Change::Resume, MirrorState::Paused) => MirrorState::Active,
-            (Change::Failover, _) => MirrorState::Stopped,
+            (Change::Failover, _) => {
+                if let Some(sync) = &final_sync {
+                    sync.before_failover(&self.dest, &link).await;
+                }
+                MirrorState::Stopped
+            }
             (Change::Promote, MirrorState::Active | MirrorState::Paused) => {
                 if unavailable_source {
                     return Err(format!(
@@ -715,29 +703,10 @@ impl Inner {
                         lagging.join(", ")
                     ));
                 }
-                if let Some((config, syncs, targets)) = &final_sync {
-                    let names = [
-                        format!("'{topic}'"),
-                        format!("'{}'", entry.record.source_topic),
-                    ];
-                    let synced = link_jobs::config_round(&self.dest, &link, config, syncs, targets)
-                        .await
-                        .map_err(|e| format!("{e:#}"))
-                        .and_then(|done| {
-                            match done
-                                .errors
-                                .iter()
-                                .find(|e| names.iter().any(|n| e.contains(n)))
-                            {
-                                Some(e) => Err(e.clone()),
-                                None => Ok(()),
-                            }
-                        });
-                    if let Err(e) = synced {
-                        return Err(format!(
-                            "Topic '{topic}' cannot be promoted while its configs cannot be synced: {e}"
-                        ));
-                    }
+                if let Some(sync) = &final_sync {
+                    let source_topic = entry.record.source_topic.clone();
+                    sync.before_promote(&self.dest, &link, topic, &source_topic)
+                        .await?;
                 }
                 MirrorState::Stopped
             }

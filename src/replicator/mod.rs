@@ -8,6 +8,7 @@
 pub mod auto_create;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
+mod cut_over;
 pub mod link_config;
 mod link_jobs;
 mod link_ops;
