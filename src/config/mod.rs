@@ -110,6 +110,10 @@ pub struct ReplicatorConfig {
     pub metadata_topic: String,
     /// 32-byte key (hex or base64) sealing link credentials in the metadata topic.
     pub secret_key_file: Option<PathBuf>,
+    /// Bytes fetched from a link's source and not yet acknowledged by the destination;
+    /// a slower destination slows the fetching instead of filling memory.
+    #[serde(default = "defaults::max_bytes_in_flight_per_link")]
+    pub max_bytes_in_flight_per_link: usize,
 }
 
 impl Default for ReplicatorConfig {
@@ -118,6 +122,7 @@ impl Default for ReplicatorConfig {
             enabled: false,
             metadata_topic: defaults::metadata_topic(),
             secret_key_file: None,
+            max_bytes_in_flight_per_link: defaults::max_bytes_in_flight_per_link(),
         }
     }
 }
@@ -201,6 +206,9 @@ pub struct MirrorTopicConfig {
 }
 
 mod defaults {
+    pub fn max_bytes_in_flight_per_link() -> usize {
+        64 * 1024 * 1024
+    }
     pub fn max_frame_bytes() -> usize {
         100 * 1024 * 1024
     }
@@ -391,6 +399,10 @@ impl Config {
                 "replicator.metadata_topic: '{}' is not a legal topic name",
                 self.replicator.metadata_topic
             ),
+        );
+        check(
+            self.replicator.max_bytes_in_flight_per_link > 0,
+            "replicator.max_bytes_in_flight_per_link: must be above 0".to_string(),
         );
         let mut seen = HashSet::new();
         for (i, topic) in self.mirror_topics.iter().enumerate() {

@@ -70,6 +70,7 @@ pub struct Inner {
     registry: Arc<Registry>,
     pub(super) state: Mutex<State>,
     pub(super) shutdown: CancellationToken,
+    pub(super) fetchers: super::fetcher::Fetchers,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -128,6 +129,7 @@ impl Replicator {
             registry,
             state: Mutex::new(State::default()),
             shutdown,
+            fetchers: Default::default(),
         });
         if inner.registry.load().config.replicator.enabled {
             tokio::spawn(load(inner.clone()));
@@ -149,11 +151,6 @@ impl Replicator {
         }
         let config = LinkConfig::from_properties(raw)
             .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        if config.start_offset != super::link_config::StartOffset::Earliest {
-            return Err(ApiError::Invalid(
-                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
-            ));
-        }
         // Credentials can only be stored sealed: refuse before touching anything.
         super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
             .map_err(ApiError::Invalid)?;

@@ -5,9 +5,12 @@
 //! destination's metadata topic) -> one `task` per mirror partition running a
 //! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
 
+pub mod budget;
+mod fetcher;
 pub mod link_config;
 pub mod manager;
 pub mod partition;
+pub mod producer_window;
 pub mod secrets;
 pub mod source;
 mod source_watch;
@@ -39,6 +42,14 @@ pub struct Destination {
 impl Destination {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self { registry }
+    }
+
+    pub fn max_bytes_in_flight_per_link(&self) -> usize {
+        self.registry
+            .load()
+            .config
+            .replicator
+            .max_bytes_in_flight_per_link
     }
 
     pub fn metadata_topic(&self) -> String {
