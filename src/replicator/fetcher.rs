@@ -122,6 +122,11 @@ impl LinkFetchers {
         status: Arc<PartitionStatus>,
         last_fetch: metrics::Gauge,
     ) -> Result<mpsc::Receiver<SourceData>, ClientError> {
+        if self.stop.is_cancelled() {
+            // Replaced (the link's source or budget changed): the caller starts over
+            // with the link's current fetchers.
+            return Err(ClientError::Closed);
+        }
         let mut any = self.source.connect_any().await?;
         let metadata = admin::metadata(&mut any, Some(&[topic])).await?;
         let leader = admin::leader_of(&metadata, topic, partition).ok_or_else(|| {

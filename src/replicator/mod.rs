@@ -2,8 +2,26 @@
 //! identical offsets.
 //!
 //! link config -> manager (links, mirrors, states; persisted by `store` in the
-//! destination's metadata topic) -> one `task` per mirror partition running a
-//! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
+//! destination's metadata topic) -> one `task` per mirror partition. The data path:
+//!
+//! ```text
+//!  source broker 1 ... source broker N          (one connection each, per link)
+//!        |                    |
+//!   fetcher (KIP-227 incremental fetch session, READ_COMMITTED, all the link's
+//!        |   partitions this broker leads; asks for at most the link budget's room)
+//!        |  bounded channel per partition: SourceData (records + budget charge)
+//!        v
+//!   task -> partition copier (fillers, header rewrite; `partition`)
+//!        |
+//!   producer window (idempotent producer id, sequences, up to 5 produces in flight
+//!        |           on the partition's connection to its destination leader; each
+//!        |           base offset checked; the charge is returned on the ack)
+//!        v
+//!   destination leader
+//! ```
+//!
+//! The per-link `budget` caps bytes fetched and not yet acknowledged, so a slow
+//! destination slows the fetchers down instead of filling memory.
 
 pub mod budget;
 mod fetcher;

@@ -125,7 +125,9 @@ pub struct PartitionCopier {
     source_topic: TopicName,
     partition: i32,
     /// The source partition's leader: log offsets, and the fetches of `copy_once`.
-    source: KafkaConnection,
+    /// Detached while a link fetcher feeds the copier, so an idle copier holds no
+    /// source connection of its own.
+    source: Option<KafkaConnection>,
     window: ProducerWindow,
     failed: Option<String>,
     /// Most fillers in one produced batch (from the destination's max.message.bytes).
@@ -170,7 +172,7 @@ impl PartitionCopier {
         Ok(Self {
             source_topic: name(source_topic),
             partition,
-            source,
+            source: Some(source),
             window: ProducerWindow::new(dest, name(dest_topic), partition, producer, end),
             failed: None,
             max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
@@ -194,6 +196,19 @@ impl PartitionCopier {
     pub fn with_start_offset(mut self, start: StartOffset) -> Self {
         self.start = start;
         self
+    }
+
+    /// Gives back the source connection (ListOffsets need one again: `attach_source`).
+    pub fn detach_source(&mut self) -> Option<KafkaConnection> {
+        self.source.take()
+    }
+
+    pub fn attach_source(&mut self, source: KafkaConnection) {
+        self.source = Some(source);
+    }
+
+    pub fn has_source(&self) -> bool {
+        self.source.is_some()
     }
 
     /// Next source offset the destination has acknowledged up to.
@@ -329,9 +344,16 @@ impl PartitionCopier {
         self.report.lost += (to - from).max(0) as u64;
     }
 
+    fn source(&mut self) -> Result<&mut KafkaConnection, CopyError> {
+        self.source
+            .as_mut()
+            .ok_or(CopyError::Client(ClientError::Closed))
+    }
+
     async fn source_offset(&mut self, spec: i64) -> Result<i64, CopyError> {
         let topic = self.source_topic.0.to_string();
-        list_offset(&mut self.source, &topic, self.partition, spec).await
+        let partition = self.partition;
+        list_offset(self.source()?, &topic, partition, spec).await
     }
 
     async fn process_inner(&mut self, data: SourceData) -> Result<(), CopyError> {
@@ -484,7 +506,7 @@ impl PartitionCopier {
                     .with_partition(self.partition)
                     .with_fetch_offset(fetch_offset)
                     .with_partition_max_bytes(FETCH_MAX_BYTES)])]);
-        let response = self.source.call(&request, FETCH_VERSION).await?;
+        let response = self.source()?.call(&request, FETCH_VERSION).await?;
         if response.error_code != 0 {
             return Err(CopyError::Fetch(response.error_code));
         }

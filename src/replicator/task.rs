@@ -17,6 +17,7 @@ use super::manager::Inner;
 use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_OUT_OF_RANGE};
 use super::source::Source;
 use crate::kafka::admin;
+use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::init_producer_id;
 
 /// What `--describe` shows per partition.
@@ -131,6 +132,8 @@ async fn copy(
 ) -> CopyError {
     let result: Result<std::convert::Infallible, CopyError> = async {
         metrics.report(job, copier.prepare().await?);
+        // From here the link's fetcher reads the source for this partition.
+        copier.detach_source();
         let mut data = subscribe(copier.fetch_offset(), fetchers, job, metrics).await?;
         loop {
             let chunk = match data.try_recv() {
@@ -150,7 +153,15 @@ async fn copy(
             };
             let error = chunk.error_code;
             match error {
-                0 | OFFSET_OUT_OF_RANGE => metrics.report(job, copier.process(chunk).await?),
+                0 => metrics.report(job, copier.process(chunk).await?),
+                OFFSET_OUT_OF_RANGE => {
+                    // The catch-up reads the source's log start from the leader.
+                    if !copier.has_source() {
+                        copier.attach_source(source_leader(job).await?);
+                    }
+                    metrics.report(job, copier.process(chunk).await?);
+                    copier.detach_source();
+                }
                 _ => tracing::debug!(error, "source partition moved; resubscribing"),
             }
             if error != 0 {
@@ -202,17 +213,23 @@ impl PartitionMetrics {
     }
 }
 
+/// A connection to the source partition's leader.
+async fn source_leader(job: &PartitionJob) -> Result<KafkaConnection, ClientError> {
+    let mut any = job.source.connect_any().await?;
+    let metadata = admin::metadata(&mut any, Some(&[job.source_topic.as_str()])).await?;
+    let leader =
+        admin::leader_of(&metadata, &job.source_topic, job.partition).ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "no leader for {}-{} on the source",
+                job.source_topic, job.partition
+            ))
+        })?;
+    job.source.connect(&leader).await
+}
+
 async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCopier> {
     use anyhow::Context;
-    let mut source_any = job.source.connect_any().await.context("source")?;
-    let source_meta = admin::metadata(&mut source_any, Some(&[job.source_topic.as_str()])).await?;
-    let source_leader = admin::leader_of(&source_meta, &job.source_topic, job.partition)
-        .context("no leader for the source partition")?;
-    let source = job
-        .source
-        .connect(&source_leader)
-        .await
-        .context("source leader")?;
+    let source = source_leader(job).await.context("source leader")?;
     let dest = inner
         .dest
         .connect_leader(&job.mirror, job.partition)
