@@ -125,7 +125,8 @@ fn wait_for(proxy: &Proxy, topic: &str, expected: &[String]) {
         }
         assert!(
             Instant::now() < deadline,
-            "mirror differs:\n got {got:?}\nwant {expected:?}"
+            "mirror differs:\n got {got:?}\nwant {expected:?}\n{}",
+            proxy.log()
         );
         std::thread::sleep(Duration::from_millis(300));
     }

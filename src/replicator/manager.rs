@@ -249,11 +249,8 @@ impl Replicator {
             .ok_or_else(|| ApiError::NotFound(format!("Cluster link '{link}' does not exist.")))?;
         let config = LinkConfig::from_properties(link_record.config.clone())
             .map_err(|e| ApiError::Invalid(e.join("; ")))?;
-        let mut source = Source::from_config(&config)
-            .map_err(ApiError::Invalid)?
-            .connect_any()
-            .await
-            .map_err(unavailable)?;
+        let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
+        let mut source = link_source.connect_any().await.map_err(unavailable)?;
         let metadata = admin::metadata(&mut source, Some(&[source_topic.as_str()]))
             .await
             .map_err(unavailable)?;
@@ -263,6 +260,15 @@ impl Replicator {
             ))
         })?;
         let source_topic_id = admin::topic_id(&metadata, &source_topic);
+        let start_offsets = super::start_offsets::resolve(
+            &link_source,
+            &metadata,
+            &source_topic,
+            partitions,
+            config.start_offset,
+        )
+        .await
+        .map_err(unavailable)?;
         let configs = mirror_configs(&mut source, &source_topic, overrides).await?;
         let configs: Vec<(&str, &str)> = configs
             .iter()
@@ -291,6 +297,7 @@ impl Replicator {
             reason: None,
             state_time_ms: now_ms(),
             source_topic_id,
+            start_offsets,
         };
         store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
@@ -577,6 +584,7 @@ impl Inner {
                     mirror: entry.record.topic.clone(),
                     source_topic: entry.record.source_topic.clone(),
                     partition,
+                    start_at: entry.record.start_offsets.get(partition as usize).copied(),
                     source: source.clone(),
                     status: status.clone(),
                     stop: stop.clone(),

@@ -32,6 +32,7 @@ pub mod producer_window;
 pub mod secrets;
 pub mod source;
 mod source_watch;
+mod start_offsets;
 pub mod store;
 mod task;
 

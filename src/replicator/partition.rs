@@ -46,7 +46,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use super::budget::Charge;
-use super::link_config::StartOffset;
 use super::producer_window::{ProducerWindow, Tally};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
@@ -57,12 +56,12 @@ const FETCH_VERSION: i16 = 12;
 const LIST_OFFSETS_VERSION: i16 = 7;
 const DELETE_RECORDS_VERSION: i16 = 1;
 const READ_COMMITTED: i8 = 1;
-const LATEST: i64 = -1;
+pub(crate) const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
 pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// ListOffsets' answer when no record has a timestamp at or after the one asked.
-const NO_OFFSET: i64 = -1;
+pub(crate) const NO_OFFSET: i64 = -1;
 /// Codec of filler batches that fill gaps: ~0.8 byte per filler.
 const FILLER_CODEC: Compression = Compression::Zstd;
 
@@ -135,8 +134,9 @@ pub struct PartitionCopier {
     /// Whether the source log start was compared with the destination end since the
     /// start.
     log_start_checked: bool,
-    /// Where an empty mirror partition starts (`mirror.start.offset.spec`).
-    start: StartOffset,
+    /// Where an empty mirror partition starts (`mirror.start.offset.spec`, resolved
+    /// at the mirror's creation); `None` is the source's log start.
+    start_at: Option<i64>,
     /// Acknowledged work not yet reported.
     report: Progress,
 }
@@ -177,7 +177,7 @@ impl PartitionCopier {
             failed: None,
             max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
             log_start_checked: false,
-            start: StartOffset::Earliest,
+            start_at: None,
             report: Progress {
                 next_offset: end,
                 ..Progress::default()
@@ -192,9 +192,10 @@ impl PartitionCopier {
         self
     }
 
-    /// Where to start when the destination partition is still empty.
-    pub fn with_start_offset(mut self, start: StartOffset) -> Self {
-        self.start = start;
+    /// The source offset to start at when the destination partition is still empty
+    /// (below the source's log start, the log start wins).
+    pub fn with_start_offset(mut self, start_at: Option<i64>) -> Self {
+        self.start_at = start_at;
         self
     }
 
@@ -314,16 +315,7 @@ impl PartitionCopier {
         let mut target = self.source_offset(EARLIEST).await?;
         if end == 0 {
             // An empty mirror starts where the spec says; that skips no copied data.
-            let spec = match self.start {
-                StartOffset::Earliest => 0,
-                StartOffset::Latest => self.source_offset(LATEST).await?,
-                StartOffset::Timestamp(ms) => match self.source_offset(ms).await? {
-                    // No record at or after the time: start at the end.
-                    NO_OFFSET => self.source_offset(LATEST).await?,
-                    offset => offset,
-                },
-            };
-            target = target.max(spec);
+            target = target.max(self.start_at.unwrap_or(0));
         } else if target > end {
             self.lost(end, target);
         }
@@ -622,6 +614,17 @@ const CONSUMER: i32 = -1;
 const DEBUGGING: i32 = -2;
 /// Reported when the destination's tail does not settle in time (retried).
 const UNSETTLED: i16 = -2;
+
+/// ListOffsets of one partition as a consumer: `timestamp` is LATEST, EARLIEST or a
+/// time in milliseconds.
+pub(crate) async fn list_offset_at(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64, CopyError> {
+    list_offset_as(conn, topic, partition, timestamp, CONSUMER).await
+}
 
 async fn list_offset(
     conn: &mut KafkaConnection,

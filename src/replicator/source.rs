@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls::ClientConfig;
 
-use super::link_config::{LinkConfig, SecurityProtocol, StartOffset};
+use super::link_config::{LinkConfig, SecurityProtocol};
 use crate::config::{SaslConfig, SaslMechanism};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::tls::{client_config_pem, ClientPem};
@@ -20,8 +20,6 @@ pub struct Source {
     pub bootstrap: Vec<String>,
     tls: Option<Arc<ClientConfig>>,
     sasl: Option<SaslConfig>,
-    /// Where an empty mirror partition starts reading (`mirror.start.offset.spec`).
-    pub start_offset: StartOffset,
 }
 
 impl Source {
@@ -109,7 +107,6 @@ impl Source {
             bootstrap: config.bootstrap_servers.clone(),
             tls,
             sasl,
-            start_offset: config.start_offset,
         })
     }
 

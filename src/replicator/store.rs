@@ -64,6 +64,10 @@ pub struct MirrorRecord {
     /// the source topic was deleted and recreated.
     #[serde(default)]
     pub source_topic_id: Option<String>,
+    /// Source offset each partition starts at while its mirror partition is empty
+    /// (`mirror.start.offset.spec` at creation); none listed means the log start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_offsets: Vec<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

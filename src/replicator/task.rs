@@ -37,6 +37,8 @@ pub struct PartitionJob {
     pub mirror: String,
     pub source_topic: String,
     pub partition: i32,
+    /// Where to start while the mirror partition is empty (None: the log start).
+    pub start_at: Option<i64>,
     pub source: Source,
     pub status: Arc<PartitionStatus>,
     pub stop: CancellationToken,
@@ -246,5 +248,5 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         producer,
     )
     .await?
-    .with_start_offset(job.source.start_offset))
+    .with_start_offset(job.start_at))
 }
