@@ -508,6 +508,23 @@ name = "users"
     }
 
     #[test]
+    fn the_in_flight_budget_defaults_to_64_mib_and_must_be_positive() {
+        let config = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            config.replicator.max_bytes_in_flight_per_link,
+            64 * 1024 * 1024
+        );
+        let text = format!("{GOOD}\n[replicator]\nmax_bytes_in_flight_per_link = 0\n");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("replicator.max_bytes_in_flight_per_link"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_example_file_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/mirrorgate.example.toml");
         Config::load(&path).unwrap();
