@@ -127,6 +127,12 @@ impl KafkaConnection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
+        if !self.in_flight.is_empty() {
+            // Its response would be read as ours.
+            return Err(ClientError::Protocol(
+                "a call while pipelined requests are outstanding".into(),
+            ));
+        }
         let timeout = self.request_timeout;
         tokio::time::timeout(timeout, self.call_inner(request, version))
             .await

@@ -474,3 +474,138 @@ fn error_data(fetch_offset: i64, error_code: i16) -> SourceData {
 fn clamp(bytes: usize) -> i32 {
     i32::try_from(bytes).unwrap_or(i32::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::FetchRequest;
+    use tokio::sync::mpsc;
+
+    use super::{BrokerFetcher, ByteBudget, Session, SourceData, Subscribe};
+    use crate::replicator::link_config::LinkConfig;
+    use crate::replicator::source::Source;
+
+    fn fetcher() -> BrokerFetcher {
+        let config = LinkConfig::from_properties(BTreeMap::from([(
+            "bootstrap.servers".to_string(),
+            "127.0.0.1:1".to_string(),
+        )]))
+        .expect("link config");
+        let (_, commands) = mpsc::channel(1);
+        BrokerFetcher {
+            addr: "127.0.0.1:1".into(),
+            source: Source::from_config(&config).expect("source"),
+            budget: ByteBudget::new(1 << 20),
+            commands,
+            slots: Default::default(),
+            session: Session::default(),
+            conn: None,
+        }
+    }
+
+    fn subscribe(
+        fetcher: &mut BrokerFetcher,
+        partition: i32,
+        offset: i64,
+    ) -> mpsc::Receiver<SourceData> {
+        let (tx, rx) = mpsc::channel(2);
+        fetcher.add(Subscribe {
+            topic: "t".into(),
+            partition,
+            offset,
+            tx,
+            status: Arc::default(),
+            last_fetch: metrics::Gauge::noop(),
+        });
+        rx
+    }
+
+    /// (partition, fetch offset) asked for, and partitions forgotten.
+    fn asked(request: &FetchRequest) -> (Vec<(i32, i64)>, Vec<i32>) {
+        let mut partitions: Vec<(i32, i64)> = request
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| (p.partition, p.fetch_offset))
+            .collect();
+        partitions.sort_unstable();
+        let mut forgotten: Vec<i32> = request
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| t.partitions.iter().copied())
+            .collect();
+        forgotten.sort_unstable();
+        (partitions, forgotten)
+    }
+
+    /// As if the broker had answered with a session id.
+    fn open_session(fetcher: &mut BrokerFetcher) {
+        fetcher.session.id = 7;
+        fetcher.session.epoch = 1;
+    }
+
+    #[test]
+    fn a_full_fetch_asks_for_everything_then_only_what_changed() {
+        let mut fetcher = fetcher();
+        let _p0 = subscribe(&mut fetcher, 0, 10);
+        let _p1 = subscribe(&mut fetcher, 1, 20);
+        let first = fetcher.request(1000).expect("request");
+        assert_eq!((first.session_id, first.session_epoch), (0, 0));
+        assert_eq!(asked(&first), (vec![(0, 10), (1, 20)], vec![]));
+        assert_eq!(first.max_bytes, 1000, "at most the budget's room");
+
+        open_session(&mut fetcher);
+        let idle = fetcher.request(1000).expect("request");
+        assert_eq!((idle.session_id, idle.session_epoch), (7, 1));
+        assert_eq!(asked(&idle), (vec![], vec![]), "nothing changed");
+
+        // Data delivered for partition 1 moved its offset; partition 2 is new.
+        if let Some(slot) = fetcher.slots.get_mut(&("t".to_string(), 1)) {
+            slot.offset = 25;
+        }
+        let _p2 = subscribe(&mut fetcher, 2, 0);
+        let next = fetcher.request(1000).expect("request");
+        assert_eq!(asked(&next), (vec![(1, 25), (2, 0)], vec![]));
+    }
+
+    #[test]
+    fn closed_and_full_partitions_are_forgotten_and_come_back_with_room() {
+        let mut fetcher = fetcher();
+        let p0 = subscribe(&mut fetcher, 0, 10);
+        let mut p1 = subscribe(&mut fetcher, 1, 20);
+        fetcher.request(1000).expect("full fetch");
+        open_session(&mut fetcher);
+
+        drop(p0);
+        // Partition 1's task is behind: its channel is full.
+        let tx = fetcher.slots[&("t".to_string(), 1)].tx.clone();
+        for _ in 0..2 {
+            tx.try_send(super::error_data(20, 0)).expect("room");
+        }
+        fetcher.slots.retain(|_, slot| !slot.tx.is_closed());
+        assert!(fetcher.request(1000).is_none(), "no partition has room");
+        let _p2 = subscribe(&mut fetcher, 2, 5);
+        let request = fetcher.request(1000).expect("request");
+        assert_eq!(asked(&request), (vec![(2, 5)], vec![0, 1]));
+
+        // The task caught up: partition 1 is asked for again at its offset.
+        while p1.try_recv().is_ok() {}
+        let request = fetcher.request(1000).expect("request");
+        assert_eq!(asked(&request), (vec![(1, 20)], vec![]));
+    }
+
+    #[test]
+    fn a_reset_session_fetches_everything_again() {
+        let mut fetcher = fetcher();
+        let _p0 = subscribe(&mut fetcher, 0, 10);
+        fetcher.request(1000).expect("full fetch");
+        open_session(&mut fetcher);
+        assert_eq!(asked(&fetcher.request(1000).expect("request")).0, vec![]);
+        fetcher.session.reset();
+        let full = fetcher.request(1000).expect("request");
+        assert_eq!((full.session_id, full.session_epoch), (0, 0));
+        assert_eq!(asked(&full).0, vec![(0, 10)]);
+    }
+}
