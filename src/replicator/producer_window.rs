@@ -219,3 +219,154 @@ impl ProducerWindow {
         Ok(sent.tally)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against a fake broker that answers only once it holds a whole window of
+    //! requests: a window that waited for each answer would never get one.
+
+    use std::time::Duration;
+
+    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use kafka_protocol::records::{Compression, NO_TIMESTAMP};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{ProducerWindow, Tally, MAX_IN_FLIGHT};
+    use crate::kafka::client::KafkaConnection;
+    use crate::kafka::filler::filler_batch;
+    use crate::kafka::producer::ProducerIdentity;
+    use crate::kafka::record_batch::BatchView;
+    use crate::replicator::partition::CopyError;
+
+    const VERSION: i16 = 9;
+
+    /// Reads `MAX_IN_FLIGHT` produce requests, then answers each in order with the
+    /// next log offset, plus `skew` for the request numbered `skewed`.
+    async fn fake_broker(listener: TcpListener, skewed: usize, skew: i64) {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut requests = Vec::new();
+        while requests.len() < MAX_IN_FLIGHT {
+            let Ok(len) = socket.read_i32().await else {
+                return;
+            };
+            let mut frame = vec![0; len as usize];
+            if socket.read_exact(&mut frame).await.is_err() {
+                return;
+            }
+            let mut frame = Bytes::from(frame);
+            let header_version = ApiKey::Produce.request_header_version(VERSION);
+            let header = RequestHeader::decode(&mut frame, header_version).expect("header");
+            let request = ProduceRequest::decode(&mut frame, VERSION).expect("produce");
+            let records = request.topic_data[0].partition_data[0]
+                .records
+                .clone()
+                .expect("records");
+            let batch = BatchView::parse(records).expect("batch");
+            requests.push((header.correlation_id, batch.last_offset_delta() + 1));
+        }
+        let mut log_end = 0i64;
+        for (i, (correlation_id, count)) in requests.into_iter().enumerate() {
+            let base_offset = log_end + if i == skewed { skew } else { 0 };
+            log_end += i64::from(count);
+            let response =
+                ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_responses(vec![PartitionProduceResponse::default()
+                        .with_index(0)
+                        .with_base_offset(base_offset)])]);
+            let header_version = ProduceResponse::header_version(VERSION);
+            let mut body = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(correlation_id)
+                .encode(&mut body, header_version)
+                .expect("encode header");
+            response.encode(&mut body, VERSION).expect("encode");
+            let mut frame = BytesMut::new();
+            frame.put_i32(body.len() as i32);
+            frame.put(body);
+            if socket.write_all(frame.chunk()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn window_against(skewed: usize, skew: i64) -> (ProducerWindow, Vec<i64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(fake_broker(listener, skewed, skew));
+        let conn = KafkaConnection::connect(&addr, "window-test", Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let producer = ProducerIdentity { id: 1, epoch: 0 };
+        let mut window = ProducerWindow::new(
+            conn,
+            TopicName(StrBytes::from_static_str("t")),
+            0,
+            producer,
+            0,
+        );
+        let mut expected = Vec::new();
+        for count in 1..=MAX_IN_FLIGHT as i64 {
+            expected.push(window.sent_offset());
+            let batch = BatchView::parse(
+                filler_batch(count, Compression::None, NO_TIMESTAMP).expect("batch"),
+            )
+            .expect("view");
+            let tally = Tally {
+                batches: 1,
+                fillers: count as u64,
+                ..Tally::default()
+            };
+            let acked = window.send(&batch, tally, None).await.expect("send");
+            assert_eq!(acked, Tally::default(), "nothing answered yet");
+        }
+        (window, expected)
+    }
+
+    #[tokio::test]
+    async fn five_batches_go_out_before_any_answer_and_all_are_checked() {
+        let (mut window, expected) = window_against(usize::MAX, 0).await;
+        assert_eq!(expected, vec![0, 1, 3, 6, 10]);
+        assert_eq!(window.sent_offset(), 15);
+        assert_eq!(window.acked_offset(), 0);
+        let acked = tokio::time::timeout(Duration::from_secs(30), window.flush())
+            .await
+            .expect("the broker answers a full window")
+            .expect("flush");
+        assert_eq!(acked.batches, 5);
+        assert_eq!(acked.fillers, 15);
+        assert_eq!(window.acked_offset(), 15);
+        assert!(window.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_at_another_offset_is_an_offset_mismatch() {
+        let (mut window, _) = window_against(2, 1).await;
+        let error = tokio::time::timeout(Duration::from_secs(30), window.flush())
+            .await
+            .expect("the broker answers a full window")
+            .expect_err("mismatch");
+        assert!(
+            matches!(
+                error,
+                CopyError::OffsetMismatch {
+                    expected: 3,
+                    got: 4
+                }
+            ),
+            "{error}"
+        );
+        // The two batches before it were acknowledged.
+        assert_eq!(window.acked_offset(), 3);
+    }
+}
