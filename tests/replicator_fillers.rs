@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::replication::{copier, copy_to_end, source};
+use common::replication::{copier, copy_to_end, copy_to_end_counting, source};
 
 use std::time::{Duration, Instant};
 
@@ -364,8 +364,12 @@ async fn a_source_log_start_moved_by_delete_records_is_mirrored() {
     assert_eq!(offsets(&src, &topic).await, (5, 15));
 
     let mut copier = copier(&src, &topic, &mirror).await;
-    let fillers = copy_to_end(&mut copier, 15).await;
+    let (fillers, lost) = copy_to_end_counting(&mut copier, 15).await;
     assert_eq!(fillers, 5);
+    assert_eq!(
+        lost, 0,
+        "the first catch-up of an empty mirror loses nothing"
+    );
     assert_eq!(offsets(destination(), &mirror).await, (5, 15));
 
     let source_lines = read(&src.bootstrap, &topic);
@@ -387,12 +391,38 @@ async fn a_source_log_start_moved_by_delete_records_is_mirrored() {
                 .with_offset(20)])]);
     let response = conn.call(&request, 1).await.expect("delete records");
     assert_eq!(response.topics[0].partitions[0].error_code, 0);
-    let fillers = copy_to_end(&mut copier, 25).await;
+    let (fillers, lost) = copy_to_end_counting(&mut copier, 25).await;
     assert_eq!(fillers, 5);
+    assert_eq!(lost, 5, "offsets 15..19 were never copied");
     assert_eq!(offsets(destination(), &mirror).await, (20, 25));
     let source_lines = read(&src.bootstrap, &topic);
     assert_eq!(source_lines.len(), 5, "{source_lines:?}");
     assert_eq!(read_through_proxy(&mirror), source_lines);
+
+    // The same while the copier is down: a restarted copier finds the source log
+    // start above the mirror's end, and counts what it skips.
+    drop(copier);
+    produce(&mut conn, &topic, None, batch(&values("d", 10), None)).await; // 25..34
+    let response = conn
+        .call(&delete_before(&topic, 30), 1)
+        .await
+        .expect("delete records");
+    assert_eq!(response.topics[0].partitions[0].error_code, 0);
+    let mut restarted = common::replication::copier(&src, &topic, &mirror).await;
+    let (fillers, lost) = copy_to_end_counting(&mut restarted, 35).await;
+    assert_eq!((fillers, lost), (5, 5), "offsets 25..29 were never copied");
+    assert_eq!(offsets(destination(), &mirror).await, (30, 35));
+    assert_eq!(read_through_proxy(&mirror), read(&src.bootstrap, &topic));
+}
+
+fn delete_before(topic: &str, offset: i64) -> DeleteRecordsRequest {
+    DeleteRecordsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(offset)])])
 }
 
 /// True when the cleaner has left holes: a batch with fewer records than offsets, or a

@@ -113,6 +113,10 @@ pub struct ReplicatorConfig {
     pub metadata_topic_replication_factor: Option<i16>,
     /// 32-byte key (hex or base64) sealing link credentials in the metadata topic.
     pub secret_key_file: Option<PathBuf>,
+    /// Bytes fetched from a link's source and not yet acknowledged by the destination;
+    /// a slower destination slows the fetching instead of filling memory.
+    #[serde(default = "defaults::max_bytes_in_flight_per_link")]
+    pub max_bytes_in_flight_per_link: usize,
 }
 
 impl Default for ReplicatorConfig {
@@ -122,6 +126,7 @@ impl Default for ReplicatorConfig {
             metadata_topic: defaults::metadata_topic(),
             metadata_topic_replication_factor: None,
             secret_key_file: None,
+            max_bytes_in_flight_per_link: defaults::max_bytes_in_flight_per_link(),
         }
     }
 }
@@ -205,6 +210,9 @@ pub struct MirrorTopicConfig {
 }
 
 mod defaults {
+    pub fn max_bytes_in_flight_per_link() -> usize {
+        64 * 1024 * 1024
+    }
     pub fn max_frame_bytes() -> usize {
         100 * 1024 * 1024
     }
@@ -402,6 +410,10 @@ impl Config {
                 .is_none_or(|rf| rf >= 1),
             "replicator.metadata_topic_replication_factor: must be at least 1".to_string(),
         );
+        check(
+            self.replicator.max_bytes_in_flight_per_link > 0,
+            "replicator.max_bytes_in_flight_per_link: must be above 0".to_string(),
+        );
         let mut seen = HashSet::new();
         for (i, topic) in self.mirror_topics.iter().enumerate() {
             check(
@@ -503,6 +515,23 @@ name = "users"
         assert_eq!(config.proxy.broker_port_base, 19100);
         assert_eq!(config.mirror_topics[0].name, "users");
         assert_eq!(config.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_in_flight_budget_defaults_to_64_mib_and_must_be_positive() {
+        let config = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(
+            config.replicator.max_bytes_in_flight_per_link,
+            64 * 1024 * 1024
+        );
+        let text = format!("{GOOD}\n[replicator]\nmax_bytes_in_flight_per_link = 0\n");
+        let err = Config::parse(&text, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("replicator.max_bytes_in_flight_per_link"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! A small sequential Kafka client connection: one request at a time, typed with the
-//! `kafka-protocol` messages. Used for mirrorgate's own calls (metadata refresh, later
-//! the replicator's admin calls), never on the client data path.
+//! A small Kafka client connection typed with the `kafka-protocol` messages, for
+//! mirrorgate's own calls (metadata refresh, the replicator's fetches, produces and
+//! admin calls), never on the client data path. `call` is one request at a time;
+//! `send` + `receive` pipeline up to [`MAX_IN_FLIGHT`] requests (a broker answers a
+//! connection's requests in order, so responses are matched first in, first out).
 
+use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +22,9 @@ use crate::config::SaslConfig;
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
 const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
 
+/// Most requests sent and not yet answered on one connection.
+pub const MAX_IN_FLIGHT: usize = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -30,6 +37,8 @@ pub enum ClientError {
     CorrelationMismatch { expected: i32, got: i32 },
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("more than {MAX_IN_FLIGHT} requests in flight on one connection")]
+    TooManyInFlight,
     #[error(transparent)]
     Frame(#[from] super::frame::FrameError),
     #[error("i/o: {0}")]
@@ -43,6 +52,16 @@ pub struct KafkaConnection {
     client_id: StrBytes,
     request_timeout: Duration,
     addr: String,
+    /// Correlation ids sent by `send` and not yet received, oldest first.
+    in_flight: VecDeque<i32>,
+}
+
+/// A request sent with [`KafkaConnection::send`]; redeem it with `receive`.
+#[must_use = "a sent request must be received before later ones"]
+pub struct Pending<R: Request> {
+    correlation_id: i32,
+    version: i16,
+    request: PhantomData<fn() -> R>,
 }
 
 impl KafkaConnection {
@@ -72,6 +91,7 @@ impl KafkaConnection {
             client_id: StrBytes::from_string(client_id.to_string()),
             request_timeout: Duration::from_secs(30),
             addr: addr.to_string(),
+            in_flight: VecDeque::new(),
         };
         if let Some(sasl) = sasl {
             super::sasl::authenticate(&mut connection, sasl).await?;
@@ -107,10 +127,67 @@ impl KafkaConnection {
         request: &R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
+        if !self.in_flight.is_empty() {
+            // Its response would be read as ours.
+            return Err(ClientError::Protocol(
+                "a call while pipelined requests are outstanding".into(),
+            ));
+        }
         let timeout = self.request_timeout;
         tokio::time::timeout(timeout, self.call_inner(request, version))
             .await
             .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// Sends one request without waiting for its response; at most [`MAX_IN_FLIGHT`]
+    /// may be outstanding. Not to be mixed with `call` while any is outstanding.
+    pub async fn send<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<Pending<R>, ClientError> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            return Err(ClientError::TooManyInFlight);
+        }
+        let timeout = self.request_timeout;
+        let correlation_id = tokio::time::timeout(timeout, self.write_request(request, version))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))??;
+        self.in_flight.push_back(correlation_id);
+        Ok(Pending {
+            correlation_id,
+            version,
+            request: PhantomData,
+        })
+    }
+
+    /// Waits for the response to `pending`, which must be the oldest outstanding
+    /// request (responses come in request order).
+    pub async fn receive<R: Request>(
+        &mut self,
+        pending: Pending<R>,
+    ) -> Result<R::Response, ClientError> {
+        let expected = self.in_flight.front().copied();
+        if expected != Some(pending.correlation_id) {
+            return Err(ClientError::CorrelationMismatch {
+                expected: expected.unwrap_or(-1),
+                got: pending.correlation_id,
+            });
+        }
+        let timeout = self.request_timeout;
+        let response = tokio::time::timeout(
+            timeout,
+            self.read_response::<R>(pending.correlation_id, pending.version),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(timeout))?;
+        self.in_flight.pop_front();
+        response
+    }
+
+    /// Requests sent and not yet received.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Sends a request that gets no response (Produce with acks=0).
@@ -128,6 +205,14 @@ impl KafkaConnection {
         version: i16,
     ) -> Result<R::Response, ClientError> {
         let correlation_id = self.write_request(request, version).await?;
+        self.read_response::<R>(correlation_id, version).await
+    }
+
+    async fn read_response<R: Request>(
+        &mut self,
+        correlation_id: i32,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
         let mut frame = self.reader.next().await?.ok_or(ClientError::Closed)?;
         let _ = frame.split_to(LEN_PREFIX);
         let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))

@@ -52,7 +52,7 @@ pub fn parse_inline(config: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOffset {
     Earliest,
     Latest,

@@ -51,11 +51,6 @@ impl Replicator {
     fn validated(&self, raw: BTreeMap<String, String>) -> Result<LinkConfig, ApiError> {
         let config = LinkConfig::from_properties(raw)
             .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        if config.start_offset != link_config::StartOffset::Earliest {
-            return Err(ApiError::Invalid(
-                "mirror.start.offset.spec: only 'earliest' is supported so far".into(),
-            ));
-        }
         super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
             .map_err(ApiError::Invalid)?;
         Ok(config)

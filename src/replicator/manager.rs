@@ -107,6 +107,7 @@ pub struct Inner {
     registry: Arc<Registry>,
     pub(super) state: Mutex<State>,
     pub(super) shutdown: CancellationToken,
+    pub(super) fetchers: super::fetcher::Fetchers,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,6 +160,7 @@ impl Replicator {
             registry,
             state: Mutex::new(State::default()),
             shutdown,
+            fetchers: Default::default(),
         });
         if inner.registry.load().config.replicator.enabled {
             tokio::spawn(load(inner.clone()));
@@ -189,11 +191,8 @@ impl Replicator {
         let config = LinkConfig::from_properties(link_record.config.clone())
             .map_err(|e| ApiError::Invalid(e.join("; ")))?;
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
-        let mut source = Source::from_config(&config)
-            .map_err(ApiError::Invalid)?
-            .connect_any()
-            .await
-            .map_err(unavailable)?;
+        let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
+        let mut source = link_source.connect_any().await.map_err(unavailable)?;
         let metadata = admin::metadata(&mut source, Some(&[source_topic.as_str()]))
             .await
             .map_err(unavailable)?;
@@ -203,6 +202,15 @@ impl Replicator {
             ))
         })?;
         let source_topic_id = admin::topic_id(&metadata, &source_topic);
+        let start_offsets = super::start_offsets::resolve(
+            &link_source,
+            &metadata,
+            &source_topic,
+            partitions,
+            config.start_offset,
+        )
+        .await
+        .map_err(unavailable)?;
         let configs = mirror_configs(&mut source, &source_topic, overrides).await?;
         let configs: Vec<(&str, &str)> = configs
             .iter()
@@ -229,6 +237,7 @@ impl Replicator {
             state_time_ms: now_ms(),
             source_topic_id,
             overrides: overrides.clone(),
+            start_offsets,
         };
         store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
@@ -577,6 +586,7 @@ impl Inner {
                     mirror: entry.record.topic.clone(),
                     source_topic: entry.record.source_topic.clone(),
                     partition,
+                    start_at: entry.record.start_offsets.get(partition as usize).copied(),
                     source: source.clone(),
                     status: status.clone(),
                     stop: stop.clone(),

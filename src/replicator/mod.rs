@@ -2,13 +2,33 @@
 //! identical offsets.
 //!
 //! link config -> manager (links, mirrors, states; persisted by `store` in the
-//! destination's metadata topic) -> one `task` per mirror partition running a
-//! `partition` copier (fetch source -> rewrite batch headers -> idempotent produce).
+//! destination's metadata topic) -> one `task` per mirror partition. The data path:
+//!
+//! ```text
+//!  source broker 1 ... source broker N          (one connection each, per link)
+//!        |                    |
+//!   fetcher (KIP-227 incremental fetch session, READ_COMMITTED, all the link's
+//!        |   partitions this broker leads; asks for at most the link budget's room)
+//!        |  bounded channel per partition: SourceData (records + budget charge)
+//!        v
+//!   task -> partition copier (fillers, header rewrite; `partition`)
+//!        |
+//!   producer window (idempotent producer id, sequences, up to 5 produces in flight
+//!        |           on the partition's connection to its destination leader; each
+//!        |           base offset checked; the charge is returned on the ack)
+//!        v
+//!   destination leader
+//! ```
+//!
+//! The per-link `budget` caps bytes fetched and not yet acknowledged, so a slow
+//! destination slows the fetchers down instead of filling memory.
 
 pub mod auto_create;
+pub mod budget;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
 mod cut_over;
+mod fetcher;
 pub mod link_config;
 mod link_jobs;
 mod link_ops;
@@ -17,9 +37,11 @@ pub mod manager;
 /// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
 pub mod offset_sync;
 pub mod partition;
+pub mod producer_window;
 pub mod secrets;
 pub mod source;
 mod source_watch;
+mod start_offsets;
 pub mod store;
 mod task;
 
@@ -48,6 +70,14 @@ pub struct Destination {
 impl Destination {
     pub fn new(registry: Arc<Registry>) -> Self {
         Self { registry }
+    }
+
+    pub fn max_bytes_in_flight_per_link(&self) -> usize {
+        self.registry
+            .load()
+            .config
+            .replicator
+            .max_bytes_in_flight_per_link
     }
 
     pub fn metadata_topic(&self) -> String {

@@ -20,6 +20,15 @@
 //!   them from consumers) and the mirror's log start offset stays below the source's.
 //!
 //! Gap-free data batches take the fast path: forwarded with only the header rewritten.
+//!
+//! The copier is fed either by its own single-partition fetch (`copy_once`) or by the
+//! link's per-broker fetcher (`process`); both go through the same code and hand the
+//! batches to a `ProducerWindow` that keeps up to five produces in flight.
+//!
+//! An empty mirror partition starts where `mirror.start.offset.spec` says (earliest,
+//! latest, or the first offset at a timestamp), filled and deleted up to there like the
+//! log start. When the source log start passes offsets the mirror had not copied yet,
+//! those are counted as lost (`Progress::lost`) and logged.
 
 use std::collections::HashSet;
 
@@ -30,27 +39,29 @@ use kafka_protocol::messages::delete_records_request::{
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::AbortedTransaction;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    BrokerId, DeleteRecordsRequest, FetchRequest, ListOffsetsRequest, ProduceRequest, TopicName,
+    BrokerId, DeleteRecordsRequest, FetchRequest, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
+use super::budget::Charge;
+use super::producer_window::{ProducerWindow, Tally};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{self, next_sequence, BatchError, BatchView, RecordBatches};
+use crate::kafka::record_batch::{BatchError, BatchView, RecordBatches};
 
 const FETCH_VERSION: i16 = 12;
-const PRODUCE_VERSION: i16 = 9;
 const LIST_OFFSETS_VERSION: i16 = 7;
 const DELETE_RECORDS_VERSION: i16 = 1;
 const READ_COMMITTED: i8 = 1;
-const LATEST: i64 = -1;
+pub(crate) const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// ListOffsets' answer when no record has a timestamp at or after the one asked.
+pub(crate) const NO_OFFSET: i64 = -1;
 /// Codec of filler batches that fill gaps: ~0.8 byte per filler.
 const FILLER_CODEC: Compression = Compression::Zstd;
 
@@ -105,26 +116,45 @@ pub struct Progress {
     /// Filler records produced for offsets without data to copy.
     pub fillers: u64,
     pub bytes: u64,
+    /// Offsets the source's retention removed before the mirror copied them.
+    pub lost: u64,
 }
 
 pub struct PartitionCopier {
     source_topic: TopicName,
-    dest_topic: TopicName,
     partition: i32,
-    source: KafkaConnection,
-    dest: KafkaConnection,
-    producer: ProducerIdentity,
-    next_sequence: i32,
-    next_offset: i64,
+    /// The source partition's leader: log offsets, and the fetches of `copy_once`.
+    /// Detached while a link fetcher feeds the copier, so an idle copier holds no
+    /// source connection of its own.
+    source: Option<KafkaConnection>,
+    window: ProducerWindow,
     failed: Option<String>,
     /// Most fillers in one produced batch (from the destination's max.message.bytes).
     max_fillers: u32,
-    /// Whether the source log start was compared with `next_offset` since the start.
+    /// Whether the source log start was compared with the destination end since the
+    /// start.
     log_start_checked: bool,
+    /// Where an empty mirror partition starts (`mirror.start.offset.spec`, resolved
+    /// at the mirror's creation); `None` is the source's log start.
+    start_at: Option<i64>,
+    /// Acknowledged work not yet reported.
+    report: Progress,
 }
 
 fn name(topic: &str) -> TopicName {
     TopicName(StrBytes::from_string(topic.to_string()))
+}
+
+/// One partition's part of a Fetch response.
+pub struct SourceData {
+    /// The offset the fetch asked for.
+    pub fetch_offset: i64,
+    pub error_code: i16,
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub aborted: Vec<AbortedTransaction>,
+    /// The link budget these bytes hold until they are acknowledged downstream.
+    pub charge: Option<Charge>,
 }
 
 impl PartitionCopier {
@@ -138,19 +168,20 @@ impl PartitionCopier {
         mut dest: KafkaConnection,
         producer: ProducerIdentity,
     ) -> Result<Self, CopyError> {
-        let next_offset = settled_end_offset(&mut dest, dest_topic, partition).await?;
+        let end = settled_end_offset(&mut dest, dest_topic, partition).await?;
         Ok(Self {
             source_topic: name(source_topic),
-            dest_topic: name(dest_topic),
             partition,
-            source,
-            dest,
-            producer,
-            next_sequence: 0,
-            next_offset,
+            source: Some(source),
+            window: ProducerWindow::new(dest, name(dest_topic), partition, producer, end),
             failed: None,
             max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
             log_start_checked: false,
+            start_at: None,
+            report: Progress {
+                next_offset: end,
+                ..Progress::default()
+            },
         })
     }
 
@@ -161,17 +192,90 @@ impl PartitionCopier {
         self
     }
 
+    /// The source offset to start at when the destination partition is still empty
+    /// (below the source's log start, the log start wins).
+    pub fn with_start_offset(mut self, start_at: Option<i64>) -> Self {
+        self.start_at = start_at;
+        self
+    }
+
+    /// Gives back the source connection (ListOffsets need one again: `attach_source`).
+    pub fn detach_source(&mut self) -> Option<KafkaConnection> {
+        self.source.take()
+    }
+
+    pub fn attach_source(&mut self, source: KafkaConnection) {
+        self.source = Some(source);
+    }
+
+    pub fn has_source(&self) -> bool {
+        self.source.is_some()
+    }
+
+    /// Next source offset the destination has acknowledged up to.
     pub fn next_offset(&self) -> i64 {
-        self.next_offset
+        self.window.acked_offset()
+    }
+
+    /// Next source offset to fetch: past everything sent, acknowledged or not.
+    pub fn fetch_offset(&self) -> i64 {
+        self.window.sent_offset()
     }
 
     /// One fetch from the source (waiting up to `max_wait_ms` for data) and the copy of
-    /// every whole batch it returned. After an error the copier is failed for good.
+    /// every whole batch it returned, acknowledged. After a fatal error the copier is
+    /// failed for good.
     pub async fn copy_once(&mut self, max_wait_ms: i32) -> Result<Progress, CopyError> {
-        if let Some(reason) = &self.failed {
-            return Err(CopyError::AlreadyFailed(reason.clone()));
+        self.check_failed()?;
+        let result = async {
+            self.prepare_inner().await?;
+            let data = self.fetch(max_wait_ms).await?;
+            self.process_inner(data).await?;
+            self.flush_inner().await
         }
-        let result = self.copy_round(max_wait_ms).await;
+        .await;
+        self.settle(result)
+    }
+
+    /// Before the first fetch: catch the destination up with the source's log start
+    /// (and, for an empty mirror, with `mirror.start.offset.spec`).
+    pub async fn prepare(&mut self) -> Result<Progress, CopyError> {
+        self.check_failed()?;
+        let result = async {
+            self.prepare_inner().await?;
+            Ok(self.take_report())
+        }
+        .await;
+        self.settle(result)
+    }
+
+    /// Copies what one fetch returned for the partition, pipelined: returns once every
+    /// batch is sent, with what was acknowledged meanwhile.
+    pub async fn process(&mut self, data: SourceData) -> Result<Progress, CopyError> {
+        self.check_failed()?;
+        let result = async {
+            self.process_inner(data).await?;
+            Ok(self.take_report())
+        }
+        .await;
+        self.settle(result)
+    }
+
+    /// Waits for every batch in flight to be acknowledged.
+    pub async fn flush(&mut self) -> Result<Progress, CopyError> {
+        self.check_failed()?;
+        let result = self.flush_inner().await;
+        self.settle(result)
+    }
+
+    fn check_failed(&self) -> Result<(), CopyError> {
+        match &self.failed {
+            Some(reason) => Err(CopyError::AlreadyFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn settle<T>(&mut self, result: Result<T, CopyError>) -> Result<T, CopyError> {
         if let Err(e) = &result {
             if e.is_fatal() {
                 self.failed = Some(e.to_string());
@@ -180,34 +284,95 @@ impl PartitionCopier {
         result
     }
 
-    async fn copy_round(&mut self, max_wait_ms: i32) -> Result<Progress, CopyError> {
-        let mut progress = Progress {
-            next_offset: self.next_offset,
-            ..Progress::default()
-        };
-        if !self.log_start_checked {
-            self.catch_up_to_log_start(&mut progress).await?;
-            self.log_start_checked = true;
+    fn take_report(&mut self) -> Progress {
+        let next_offset = self.window.acked_offset();
+        let report = std::mem::take(&mut self.report);
+        self.report.source_high_watermark = report.source_high_watermark;
+        Progress {
+            next_offset,
+            ..report
         }
-        let fetched = match self.fetch(max_wait_ms).await {
+    }
+
+    fn acked(&mut self, tally: Tally) {
+        self.report.batches += tally.batches;
+        self.report.records += tally.records;
+        self.report.fillers += tally.fillers;
+        self.report.bytes += tally.bytes;
+    }
+
+    async fn flush_inner(&mut self) -> Result<Progress, CopyError> {
+        let tally = self.window.flush().await?;
+        self.acked(tally);
+        Ok(self.take_report())
+    }
+
+    async fn prepare_inner(&mut self) -> Result<(), CopyError> {
+        if self.log_start_checked {
+            return Ok(());
+        }
+        let end = self.window.sent_offset();
+        let mut target = self.source_offset(EARLIEST).await?;
+        if end == 0 {
+            // An empty mirror starts where the spec says; that skips no copied data.
+            target = target.max(self.start_at.unwrap_or(0));
+        } else if target > end {
+            self.lost(end, target);
+        }
+        self.catch_up_to(target).await?;
+        self.log_start_checked = true;
+        Ok(())
+    }
+
+    /// Retention on the source passed offsets the mirror never got.
+    fn lost(&mut self, from: i64, to: i64) {
+        tracing::warn!(
+            topic = self.source_topic.0.as_str(),
+            partition = self.partition,
+            from,
+            to,
+            "the source log start passed the mirror: offsets [{from}, {to}) are lost"
+        );
+        self.report.lost += (to - from).max(0) as u64;
+    }
+
+    fn source(&mut self) -> Result<&mut KafkaConnection, CopyError> {
+        self.source
+            .as_mut()
+            .ok_or(CopyError::Client(ClientError::Closed))
+    }
+
+    async fn source_offset(&mut self, spec: i64) -> Result<i64, CopyError> {
+        let topic = self.source_topic.0.to_string();
+        let partition = self.partition;
+        list_offset(self.source()?, &topic, partition, spec).await
+    }
+
+    async fn process_inner(&mut self, data: SourceData) -> Result<(), CopyError> {
+        if data.fetch_offset != self.window.sent_offset() {
+            // Fetched for an older position (before a catch-up): nothing to copy.
+            return Ok(());
+        }
+        if data.error_code == OFFSET_OUT_OF_RANGE {
             // Retention (or DeleteRecords) on the source outran us.
-            Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE)) => {
-                let before = self.next_offset;
-                self.catch_up_to_log_start(&mut progress).await?;
-                if self.next_offset == before {
-                    // Past the source's log end (the source lost data): not ours to fix.
-                    return Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE));
-                }
-                progress.next_offset = self.next_offset;
-                return Ok(progress);
+            let before = self.window.sent_offset();
+            let log_start = self.source_offset(EARLIEST).await?;
+            if log_start <= before {
+                // Past the source's log end (the source lost data): not ours to fix.
+                return Err(CopyError::Fetch(OFFSET_OUT_OF_RANGE));
             }
-            other => other?,
-        };
-        progress.source_high_watermark = fetched.high_watermark;
-        let mut aborted = Aborted::new(fetched.aborted);
-        // Offsets in [self.next_offset, cursor) are to be filled; data batches flush them.
-        let mut cursor = self.next_offset;
-        for batch in RecordBatches::new(fetched.records) {
+            self.lost(before, log_start);
+            return self.catch_up_to(log_start).await;
+        }
+        if data.error_code != 0 {
+            return Err(CopyError::Fetch(data.error_code));
+        }
+        self.report.source_high_watermark = data.high_watermark;
+        let serial = self.window.sent_serial();
+        let mut aborted = Aborted::new(data.aborted);
+        // Offsets in [sent offset, cursor) are to be filled; data batches flush them.
+        let mut cursor = self.window.sent_offset();
+        for batch in RecordBatches::new(data.records) {
             let batch = batch?;
             let skip = aborted.is_aborted(&batch);
             if batch.last_offset() < cursor {
@@ -219,91 +384,85 @@ impl PartitionCopier {
                 cursor = batch.next_offset();
                 continue;
             }
-            self.fill_to(cursor, &mut progress).await?;
+            self.fill_to(cursor).await?;
             if batch.base_offset() == cursor && batch.is_gap_free() {
-                let count = batch.records_count();
-                let size = self.send(&batch, batch.base_offset()).await?;
-                progress.batches += 1;
-                progress.records += count as u64;
-                progress.bytes += size;
+                let records = batch.records_count() as u64;
+                self.send(&batch, records, 0).await?;
             } else {
                 // Holes (compaction) or a batch that starts below `cursor` (the source
                 // log start moved into it): re-encode what is at or past `cursor`.
-                let span = batch.next_offset() - cursor;
-                let mut fillers = 0u64;
                 for part in filler::re_encode_from(&batch, cursor, self.max_fillers)? {
                     let part = BatchView::parse(part)?;
+                    let count = part.last_offset_delta().saturating_add(1) as u64;
                     if filler::is_filler_batch(&part)? {
-                        fillers += part.records_count() as u64;
+                        self.send(&part, 0, count).await?;
+                    } else {
+                        self.send(&part, count, 0).await?;
                     }
-                    progress.bytes += self.send(&part, part.base_offset()).await?;
-                    progress.batches += 1;
                 }
-                progress.fillers += fillers;
-                progress.records += (span as u64).saturating_sub(fillers);
             }
-            cursor = self.next_offset;
+            cursor = self.window.sent_offset();
         }
-        self.fill_to(cursor, &mut progress).await?;
-        progress.next_offset = self.next_offset;
-        Ok(progress)
-    }
-
-    /// When the source log starts above `next_offset`: fillers up to the log start, then
-    /// DeleteRecords on the destination so the mirror starts where the source does.
-    async fn catch_up_to_log_start(&mut self, progress: &mut Progress) -> Result<(), CopyError> {
-        let topic = self.source_topic.0.to_string();
-        let log_start = list_offset(&mut self.source, &topic, self.partition, EARLIEST).await?;
-        if log_start <= self.next_offset {
-            return Ok(());
-        }
-        self.fill_to(log_start, progress).await?;
-        self.delete_records(log_start).await
-    }
-
-    /// Produces filler batches for `[next_offset, end)`.
-    async fn fill_to(&mut self, end: i64, progress: &mut Progress) -> Result<(), CopyError> {
-        while self.next_offset < end {
-            let count = (end - self.next_offset).min(i64::from(self.max_fillers));
-            let batch = BatchView::parse(filler::filler_batch(count, FILLER_CODEC, NO_TIMESTAMP)?)?;
-            progress.bytes += self.send(&batch, self.next_offset).await?;
-            progress.batches += 1;
-            progress.fillers += count as u64;
+        self.fill_to(cursor).await?;
+        if let Some(charge) = data.charge {
+            self.window.hold_until_acked(serial, charge);
         }
         Ok(())
     }
 
-    /// Produces one gap-free batch that must land at `expected`; returns its size.
-    async fn send(&mut self, batch: &BatchView, expected: i64) -> Result<u64, CopyError> {
-        let count = batch.last_offset_delta().saturating_add(1);
-        let stamped = record_batch::rewrite_for_produce(
-            batch,
-            self.producer.id,
-            self.producer.epoch,
-            self.next_sequence,
-        )?;
-        let size = stamped.len() as u64;
-        let assigned = self.produce(stamped).await?;
-        if assigned != expected {
-            return Err(CopyError::OffsetMismatch {
-                expected,
-                got: assigned,
-            });
+    /// Fillers up to `target`, then DeleteRecords on the destination so the mirror
+    /// starts where the source does.
+    async fn catch_up_to(&mut self, target: i64) -> Result<(), CopyError> {
+        if target <= self.window.sent_offset() {
+            return Ok(());
         }
-        self.next_sequence = next_sequence(self.next_sequence, count);
-        self.next_offset = expected + i64::from(count);
-        Ok(size)
+        self.fill_to(target).await?;
+        let tally = self.window.flush().await?;
+        self.acked(tally);
+        self.delete_records(target).await
+    }
+
+    /// Produces filler batches for `[sent offset, end)`.
+    async fn fill_to(&mut self, end: i64) -> Result<(), CopyError> {
+        while self.window.sent_offset() < end {
+            let count = (end - self.window.sent_offset()).min(i64::from(self.max_fillers));
+            let batch = BatchView::parse(filler::filler_batch(count, FILLER_CODEC, NO_TIMESTAMP)?)?;
+            self.send(&batch, 0, count as u64).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        batch: &BatchView,
+        records: u64,
+        fillers: u64,
+    ) -> Result<(), CopyError> {
+        let tally = Tally {
+            batches: 1,
+            records,
+            fillers,
+            bytes: 0,
+        };
+        let acked = self.window.send(batch, tally, None).await?;
+        self.acked(acked);
+        Ok(())
     }
 
     async fn delete_records(&mut self, before: i64) -> Result<(), CopyError> {
         let request = DeleteRecordsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![DeleteRecordsTopic::default()
-                .with_name(self.dest_topic.clone())
+                .with_name(self.window.topic().clone())
                 .with_partitions(vec![DeleteRecordsPartition::default()
                     .with_partition_index(self.partition)
                     .with_offset(before)])]);
-        let response = self.dest.call(&request, DELETE_RECORDS_VERSION).await?;
+        let response = self
+            .window
+            .idle_connection()
+            .await?
+            .call(&request, DELETE_RECORDS_VERSION)
+            .await?;
         let code = response
             .topics
             .into_iter()
@@ -315,7 +474,7 @@ impl PartitionCopier {
             // mirror's log start stays below the source's (POLICY_VIOLATION on a
             // compact-only topic).
             tracing::warn!(
-                topic = self.dest_topic.0.as_str(),
+                topic = self.window.topic().0.as_str(),
                 partition = self.partition,
                 error = code,
                 "DeleteRecords below the source log start failed; fillers stay"
@@ -324,7 +483,9 @@ impl PartitionCopier {
         Ok(())
     }
 
-    async fn fetch(&mut self, max_wait_ms: i32) -> Result<Fetched, CopyError> {
+    /// A single-partition fetch on the copier's own source connection.
+    async fn fetch(&mut self, max_wait_ms: i32) -> Result<SourceData, CopyError> {
+        let fetch_offset = self.window.sent_offset();
         let request = FetchRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_max_wait_ms(max_wait_ms)
@@ -335,9 +496,9 @@ impl PartitionCopier {
                 .with_topic(self.source_topic.clone())
                 .with_partitions(vec![FetchPartition::default()
                     .with_partition(self.partition)
-                    .with_fetch_offset(self.next_offset)
+                    .with_fetch_offset(fetch_offset)
                     .with_partition_max_bytes(FETCH_MAX_BYTES)])]);
-        let response = self.source.call(&request, FETCH_VERSION).await?;
+        let response = self.source()?.call(&request, FETCH_VERSION).await?;
         if response.error_code != 0 {
             return Err(CopyError::Fetch(response.error_code));
         }
@@ -347,54 +508,15 @@ impl PartitionCopier {
             .flat_map(|t| t.partitions)
             .find(|p| p.partition_index == self.partition)
             .ok_or(CopyError::Fetch(-1))?;
-        if partition.error_code != 0 {
-            return Err(CopyError::Fetch(partition.error_code));
-        }
-        Ok(Fetched {
+        Ok(SourceData {
+            fetch_offset,
+            error_code: partition.error_code,
             records: partition.records.unwrap_or_default(),
             high_watermark: partition.high_watermark,
             aborted: partition.aborted_transactions.unwrap_or_default(),
+            charge: None,
         })
     }
-
-    /// Produces one batch; returns the base offset the destination assigned.
-    async fn produce(&mut self, batch: Bytes) -> Result<i64, CopyError> {
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(30_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(self.dest_topic.clone())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(self.partition)
-                    .with_records(Some(batch))])]);
-        let response = self.dest.call(&request, PRODUCE_VERSION).await?;
-        let partition = response
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .find(|p| p.index == self.partition)
-            .ok_or(CopyError::Produce {
-                code: -1,
-                message: "no answer for the partition".into(),
-            })?;
-        if partition.error_code != 0 {
-            let message = partition
-                .error_message
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default();
-            return Err(CopyError::Produce {
-                code: partition.error_code,
-                message,
-            });
-        }
-        Ok(partition.base_offset)
-    }
-}
-
-struct Fetched {
-    records: Bytes,
-    high_watermark: i64,
-    aborted: Vec<AbortedTransaction>,
 }
 
 /// Which transactional batches belong to aborted transactions, as a READ_COMMITTED
@@ -492,6 +614,17 @@ const CONSUMER: i32 = -1;
 const DEBUGGING: i32 = -2;
 /// Reported when the destination's tail does not settle in time (retried).
 const UNSETTLED: i16 = -2;
+
+/// ListOffsets of one partition as a consumer: `timestamp` is LATEST, EARLIEST or a
+/// time in milliseconds.
+pub(crate) async fn list_offset_at(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64, CopyError> {
+    list_offset_as(conn, topic, partition, timestamp, CONSUMER).await
+}
 
 async fn list_offset(
     conn: &mut KafkaConnection,

@@ -67,6 +67,10 @@ pub struct MirrorRecord {
     /// Topic configs set at creation (`--config`): they no longer follow the source.
     #[serde(default)]
     pub overrides: BTreeMap<String, String>,
+    /// Source offset each partition starts at while its mirror partition is empty
+    /// (`mirror.start.offset.spec` at creation); none listed means the log start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_offsets: Vec<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]

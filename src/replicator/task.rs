@@ -1,6 +1,7 @@
-//! One task per mirror partition: find both leaders, run the copier, and keep going
-//! through transient errors (leader moves, restarts); a fatal copier error fails the
-//! mirror with its reason.
+//! One task per mirror partition: find both leaders, feed the copier with what the
+//! link's fetcher of the source leader delivers, and keep going through transient
+//! errors (leader moves, restarts); a fatal copier error fails the mirror with its
+//! reason.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -9,11 +10,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use tokio::sync::mpsc::error::TryRecvError;
+
+use super::fetcher::LinkFetchers;
 use super::manager::Inner;
-use super::now_ms;
-use super::partition::PartitionCopier;
+use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_OUT_OF_RANGE};
 use super::source::Source;
 use crate::kafka::admin;
+use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::init_producer_id;
 
 /// What `--describe` shows per partition.
@@ -25,13 +29,16 @@ pub struct PartitionStatus {
 }
 
 const RETRY: Duration = Duration::from_secs(1);
-const FETCH_WAIT_MS: i32 = 500;
+/// Pause before subscribing again after the source partition moved.
+const RESUBSCRIBE: Duration = Duration::from_millis(200);
 
 pub struct PartitionJob {
     pub link: String,
     pub mirror: String,
     pub source_topic: String,
     pub partition: i32,
+    /// Where to start while the mirror partition is empty (None: the log start).
+    pub start_at: Option<i64>,
     pub source: Source,
     pub status: Arc<PartitionStatus>,
     pub stop: CancellationToken,
@@ -50,6 +57,7 @@ struct PartitionMetrics {
     records: metrics::Counter,
     bytes: metrics::Counter,
     batches: metrics::Counter,
+    records_lost: metrics::Counter,
 }
 
 impl PartitionMetrics {
@@ -70,6 +78,7 @@ impl PartitionMetrics {
             records: metrics::counter!("mirrorgate_replicated_records_total", &link),
             bytes: metrics::counter!("mirrorgate_replicated_bytes_total", &link),
             batches: metrics::counter!("mirrorgate_replicated_batches_total", &link),
+            records_lost: metrics::counter!("mirrorgate_mirror_records_lost_total", &link),
         }
     }
 }
@@ -92,55 +101,137 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
         job.status
             .dest_end_offset
             .store(copier.next_offset(), Ordering::Relaxed);
+        let fetchers = inner.fetchers.of_link(
+            &job.link,
+            &job.source,
+            inner.dest.max_bytes_in_flight_per_link(),
+            &inner.shutdown,
+        );
+        let error = tokio::select! {
+            _ = job.stop.cancelled() => return,
+            error = copy(&mut copier, &fetchers, &job, &metrics) => error,
+        };
+        if error.is_fatal() {
+            tracing::error!(error = %error, "mirror partition failed");
+            inner.fail(&job.mirror, error.to_string()).await;
+            return;
+        }
+        // Whatever was in flight is dropped with the copier; the next one resumes at
+        // the destination's settled end with a fresh producer id.
+        tracing::warn!(error = %error, "copy interrupted; reconnecting");
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Copies until an error: data from the link's fetcher of the partition's source
+/// leader, pipelined into the copier; the window is drained whenever no fetched data
+/// is waiting, so progress (and lag) is reported as soon as the partition is idle.
+async fn copy(
+    copier: &mut PartitionCopier,
+    fetchers: &LinkFetchers,
+    job: &PartitionJob,
+    metrics: &PartitionMetrics,
+) -> CopyError {
+    let result: Result<std::convert::Infallible, CopyError> = async {
+        metrics.report(job, copier.prepare().await?);
+        // From here the link's fetcher reads the source for this partition.
+        copier.detach_source();
+        let mut data = subscribe(copier.fetch_offset(), fetchers, job, metrics).await?;
         loop {
-            let round = tokio::select! {
-                _ = job.stop.cancelled() => return,
-                round = copier.copy_once(FETCH_WAIT_MS) => round,
+            let chunk = match data.try_recv() {
+                Ok(chunk) => Some(chunk),
+                Err(TryRecvError::Empty) => {
+                    metrics.report(job, copier.flush().await?);
+                    data.recv().await
+                }
+                Err(TryRecvError::Disconnected) => None,
             };
-            match round {
-                Ok(progress) => {
-                    let now = now_ms();
-                    let status = &job.status;
-                    status
-                        .dest_end_offset
-                        .store(progress.next_offset, Ordering::Relaxed);
-                    status
-                        .source_high_watermark
-                        .store(progress.source_high_watermark, Ordering::Relaxed);
-                    status.last_fetch_ms.store(now, Ordering::Relaxed);
-                    let lag = (progress.source_high_watermark - progress.next_offset).max(0);
-                    metrics.lag.set(lag as f64);
-                    metrics.last_fetch.set(now as f64 / 1000.0);
-                    metrics.records.increment(progress.records);
-                    metrics.bytes.increment(progress.bytes);
-                    metrics.batches.increment(progress.batches);
+            let Some(chunk) = chunk else {
+                // The fetcher let go of the partition (connection lost, leader moved).
+                metrics.report(job, copier.flush().await?);
+                tokio::time::sleep(RESUBSCRIBE).await;
+                data = subscribe(copier.fetch_offset(), fetchers, job, metrics).await?;
+                continue;
+            };
+            let error = chunk.error_code;
+            match error {
+                0 => metrics.report(job, copier.process(chunk).await?),
+                OFFSET_OUT_OF_RANGE => {
+                    // The catch-up reads the source's log start from the leader.
+                    if !copier.has_source() {
+                        copier.attach_source(source_leader(job).await?);
+                    }
+                    metrics.report(job, copier.process(chunk).await?);
+                    copier.detach_source();
                 }
-                Err(e) if e.is_fatal() => {
-                    tracing::error!(error = %e, "mirror partition failed");
-                    inner.fail(&job.mirror, e.to_string()).await;
-                    return;
+                _ => tracing::debug!(error, "source partition moved; resubscribing"),
+            }
+            if error != 0 {
+                metrics.report(job, copier.flush().await?);
+                if error != OFFSET_OUT_OF_RANGE {
+                    tokio::time::sleep(RESUBSCRIBE).await;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "copy interrupted; reconnecting");
-                    tokio::time::sleep(RETRY).await;
-                    break;
-                }
+                data = subscribe(copier.fetch_offset(), fetchers, job, metrics).await?;
             }
         }
     }
+    .await;
+    match result {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+async fn subscribe(
+    offset: i64,
+    fetchers: &LinkFetchers,
+    job: &PartitionJob,
+    metrics: &PartitionMetrics,
+) -> Result<tokio::sync::mpsc::Receiver<SourceData>, CopyError> {
+    Ok(fetchers
+        .subscribe(
+            &job.source_topic,
+            job.partition,
+            offset,
+            job.status.clone(),
+            metrics.last_fetch.clone(),
+        )
+        .await?)
+}
+
+impl PartitionMetrics {
+    fn report(&self, job: &PartitionJob, progress: Progress) {
+        let status = &job.status;
+        status
+            .dest_end_offset
+            .store(progress.next_offset, Ordering::Relaxed);
+        let high_watermark = status.source_high_watermark.load(Ordering::Relaxed);
+        self.lag
+            .set((high_watermark - progress.next_offset).max(0) as f64);
+        self.records.increment(progress.records);
+        self.bytes.increment(progress.bytes);
+        self.batches.increment(progress.batches);
+        self.records_lost.increment(progress.lost);
+    }
+}
+
+/// A connection to the source partition's leader.
+async fn source_leader(job: &PartitionJob) -> Result<KafkaConnection, ClientError> {
+    let mut any = job.source.connect_any().await?;
+    let metadata = admin::metadata(&mut any, Some(&[job.source_topic.as_str()])).await?;
+    let leader =
+        admin::leader_of(&metadata, &job.source_topic, job.partition).ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "no leader for {}-{} on the source",
+                job.source_topic, job.partition
+            ))
+        })?;
+    job.source.connect(&leader).await
 }
 
 async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCopier> {
     use anyhow::Context;
-    let mut source_any = job.source.connect_any().await.context("source")?;
-    let source_meta = admin::metadata(&mut source_any, Some(&[job.source_topic.as_str()])).await?;
-    let source_leader = admin::leader_of(&source_meta, &job.source_topic, job.partition)
-        .context("no leader for the source partition")?;
-    let source = job
-        .source
-        .connect(&source_leader)
-        .await
-        .context("source leader")?;
+    let source = source_leader(job).await.context("source leader")?;
     let dest = inner
         .dest
         .connect_leader(&job.mirror, job.partition)
@@ -156,5 +247,6 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         dest,
         producer,
     )
-    .await?)
+    .await?
+    .with_start_offset(job.start_at))
 }

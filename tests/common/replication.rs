@@ -120,12 +120,19 @@ pub async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier
 
 /// Copies until the copier reaches `end`; returns the filler records produced.
 pub async fn copy_to_end(copier: &mut PartitionCopier, end: i64) -> u64 {
-    let mut fillers = 0;
+    copy_to_end_counting(copier, end).await.0
+}
+
+/// Copies until the copier reaches `end`; returns the filler records produced and the
+/// offsets reported lost (the source's retention passed them before they were copied).
+pub async fn copy_to_end_counting(copier: &mut PartitionCopier, end: i64) -> (u64, u64) {
+    let (mut fillers, mut lost) = (0, 0);
     for _ in 0..200 {
         let progress = copier.copy_once(200).await.expect("copy");
         fillers += progress.fillers;
+        lost += progress.lost;
         if progress.next_offset >= end {
-            return fillers;
+            return (fillers, lost);
         }
     }
     panic!("copier did not reach {end}, at {}", copier.next_offset());

@@ -1,0 +1,372 @@
+//! Pipelined idempotent produce to one mirror partition: up to [`MAX_IN_FLIGHT`]
+//! batches sent on the partition's own connection to its destination leader before the
+//! oldest response is read.
+//!
+//! Five is what the broker's idempotence guarantees: it remembers the last five
+//! batches per producer id and partition, so a batch is never appended twice and a
+//! sequence gap is refused rather than written. Every response's base offset must still
+//! be the source offset the batch was sent for; a mismatch is fatal. After any other
+//! error the window is dropped whole and the caller resumes from the destination's
+//! settled end with a fresh producer id (`settled_end_offset`), so what was in flight
+//! is either in the log (and skipped) or not (and sent again).
+
+use std::collections::VecDeque;
+
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
+
+use super::budget::Charge;
+use super::partition::CopyError;
+use crate::kafka::client::{KafkaConnection, Pending};
+use crate::kafka::producer::ProducerIdentity;
+use crate::kafka::record_batch::{self, next_sequence, BatchView};
+
+/// Batches in flight per partition (the broker's idempotence window).
+pub const MAX_IN_FLIGHT: usize = 5;
+const PRODUCE_VERSION: i16 = 9;
+const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+
+/// What acknowledged batches carried (fillers and source records apart).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub batches: u64,
+    pub records: u64,
+    pub fillers: u64,
+    pub bytes: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.fillers += other.fillers;
+        self.bytes += other.bytes;
+    }
+}
+
+struct InFlight {
+    pending: Pending<ProduceRequest>,
+    /// The source offset the batch must land at.
+    expected: i64,
+    count: i32,
+    tally: Tally,
+    serial: u64,
+    /// Budget held by the fetched data this batch came from, returned on the ack.
+    charges: Vec<Charge>,
+}
+
+pub struct ProducerWindow {
+    conn: KafkaConnection,
+    topic: TopicName,
+    partition: i32,
+    producer: ProducerIdentity,
+    next_sequence: i32,
+    in_flight: VecDeque<InFlight>,
+    /// Next offset after every acknowledged batch (= the destination's log end).
+    acked_offset: i64,
+    /// Next offset after every sent batch.
+    sent_offset: i64,
+    /// Batches sent so far, to tell which were sent since a point.
+    sent_serial: u64,
+}
+
+impl ProducerWindow {
+    /// A window that starts at `end_offset`, the destination partition's settled end.
+    pub fn new(
+        conn: KafkaConnection,
+        topic: TopicName,
+        partition: i32,
+        producer: ProducerIdentity,
+        end_offset: i64,
+    ) -> Self {
+        Self {
+            conn,
+            topic,
+            partition,
+            producer,
+            next_sequence: 0,
+            in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
+            acked_offset: end_offset,
+            sent_offset: end_offset,
+            sent_serial: 0,
+        }
+    }
+
+    pub fn topic(&self) -> &TopicName {
+        &self.topic
+    }
+
+    pub fn acked_offset(&self) -> i64 {
+        self.acked_offset
+    }
+
+    pub fn sent_offset(&self) -> i64 {
+        self.sent_offset
+    }
+
+    pub fn sent_serial(&self) -> u64 {
+        self.sent_serial
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
+    /// The connection for a non-produce call; only with nothing in flight.
+    pub async fn idle_connection(&mut self) -> Result<&mut KafkaConnection, CopyError> {
+        self.flush().await?;
+        Ok(&mut self.conn)
+    }
+
+    /// Sends one gap-free batch that must land at `sent_offset()`. When the window is
+    /// full the oldest response is read first; the tally of what that acknowledged is
+    /// returned.
+    pub async fn send(
+        &mut self,
+        batch: &BatchView,
+        tally: Tally,
+        charge: Option<Charge>,
+    ) -> Result<Tally, CopyError> {
+        let mut acked = Tally::default();
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            acked.add(self.complete_one().await?);
+        }
+        let count = batch.last_offset_delta().saturating_add(1);
+        let stamped = record_batch::rewrite_for_produce(
+            batch,
+            self.producer.id,
+            self.producer.epoch,
+            self.next_sequence,
+        )?;
+        let tally = Tally {
+            bytes: stamped.len() as u64,
+            ..tally
+        };
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(self.topic.clone())
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(self.partition)
+                    .with_records(Some(stamped))])]);
+        let pending = self.conn.send(&request, PRODUCE_VERSION).await?;
+        self.sent_serial += 1;
+        self.in_flight.push_back(InFlight {
+            pending,
+            expected: self.sent_offset,
+            count,
+            tally,
+            serial: self.sent_serial,
+            charges: charge.into_iter().collect(),
+        });
+        self.next_sequence = next_sequence(self.next_sequence, count);
+        self.sent_offset += i64::from(count);
+        Ok(acked)
+    }
+
+    /// Hands `charge` to the newest batch if it was sent after `serial`; otherwise
+    /// (nothing of that data is in flight) it is returned at once.
+    pub fn hold_until_acked(&mut self, serial: u64, charge: Charge) {
+        match self.in_flight.back_mut() {
+            Some(last) if last.serial > serial => last.charges.push(charge),
+            _ => drop(charge),
+        }
+    }
+
+    /// Reads every outstanding response.
+    pub async fn flush(&mut self) -> Result<Tally, CopyError> {
+        let mut acked = Tally::default();
+        while !self.in_flight.is_empty() {
+            acked.add(self.complete_one().await?);
+        }
+        Ok(acked)
+    }
+
+    /// Reads the oldest response and checks the offset the destination assigned.
+    async fn complete_one(&mut self) -> Result<Tally, CopyError> {
+        let Some(sent) = self.in_flight.pop_front() else {
+            return Ok(Tally::default());
+        };
+        let response = self.conn.receive(sent.pending).await?;
+        let partition = response
+            .responses
+            .into_iter()
+            .flat_map(|t| t.partition_responses)
+            .find(|p| p.index == self.partition)
+            .ok_or(CopyError::Produce {
+                code: -1,
+                message: "no answer for the partition".into(),
+            })?;
+        if partition.error_code != 0 {
+            let message = partition
+                .error_message
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default();
+            return Err(CopyError::Produce {
+                code: partition.error_code,
+                message,
+            });
+        }
+        if partition.base_offset != sent.expected {
+            return Err(CopyError::OffsetMismatch {
+                expected: sent.expected,
+                got: partition.base_offset,
+            });
+        }
+        self.acked_offset = sent.expected + i64::from(sent.count);
+        drop(sent.charges);
+        Ok(sent.tally)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against a fake broker that answers only once it holds a whole window of
+    //! requests: a window that waited for each answer would never get one.
+
+    use std::time::Duration;
+
+    use bytes::{Buf, BufMut, Bytes, BytesMut};
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+    use kafka_protocol::records::{Compression, NO_TIMESTAMP};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::{ProducerWindow, Tally, MAX_IN_FLIGHT};
+    use crate::kafka::client::KafkaConnection;
+    use crate::kafka::filler::filler_batch;
+    use crate::kafka::producer::ProducerIdentity;
+    use crate::kafka::record_batch::BatchView;
+    use crate::replicator::partition::CopyError;
+
+    const VERSION: i16 = 9;
+
+    /// Reads `MAX_IN_FLIGHT` produce requests, then answers each in order with the
+    /// next log offset, plus `skew` for the request numbered `skewed`.
+    async fn fake_broker(listener: TcpListener, skewed: usize, skew: i64) {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            return;
+        };
+        let mut requests = Vec::new();
+        while requests.len() < MAX_IN_FLIGHT {
+            let Ok(len) = socket.read_i32().await else {
+                return;
+            };
+            let mut frame = vec![0; len as usize];
+            if socket.read_exact(&mut frame).await.is_err() {
+                return;
+            }
+            let mut frame = Bytes::from(frame);
+            let header_version = ApiKey::Produce.request_header_version(VERSION);
+            let header = RequestHeader::decode(&mut frame, header_version).expect("header");
+            let request = ProduceRequest::decode(&mut frame, VERSION).expect("produce");
+            let records = request.topic_data[0].partition_data[0]
+                .records
+                .clone()
+                .expect("records");
+            let batch = BatchView::parse(records).expect("batch");
+            requests.push((header.correlation_id, batch.last_offset_delta() + 1));
+        }
+        let mut log_end = 0i64;
+        for (i, (correlation_id, count)) in requests.into_iter().enumerate() {
+            let base_offset = log_end + if i == skewed { skew } else { 0 };
+            log_end += i64::from(count);
+            let response =
+                ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_responses(vec![PartitionProduceResponse::default()
+                        .with_index(0)
+                        .with_base_offset(base_offset)])]);
+            let header_version = ProduceResponse::header_version(VERSION);
+            let mut body = BytesMut::new();
+            ResponseHeader::default()
+                .with_correlation_id(correlation_id)
+                .encode(&mut body, header_version)
+                .expect("encode header");
+            response.encode(&mut body, VERSION).expect("encode");
+            let mut frame = BytesMut::new();
+            frame.put_i32(body.len() as i32);
+            frame.put(body);
+            if socket.write_all(frame.chunk()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn window_against(skewed: usize, skew: i64) -> (ProducerWindow, Vec<i64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(fake_broker(listener, skewed, skew));
+        let conn = KafkaConnection::connect(&addr, "window-test", Duration::from_secs(5))
+            .await
+            .expect("connect");
+        let producer = ProducerIdentity { id: 1, epoch: 0 };
+        let mut window = ProducerWindow::new(
+            conn,
+            TopicName(StrBytes::from_static_str("t")),
+            0,
+            producer,
+            0,
+        );
+        let mut expected = Vec::new();
+        for count in 1..=MAX_IN_FLIGHT as i64 {
+            expected.push(window.sent_offset());
+            let batch = BatchView::parse(
+                filler_batch(count, Compression::None, NO_TIMESTAMP).expect("batch"),
+            )
+            .expect("view");
+            let tally = Tally {
+                batches: 1,
+                fillers: count as u64,
+                ..Tally::default()
+            };
+            let acked = window.send(&batch, tally, None).await.expect("send");
+            assert_eq!(acked, Tally::default(), "nothing answered yet");
+        }
+        (window, expected)
+    }
+
+    #[tokio::test]
+    async fn five_batches_go_out_before_any_answer_and_all_are_checked() {
+        let (mut window, expected) = window_against(usize::MAX, 0).await;
+        assert_eq!(expected, vec![0, 1, 3, 6, 10]);
+        assert_eq!(window.sent_offset(), 15);
+        assert_eq!(window.acked_offset(), 0);
+        let acked = tokio::time::timeout(Duration::from_secs(30), window.flush())
+            .await
+            .expect("the broker answers a full window")
+            .expect("flush");
+        assert_eq!(acked.batches, 5);
+        assert_eq!(acked.fillers, 15);
+        assert_eq!(window.acked_offset(), 15);
+        assert!(window.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_at_another_offset_is_an_offset_mismatch() {
+        let (mut window, _) = window_against(2, 1).await;
+        let error = tokio::time::timeout(Duration::from_secs(30), window.flush())
+            .await
+            .expect("the broker answers a full window")
+            .expect_err("mismatch");
+        assert!(
+            matches!(
+                error,
+                CopyError::OffsetMismatch {
+                    expected: 3,
+                    got: 4
+                }
+            ),
+            "{error}"
+        );
+        // The two batches before it were acknowledged.
+        assert_eq!(window.acked_offset(), 3);
+    }
+}
