@@ -187,3 +187,71 @@ fn an_unreachable_source_shows_source_unavailable_and_failover_still_works() {
     assert!(write.output.status.success(), "{}", write.text());
     assert_eq!(dump(&proxy.bootstrap, &topic).len(), 3);
 }
+
+#[test]
+fn a_partition_failing_past_the_retry_timeout_fails_the_mirror() {
+    let source = Cluster::up("mg-src", 1, test_port_base() + 530);
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-retry")),
+    );
+    let topic = unique("too-large");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    // Config sync would put max.message.bytes back at once; keep it away for this test.
+    link_and_mirror_with(
+        &proxy,
+        &source,
+        &topic,
+        ",cluster.link.retry.timeout.ms=3000,topic.config.sync.ms=3600000",
+    );
+    // Straight on the destination (the proxy refuses it): the mirror now takes no
+    // batch the source can hold, so every produce fails.
+    let out = common::kafka_tool_direct(&[
+        "kafka-configs",
+        "--bootstrap-server",
+        &destination().bootstrap,
+        "--alter",
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+        "--add-config",
+        "max.message.bytes=200",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let big = format!("{}\n", "x".repeat(2000));
+    assert!(
+        kcat(&["-b", &source.bootstrap, "-P", "-t", &topic], Some(&big))
+            .output
+            .status
+            .success()
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
+        if described.contains("State: FAILED") {
+            assert!(described.contains("RETRY_TIMEOUT"), "{described}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{described}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let metrics = proxy.metrics();
+    assert!(
+        metrics.contains("mirrorgate_mirror_failures_total{reason=\"RETRY_TIMEOUT\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mirrorgate_produce_retries_total"),
+        "{metrics}"
+    );
+}

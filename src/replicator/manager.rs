@@ -502,6 +502,15 @@ impl Inner {
         cut_over::offset_targets(&*self.state.lock().await, link)
     }
 
+    /// True while the link's last availability probe reached the source.
+    pub(super) async fn link_source_answers(&self, link: &str) -> bool {
+        let state = self.state.lock().await;
+        state
+            .runtimes
+            .get(link)
+            .is_some_and(|r| r.status.available())
+    }
+
     /// Every mirror topic's name, whatever its link or state.
     pub(super) async fn mirror_names(&self) -> HashSet<String> {
         self.state.lock().await.mirrors.keys().cloned().collect()

@@ -58,6 +58,8 @@ struct PartitionMetrics {
     bytes: metrics::Counter,
     batches: metrics::Counter,
     records_lost: metrics::Counter,
+    fillers: metrics::Counter,
+    retries: metrics::Counter,
 }
 
 impl PartitionMetrics {
@@ -79,12 +81,15 @@ impl PartitionMetrics {
             bytes: metrics::counter!("mirrorgate_replicated_bytes_total", &link),
             batches: metrics::counter!("mirrorgate_replicated_batches_total", &link),
             records_lost: metrics::counter!("mirrorgate_mirror_records_lost_total", &link),
+            fillers: metrics::counter!("mirrorgate_filler_records_total", &link),
+            retries: metrics::counter!("mirrorgate_produce_retries_total", &link),
         }
     }
 }
 
 async fn run(inner: Arc<Inner>, job: PartitionJob) {
     let metrics = PartitionMetrics::new(&job);
+    let mut failing = Failing::default();
     while !job.stop.is_cancelled() {
         let copier = tokio::select! {
             _ = job.stop.cancelled() => return,
@@ -94,6 +99,10 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
             Ok(copier) => copier,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start copying; retrying");
+                metrics.retries.increment(1);
+                if failing.timed_out(&inner, &job, &format!("{e:#}")).await {
+                    return;
+                }
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -119,7 +128,49 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
         // Whatever was in flight is dropped with the copier; the next one resumes at
         // the destination's settled end with a fresh producer id.
         tracing::warn!(error = %error, "copy interrupted; reconnecting");
+        metrics.retries.increment(1);
+        if failing.timed_out(&inner, &job, &error.to_string()).await {
+            return;
+        }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Errors this close together belong to one failing stretch.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// A stretch of transient errors; past `cluster.link.retry.timeout.ms` the mirror
+/// fails, unless the link's source itself is not answering (that is the link's
+/// SOURCE_UNAVAILABLE state, and copying resumes when it is back).
+#[derive(Default)]
+struct Failing {
+    since: Option<tokio::time::Instant>,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Failing {
+    /// Records an error; true when the mirror was failed for it.
+    async fn timed_out(&mut self, inner: &Arc<Inner>, job: &PartitionJob, error: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.last.is_none_or(|last| now - last > HEALTHY_AFTER) {
+            self.since = Some(now);
+        }
+        self.last = Some(now);
+        let failing_for = now - self.since.unwrap_or(now);
+        let Some(config) = inner.link_config(&job.link).await else {
+            return false;
+        };
+        if failing_for <= config.retry_timeout || !inner.link_source_answers(&job.link).await {
+            return false;
+        }
+        let reason = format!(
+            "RETRY_TIMEOUT: partition {} kept failing for {} ms: {error}",
+            job.partition,
+            failing_for.as_millis()
+        );
+        tracing::error!(%reason, "mirror partition failed");
+        inner.fail(&job.mirror, reason).await;
+        true
     }
 }
 
@@ -212,6 +263,7 @@ impl PartitionMetrics {
         self.bytes.increment(progress.bytes);
         self.batches.increment(progress.batches);
         self.records_lost.increment(progress.lost);
+        self.fillers.increment(progress.fillers);
     }
 }
 
