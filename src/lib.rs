@@ -1,8 +1,11 @@
 //! mirrorgate: a Kafka proxy in front of a destination cluster that keeps mirror topics
-//! read-only, with (in later parts) a replicator that copies topics offset for offset.
+//! read-only, and a replicator that copies source topics to them offset for offset.
 //!
 //! Data flow: `proxy` (listener -> connection -> interceptors) reads decisions from the
-//! `registry` snapshot; `kafka` holds the wire plumbing both use; `admin` serves HTTP.
+//! `registry` snapshot; `replicator` (links -> per-broker fetchers -> per-partition
+//! copiers -> destination leaders, plus each link's sync jobs) publishes which topics
+//! are mirrors into that registry; `kafka` holds the wire plumbing both use; `admin`
+//! serves the REST API, metrics and the CLI that calls it; `config` and `tls` feed them.
 #![forbid(unsafe_code)]
 
 pub mod admin;

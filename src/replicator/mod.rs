@@ -22,6 +22,11 @@
 //!
 //! The per-link `budget` caps bytes fetched and not yet acknowledged, so a slow
 //! destination slows the fetchers down instead of filling memory.
+//!
+//! Beside the data path, each link runs a `link_runtime` task: availability probes
+//! (SOURCE_UNAVAILABLE) and the `link_jobs`: `auto_create` of mirrors, `config_sync`,
+//! `offset_sync`. `cut_over` runs their final rounds on promote and failover;
+//! `source_watch` keeps partition counts in step.
 
 pub mod auto_create;
 pub mod budget;
