@@ -220,7 +220,15 @@ cat "$OUT/peers.md" >&2
 step "Starting Kafka cluster $CLUSTER ($NODES nodes on 127.0.0.1:$DEST_PORT..)"
 # A cluster left over from an interrupted run would still hold its topics: start clean.
 kafka down "$CLUSTER" >/dev/null 2>&1 || true
-kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null
+# The ports lie in the kernel's ephemeral range: a client connection elsewhere on the
+# machine can hold one for a moment, so a failed start gets one retry.
+if ! kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>"$OUT/cluster-up.log"; then
+  log "cluster $CLUSTER did not start; retrying once"
+  kafka down "$CLUSTER" >/dev/null 2>&1 || true
+  sleep 2
+  kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>>"$OUT/cluster-up.log" \
+    || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
+fi
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$CLUSTER/cluster.env")"
 
 wait_http() {   # URL PID LOG NAME

@@ -24,7 +24,7 @@
 # Environment:
 #   BENCH_PRELOAD_MIB   preload size (default 1024 full, 64 quick)
 #   BENCH_MM2           1 to run MirrorMaker 2 in --quick too, 0 to skip it in full
-#   BENCH_STEADY_SECS   steady-state duration (default 60 full, 15 quick)
+#   BENCH_STEADY_SECS   steady-state duration (default 60 full, 10 quick)
 #
 # Everything listens on 127.0.0.1 (ports 46000-47999), and everything started here is
 # stopped on exit.
@@ -75,7 +75,7 @@ SCALE_PARTITIONS=100
 SCALE_PER_PARTITION=5
 if ((QUICK)); then
   PRELOAD_MIB="${BENCH_PRELOAD_MIB:-64}"; RUN_MM2="${BENCH_MM2:-0}"
-  STEADY_SECS="${BENCH_STEADY_SECS:-15}"; SCALE_TOPICS=2; LOAD_RECORDS=30000
+  STEADY_SECS="${BENCH_STEADY_SECS:-10}"; SCALE_TOPICS=2; LOAD_RECORDS=20000
 else
   PRELOAD_MIB="${BENCH_PRELOAD_MIB:-1024}"; RUN_MM2="${BENCH_MM2:-1}"
   STEADY_SECS="${BENCH_STEADY_SECS:-60}"; SCALE_TOPICS=10; LOAD_RECORDS=100000
@@ -165,11 +165,20 @@ fi
 step "Starting clusters $SRC_CLUSTER ($SRC) and $DST_CLUSTER ($DST)"
 for c in "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"; do kafka down "$c" >/dev/null 2>&1 || true; done
 kafka fetch
-kafka up "$SRC_CLUSTER" --nodes 1 --port "$SRC_PORT" >/dev/null 2>"$OUT/src-up.log" &
+# These ports lie in the kernel's ephemeral range, so a client connection elsewhere on
+# the machine can hold one for a moment: a cluster that fails to start gets one retry.
+up_cluster() {   # NAME PORT LOG
+  kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>"$3" && return 0
+  log "cluster $1 did not start; retrying once"
+  kafka down "$1" >/dev/null 2>&1 || true
+  sleep 2
+  kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>>"$3"
+}
+up_cluster "$SRC_CLUSTER" "$SRC_PORT" "$OUT/src-up.log" &
 src_up=$!
-kafka up "$DST_CLUSTER" --nodes 1 --port "$DST_PORT" >/dev/null 2>"$OUT/dst-up.log" \
-  || { cat "$OUT/dst-up.log" >&2; die "destination cluster did not start"; }
-wait "$src_up" || { cat "$OUT/src-up.log" >&2; die "source cluster did not start"; }
+up_cluster "$DST_CLUSTER" "$DST_PORT" "$OUT/dst-up.log" \
+  || { tail -n 20 "$OUT/dst-up.log" >&2; die "destination cluster did not start"; }
+wait "$src_up" || { tail -n 20 "$OUT/src-up.log" >&2; die "source cluster did not start"; }
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$SRC_CLUSTER/cluster.env")"
 
 create_topic() {   # BOOTSTRAP TOPIC PARTITIONS
@@ -285,6 +294,7 @@ produce "$SRC" "$STEADY_TOPIC" "$STEADY_RECORDS" "$STEADY_RATE" "$RAW/steady-pro
   || { tail -n 5 "$RAW/steady-produce.txt" >&2; die "steady-state producer failed"; }
 wait "$mirror_consumer" || { cat "$RAW/steady-mirror.json" >&2; die "lag consumer (mirror) failed"; }
 wait "$source_consumer" || { cat "$RAW/steady-source.json" >&2; die "lag consumer (source) failed"; }
+BG_PIDS=()   # both reaped: never signal their pids again
 cpu1="$(cpu_seconds "$MG_PID")"
 printf 'cpu_s=%s\n' "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {print b - a}')" >"$RAW/steady-cpu.env"
 log "through mirrorgate: $(cat "$RAW/steady-mirror.json")"
@@ -320,6 +330,7 @@ load_round with
 rss_note after-with
 kill -TERM "$idle_pid"
 wait "$idle_pid" || die "idle connection holder failed"
+BG_PIDS=()
 log "idle connections: $(cat "$RAW/idle.json")"
 stop_mirrorgate
 
@@ -350,8 +361,8 @@ if [[ -n "$MM2_LIBS" ]]; then
   step "Copy by MirrorMaker 2 (dedicated mode) to a fresh cluster $MM2_CLUSTER ($MM2_DST)"
   # Only the source and MM2's own destination stay up while MM2 runs.
   kafka down "$DST_CLUSTER" >/dev/null
-  kafka up "$MM2_CLUSTER" --nodes 1 --port "$MM2_PORT" >/dev/null 2>"$OUT/mm2-dst-up.log" \
-    || { cat "$OUT/mm2-dst-up.log" >&2; die "MirrorMaker 2's destination cluster did not start"; }
+  up_cluster "$MM2_CLUSTER" "$MM2_PORT" "$OUT/mm2-dst-up.log" \
+    || { tail -n 20 "$OUT/mm2-dst-up.log" >&2; die "MirrorMaker 2's destination cluster did not start"; }
   # Defaults, plus what it needs to run here: the clusters, the one flow and topic, and
   # replication factor 1 for the topics it creates (one-node clusters).
   cat >"$OUT/mm2.properties" <<EOF

@@ -211,8 +211,8 @@ def steady_section(out, meta):
     rows = [["path", "records", "p50 ms", "p99 ms", "p99.9 ms", "max ms"], ["---", "---:", "---:", "---:", "---:", "---:"]]
     for label, r in [("source, read directly", source), ("mirror, read through mirrorgate", mirror)]:
         rows.append([label, f"{r['records']:,}", fmt(r["p50_ms"]), fmt(r["p99_ms"]), fmt(r["p999_ms"]), fmt(r["max_ms"])])
-    rows.append(["added by mirroring", "", f"{mirror['p50_ms'] - source['p50_ms']:+.0f}",
-                 f"{mirror['p99_ms'] - source['p99_ms']:+.0f}", "", ""])
+    added = lambda k: f"{mirror[k] - source[k]:+.1f}"
+    rows.append(["added by mirroring", "", added("p50_ms"), added("p99_ms"), added("p999_ms"), added("max_ms")])
     lines.append(table(rows))
     lines += ["", f"mirrorgate used {cpu:.2f} CPU-seconds over the window ({cpu / secs * 100:.1f}% of one core)"
               f" for {int(meta['steady_rate']) * int(meta['record_size']) / MIB:.2f} MB/s mirrored"
@@ -298,7 +298,7 @@ def sections(out):
     meta = read_env(out / "meta.env")
     quick = meta["mode"] == "quick"
     head = (f"The sections up to the micro-benchmarks come from `benches/replication.sh{' --quick' if quick else ''}`"
-            f" ({meta['date']}, {meta['minutes']} minutes; load average {meta['load_start']} at its start,"
+            f" ({meta['date']}, {meta['minutes']} min; load average {meta['load_start']} at its start,"
             f" {meta['load_end']} at its end; Kafka {meta['kafka']}).")
     if quick:
         head += "\n**Quick mode: small sizes; indicative only.**"
