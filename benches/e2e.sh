@@ -15,7 +15,7 @@
 # partitions), whose sections go into the same BENCHMARKS.md.
 #
 #   --quick   fewer records, one round per side, a small replication run without
-#             MirrorMaker 2 (under 5 minutes); the full run (about 30 minutes) does
+#             MirrorMaker 2 (under 5 minutes); the full run (about 20 minutes) does
 #             6 rounds, the 1 GiB replication comparison and the micro-benchmarks
 #
 # Environment:

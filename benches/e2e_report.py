@@ -281,6 +281,7 @@ def metadata_micro(out):
         fail("no criterion results in micro-metadata.txt")
     lines = [
         "",
+        "",
         "### Metadata rewrite",
         "",
         "`cargo bench --bench metadata` ([benches/metadata.rs](benches/metadata.rs)): the proxy's",
@@ -337,7 +338,7 @@ def main():
     doc = f"""# Benchmarks
 
 Written by `benches/e2e.sh{' --quick' if quick else ''}` on {meta['date']}, in {meta['minutes']} minutes.{quick_note}
-Run `benches/e2e.sh` for the full benchmark (about 30 minutes) or `benches/e2e.sh --quick`
+Run `benches/e2e.sh` for the full benchmark (about 20 minutes) or `benches/e2e.sh --quick`
 (under 5 minutes); each rewrites this file. `benches/replication.sh [--quick]` reruns only
 the replication, steady-state and scale sections and replaces them here.
 
@@ -355,9 +356,10 @@ the replication, steady-state and scale sections and replaces them here.
 | Rust | {meta['rustc']} |
 | load average (1/5/15 min) | {meta['load_start']} at start, {meta['load_end']} at end |
 
-**This is a noisy machine.** It has {meta['cores']} cores for everything: the brokers,
-the perf-test JVMs, the proxy and the replicators all share them, and other engineers were compiling and
-running Kafka clusters on the same machine during the run (see the load averages). Absolute
+**This is a noisy machine.** It has {meta['cores']} cores for everything: the brokers, the
+perf-test JVMs, the proxy and the replicators all share them, and other engineers were
+compiling and running Kafka clusters on the same machine during the run (see the load
+averages). Absolute
 numbers are therefore low and vary from round to round; the runs are interleaved and
 compared as ratios for that reason. Compare the "vs direct" columns, and look at the
 per-round table before trusting a small difference.
