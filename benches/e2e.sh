@@ -221,14 +221,15 @@ step "Starting Kafka cluster $CLUSTER ($NODES nodes on 127.0.0.1:$DEST_PORT..)"
 # A cluster left over from an interrupted run would still hold its topics: start clean.
 kafka down "$CLUSTER" >/dev/null 2>&1 || true
 # The ports lie in the kernel's ephemeral range: a client connection elsewhere on the
-# machine can hold one for a moment, so a failed start gets one retry.
-if ! kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>"$OUT/cluster-up.log"; then
-  log "cluster $CLUSTER did not start; retrying once"
+# machine can hold one for a while, so a failed start gets two retries.
+: >"$OUT/cluster-up.log"
+for attempt in 1 2 3; do
+  kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>>"$OUT/cluster-up.log" && break
   kafka down "$CLUSTER" >/dev/null 2>&1 || true
-  sleep 2
-  kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>>"$OUT/cluster-up.log" \
-    || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
-fi
+  ((attempt < 3)) || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
+  log "cluster $CLUSTER did not start (attempt $attempt); retrying"
+  sleep 5
+done
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$CLUSTER/cluster.env")"
 
 wait_http() {   # URL PID LOG NAME

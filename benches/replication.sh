@@ -166,13 +166,17 @@ step "Starting clusters $SRC_CLUSTER ($SRC) and $DST_CLUSTER ($DST)"
 for c in "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"; do kafka down "$c" >/dev/null 2>&1 || true; done
 kafka fetch
 # These ports lie in the kernel's ephemeral range, so a client connection elsewhere on
-# the machine can hold one for a moment: a cluster that fails to start gets one retry.
+# the machine can hold one for a while: a cluster that fails to start gets two retries.
 up_cluster() {   # NAME PORT LOG
-  kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>"$3" && return 0
-  log "cluster $1 did not start; retrying once"
-  kafka down "$1" >/dev/null 2>&1 || true
-  sleep 2
-  kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>>"$3"
+  local attempt
+  : >"$3"
+  for attempt in 1 2 3; do
+    kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>>"$3" && return 0
+    kafka down "$1" >/dev/null 2>&1 || true
+    ((attempt < 3)) || return 1
+    log "cluster $1 did not start (attempt $attempt; $(grep -o 'failed to bind to [^ ]*' "$3" | tail -n 1)); retrying"
+    sleep 5
+  done
 }
 up_cluster "$SRC_CLUSTER" "$SRC_PORT" "$OUT/src-up.log" &
 src_up=$!
@@ -224,8 +228,20 @@ bind = "$MG_ADMIN"
 enabled = true
 metadata_topic = "_mirrorgate-metadata-$1"
 TOML
-  RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate-$1.toml" 2>"$OUT/mirrorgate-$1.log" &
-  MG_PID=$!
+  local attempt
+  for attempt in 1 2 3; do
+    RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate-$1.toml" 2>"$OUT/mirrorgate-$1.log" &
+    MG_PID=$!
+    # A listener port briefly held by a client connection elsewhere: try again.
+    ((attempt == 3)) || sleep 1
+    if ((attempt < 3)) && ! kill -0 "$MG_PID" 2>/dev/null; then
+      wait "$MG_PID" || true
+      log "mirrorgate exited at start (attempt $attempt): $(tail -n 1 "$OUT/mirrorgate-$1.log")"
+      sleep 5
+      continue
+    fi
+    break
+  done
   wait_http "http://$MG_ADMIN/readyz" "$MG_PID" "$OUT/mirrorgate-$1.log" mirrorgate
   for _ in $(seq 100); do   # the replicator loads its state right after start
     mg cluster-links --list >/dev/null 2>&1 && return 0
