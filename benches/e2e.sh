@@ -10,13 +10,20 @@
 # interleaved round by round, and writes the results with a description of the machine
 # to BENCHMARKS.md (the summary table is printed as well).
 #
-#   --quick   fewer records and one round per side (about 3 minutes); the full run
-#             (about 15 minutes) does 6 rounds and the micro-benchmarks
+# Then stops that cluster and runs benches/replication.sh (replication vs MirrorMaker 2,
+# steady-state lag through the proxy, scale with idle connections and many mirror
+# partitions), whose sections go into the same BENCHMARKS.md.
+#
+#   --quick   fewer records, one round per side, a small replication run without
+#             MirrorMaker 2 (under 5 minutes); the full run (about 20 minutes) does
+#             6 rounds, the 1 GiB replication comparison and the micro-benchmarks
 #
 # Environment:
 #   KAFKA_PROXY_BIN   a kafka-proxy binary to use when `go install` cannot fetch it
 #   BENCH_RECORDS     records per producer run (default 120000 full, 50000 quick)
 #   BENCH_ROUNDS      rounds per side (default 6 full, 1 quick)
+#   BENCH_REPLICATION 0 to skip benches/replication.sh (its sections then say so);
+#                     its own variables (BENCH_PRELOAD_MIB, BENCH_MM2, ...) pass through
 #
 # Everything listens on 127.0.0.1 only, and everything started here is stopped on exit.
 set -euo pipefail
@@ -134,9 +141,11 @@ cargo build --release --locked -q
 
 if ((QUICK == 0)); then
   # Before Kafka starts, so the micro-benchmarks share the machine with as little as possible.
-  step "Micro-benchmarks: cargo bench --bench frames"
+  step "Micro-benchmarks: cargo bench --bench frames, --bench metadata"
   cargo bench --locked -q --bench frames >"$OUT/micro.txt" 2>"$OUT/micro.err" \
     || { tail -n 20 "$OUT/micro.err" >&2; die "cargo bench failed"; }
+  cargo bench --locked -q --bench metadata >"$OUT/micro-metadata.txt" 2>"$OUT/micro.err" \
+    || { tail -n 20 "$OUT/micro.err" >&2; die "cargo bench --bench metadata failed"; }
 fi
 
 # --- peer proxies ----------------------------------------------------------------------
@@ -211,7 +220,16 @@ cat "$OUT/peers.md" >&2
 step "Starting Kafka cluster $CLUSTER ($NODES nodes on 127.0.0.1:$DEST_PORT..)"
 # A cluster left over from an interrupted run would still hold its topics: start clean.
 kafka down "$CLUSTER" >/dev/null 2>&1 || true
-kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null
+# The ports lie in the kernel's ephemeral range: a client connection elsewhere on the
+# machine can hold one for a while, so a failed start gets two retries.
+: >"$OUT/cluster-up.log"
+for attempt in 1 2 3; do
+  kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>>"$OUT/cluster-up.log" && break
+  kafka down "$CLUSTER" >/dev/null 2>&1 || true
+  ((attempt < 3)) || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
+  log "cluster $CLUSTER did not start (attempt $attempt); retrying"
+  sleep 5
+done
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$CLUSTER/cluster.env")"
 
 wait_http() {   # URL PID LOG NAME
@@ -356,6 +374,33 @@ for side in "${SIDES[@]}"; do
   pid="$(pid_of "$side")"
   [[ -z "$pid" ]] || printf '%s\t%s\n' "$side" "$(vm_hwm_kb "$pid")" >>"$OUT/rss.tsv"
 done
+
+# --- replication -----------------------------------------------------------------------
+# The proxy-overhead cluster and proxies are stopped first: the replication benchmark
+# starts clusters of its own and wants the machine to itself.
+for pid in "$MG_PID" "$KP_PID"; do
+  [[ -n "$pid" ]] || continue
+  kill -TERM "$pid" 2>/dev/null || continue
+  for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+done
+MG_PID=""
+KP_PID=""
+kafka down "$CLUSTER" >/dev/null 2>&1 || true
+REPL_OUT="$OUT/replication"
+if [[ "${BENCH_REPLICATION:-1}" == 0 ]]; then
+  log "BENCH_REPLICATION=0: replication benchmark skipped"
+else
+  repl_args=(--out "$REPL_OUT" --no-report)
+  ((QUICK == 0)) || repl_args+=(--quick)
+  step "Replication benchmark: benches/replication.sh ${repl_args[*]}"
+  # Its failure is reported in BENCHMARKS.md; the proxy-overhead results still count.
+  if ! benches/replication.sh "${repl_args[@]}" 2> >(tee "$OUT/replication.log" >&2); then
+    log "replication benchmark failed (log in $OUT/replication.log)"
+    mkdir -p "$REPL_OUT"
+    tail -n 15 "$OUT/replication.log" | scrub >"$REPL_OUT/failed.txt"
+  fi
+fi
 
 # --- report ----------------------------------------------------------------------------
 commit="$(git rev-parse --short=12 HEAD)"

@@ -11,6 +11,9 @@ Input: the scratch directory of e2e.sh, holding
   load.tsv                      side, round, place in the round, 1-minute load average
   peers.md                      how the peer proxies were obtained (or why not)
   micro.txt                     output of `cargo bench --bench frames` (full mode only)
+  micro-metadata.txt            output of `cargo bench --bench metadata` (full mode only)
+  replication/sections.md       sections written by benches/replication.sh (or
+  replication/failed.txt        the end of its log, when it failed)
 Stdlib only, so it runs wherever the testbed runs.
 """
 
@@ -226,7 +229,8 @@ def micro_section(out):
     path = out / "micro.txt"
     lines = ["## Micro-benchmarks", ""]
     if not path.exists():
-        lines.append("Not run in `--quick` mode; the full run executes `cargo bench --bench frames`.")
+        lines.append("Not run in `--quick` mode; the full run executes `cargo bench --bench frames` and\n"
+                     "`cargo bench --bench metadata`.")
         return "\n".join(lines)
     results = parse_criterion(path.read_text())
     if not results:
@@ -249,6 +253,64 @@ def micro_section(out):
         ratio = f"{gib / base:.2f}x" if base else ""
         lines.append(f"| `{name}` | {time} | {gib:,.2f} GiB/s | {ratio} |")
     return "\n".join(lines)
+
+
+def parse_criterion_elements(text):
+    """[(name, time, requests/s)] for benchmarks whose throughput is in elements."""
+    scale = {"elem/s": 1.0, "Kelem/s": 1e3, "Melem/s": 1e6, "Gelem/s": 1e9}
+    results, name, time = [], None, None
+    for line in text.splitlines():
+        m = re.match(r"^(\S+/\S+)", line)
+        if m:
+            name = m.group(1)
+        m = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m:
+            time = m.group(1)
+        m = re.search(r"thrpt:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
+        if m and name and m.group(2) in scale:
+            results.append((name, time, float(m.group(1)) * scale[m.group(2)]))
+    return results
+
+
+def metadata_micro(out):
+    path = out / "micro-metadata.txt"
+    if not path.exists():
+        return ""
+    results = parse_criterion_elements(path.read_text())
+    if not results:
+        fail("no criterion results in micro-metadata.txt")
+    lines = [
+        "",
+        "",
+        "### Metadata rewrite",
+        "",
+        "`cargo bench --bench metadata` ([benches/metadata.rs](benches/metadata.rs)): the proxy's",
+        "rewrite of a Metadata v12 response for 3 brokers and 1,000 partitions (20 topics x 50,",
+        "replication factor 3): decode, point the brokers at the proxy, learn the topic ids,",
+        "encode. `addresses::metadata` itself needs the proxy's internal shared state, which a",
+        "bench cannot build, so the bench runs the same steps from their public pieces.",
+        "`decode_encode` is the same round trip without the rewrite.",
+        "",
+        "| benchmark | time per response (criterion estimate) | responses/s |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, time, rate in results:
+        lines.append(f"| `{name}` | {time} | {rate:,.0f} |")
+    return "\n".join(lines)
+
+
+def replication_part(out):
+    rep = out / "replication"
+    if (rep / "sections.md").exists():
+        return (rep / "sections.md").read_text().strip()
+    begin, end = "<!-- replication-bench:begin -->", "<!-- replication-bench:end -->"
+    if (rep / "failed.txt").exists():
+        body = ("## Replication\n\n**`benches/replication.sh` failed**, so the replication, steady-state and scale "
+                "sections are missing. The end of its output:\n\n```\n" + (rep / "failed.txt").read_text().strip()
+                + "\n```")
+    else:
+        body = "## Replication\n\nNot run (`BENCH_REPLICATION=0`)."
+    return f"{begin}\n\n{body}\n\n{end}"
 
 
 def main():
@@ -276,8 +338,9 @@ def main():
     doc = f"""# Benchmarks
 
 Written by `benches/e2e.sh{' --quick' if quick else ''}` on {meta['date']}, in {meta['minutes']} minutes.{quick_note}
-Run `benches/e2e.sh` for the full benchmark (about 15 minutes) or `benches/e2e.sh --quick`
-(about 3 minutes); each rewrites this file.
+Run `benches/e2e.sh` for the full benchmark (about 20 minutes) or `benches/e2e.sh --quick`
+(under 5 minutes); each rewrites this file. `benches/replication.sh [--quick]` reruns only
+the replication, steady-state and scale sections and replaces them here.
 
 ## Machine
 
@@ -293,9 +356,10 @@ Run `benches/e2e.sh` for the full benchmark (about 15 minutes) or `benches/e2e.s
 | Rust | {meta['rustc']} |
 | load average (1/5/15 min) | {meta['load_start']} at start, {meta['load_end']} at end |
 
-**This is a noisy machine.** It has {meta['cores']} cores for everything: the three brokers,
-the perf-test JVMs and the proxy all share them, and other engineers were compiling and
-running Kafka clusters on the same machine during the run (see the load averages). Absolute
+**This is a noisy machine.** It has {meta['cores']} cores for everything: the brokers, the
+perf-test JVMs, the proxy and the replicators all share them, and other engineers were
+compiling and running Kafka clusters on the same machine during the run (see the load
+averages). Absolute
 numbers are therefore low and vary from round to round; the runs are interleaved and
 compared as ratios for that reason. Compare the "vs direct" columns, and look at the
 per-round table before trusting a small difference.
@@ -347,7 +411,9 @@ decodes every Produce request as it would in a deployment.
 
 {(out / 'peers.md').read_text().strip()}
 
-{micro_section(out)}
+{replication_part(out)}
+
+{micro_section(out)}{metadata_micro(out)}
 """
     print(doc.rstrip())
 
