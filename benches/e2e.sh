@@ -54,6 +54,10 @@ for ((i = 1; i < NODES; i++)); do DIRECT+=",127.0.0.1:$((DEST_PORT + i))"; done
 MG_BIND=127.0.0.1:45300
 MG_ADMIN=127.0.0.1:45390
 MG_BROKER_PORT_BASE=45400
+# A second mirrorgate terminating TLS from the clients (plaintext to the brokers).
+MG_TLS_BIND=127.0.0.1:45310
+MG_TLS_ADMIN=127.0.0.1:45391
+MG_TLS_BROKER_PORT_BASE=45410
 KP_PORT_BASE=45500              # kafka-proxy: broker i is served on 127.0.0.1:45500+i
 KP_HTTP=127.0.0.1:45590
 KAFKA_PROXY_VERSION=v0.4.3      # latest tag of github.com/grepplabs/kafka-proxy
@@ -102,8 +106,9 @@ scrub() { sed -e "s|$PWD|.|g" -e "s|$HOME|~|g" -e 's|https\?://[^/ ]*/|<registry
 for cmd in cargo java mvn curl python3 timeout getconf; do
   command -v "$cmd" >/dev/null || die "$cmd not found (testbed/install-deps installs the testbed's tools)"
 done
-for p in ${MG_BIND##*:} ${MG_ADMIN##*:} ${KP_HTTP##*:} \
+for p in ${MG_BIND##*:} ${MG_ADMIN##*:} ${MG_TLS_BIND##*:} ${MG_TLS_ADMIN##*:} ${KP_HTTP##*:} \
   $(seq "$MG_BROKER_PORT_BASE" $((MG_BROKER_PORT_BASE + NODES - 1))) \
+  $(seq "$MG_TLS_BROKER_PORT_BASE" $((MG_TLS_BROKER_PORT_BASE + NODES - 1))) \
   $(seq "$KP_PORT_BASE" $((KP_PORT_BASE + NODES - 1))); do
   ! port_open "$p" || die "port $p on 127.0.0.1 is already in use (another benchmark running?)"
 done
@@ -118,10 +123,11 @@ START_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- cleanup ---------------------------------------------------------------------------
 MG_PID=""
+MG_TLS_PID=""
 KP_PID=""
 cleanup() {
   local rc=$?
-  for pid in "$MG_PID" "$KP_PID"; do
+  for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do
     [[ -n "$pid" ]] || continue
     kill -TERM "$pid" 2>/dev/null || continue
     # Bounded wait: mirrorgate drains connections for up to shutdown_grace_ms.
@@ -264,7 +270,27 @@ RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate.toml" 2>"$
 MG_PID=$!
 wait_http "http://$MG_ADMIN/readyz" "$MG_PID" "$OUT/mirrorgate.log" mirrorgate
 
-SIDES=(direct mirrorgate)
+step "Starting mirrorgate with TLS for clients on $MG_TLS_BIND"
+certs/make-dev-certs "$OUT/certs" >/dev/null
+sed -e "s|^bind = \"$MG_BIND\"|bind = \"$MG_TLS_BIND\"|" \
+  -e "s|^broker_port_base = .*|broker_port_base = $MG_TLS_BROKER_PORT_BASE|" \
+  -e "s|^bind = \"$MG_ADMIN\"|bind = \"$MG_TLS_ADMIN\"|" "$OUT/mirrorgate.toml" >"$OUT/mirrorgate-tls.toml"
+cat >>"$OUT/mirrorgate-tls.toml" <<TOML
+
+[proxy.tls]
+cert_file = "certs/proxy.pem"
+key_file = "certs/proxy-key.pem"
+TOML
+RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate-tls.toml" 2>"$OUT/mirrorgate-tls.log" &
+MG_TLS_PID=$!
+wait_http "http://$MG_TLS_ADMIN/readyz" "$MG_TLS_PID" "$OUT/mirrorgate-tls.log" "mirrorgate (TLS)"
+# The Java clients verify the proxy's certificate (SAN 127.0.0.1) against the dev CA.
+TLS_CLIENT="$OUT/client-tls.properties"
+printf 'security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=%s\n' \
+  "$PWD/$OUT/certs/ca.pem" >"$TLS_CLIENT"
+: >"$OUT/client-plain.properties"
+
+SIDES=(direct mirrorgate mirrorgate-tls)
 if [[ -n "$KP_BIN" ]]; then
   step "Starting kafka-proxy on 127.0.0.1:$KP_PORT_BASE.."
   "$KP_BIN" "${KP_ARGS[@]}" >"$OUT/kafka-proxy.log" 2>&1 &
@@ -277,12 +303,14 @@ bootstrap_of() {
   case "$1" in
     direct) echo "$DIRECT" ;;
     mirrorgate) echo "$MG_BIND" ;;
+    mirrorgate-tls) echo "$MG_TLS_BIND" ;;
     kafka-proxy) echo "127.0.0.1:$KP_PORT_BASE" ;;
   esac
 }
 pid_of() {
   case "$1" in
     mirrorgate) echo "$MG_PID" ;;
+    mirrorgate-tls) echo "$MG_TLS_PID" ;;
     kafka-proxy) echo "$KP_PID" ;;
     *) echo "" ;;
   esac
@@ -296,13 +324,19 @@ create_topic() {
 }
 delete_topic() { tool kafka-topics --bootstrap-server "$DIRECT" --delete --topic "$1" >/dev/null; }
 
+# Client properties of a side: TLS settings for the TLS side, none otherwise.
+client_config() {   # BOOTSTRAP
+  if [[ "$1" == "$MG_TLS_BIND" ]]; then echo "$TLS_CLIENT"; else echo "$OUT/client-plain.properties"; fi
+}
 produce() {   # BOOTSTRAP TOPIC RECORDS THROUGHPUT OUTFILE
   tool kafka-producer-perf-test --topic "$2" --num-records "$3" --record-size "$RECORD_SIZE" \
-    --throughput "$4" --producer-props bootstrap.servers="$1" acks=all compression.type=lz4 \
+    --throughput "$4" --producer.config "$(client_config "$1")" \
+    --producer-props bootstrap.servers="$1" acks=all compression.type=lz4 \
     >"$5" 2>&1 && grep -q ' ms 99.9th' "$5"
 }
 consume() {   # BOOTSTRAP TOPIC RECORDS GROUP OUTFILE
   tool kafka-consumer-perf-test --bootstrap-server "$1" --topic "$2" --messages "$3" \
+    --consumer.config "$(client_config "$1")" \
     --group "$4" --timeout 60000 >"$5" 2>&1 && grep -q '^start.time' "$5"
 }
 
@@ -367,7 +401,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 if ((KP_FAILED)); then
   rm -f "$RAW/kafka-proxy-"*
-  SIDES=(direct mirrorgate)
+  SIDES=(direct mirrorgate mirrorgate-tls)
 fi
 
 for side in "${SIDES[@]}"; do
@@ -378,13 +412,14 @@ done
 # --- replication -----------------------------------------------------------------------
 # The proxy-overhead cluster and proxies are stopped first: the replication benchmark
 # starts clusters of its own and wants the machine to itself.
-for pid in "$MG_PID" "$KP_PID"; do
+for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do
   [[ -n "$pid" ]] || continue
   kill -TERM "$pid" 2>/dev/null || continue
   for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 done
 MG_PID=""
+MG_TLS_PID=""
 KP_PID=""
 kafka down "$CLUSTER" >/dev/null 2>&1 || true
 REPL_OUT="$OUT/replication"

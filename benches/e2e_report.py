@@ -27,7 +27,12 @@ PRODUCE_RE = re.compile(
     r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency, (?P<p50>\d+) ms 50th, "
     r"(?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th, (?P<p999>\d+) ms 99.9th"
 )
-LABELS = {"direct": "direct", "mirrorgate": "mirrorgate", "kafka-proxy": "kafka-proxy"}
+LABELS = {
+    "direct": "direct",
+    "mirrorgate": "mirrorgate",
+    "mirrorgate-tls": "mirrorgate-tls",
+    "kafka-proxy": "kafka-proxy",
+}
 
 
 def fail(msg):
@@ -378,6 +383,10 @@ round{'s' if rounds != 1 else ''}, after an unmeasured warm-up through every sid
 "direct" bootstraps from all three brokers; a proxy is given its bootstrap address.
 mirrorgate runs with one mirror topic declared (never written), so its produce guard
 decodes every Produce request as it would in a deployment.
+"mirrorgate-tls" is a second mirrorgate whose clients speak TLS to it (rustls terminates
+it; the brokers are reached in plaintext), with the perf tools verifying its certificate
+against a development CA. It is compared with plaintext "direct", so its ratios include
+what TLS itself costs the clients.
 
 {overhead_table(runs, meta, cpu, rss)}
 
