@@ -4,10 +4,10 @@
 #   benches/replication.sh [--quick] [--out DIR] [--no-report]
 #
 # Starts a source and a destination cluster (testbed/kafka, one node each:
-# `bench-src` on 127.0.0.1:46092, `bench-dst` on 127.0.0.1:46292) and measures:
+# `bench-src` on 127.0.0.1:31092, `bench-dst` on 127.0.0.1:31292) and measures:
 #   copy      a preloaded source topic (1 GiB of 1 KiB lz4 records, 6 partitions)
 #             copied by mirrorgate's replicator, then (full mode) by MirrorMaker 2 in
-#             dedicated mode to a fresh destination cluster (`bench-mm2-dst`, 46492):
+#             dedicated mode to a fresh destination cluster (`bench-mm2-dst`, 31492):
 #             time and CPU-seconds to a complete mirror
 #   steady    a constant produce rate on the source while mirrorgate mirrors: end-to-end
 #             lag from send to readable through the mirrorgate proxy, p50/p99
@@ -26,7 +26,8 @@
 #   BENCH_MM2           1 to run MirrorMaker 2 in --quick too, 0 to skip it in full
 #   BENCH_STEADY_SECS   steady-state duration (default 60 full, 10 quick)
 #
-# Everything listens on 127.0.0.1 (ports 46000-47999), and everything started here is
+# Everything listens on 127.0.0.1 (ports 31000-31999: below the kernel's ephemeral range,
+# so no client socket elsewhere can hold one), and everything started here is
 # stopped on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,17 +52,17 @@ done
 
 # --- parameters ------------------------------------------------------------------------
 SRC_CLUSTER=bench-src
-SRC_PORT=46092
+SRC_PORT=31092
 DST_CLUSTER=bench-dst
-DST_PORT=46292
+DST_PORT=31292
 MM2_CLUSTER=bench-mm2-dst
-MM2_PORT=46492
+MM2_PORT=31492
 SRC=127.0.0.1:$SRC_PORT
 DST=127.0.0.1:$DST_PORT
 MM2_DST=127.0.0.1:$MM2_PORT
-MG_BIND=127.0.0.1:46700
-MG_ADMIN=127.0.0.1:46790
-MG_BROKER_PORT_BASE=46800
+MG_BIND=127.0.0.1:31700
+MG_ADMIN=127.0.0.1:31790
+MG_BROKER_PORT_BASE=31800
 export MIRRORGATE_ADMIN_URL="http://$MG_ADMIN"
 
 RECORD_SIZE=1024
