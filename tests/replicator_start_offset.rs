@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, dump, replicating, source, text};
+use common::replication::{dump, dump_as, link_and_mirror_with, replicating, source};
 use common::{destination, kcat, unique, Cluster, Proxy};
 use mirrorgate::kafka::admin;
 use mirrorgate::replicator::partition::{log_end_offset, log_start_offset};
@@ -51,25 +51,8 @@ fn offsets(bootstrap: &str, topic: &str) -> Vec<(i64, i64)> {
 
 /// (partition, offset, timestamp ms, value) of every source record.
 fn records(bootstrap: &str, topic: &str) -> Vec<(i32, i64, i64, String)> {
-    let out = kcat(
-        &[
-            "-b",
-            bootstrap,
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-f",
-            "%p %o %T %s\\n",
-        ],
-        None,
-    );
-    assert!(out.output.status.success(), "{}", out.text());
-    out.stdout()
-        .lines()
+    dump_as(bootstrap, topic, "%p %o %T %s\\n")
+        .iter()
         .filter_map(|line| {
             let mut fields = line.splitn(4, ' ');
             Some((
@@ -84,35 +67,12 @@ fn records(bootstrap: &str, topic: &str) -> Vec<(i32, i64, i64, String)> {
 
 /// Creates a link with `spec` and a mirror of `topic` on it.
 fn mirror_from(proxy: &Proxy, src: &Cluster, topic: &str, spec: &str) {
-    let link = unique("start-link");
-    let config = format!(
-        "bootstrap.servers={},mirror.start.offset.spec={spec}",
-        src.bootstrap
-    );
-    let out = cli(
+    link_and_mirror_with(
         proxy,
-        &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
-            "--config",
-            &config,
-        ],
+        src,
+        topic,
+        &format!(",mirror.start.offset.spec={spec}"),
     );
-    assert!(out.status.success(), "{}", text(&out));
-    let out = cli(
-        proxy,
-        &[
-            "mirrors",
-            "--create",
-            "--mirror-topic",
-            topic,
-            "--link",
-            &link,
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// Waits until the mirror holds exactly `expected` ("partition offset value" lines).
