@@ -100,6 +100,18 @@ impl Fetchers {
         links.insert(link.to_string(), fetchers.clone());
         fetchers
     }
+
+    /// Stops the fetchers of `link` (deleted, or its way to the source changed: the
+    /// next `of_link` makes new ones with the new settings).
+    pub fn remove_link(&self, link: &str) {
+        let mut links = self
+            .links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(fetchers) = links.remove(link) {
+            fetchers.stop.cancel();
+        }
+    }
 }
 
 struct Subscribe {

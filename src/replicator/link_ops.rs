@@ -197,6 +197,10 @@ impl Replicator {
         .await
         .map_err(unavailable)?;
         state.links.insert(name.to_string(), record);
+        if connection_changed {
+            // New credentials or TLS settings need new source connections.
+            self.inner.fetchers.remove_link(name);
+        }
         if connection_changed || pause_changed {
             self.inner.restart_link_tasks(&mut state, name);
         }
@@ -226,6 +230,7 @@ impl Replicator {
         if let Some(runtime) = state.runtimes.remove(name) {
             runtime.stop();
         }
+        self.inner.fetchers.remove_link(name);
         self.inner.publish(&state);
         Ok(())
     }
