@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::replication::{
-    cli, destination_records, dump, link_and_mirror, link_and_mirror_with, replicating, text,
-    wait_identical,
+    cli, destination_records, dump, link_and_mirror, link_and_mirror_with, one_partition_topic,
+    replicating, text, wait_identical,
 };
 use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
 
@@ -68,19 +68,11 @@ fn pause_stops_copying_and_resume_catches_up() {
         destination(),
         replicating(&unique("_mirrorgate-metadata-pause")),
     );
-    let topic = unique("pausable");
-    common::create_topic(
-        &source,
-        &topic,
-        &["--partitions", "1", "--replication-factor", "1"],
+    let topic = one_partition_topic(
+        &source, "pausable", "a
+b
+",
     );
-    assert!(kcat(
-        &["-b", &source.bootstrap, "-P", "-t", &topic],
-        Some("a\nb\n")
-    )
-    .output
-    .status
-    .success());
     link_and_mirror(&proxy, &source, &topic);
     wait_identical(&proxy, &source, &topic);
 
@@ -118,19 +110,11 @@ fn an_unreachable_source_shows_source_unavailable_and_failover_still_works() {
         .extra_tables
         .push_str("metadata_topic_replication_factor = 2\n");
     let proxy = Proxy::start(destination(), options);
-    let topic = unique("orphan");
-    common::create_topic(
-        &source,
-        &topic,
-        &["--partitions", "1", "--replication-factor", "1"],
+    let topic = one_partition_topic(
+        &source, "orphan", "x
+y
+",
     );
-    assert!(kcat(
-        &["-b", &source.bootstrap, "-P", "-t", &topic],
-        Some("x\ny\n")
-    )
-    .output
-    .status
-    .success());
     let link = link_and_mirror_with(
         &proxy,
         &source,
@@ -195,12 +179,7 @@ fn a_partition_failing_past_the_retry_timeout_fails_the_mirror() {
         destination(),
         replicating(&unique("_mirrorgate-metadata-retry")),
     );
-    let topic = unique("too-large");
-    common::create_topic(
-        &source,
-        &topic,
-        &["--partitions", "1", "--replication-factor", "1"],
-    );
+    let topic = one_partition_topic(&source, "too-large", "");
     // Config sync would put max.message.bytes back at once; keep it away for this test.
     link_and_mirror_with(
         &proxy,

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, dump, text};
+use common::replication::{cli, dump, one_partition_topic, text};
 use common::{destination, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions};
 
 #[test]
@@ -300,19 +300,12 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
     // A mirror of a paused link (LINK_PAUSED) with records on the source has lag:
     // promote is refused.
     let link = unique("paused-link");
-    let topic = unique("lagging");
-    common::create_topic(
-        &source,
-        &topic,
-        &["--partitions", "1", "--replication-factor", "1"],
+    let topic = one_partition_topic(
+        &source, "lagging", "a
+b
+c
+",
     );
-    assert!(kcat(
-        &["-b", &source.bootstrap, "-P", "-t", &topic],
-        Some("a\nb\nc\n")
-    )
-    .output
-    .status
-    .success());
     let out = cli(
         &proxy,
         &[
@@ -357,17 +350,7 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         text(&out)
     );
     // Keys fixed at creation cannot be altered; nothing changes.
-    let out = cli(
-        &proxy,
-        &[
-            "cluster-links",
-            "--alter",
-            "--link",
-            &link,
-            "--config",
-            "cluster.link.prefix=x.",
-        ],
-    );
+    let out = alter(&proxy, &link, "cluster.link.prefix=x.");
     assert!(!out.status.success());
     assert!(
         text(&out).contains("fixed at link creation"),
@@ -375,17 +358,7 @@ fn promote_is_refused_while_there_is_lag_and_link_configs_are_validated() {
         text(&out)
     );
     // Resume the link with --alter; the mirror catches up, then promote succeeds.
-    let out = cli(
-        &proxy,
-        &[
-            "cluster-links",
-            "--alter",
-            "--link",
-            &link,
-            "--config",
-            "cluster.link.paused=false",
-        ],
-    );
+    let out = alter(&proxy, &link, "cluster.link.paused=false");
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         text(&out).contains(&format!(
@@ -602,4 +575,19 @@ fn source_partitions_added_are_mirrored_and_a_recreated_source_fails_the_mirror(
         "{}",
         refused.text()
     );
+}
+
+/// `cluster-links --alter --link LINK --config CONFIG`.
+fn alter(proxy: &Proxy, link: &str, config: &str) -> std::process::Output {
+    cli(
+        proxy,
+        &[
+            "cluster-links",
+            "--alter",
+            "--link",
+            link,
+            "--config",
+            config,
+        ],
+    )
 }

@@ -105,7 +105,7 @@ impl Replicator {
         let destination_cluster_id = self.inner.destination_cluster_id().await;
         let mut views = Vec::new();
         for link in state.links.values() {
-            let paused = LinkConfig::from_properties(link.config.clone()).is_ok_and(|c| c.paused);
+            let paused = state.link_paused(&link.name);
             let status = state.runtimes.get(&link.name).map(|r| r.status.clone());
             views.push(LinkView {
                 link_name: link.name.clone(),

@@ -71,7 +71,7 @@ pub(super) struct State {
 }
 
 impl State {
-    fn link_paused(&self, link: &str) -> bool {
+    pub(super) fn link_paused(&self, link: &str) -> bool {
         link_paused(&self.links, link)
     }
 

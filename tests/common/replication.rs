@@ -223,3 +223,19 @@ pub fn destination_records(topic: &str, partitions: i32) -> i64 {
         total
     })
 }
+
+/// A new 1-partition topic on `source` (a unique name from `prefix`) holding `values`
+/// (one record per line; none when empty).
+pub fn one_partition_topic(source: &Cluster, prefix: &str, values: &str) -> String {
+    let topic = unique(prefix);
+    super::create_topic(
+        source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    if !values.is_empty() {
+        let out = kcat(&["-b", &source.bootstrap, "-P", "-t", &topic], Some(values));
+        assert!(out.output.status.success(), "{}", out.text());
+    }
+    topic
+}
