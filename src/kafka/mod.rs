@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod client;
 pub mod codec;
+#[cfg(test)]
+mod codec_hostile_tests;
 pub mod compression;
 pub mod filler;
 #[cfg(test)]
