@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -39,6 +40,8 @@ impl std::fmt::Display for BrokerAddr {
 pub struct Destination {
     brokers: DashMap<i32, BrokerAddr>,
     topic_names: DashMap<Uuid, StrBytes>,
+    /// Ids of mirrorgate's own topics, for the cheap scan of frames naming topics by id.
+    internal_ids: ArcSwap<Vec<Uuid>>,
     refresh: Mutex<Option<Instant>>,
     known: AtomicBool,
 }
@@ -65,12 +68,31 @@ impl Destination {
     }
 
     /// Learns topic ids from a Metadata response (v10+ carries them).
-    pub fn learn_topics(&self, response: &MetadataResponse) {
+    pub fn learn_topics(&self, response: &MetadataResponse, is_internal: &dyn Fn(&str) -> bool) {
+        let mut internal = Vec::new();
         for topic in &response.topics {
             if let (Some(name), false) = (&topic.name, topic.topic_id.is_nil()) {
                 self.topic_names.insert(topic.topic_id, name.0.clone());
+                if is_internal(name.as_str()) {
+                    internal.push(topic.topic_id);
+                }
             }
         }
+        let known = self.internal_ids.load();
+        if internal.iter().any(|id| !known.contains(id)) {
+            let older: Vec<Uuid> = known.iter().filter(|id| !internal.contains(id)).copied().collect();
+            internal.extend(older);
+            self.internal_ids.store(Arc::new(internal));
+        }
+    }
+
+    /// True when `bytes` contain the id of one of mirrorgate's own topics (a false
+    /// positive only costs a decode).
+    pub fn may_name_internal_id(&self, bytes: &[u8]) -> bool {
+        self.internal_ids
+            .load()
+            .iter()
+            .any(|id| memchr::memmem::find(bytes, id.as_bytes()).is_some())
     }
 
     /// True once the destination answered a metadata refresh.
@@ -107,7 +129,11 @@ impl Destination {
 
     /// Applies a complete view: topic ids replaced, departed brokers forgotten.
     /// Returns the node ids that left.
-    pub fn apply_full_view(&self, response: &MetadataResponse) -> Vec<i32> {
+    pub fn apply_full_view(
+        &self,
+        response: &MetadataResponse,
+        is_internal: &dyn Fn(&str) -> bool,
+    ) -> Vec<i32> {
         let present: HashSet<i32> = response.brokers.iter().map(|b| b.node_id.0).collect();
         let departed: Vec<i32> = self
             .brokers
@@ -120,7 +146,8 @@ impl Destination {
         }
         let ids: HashSet<_> = response.topics.iter().map(|t| t.topic_id).collect();
         self.topic_names.retain(|id, _| ids.contains(id));
-        self.learn_topics(response);
+        self.internal_ids.store(Arc::default());
+        self.learn_topics(response, is_internal);
         self.known.store(true, Ordering::Release);
         departed
     }

@@ -167,10 +167,23 @@ impl Shared {
         for broker in &metadata.brokers {
             self.advertise(broker.node_id.0, broker.host.as_str(), broker.port)?;
         }
-        for node_id in self.destination.apply_full_view(&metadata) {
+        let snapshot = self.registry.load();
+        let is_internal = |topic: &str| snapshot.is_internal(topic);
+        for node_id in self.destination.apply_full_view(&metadata, &is_internal) {
             self.close_broker_listener(node_id);
         }
         Ok(())
+    }
+
+    /// True when a frame may name one of mirrorgate's own topics, by name or (for
+    /// versions naming topics by id) by an id the proxy has learned.
+    pub fn may_name_internal(&self, snapshot: &Snapshot, bytes: &[u8], by_id: bool) -> bool {
+        if by_id {
+            // Before the first refresh no id is known: decode rather than guess.
+            !self.destination.is_known() || self.destination.may_name_internal_id(bytes)
+        } else {
+            snapshot.may_name_internal(bytes)
+        }
     }
 
     /// The name of a destination topic id; an unknown id triggers at most one metadata

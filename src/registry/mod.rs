@@ -29,6 +29,22 @@ pub struct Snapshot {
     link_mirrors: Arc<HashSet<String>>,
 }
 
+/// Prefix of mirrorgate's own topics on the destination; no client may touch them.
+pub const INTERNAL_TOPIC_PREFIX: &str = "_mirrorgate-";
+
+/// Why the proxy keeps a client's write off a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// A mirror topic (any state but STOPPED): read-only, Confluent's refusal.
+    Mirror,
+    /// One of mirrorgate's own topics (the metadata topic holds sealed credentials and
+    /// the catalog): no writes, no reads, TOPIC_AUTHORIZATION_FAILED.
+    Internal,
+    /// Named by a topic id the destination does not know, even after a refresh: never
+    /// forwarded while topics are guarded, as a mirror learned late could hide behind it.
+    UnknownTopicId,
+}
+
 impl Snapshot {
     /// Builds everything the config implies (reads certificate files).
     pub fn build(config: Config) -> Result<Self, TlsError> {
@@ -67,6 +83,31 @@ impl Snapshot {
 
     pub fn has_read_only_topics(&self) -> bool {
         !self.config_mirrors.is_empty() || !self.link_mirrors.is_empty()
+    }
+
+    /// mirrorgate's own topics: the configured metadata topic and every `_mirrorgate-*`.
+    pub fn is_internal(&self, topic: &str) -> bool {
+        topic.starts_with(INTERNAL_TOPIC_PREFIX) || topic == self.config.replicator.metadata_topic
+    }
+
+    /// What guards `topic` against clients, if anything.
+    pub fn guard_of(&self, topic: &str) -> Option<Guard> {
+        if self.is_internal(topic) {
+            Some(Guard::Internal)
+        } else if self.is_read_only(topic) {
+            Some(Guard::Mirror)
+        } else {
+            None
+        }
+    }
+
+    /// True when `bytes` (a request or response naming topics by name) may name an
+    /// internal topic: a cheap scan that lets frames of other topics pass undecoded
+    /// while no mirror exists. A false positive only costs a decode.
+    pub fn may_name_internal(&self, bytes: &[u8]) -> bool {
+        memchr::memmem::find(bytes, INTERNAL_TOPIC_PREFIX.as_bytes()).is_some()
+            || memchr::memmem::find(bytes, self.config.replicator.metadata_topic.as_bytes())
+                .is_some()
     }
 }
 

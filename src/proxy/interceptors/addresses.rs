@@ -1,6 +1,7 @@
 //! Every response field that carries a broker address is rewritten to point at the
 //! proxy: Metadata brokers, FindCoordinator (v0-3 top level, v4+ per key),
 //! DescribeCluster brokers, and the KIP-951 NodeEndpoints of Produce and Fetch.
+//! Metadata also hides mirrorgate's own topics.
 
 use std::sync::Arc;
 
@@ -12,10 +13,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::RequestMeta;
 use crate::kafka::codec::{decode_response, encode_response};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
+use crate::registry::Snapshot;
 
 /// DescribeCluster endpoint type of brokers (2 = controllers, which the proxy does not front).
 const BROKER_ENDPOINTS: i8 = 1;
@@ -58,8 +61,25 @@ pub fn metadata(
     for broker in &mut response.brokers {
         point_at_proxy(shared, broker.node_id.0, &mut broker.host, &mut broker.port)?;
     }
-    shared.destination.learn_topics(&response);
+    let snapshot = shared.registry.load();
+    shared
+        .destination
+        .learn_topics(&response, &|topic| snapshot.is_internal(topic));
+    hide_internal_topics(&snapshot, &mut response);
     encode(&response, meta)
+}
+
+/// mirrorgate's own topics answer TOPIC_AUTHORIZATION_FAILED, as a broker does for a
+/// topic the client may not describe: no id, no partitions, so no way to read them.
+fn hide_internal_topics(snapshot: &Snapshot, response: &mut MetadataResponse) {
+    for topic in &mut response.topics {
+        if topic.name.as_ref().is_some_and(|n| snapshot.is_internal(n.as_str())) {
+            topic.error_code = TOPIC_AUTHORIZATION_FAILED;
+            topic.topic_id = uuid::Uuid::nil();
+            topic.partitions.clear();
+            topic.topic_authorized_operations = i32::MIN;
+        }
+    }
 }
 
 pub fn find_coordinator(

@@ -121,9 +121,30 @@ const NOT_OFFERED: &[ApiKey] = &[
     ApiKey::DeleteShareGroupOffsets,
 ];
 
+/// Inter-broker and controller-only APIs: a broker or controller sends them, never a
+/// client, and some write where a client must not (WriteTxnMarkers appends control
+/// batches to any partition, a mirror's included, on a cluster without an authorizer).
+/// Admin APIs that brokers forward to the controller (DescribeQuorum, Add/RemoveRaftVoter,
+/// UnregisterBroker) stay offered.
+const INTER_BROKER: &[ApiKey] = &[
+    ApiKey::WriteTxnMarkers,
+    ApiKey::Vote,
+    ApiKey::BeginQuorumEpoch,
+    ApiKey::EndQuorumEpoch,
+    ApiKey::AlterPartition,
+    ApiKey::Envelope,
+    ApiKey::FetchSnapshot,
+    ApiKey::BrokerRegistration,
+    ApiKey::BrokerHeartbeat,
+    ApiKey::AllocateProducerIds,
+    ApiKey::ControllerRegistration,
+    ApiKey::AssignReplicasToDirs,
+    ApiKey::UpdateRaftVoter,
+];
+
 /// The versions the proxy itself can carry for `key`, or `None` when it is not offered.
 pub fn proxy_range(key: ApiKey) -> Option<(i16, i16)> {
-    if NOT_OFFERED.contains(&key) {
+    if NOT_OFFERED.contains(&key) || INTER_BROKER.contains(&key) {
         return None;
     }
     let (_, min, max) = REVIEWED.iter().find(|(k, _, _)| *k == key)?;
@@ -229,6 +250,21 @@ mod tests {
                 (ApiKey::SaslHandshake as i16, 0, 1),
             ]
         );
+    }
+
+    #[test]
+    fn inter_broker_apis_are_neither_listed_nor_carried() {
+        let mut response = ApiVersionsResponse::default().with_api_keys(vec![
+            entry(ApiKey::WriteTxnMarkers, 0, 1),
+            entry(ApiKey::BrokerHeartbeat, 0, 1),
+            entry(ApiKey::DescribeQuorum, 0, 2),
+        ]);
+        negotiate(&mut response);
+        let keys: Vec<_> = response.api_keys.iter().map(|e| e.api_key).collect();
+        assert_eq!(keys, vec![ApiKey::DescribeQuorum as i16]);
+        for key in INTER_BROKER {
+            assert!(!is_offered(*key, key.valid_versions().max), "{key:?}");
+        }
     }
 
     #[test]

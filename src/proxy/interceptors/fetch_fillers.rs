@@ -2,18 +2,24 @@
 //! an empty batch with the same offsets, so consumers through the proxy see exactly the
 //! source's records at the source's offsets (consumers move past an empty batch).
 //!
-//! Cost: nothing is decoded while no topic is read-only. Otherwise the request is
-//! decoded (small) and the response only when the request names a mirror topic, or
-//! uses an incremental fetch session (KIP-227), whose responses may carry partitions
-//! the request does not list. A response is re-encoded only when a filler batch was
-//! replaced (or its NodeEndpoints need rewriting); other partitions keep their bytes.
+//! mirrorgate's own topics are never served: their partitions answer
+//! TOPIC_AUTHORIZATION_FAILED with no records.
+//!
+//! Cost: the request is decoded (small); the response only when the request names a
+//! guarded topic, or uses an incremental fetch session (KIP-227), whose responses may
+//! carry partitions the request does not list, and then, while no mirror exists, only
+//! when a cheap scan finds an internal topic's name or id in it. A response is
+//! re-encoded only when a filler batch was replaced, an internal topic refused, or its
+//! NodeEndpoints need rewriting; other partitions keep their bytes.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use uuid::Uuid;
 
+use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::{addresses, forward, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, decode_response, encode_response};
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
@@ -21,7 +27,7 @@ use crate::kafka::frame::RequestFrame;
 use crate::kafka::record_batch::{empty_batch_like, RecordBatches};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Snapshot;
+use crate::registry::{Guard, Snapshot};
 
 /// First Fetch version that names topics by id only.
 const TOPIC_IDS_SINCE: i16 = 13;
@@ -38,18 +44,15 @@ pub async fn on_request(
         OnResponse::Forward
     };
     let snapshot = shared.registry.load();
-    if !snapshot.has_read_only_topics() {
-        return Ok(forward(frame, plain));
-    }
     let request: FetchRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
-    if touches_mirror(shared, &snapshot, &request, frame.api_version).await {
+    if may_touch_guarded(shared, &snapshot, &request, frame.api_version).await {
         Ok(forward(frame, OnResponse::FetchFillers))
     } else {
         Ok(forward(frame, plain))
     }
 }
 
-async fn touches_mirror(
+async fn may_touch_guarded(
     shared: &Arc<Shared>,
     snapshot: &Snapshot,
     request: &FetchRequest,
@@ -63,26 +66,30 @@ async fn touches_mirror(
         return request
             .topics
             .iter()
-            .any(|t| snapshot.is_read_only(t.topic.as_str()));
+            .any(|t| snapshot.guard_of(t.topic.as_str()).is_some());
     }
     let mut refreshed = false;
     for topic in &request.topics {
         let name = shared.topic_name(&topic.topic_id, &mut refreshed).await;
-        if name.is_some_and(|n| snapshot.is_read_only(n.as_str())) {
+        if name.is_some_and(|n| snapshot.guard_of(n.as_str()).is_some()) {
             return true;
         }
     }
     false
 }
 
-fn is_mirror(shared: &Shared, snapshot: &Snapshot, name: &str, id: &Uuid, version: i16) -> bool {
+fn guard_of(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    name: &str,
+    id: &Uuid,
+    version: i16,
+) -> Option<Guard> {
     if version < TOPIC_IDS_SINCE {
-        snapshot.is_read_only(name)
+        snapshot.guard_of(name)
     } else {
-        shared
-            .destination
-            .topic_name(id)
-            .is_some_and(|n| snapshot.is_read_only(n.as_str()))
+        let name = shared.destination.topic_name(id)?;
+        snapshot.guard_of(name.as_str())
     }
 }
 
@@ -93,19 +100,33 @@ pub fn on_response(
     frame: Bytes,
     meta: &RequestMeta,
 ) -> Result<Bytes, ConnError> {
+    let snapshot = shared.registry.load();
+    let by_id = meta.api_version >= TOPIC_IDS_SINCE;
+    if !snapshot.has_read_only_topics() && !shared.may_name_internal(&snapshot, &frame, by_id) {
+        return addresses::fetch(shared, frame, meta);
+    }
     let mut response: FetchResponse =
         decode_response(&frame, meta.api_key, meta.api_version).map_err(ConnError::upstream)?;
-    let snapshot = shared.registry.load();
     let mut changed = false;
     for topic in &mut response.responses {
-        if !is_mirror(
+        let guard = guard_of(
             shared,
             &snapshot,
             topic.topic.as_str(),
             &topic.topic_id,
             meta.api_version,
-        ) {
-            continue;
+        );
+        match guard {
+            Some(Guard::Mirror) => {}
+            Some(_) => {
+                tracing::warn!(side = "client", topic = %topic.topic.as_str(), "refused a fetch of an internal topic");
+                for partition in &mut topic.partitions {
+                    refuse(partition);
+                }
+                changed = true;
+                continue;
+            }
+            None => continue,
         }
         for partition in &mut topic.partitions {
             if let Some(records) = &partition.records {
@@ -130,6 +151,17 @@ pub fn on_response(
         &response,
     )
     .map_err(ConnError::internal)
+}
+
+/// A partition of an internal topic: no records, no offsets, the error a broker gives
+/// a client that may not read the topic.
+fn refuse(partition: &mut PartitionData) {
+    *partition = PartitionData::default()
+        .with_partition_index(partition.partition_index)
+        .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1);
 }
 
 /// The record set with every filler batch replaced by an empty batch of the same

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod api_versions;
 pub mod fetch_fillers;
+pub mod internal_guard;
 pub mod produce_guard;
 pub mod write_guard;
 
@@ -17,6 +18,7 @@ use crate::kafka::codec::{decode_response, encode_response, peek_response_error}
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
+use internal_guard::{CreateTopics, DeleteTopics, OffsetCommit, OffsetDelete, TxnOffsetCommit};
 use write_guard::Merge;
 
 /// What to do with the answer to a forwarded request.
@@ -76,7 +78,8 @@ fn guarded<A: write_guard::GuardedApi>(
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
     let snapshot = shared.registry.load();
-    if !snapshot.has_read_only_topics() {
+    // These APIs name topics by name only.
+    if !snapshot.has_read_only_topics() && !snapshot.may_name_internal(&frame.bytes) {
         return Ok(forward(frame, OnResponse::Forward));
     }
     Ok(match write_guard::guard::<A>(&frame, &snapshot)? {
@@ -119,6 +122,13 @@ pub async fn on_request(
         ApiKey::AddPartitionsToTxn => {
             return guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
         }
+        ApiKey::DeleteTopics => return internal_guard::on_request::<DeleteTopics>(shared, frame).await,
+        ApiKey::CreateTopics => return internal_guard::on_request::<CreateTopics>(shared, frame).await,
+        ApiKey::OffsetCommit => return internal_guard::on_request::<OffsetCommit>(shared, frame).await,
+        ApiKey::TxnOffsetCommit => {
+            return internal_guard::on_request::<TxnOffsetCommit>(shared, frame).await
+        }
+        ApiKey::OffsetDelete => return internal_guard::on_request::<OffsetDelete>(shared, frame).await,
         _ => forward(frame, OnResponse::Forward),
     })
 }

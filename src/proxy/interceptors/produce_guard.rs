@@ -5,15 +5,16 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
 
-use super::write_guard::{self, take_where, GuardedApi, INVALID_REQUEST};
+use super::write_guard::{
+    self, refusal_code, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
+};
 use super::{addresses, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Snapshot;
+use crate::registry::{Guard, Snapshot};
 
 /// First version whose response may carry NodeEndpoints (KIP-951).
 const NODE_ENDPOINTS_SINCE: i16 = 10;
@@ -30,30 +31,27 @@ impl GuardedApi for Produce {
     type Response = ProduceResponse;
     type Refused = TopicProduceResponse;
 
-    fn split(
-        request: &mut Self::Request,
-        version: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
-        take_where(&mut request.topic_data, |t| is_read_only(&t.name))
+    fn split(request: &mut Self::Request, version: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
+        take_where(&mut request.topic_data, |t| guard_of(&t.name).is_some())
             .into_iter()
             .map(|topic| {
-                crate::admin::metrics::ProxyMetrics::get()
-                    .produce_refused(topic.name.as_str(), topic.partition_data.len() as u64);
-                let text = format!(
-                    "Cannot append records to read-only mirror topic '{}'",
-                    topic.name.as_str()
-                );
+                let guard = guard_of(&topic.name).unwrap_or(Guard::Mirror);
+                if guard != Guard::UnknownTopicId {
+                    crate::admin::metrics::ProxyMetrics::get()
+                        .produce_refused(topic.name.as_str(), topic.partition_data.len() as u64);
+                }
+                let code = refusal_code(guard, INVALID_REQUEST);
+                let text = refusal_text(guard, "append records to", topic.name.as_str());
                 let partitions = topic
                     .partition_data
                     .iter()
                     .map(|p| {
                         let refused = PartitionProduceResponse::default()
                             .with_index(p.index)
-                            .with_error_code(INVALID_REQUEST)
+                            .with_error_code(code)
                             .with_base_offset(-1);
                         if version >= ERROR_MESSAGE_SINCE {
-                            refused.with_error_message(Some(StrBytes::from_string(text.clone())))
+                            refused.with_error_message(Some(text.clone()))
                         } else {
                             refused
                         }
@@ -93,20 +91,26 @@ pub async fn on_request(
     } else {
         OnResponse::Forward
     };
-    if snapshot.has_read_only_topics() {
+    let by_id = version >= TOPIC_IDS_SINCE;
+    if snapshot.has_read_only_topics() || shared.may_name_internal(snapshot, &frame.bytes, by_id) {
         if version < ApiKey::Produce.valid_versions().min {
             // v0-2 bodies cannot be decoded, so they cannot be checked.
             return Ok(RequestAction::Close(format!(
-                "Produce v{version} cannot be checked for read-only mirror topics"
+                "Produce v{version} cannot be checked for guarded topics"
             )));
         }
         let mut request: ProduceRequest =
             decode_request(&frame).map_err(ConnError::client_codec)?;
-        if version >= TOPIC_IDS_SINCE {
+        if by_id {
             resolve_topic_names(shared, &mut request).await;
         }
+        // v13 topics left without a name have an id the destination does not know.
+        let guard_of = |name: &str| match name {
+            "" if by_id => Some(Guard::UnknownTopicId),
+            name => snapshot.guard_of(name),
+        };
         if let Some(action) =
-            write_guard::apply::<Produce>(&frame, request, snapshot, expects_response)?
+            write_guard::apply::<Produce>(&frame, request, &guard_of, expects_response)?
         {
             return Ok(action);
         }
@@ -118,8 +122,8 @@ pub async fn on_request(
 }
 
 /// Produce v13 names topics by id: fill in names from what the proxy learned of the
-/// destination, refreshing once for ids it has not seen. An id that stays unknown is
-/// not a topic of the destination; the broker answers UNKNOWN_TOPIC_ID for it.
+/// destination, refreshing once for ids it has not seen. An id that stays unknown keeps
+/// an empty name and is refused with UNKNOWN_TOPIC_ID.
 async fn resolve_topic_names(shared: &Arc<Shared>, request: &mut ProduceRequest) {
     let mut refreshed = false;
     for topic in &mut request.topic_data {

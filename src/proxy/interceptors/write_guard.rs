@@ -1,7 +1,9 @@
-//! Keeps mirror topics read-only for clients. Each write API names its topics in a
-//! request list; entries for read-only topics are cut out and answered with the API's
-//! own error field (for configs, only entries altering a key mirrored from the source). The rest is forwarded and the two answers merged in one response;
-//! a request left with nothing to forward is answered without going upstream.
+//! Keeps mirror topics read-only and mirrorgate's own topics out of reach for clients.
+//! Each write API names its topics in a request list; entries for guarded topics are cut
+//! out and answered with the API's own error field (for a mirror's configs, only entries
+//! altering a key mirrored from the source; an internal topic is refused whole with
+//! TOPIC_AUTHORIZATION_FAILED). The rest is forwarded and the two answers merged in one
+//! response; a request left with nothing to forward is answered without going upstream.
 
 use std::sync::Arc;
 
@@ -28,11 +30,37 @@ use crate::kafka::codec::{decode_request, decode_response, encode_request, encod
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Snapshot;
+use crate::registry::{Guard, Snapshot};
 use crate::replicator::config_sync::is_locked_on_mirror;
 
 pub const INVALID_REQUEST: i16 = 42;
 pub const INVALID_CONFIG: i16 = 40;
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// What decides whether a topic is guarded, and how.
+pub type GuardOf<'a> = &'a dyn Fn(&str) -> Option<Guard>;
+
+/// The error code refusing a guarded entry: the API's own for mirrors.
+pub fn refusal_code(guard: Guard, mirror_code: i16) -> i16 {
+    match guard {
+        Guard::Mirror => mirror_code,
+        Guard::Internal => TOPIC_AUTHORIZATION_FAILED,
+        Guard::UnknownTopicId => UNKNOWN_TOPIC_ID,
+    }
+}
+
+/// The error message refusing a guarded entry; `what` is the mirror wording
+/// ("append records to", "add partitions to", ...).
+pub fn refusal_text(guard: Guard, what: &str, topic: &str) -> StrBytes {
+    StrBytes::from_string(match guard {
+        Guard::Mirror => format!("Cannot {what} read-only mirror topic '{topic}'"),
+        Guard::Internal => {
+            format!("Topic '{topic}' is internal to mirrorgate and not open to clients")
+        }
+        Guard::UnknownTopicId => "This server does not host this topic ID.".to_string(),
+    })
+}
 /// What a broker answers for the other partitions of a transaction it refused in part.
 const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// ConfigResource type of a topic in (Incremental)AlterConfigs.
@@ -46,13 +74,9 @@ pub trait GuardedApi: 'static {
     /// A response entry answering a cut-out request entry.
     type Refused: Send + 'static;
 
-    /// Cuts the entries naming read-only topics out of `request` and returns their
+    /// Cuts the entries naming guarded topics out of `request` and returns their
     /// answers; an empty result means the request is untouched.
-    fn split(
-        request: &mut Self::Request,
-        version: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused>;
+    fn split(request: &mut Self::Request, version: i16, guard_of: GuardOf) -> Vec<Self::Refused>;
 
     /// True when nothing is left to forward.
     fn is_empty(request: &Self::Request) -> bool;
@@ -94,14 +118,14 @@ impl<A: GuardedApi> Merge for Refusals<A> {
     }
 }
 
-/// Decodes a write request and applies the guard; `None` when it names no read-only
+/// Decodes a write request and applies the guard; `None` when it names no guarded
 /// topic (the original frame is then forwarded as it is).
 pub fn guard<A: GuardedApi>(
     frame: &RequestFrame,
     snapshot: &Snapshot,
 ) -> Result<Option<RequestAction>, ConnError> {
     let request: A::Request = decode_request(frame).map_err(ConnError::client_codec)?;
-    apply::<A>(frame, request, snapshot, true)
+    apply::<A>(frame, request, &|topic| snapshot.guard_of(topic), true)
 }
 
 /// The guard on an already decoded request. Without `expects_response` (Produce
@@ -110,17 +134,28 @@ pub fn guard<A: GuardedApi>(
 pub fn apply<A: GuardedApi>(
     frame: &RequestFrame,
     mut request: A::Request,
-    snapshot: &Snapshot,
+    guard_of: GuardOf,
     expects_response: bool,
 ) -> Result<Option<RequestAction>, ConnError> {
     let version = frame.api_version;
-    let refused = A::split(&mut request, version, &|topic| snapshot.is_read_only(topic));
+    let internal = std::cell::Cell::new(None::<String>);
+    let refused = A::split(&mut request, version, &|topic| {
+        let guard = guard_of(topic);
+        if guard == Some(Guard::Internal) {
+            internal.set(Some(topic.to_string()));
+        }
+        guard
+    });
     if refused.is_empty() {
         return Ok(None);
     }
+    if let Some(topic) = internal.take() {
+        // Clients have no business here: say who tried (the span names the peer).
+        tracing::warn!(side = "client", api = ?A::KEY, %topic, "refused a request touching an internal topic");
+    }
     if !expects_response {
         return Ok(Some(RequestAction::Close(format!(
-            "{:?} without acknowledgement (acks=0) to a read-only mirror topic",
+            "{:?} without acknowledgement (acks=0) to a guarded topic",
             A::KEY
         ))));
     }
@@ -148,9 +183,6 @@ pub fn take_where<T>(items: &mut Vec<T>, cut: impl Fn(&T) -> bool) -> Vec<T> {
     taken
 }
 
-fn message(what: &str, topic: &str) -> StrBytes {
-    StrBytes::from_string(format!("Cannot {what} read-only mirror topic '{topic}'"))
-}
 
 pub struct DeleteRecords;
 impl GuardedApi for DeleteRecords {
@@ -159,14 +191,13 @@ impl GuardedApi for DeleteRecords {
     type Response = DeleteRecordsResponse;
     type Refused = DeleteRecordsTopicResult;
 
-    fn split(
-        request: &mut Self::Request,
-        _: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
-        take_where(&mut request.topics, |t| is_read_only(&t.name))
+    fn split(request: &mut Self::Request, _: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
+        take_where(&mut request.topics, |t| guard_of(&t.name).is_some())
             .into_iter()
             .map(|topic| {
+                let code = guard_of(&topic.name).map_or(INVALID_REQUEST, |g| {
+                    refusal_code(g, INVALID_REQUEST)
+                });
                 let partitions = topic
                     .partitions
                     .iter()
@@ -174,7 +205,7 @@ impl GuardedApi for DeleteRecords {
                         DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index)
                             .with_low_watermark(-1)
-                            .with_error_code(INVALID_REQUEST)
+                            .with_error_code(code)
                     })
                     .collect();
                 DeleteRecordsTopicResult::default()
@@ -198,18 +229,15 @@ impl GuardedApi for CreatePartitions {
     type Response = CreatePartitionsResponse;
     type Refused = CreatePartitionsTopicResult;
 
-    fn split(
-        request: &mut Self::Request,
-        _: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
-        take_where(&mut request.topics, |t| is_read_only(&t.name))
+    fn split(request: &mut Self::Request, _: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
+        take_where(&mut request.topics, |t| guard_of(&t.name).is_some())
             .into_iter()
             .map(|topic| {
-                let text = message("add partitions to", &topic.name);
+                let guard = guard_of(&topic.name).unwrap_or(Guard::Mirror);
+                let text = refusal_text(guard, "add partitions to", &topic.name);
                 CreatePartitionsTopicResult::default()
                     .with_name(topic.name)
-                    .with_error_code(INVALID_REQUEST)
+                    .with_error_code(refusal_code(guard, INVALID_REQUEST))
                     .with_error_message(Some(text))
             })
             .collect()
@@ -241,26 +269,45 @@ macro_rules! config_guard {
             fn split(
                 request: &mut Self::Request,
                 _: i16,
-                is_read_only: &dyn Fn(&str) -> bool,
+                guard_of: GuardOf,
             ) -> Vec<Self::Refused> {
-                let locked_key = |r: &$resource| {
-                    (r.resource_type == TOPIC_RESOURCE && is_read_only(&r.resource_name))
-                        .then(|| r.configs.iter().find(|c| is_locked_on_mirror(&c.name)))
+                let guard = |r: &$resource| {
+                    (r.resource_type == TOPIC_RESOURCE)
+                        .then(|| guard_of(&r.resource_name))
                         .flatten()
+                };
+                let locked_key = |r: &$resource| {
+                    r.configs
+                        .iter()
+                        .find(|c| is_locked_on_mirror(&c.name))
                         .map(|c| c.name.to_string())
                 };
-                take_where(&mut request.resources, |r| locked_key(r).is_some())
+                let refused = |r: &$resource| match guard(r) {
+                    Some(Guard::Mirror) => locked_key(r).is_some(),
+                    Some(_) => true,
+                    None => false,
+                };
+                take_where(&mut request.resources, refused)
                     .into_iter()
                     .map(|r| {
-                        let key = locked_key(&r).unwrap_or_default();
-                        let text = format!(
-                            "Config '{key}' of mirror topic '{}' is mirrored from the source \
-                             and cannot be altered.",
-                            r.resource_name
-                        );
+                        let (code, text) = match guard(&r).unwrap_or(Guard::Mirror) {
+                            Guard::Mirror => {
+                                let key = locked_key(&r).unwrap_or_default();
+                                let text = format!(
+                                    "Config '{key}' of mirror topic '{}' is mirrored from the \
+                                     source and cannot be altered.",
+                                    r.resource_name
+                                );
+                                (INVALID_CONFIG, StrBytes::from_string(text))
+                            }
+                            other => (
+                                refusal_code(other, INVALID_CONFIG),
+                                refusal_text(other, "alter", &r.resource_name),
+                            ),
+                        };
                         <$result>::default()
-                            .with_error_code(INVALID_CONFIG)
-                            .with_error_message(Some(StrBytes::from_string(text)))
+                            .with_error_code(code)
+                            .with_error_message(Some(text))
                             .with_resource_type(r.resource_type)
                             .with_resource_name(r.resource_name)
                     })
@@ -303,22 +350,17 @@ impl GuardedApi for AddPartitionsToTxn {
     type Response = AddPartitionsToTxnResponse;
     type Refused = AddPartitionsToTxnTopicResult;
 
-    fn split(
-        request: &mut Self::Request,
-        _: i16,
-        is_read_only: &dyn Fn(&str) -> bool,
-    ) -> Vec<Self::Refused> {
+    fn split(request: &mut Self::Request, _: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
         let topics = &mut request.v3_and_below_topics;
-        if !topics.iter().any(|t| is_read_only(&t.name)) {
+        if !topics.iter().any(|t| guard_of(&t.name).is_some()) {
             return Vec::new();
         }
         std::mem::take(topics)
             .into_iter()
             .map(|topic| {
-                let code = if is_read_only(&topic.name) {
-                    INVALID_REQUEST
-                } else {
-                    OPERATION_NOT_ATTEMPTED
+                let code = match guard_of(&topic.name) {
+                    Some(guard) => refusal_code(guard, INVALID_REQUEST),
+                    None => OPERATION_NOT_ATTEMPTED,
                 };
                 let partitions = topic
                     .partitions
