@@ -50,6 +50,8 @@ pub struct ProxyMetrics {
     pub client_bytes_in: Counter,
     pub client_bytes_out: Counter,
     pub malformed_frames: Counter,
+    /// Client connections closed for sending no whole request in time.
+    pub idle_closed: Counter,
     pub connections_refused: Counter,
     /// Indexed by API key.
     requests: Vec<Option<RequestMetrics>>,
@@ -80,6 +82,7 @@ impl ProxyMetrics {
             client_bytes_in: metrics::counter!("mirrorgate_client_bytes_in_total"),
             client_bytes_out: metrics::counter!("mirrorgate_client_bytes_out_total"),
             malformed_frames: metrics::counter!("mirrorgate_malformed_frames_total"),
+            idle_closed: metrics::counter!("mirrorgate_client_idle_closed_total"),
             connections_refused: metrics::counter!("mirrorgate_connections_refused_total"),
             requests,
             refused_by_topic: DashMap::new(),

@@ -65,6 +65,19 @@ pub struct ProxyConfig {
     pub sni_bootstrap_host: Option<String>,
     #[serde(default = "defaults::tls_handshake_timeout_ms")]
     pub tls_handshake_timeout_ms: u64,
+    /// Bytes of client request frames buffered across all connections (read, or being
+    /// processed); a connection that finds it spent stops reading until there is room.
+    /// Fixed at start.
+    #[serde(default = "defaults::max_buffered_request_bytes")]
+    pub max_buffered_request_bytes: usize,
+    /// A client that sends no whole first request within this is closed (the
+    /// destination connection is opened only on that first request).
+    #[serde(default = "defaults::first_request_timeout_ms")]
+    pub first_request_timeout_ms: u64,
+    /// A client that sends no whole request for this long is closed; the default is
+    /// the brokers' `connections.max.idle.ms`, so clients see no difference.
+    #[serde(default = "defaults::client_idle_timeout_ms")]
+    pub client_idle_timeout_ms: u64,
     /// Present: every proxy listener speaks TLS only.
     pub tls: Option<ProxyTlsConfig>,
 }
@@ -234,6 +247,15 @@ mod defaults {
     pub fn tls_handshake_timeout_ms() -> u64 {
         10_000
     }
+    pub fn max_buffered_request_bytes() -> usize {
+        256 * 1024 * 1024
+    }
+    pub fn first_request_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn client_idle_timeout_ms() -> u64 {
+        600_000
+    }
     pub fn metadata_topic() -> String {
         "_mirrorgate-metadata".to_string()
     }
@@ -359,6 +381,21 @@ impl Config {
             p.tls_handshake_timeout_ms > 0,
             "proxy.tls_handshake_timeout_ms: must be above 0".to_string(),
         );
+        check(
+            p.max_buffered_request_bytes >= p.max_frame_bytes,
+            format!(
+                "proxy.max_buffered_request_bytes: {} is below proxy.max_frame_bytes ({}): a largest frame could never be read",
+                p.max_buffered_request_bytes, p.max_frame_bytes
+            ),
+        );
+        check(
+            p.first_request_timeout_ms > 0,
+            "proxy.first_request_timeout_ms: must be above 0".to_string(),
+        );
+        check(
+            p.client_idle_timeout_ms > 0,
+            "proxy.client_idle_timeout_ms: must be above 0".to_string(),
+        );
         if let Some(tls) = &self.destination.tls {
             check(
                 tls.cert_file.is_some() == tls.key_file.is_some(),
@@ -441,6 +478,12 @@ impl ProxyConfig {
     }
     pub fn tls_handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+    pub fn first_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_request_timeout_ms)
+    }
+    pub fn client_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_idle_timeout_ms)
     }
 }
 

@@ -3,9 +3,11 @@
 //! Frames are split off one read buffer as `Bytes` so forwarding them is zero-copy; the
 //! length prefix stays attached so an unchanged frame is written back exactly as read.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::frame_budget::FrameBudget;
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -14,6 +16,9 @@ const MIN_REQUEST_BODY: usize = 8;
 /// A response carries at least its correlation id.
 pub const MIN_RESPONSE_BODY: usize = 4;
 const READ_CHUNK: usize = 16 * 1024;
+/// Largest single read into a budgeted reader: big enough that a large frame costs few
+/// syscalls, small enough that the budget is taken about as fast as bytes arrive.
+const MAX_BUDGETED_READ: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -49,12 +54,29 @@ impl MaxFrame {
     }
 }
 
-/// Reads whole frames from a byte stream, bounded by a maximum frame size.
+/// Reads whole frames from a byte stream, bounded by a maximum frame size and, for
+/// untrusted peers, by a byte budget shared with other readers.
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
     max_frame: MaxFrame,
     min_frame: usize,
+    budget: Option<Budgeted>,
+}
+
+/// What a budgeted reader holds: bytes buffered or about to be read, and the bytes of
+/// the frame it handed out last (held until the caller asks for the next one, so a
+/// frame being processed still counts).
+struct Budgeted {
+    budget: FrameBudget,
+    held: usize,
+    lent: usize,
+}
+
+impl Drop for Budgeted {
+    fn drop(&mut self) {
+        self.budget.release(self.held + self.lent);
+    }
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -68,12 +90,28 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_CHUNK),
             max_frame,
             min_frame,
+            budget: None,
         }
+    }
+
+    /// A reader whose buffered bytes count against `budget`.
+    pub fn with_budget(inner: R, max_frame: MaxFrame, min_frame: usize, budget: FrameBudget) -> Self {
+        let mut reader = Self::with_limit(inner, max_frame, min_frame);
+        reader.buf = BytesMut::new();
+        reader.budget = Some(Budgeted {
+            budget,
+            held: 0,
+            lent: 0,
+        });
+        reader
     }
 
     /// Next whole frame (length prefix included), or `None` on a clean end of stream.
     /// Cancel-safe: bytes already read stay buffered.
     pub async fn next(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.budget.is_some() {
+            return self.next_budgeted().await;
+        }
         loop {
             if let Some(frame) = self.try_split()? {
                 return Ok(Some(frame));
@@ -82,12 +120,64 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.reserve(READ_CHUNK);
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
-                return match self.buf.len() {
-                    0 => Ok(None),
-                    buffered => Err(FrameError::Truncated { buffered }),
-                };
+                return self.end_of_stream();
             }
         }
+    }
+
+    fn end_of_stream(&self) -> Result<Option<Bytes>, FrameError> {
+        match self.buf.len() {
+            0 => Ok(None),
+            buffered => Err(FrameError::Truncated { buffered }),
+        }
+    }
+
+    /// Like `next`, but every read first takes its bytes from the budget, and nothing
+    /// is reserved for a frame beyond what has arrived.
+    async fn next_budgeted(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if let Some(b) = &mut self.budget {
+            b.budget.release(std::mem::take(&mut b.lent));
+        }
+        loop {
+            if let Some(frame) = self.try_split_budgeted()? {
+                if let Some(b) = &mut self.budget {
+                    // The frame's bytes move from the buffer to the caller.
+                    b.held -= frame.len().min(b.held);
+                    b.lent = frame.len();
+                }
+                return Ok(Some(frame));
+            }
+            let want = match peek_len(&self.buf) {
+                Some(len) => (LEN_PREFIX + len.max(0) as usize).saturating_sub(self.buf.len()),
+                None => READ_CHUNK,
+            }
+            .clamp(READ_CHUNK, MAX_BUDGETED_READ);
+            if let Some(b) = &mut self.budget {
+                let needed = (self.buf.len() + want).saturating_sub(b.held);
+                if needed > 0 {
+                    b.budget.take(needed).await;
+                    b.held += needed;
+                }
+            }
+            self.buf.reserve(want);
+            let mut window = (&mut self.buf).limit(want);
+            if self.inner.read_buf(&mut window).await? == 0 {
+                return self.end_of_stream();
+            }
+        }
+    }
+
+    /// `try_split` without reserving the announced frame.
+    fn try_split_budgeted(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(len) = peek_len(&self.buf) else {
+            return Ok(None);
+        };
+        let len = validate_len(len, self.min_frame, self.max_frame.get())?;
+        let total = LEN_PREFIX + len;
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        Ok(Some(self.buf.split_to(total).freeze()))
     }
 
     /// True when another whole frame is already buffered, so a writer can delay its flush.

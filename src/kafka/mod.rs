@@ -11,6 +11,7 @@ pub mod filler;
 #[cfg(test)]
 mod filler_tests;
 pub mod frame;
+pub mod frame_budget;
 pub mod groups;
 pub mod producer;
 pub mod record_batch;

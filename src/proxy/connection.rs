@@ -71,6 +71,10 @@ pub async fn serve(
         match run(&shared, stream, target).await {
             Ok(()) => tracing::debug!("closed"),
             Err(ConnError::ClientGone(e)) => tracing::debug!(error = %e, "client went away"),
+            Err(e @ ConnError::ClientIdle(_)) => {
+                shared.metrics.idle_closed.increment(1);
+                tracing::debug!(side = e.side(), error = %e, "closing idle connection")
+            }
             Err(e @ (ConnError::ClientFrame(_) | ConnError::ClientRequest(_))) => {
                 if matches!(e, ConnError::ClientFrame(_)) {
                     shared.metrics.malformed_frames.increment(1);
@@ -165,6 +169,22 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
 
 async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), ConnError> {
     let config = shared.registry.load().config.clone();
+    let (client_read, client_write) = tokio::io::split(client);
+    let mut client_frames = FrameReader::with_budget(
+        client_read,
+        live_max_frame(shared),
+        0,
+        shared.request_budget.clone(),
+    );
+    // The destination connection is opened for a first whole request only, so idle
+    // sockets cost no broker connection.
+    let first = tokio::select! {
+        _ = shared.shutdown.cancelled() => return Ok(()),
+        first = next_request(&mut client_frames, config.proxy.first_request_timeout()) => first?,
+    };
+    let Some(first) = first else {
+        return Ok(());
+    };
     let upstream = shared
         .connect_upstream(target)
         .await
@@ -174,7 +194,6 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
         &m.upstream_connections_active,
         &m.upstream_connections_total,
     );
-    let (client_read, client_write) = tokio::io::split(client);
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     // The upstream write half lives until both loops end: dropping it early would
     // half-close the broker connection while responses are still owed.
@@ -182,7 +201,8 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
     let (pending_tx, pending_rx) = mpsc::channel(config.proxy.max_in_flight_per_connection);
     let requests = request_loop(
         shared,
-        FrameReader::with_limit(client_read, live_max_frame(shared), 0),
+        client_frames,
+        first,
         &mut upstream_write,
         pending_tx,
     );
@@ -196,6 +216,20 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
     Ok(())
 }
 
+/// The next whole request frame, `None` at a clean end of stream; a client that sends
+/// none within `limit` is idle.
+async fn next_request(
+    client: &mut FrameReader<ReadHalf<BoxIo>>,
+    limit: std::time::Duration,
+) -> Result<Option<Bytes>, ConnError> {
+    match tokio::time::timeout(limit, client.next()).await {
+        Err(_) => Err(ConnError::ClientIdle(limit)),
+        Ok(Ok(frame)) => Ok(frame),
+        Ok(Err(FrameError::Io(e))) => Err(ConnError::ClientGone(e)),
+        Ok(Err(e)) => Err(ConnError::ClientFrame(e)),
+    }
+}
+
 /// `proxy.max_frame_bytes` of the current snapshot, so a reload applies to the next frame.
 fn live_max_frame(shared: &Arc<Shared>) -> MaxFrame {
     let registry = shared.registry.clone();
@@ -207,21 +241,27 @@ fn live_max_frame(shared: &Arc<Shared>) -> MaxFrame {
 async fn request_loop(
     shared: &Arc<Shared>,
     mut client: FrameReader<ReadHalf<BoxIo>>,
+    first: Bytes,
     upstream: &mut BufWriter<WriteHalf<BoxIo>>,
     pending: mpsc::Sender<Pending>,
 ) -> Result<(), ConnError> {
+    let mut first = Some(first);
     loop {
-        let next = tokio::select! {
-            // On shutdown stop reading; dropping `pending` lets the response loop
-            // drain what is in flight, then the connection closes.
-            _ = shared.shutdown.cancelled() => return Ok(()),
-            next = client.next() => next,
-        };
-        let frame = match next {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return Ok(()),
-            Err(FrameError::Io(e)) => return Err(ConnError::ClientGone(e)),
-            Err(e) => return Err(ConnError::ClientFrame(e)),
+        let frame = match first.take() {
+            Some(frame) => frame,
+            None => {
+                let idle = shared.registry.load().config.proxy.client_idle_timeout();
+                let next = tokio::select! {
+                    // On shutdown stop reading; dropping `pending` lets the response
+                    // loop drain what is in flight, then the connection closes.
+                    _ = shared.shutdown.cancelled() => return Ok(()),
+                    next = next_request(&mut client, idle) => next?,
+                };
+                match next {
+                    Some(frame) => frame,
+                    None => return Ok(()),
+                }
+            }
         };
         let received = Instant::now();
         shared.metrics.client_bytes_in.increment(frame.len() as u64);

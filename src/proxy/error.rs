@@ -11,6 +11,8 @@ pub enum ConnError {
     ClientFrame(FrameError),
     #[error("client request refused: {0}")]
     ClientRequest(String),
+    #[error("client sent no whole request for {0:?}")]
+    ClientIdle(std::time::Duration),
     #[error("upstream: {0}")]
     Upstream(String),
     #[error("internal: {0}")]
@@ -20,9 +22,10 @@ pub enum ConnError {
 impl ConnError {
     pub fn side(&self) -> &'static str {
         match self {
-            ConnError::ClientGone(_) | ConnError::ClientFrame(_) | ConnError::ClientRequest(_) => {
-                "client"
-            }
+            ConnError::ClientGone(_)
+            | ConnError::ClientFrame(_)
+            | ConnError::ClientRequest(_)
+            | ConnError::ClientIdle(_) => "client",
             ConnError::Upstream(_) => "upstream",
             ConnError::Internal(_) => "internal",
         }

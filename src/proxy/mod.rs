@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::metrics::ProxyMetrics;
+use crate::kafka::frame_budget::FrameBudget;
 use crate::kafka::transport::{self, BoxIo, ConnectError};
 use crate::registry::{Registry, Snapshot};
 use destination::Destination;
@@ -52,6 +53,8 @@ pub struct Shared {
     broker_listeners: DashMap<i32, OpenListener>,
     connection_slots: Arc<Semaphore>,
     max_connections: AtomicUsize,
+    /// Client request bytes buffered across every connection.
+    pub request_budget: FrameBudget,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     next_bootstrap: AtomicUsize,
@@ -265,6 +268,7 @@ impl Proxy {
             bootstrap_listener: Mutex::new(None),
             broker_listeners: DashMap::new(),
             connection_slots: Arc::new(Semaphore::new(max_connections)),
+            request_budget: FrameBudget::new(snapshot.config.proxy.max_buffered_request_bytes),
             max_connections: AtomicUsize::new(max_connections),
             tracker: TaskTracker::new(),
             shutdown,
