@@ -95,7 +95,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// A reader whose buffered bytes count against `budget`.
-    pub fn with_budget(inner: R, max_frame: MaxFrame, min_frame: usize, budget: FrameBudget) -> Self {
+    pub fn with_budget(
+        inner: R,
+        max_frame: MaxFrame,
+        min_frame: usize,
+        budget: FrameBudget,
+    ) -> Self {
         let mut reader = Self::with_limit(inner, max_frame, min_frame);
         reader.buf = BytesMut::new();
         reader.budget = Some(Budgeted {
@@ -142,21 +147,30 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(frame) = self.try_split_budgeted()? {
                 if let Some(b) = &mut self.budget {
                     // The frame's bytes move from the buffer to the caller.
-                    b.held -= frame.len().min(b.held);
-                    b.lent = frame.len();
+                    b.lent = frame.len().min(b.held);
+                    b.held -= b.lent;
                 }
                 return Ok(Some(frame));
             }
-            let want = match peek_len(&self.buf) {
+            let mut want = match peek_len(&self.buf) {
                 Some(len) => (LEN_PREFIX + len.max(0) as usize).saturating_sub(self.buf.len()),
                 None => READ_CHUNK,
             }
             .clamp(READ_CHUNK, MAX_BUDGETED_READ);
             if let Some(b) = &mut self.budget {
-                let needed = (self.buf.len() + want).saturating_sub(b.held);
-                if needed > 0 {
-                    b.budget.take(needed).await;
-                    b.held += needed;
+                // The first READ_CHUNK of every reader is outside the budget, so small
+                // requests (Metadata, Fetch, heartbeats) never wait behind large ones:
+                // that costs at most max_connections x READ_CHUNK.
+                let to_hold = (self.buf.len() + want).saturating_sub(READ_CHUNK);
+                if to_hold > b.held {
+                    // Read what the budget allows now (at least a chunk, waiting for it
+                    // when the budget is spent), not the whole announced frame.
+                    let extra = to_hold - b.held;
+                    let got = b.budget.take_up_to(extra.min(READ_CHUNK), extra).await;
+                    b.held += got;
+                    want = (b.held + READ_CHUNK)
+                        .saturating_sub(self.buf.len())
+                        .min(want);
                 }
             }
             self.buf.reserve(want);
@@ -317,6 +331,7 @@ pub(crate) fn read_uvarint(buf: &[u8]) -> Option<(u32, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut v = (body.len() as i32).to_be_bytes().to_vec();
@@ -364,6 +379,38 @@ mod tests {
         cut.truncate(10);
         let truncated = read_all(cut, 1024).await;
         assert!(truncated[0].as_ref().unwrap_err().contains("middle"));
+    }
+
+    #[tokio::test]
+    async fn budgeted_reader_holds_only_what_arrived_and_gives_it_back() {
+        let budget = FrameBudget::new(READ_CHUNK * 8);
+        // A 1 MiB frame announced, 3 chunks sent: the reader holds about what arrived.
+        let mut input = (1024 * 1024i32).to_be_bytes().to_vec();
+        input.extend(vec![0u8; READ_CHUNK * 3]);
+        let (mut tx, rx) = tokio::io::duplex(READ_CHUNK * 16);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &input)
+            .await
+            .unwrap();
+        let mut reader = FrameReader::with_budget(rx, MaxFrame::Fixed(2 << 20), 0, budget.clone());
+        let pending = tokio::time::timeout(Duration::from_millis(200), reader.next()).await;
+        assert!(pending.is_err(), "the frame is not complete");
+        let held = budget.total() - budget.available();
+        assert!(
+            held <= READ_CHUNK * 8 && held >= READ_CHUNK,
+            "holds what arrived, at most the budget: {held}"
+        );
+        drop(reader);
+        assert_eq!(budget.available(), budget.total(), "all given back on drop");
+
+        // Small frames never touch the budget.
+        let mut small = frame(&[0, 18, 0, 3, 0, 0, 0, 1, 0xff, 0xff]);
+        small.extend(frame(&[0, 3, 0, 12, 0, 0, 0, 2, 0, 0]));
+        let mut reader =
+            FrameReader::with_budget(&small[..], MaxFrame::Fixed(1024), 0, budget.clone());
+        assert!(reader.next().await.unwrap().is_some());
+        assert_eq!(budget.available(), budget.total());
+        assert!(reader.next().await.unwrap().is_some());
+        assert!(reader.next().await.unwrap().is_none());
     }
 
     #[test]

@@ -44,6 +44,30 @@ impl FrameBudget {
         }
     }
 
+    /// Takes between `min` and `max` bytes: as many as are free now, waiting only while
+    /// fewer than `min` are. Returns how many were taken.
+    pub async fn take_up_to(&self, min: usize, max: usize) -> usize {
+        let min = min.min(max);
+        loop {
+            let free = self.bytes.available_permits().min(max);
+            if free >= min {
+                let Ok(n32) = u32::try_from(free) else {
+                    return 0;
+                };
+                if free == 0 {
+                    return 0;
+                }
+                if let Ok(permit) = self.bytes.try_acquire_many(n32) {
+                    permit.forget();
+                    return free;
+                }
+                continue; // someone took them first
+            }
+            self.take(min).await;
+            return min;
+        }
+    }
+
     /// Returns `n` bytes taken earlier.
     pub fn release(&self, n: usize) {
         if n > 0 {

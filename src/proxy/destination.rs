@@ -80,7 +80,11 @@ impl Destination {
         }
         let known = self.internal_ids.load();
         if internal.iter().any(|id| !known.contains(id)) {
-            let older: Vec<Uuid> = known.iter().filter(|id| !internal.contains(id)).copied().collect();
+            let older: Vec<Uuid> = known
+                .iter()
+                .filter(|id| !internal.contains(id))
+                .copied()
+                .collect();
             internal.extend(older);
             self.internal_ids.store(Arc::new(internal));
         }

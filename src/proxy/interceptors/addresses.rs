@@ -73,7 +73,11 @@ pub fn metadata(
 /// topic the client may not describe: no id, no partitions, so no way to read them.
 fn hide_internal_topics(snapshot: &Snapshot, response: &mut MetadataResponse) {
     for topic in &mut response.topics {
-        if topic.name.as_ref().is_some_and(|n| snapshot.is_internal(n.as_str())) {
+        if topic
+            .name
+            .as_ref()
+            .is_some_and(|n| snapshot.is_internal(n.as_str()))
+        {
             topic.error_code = TOPIC_AUTHORIZATION_FAILED;
             topic.topic_id = uuid::Uuid::nil();
             topic.partitions.clear();

@@ -24,8 +24,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::write_guard::{self, refusal_text, take_where, GuardOf, GuardedApi};
 use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
+use super::write_guard::{self, refusal_text, take_where, GuardOf, GuardedApi};
 use super::{forward, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::RequestFrame;
@@ -154,11 +154,7 @@ macro_rules! offsets_guard {
             type Response = $response;
             type Refused = $topic;
 
-            fn split(
-                request: &mut Self::Request,
-                _: i16,
-                guard_of: GuardOf,
-            ) -> Vec<Self::Refused> {
+            fn split(request: &mut Self::Request, _: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
                 take_where(&mut request.topics, |t| guard_of(&t.name).is_some())
                     .into_iter()
                     .map(|topic| {

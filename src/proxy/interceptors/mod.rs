@@ -122,13 +122,21 @@ pub async fn on_request(
         ApiKey::AddPartitionsToTxn => {
             return guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
         }
-        ApiKey::DeleteTopics => return internal_guard::on_request::<DeleteTopics>(shared, frame).await,
-        ApiKey::CreateTopics => return internal_guard::on_request::<CreateTopics>(shared, frame).await,
-        ApiKey::OffsetCommit => return internal_guard::on_request::<OffsetCommit>(shared, frame).await,
+        ApiKey::DeleteTopics => {
+            return internal_guard::on_request::<DeleteTopics>(shared, frame).await
+        }
+        ApiKey::CreateTopics => {
+            return internal_guard::on_request::<CreateTopics>(shared, frame).await
+        }
+        ApiKey::OffsetCommit => {
+            return internal_guard::on_request::<OffsetCommit>(shared, frame).await
+        }
         ApiKey::TxnOffsetCommit => {
             return internal_guard::on_request::<TxnOffsetCommit>(shared, frame).await
         }
-        ApiKey::OffsetDelete => return internal_guard::on_request::<OffsetDelete>(shared, frame).await,
+        ApiKey::OffsetDelete => {
+            return internal_guard::on_request::<OffsetDelete>(shared, frame).await
+        }
         _ => forward(frame, OnResponse::Forward),
     })
 }

@@ -183,7 +183,6 @@ pub fn take_where<T>(items: &mut Vec<T>, cut: impl Fn(&T) -> bool) -> Vec<T> {
     taken
 }
 
-
 pub struct DeleteRecords;
 impl GuardedApi for DeleteRecords {
     const KEY: ApiKey = ApiKey::DeleteRecords;
@@ -195,9 +194,8 @@ impl GuardedApi for DeleteRecords {
         take_where(&mut request.topics, |t| guard_of(&t.name).is_some())
             .into_iter()
             .map(|topic| {
-                let code = guard_of(&topic.name).map_or(INVALID_REQUEST, |g| {
-                    refusal_code(g, INVALID_REQUEST)
-                });
+                let code = guard_of(&topic.name)
+                    .map_or(INVALID_REQUEST, |g| refusal_code(g, INVALID_REQUEST));
                 let partitions = topic
                     .partitions
                     .iter()
