@@ -343,9 +343,12 @@ pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
+    // State changes are JSON requests for the admin API; `{}` stands for "no body".
+    let body = if method == "GET" { "" } else { "{}" };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut text = String::new();
