@@ -221,10 +221,15 @@ async fn mirror_action(
     let body = match body {
         Ok(Json(body)) => body,
         Err(rejection) => {
+            let field = if action == "mirrors" {
+                "mirror_topic_name"
+            } else {
+                "mirror_topic_names"
+            };
             return error(ApiError::Invalid(format!(
-                "a JSON body is required ({})",
+                "a JSON body naming {field} is required ({})",
                 rejection.body_text()
-            )))
+            )));
         }
     };
     let change = match action.as_str() {
