@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, link_and_mirror, one_partition_topic, replicating, source, text};
+use common::replication::{
+    cli, link_and_mirror, one_partition_topic, replicating, scram_link, sealing_proxy, source,
+    text, ALICE_JAAS,
+};
 use common::{destination, free_port, test_port_base, unique, Cluster, Proxy, ProxyOptions};
 
 /// One HTTP/1.1 request with exactly these headers (no Host unless given):
@@ -358,47 +361,8 @@ fn stored_credentials_never_reach_a_new_server_unless_given_again() {
         test_port_base() + 520,
         &["--security", "sasl_plaintext"],
     );
-    let key = dir.path().join("secret.key");
-    std::fs::write(
-        &key,
-        "8d0c4a5e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5\n",
-    )
-    .unwrap();
-    let tables = format!(
-        "\n[replicator]\nenabled = true\nmetadata_topic = \"{}\"\nsecret_key_file = \"{}\"\n",
-        unique("_mirrorgate-metadata-creds"),
-        key.display()
-    );
-    let proxy = Proxy::start(
-        destination(),
-        ProxyOptions {
-            extra_tables: tables,
-            ..Default::default()
-        },
-    );
-    let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";";
-    let props = dir.path().join("link.properties");
-    std::fs::write(
-        &props,
-        format!(
-            "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\nsasl.jaas.config={jaas}\n",
-            sasl.bootstrap
-        ),
-    )
-    .unwrap();
-    let link = unique("creds-link");
-    let out = cli(
-        &proxy,
-        &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
-            "--config-file",
-            props.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let proxy = sealing_proxy(dir.path());
+    let link = scram_link(&proxy, &sasl, dir.path());
 
     let (trap, accepted) = counting_listener();
     let path = format!("/kafka/v3/clusters/x/links/{link}/configs:alter?validate_only=true");
@@ -420,7 +384,7 @@ fn stored_credentials_never_reach_a_new_server_unless_given_again() {
     // With the credentials in the request, the new server is tried (and does not answer).
     let resupplied = serde_json::json!({ "data": [
         { "name": "bootstrap.servers", "value": trap },
-        { "name": "sasl.jaas.config", "value": jaas },
+        { "name": "sasl.jaas.config", "value": ALICE_JAAS },
     ]})
     .to_string();
     let (status, body) = api(&proxy, "PUT", &path, None, &resupplied);

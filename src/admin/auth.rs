@@ -8,16 +8,13 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{is_probe, json_error, Access};
+use super::{json_error, Access};
 
 pub(crate) async fn require_token(
     State(access): State<Access>,
     request: Request,
     next: Next,
 ) -> Response {
-    if is_probe(request.uri().path()) {
-        return next.run(request).await;
-    }
     let Some(expected) = (access.settings)().token else {
         return next.run(request).await;
     };

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::{is_probe, json_error, Access};
+use super::{json_error, Access};
 use crate::config::admin::split_host_port;
 
 pub(crate) async fn browser_guard(
@@ -20,9 +20,6 @@ pub(crate) async fn browser_guard(
     request: Request,
     next: Next,
 ) -> Response {
-    if is_probe(request.uri().path()) {
-        return next.run(request).await;
-    }
     let admin = (access.settings)();
     let host = request
         .headers()

@@ -1,7 +1,7 @@
 //! The admin HTTP listener: health, readiness, Prometheus metrics, the active config
 //! and reload. The REST API of links and mirrors joins it. Every request passes the
 //! browser guard (Host, Origin, Content-Type) and, with a token configured, the bearer
-//! token check; the probes `/healthz` and `/readyz` pass both.
+//! token check; the probes `/healthz` and `/readyz` are outside both.
 
 mod auth;
 pub mod cli;
@@ -46,23 +46,19 @@ pub(crate) struct Access {
     pub settings: Arc<dyn Fn() -> AdminConfig + Send + Sync>,
 }
 
-/// Health probes answer anyone: orchestrators call them by pod address, without a token,
-/// and they reveal nothing.
-fn is_probe(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
-}
-
 /// The project's JSON error shape, `{"error_code": <status>, "message": ...}`.
 pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     let body = json!({ "error_code": status.as_u16(), "message": message.into() });
     (status, Json(body)).into_response()
 }
 
-/// `router` behind the browser guard (outermost) and the token check.
-pub(crate) fn protect(router: Router, access: Access) -> Router {
-    router
-        .layer(from_fn_with_state(access.clone(), auth::require_token))
+/// `api` behind the browser guard (outermost) and the token check; `probes` beside it,
+/// open to anyone: orchestrators call them by pod address without a token, and they
+/// reveal nothing.
+pub(crate) fn protect(api: Router, probes: Router, access: Access) -> Router {
+    api.layer(from_fn_with_state(access.clone(), auth::require_token))
         .layer(from_fn_with_state(access, guard::browser_guard))
+        .merge(probes)
 }
 
 pub async fn serve(
@@ -70,9 +66,11 @@ pub async fn serve(
     state: AdminState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = Router::new()
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .with_state(state.clone());
+    let api = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/admin/config", get(active_config))
         .route("/admin/reload", post(reload))
@@ -83,7 +81,7 @@ pub async fn serve(
         bind,
         settings: Arc::new(move || registry.load().config.admin.clone()),
     };
-    let app = protect(app, access);
+    let app = protect(api, probes, access);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("admin.bind {bind}"))?;
@@ -154,21 +152,21 @@ pub(crate) mod tests {
             allowed_origins: origins.to_vec(),
             ..Default::default()
         };
-        let router = Router::new()
-            .route(
-                "/x",
-                get(|| async { "ok" })
-                    .post(|| async { "ok" })
-                    .put(|| async { "ok" })
-                    .delete(|| async { "ok" }),
-            )
+        let api = Router::new().route(
+            "/x",
+            get(|| async { "ok" })
+                .post(|| async { "ok" })
+                .put(|| async { "ok" })
+                .delete(|| async { "ok" }),
+        );
+        let probes = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(|| async { "ok" }));
         let access = Access {
             bind: ([127, 0, 0, 1], 8090).into(),
             settings: Arc::new(move || admin.clone()),
         };
-        protect(router, access)
+        protect(api, probes, access)
     }
 
     pub(crate) async fn send_full(

@@ -317,45 +317,37 @@ async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    /// Java properties, one `key=value` a line.
+    fn props(text: &str) -> BTreeMap<String, String> {
+        link_config::parse_properties(text).unwrap()
     }
 
     #[test]
     fn a_new_server_needs_every_stored_credential_again() {
-        let stored = map(&[
-            ("bootstrap.servers", "a:9092,b:9092"),
-            ("sasl.jaas.config", "secret"),
-            ("ssl.keystore.key", "key"),
-            ("ssl.truststore.certificates", "ca"),
-        ]);
+        let stored = props(
+            "bootstrap.servers=a:9092,b:9092\nsasl.jaas.config=secret\n\
+             ssl.keystore.key=key\nssl.truststore.certificates=ca",
+        );
         let with = |set: &BTreeMap<String, String>| {
             let mut new = stored.clone();
             new.extend(set.clone());
             credentials_to_resupply(&stored, set, &new)
         };
         // Same or fewer servers: nothing to resupply.
-        assert!(with(&map(&[("bootstrap.servers", "B:9092")])).is_empty());
-        assert!(with(&map(&[("topic.config.sync.ms", "1000")])).is_empty());
+        assert!(with(&props("bootstrap.servers=B:9092")).is_empty());
+        assert!(with(&props("topic.config.sync.ms=1000")).is_empty());
         assert_eq!(
-            with(&map(&[("bootstrap.servers", "evil:9092")])),
+            with(&props("bootstrap.servers=evil:9092")),
             ["sasl.jaas.config", "ssl.keystore.key"]
         );
         assert_eq!(
-            with(&map(&[
-                ("bootstrap.servers", "evil:9092"),
-                ("sasl.jaas.config", "again")
-            ])),
+            with(&props(
+                "bootstrap.servers=evil:9092\nsasl.jaas.config=again"
+            )),
             ["ssl.keystore.key"]
         );
         // A credential the alter deletes is not sent anywhere.
-        let set = map(&[
-            ("bootstrap.servers", "evil:9092"),
-            ("sasl.jaas.config", "x"),
-        ]);
+        let set = props("bootstrap.servers=evil:9092\nsasl.jaas.config=x");
         let mut new = stored.clone();
         new.remove("ssl.keystore.key");
         new.extend(set.clone());
