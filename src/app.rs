@@ -22,7 +22,7 @@ pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Resu
             set_log_level(level).map_err(anyhow::Error::msg)?;
         }
     }
-    let admin_bind = config
+    let admin_bind: std::net::SocketAddr = config
         .admin
         .bind
         .parse()
@@ -36,6 +36,7 @@ pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Resu
         config_path.to_path_buf(),
         proxy.clone(),
         set_log_level,
+        admin_bind,
     ));
     tokio::spawn(reloader.clone().watch(shutdown.clone()));
     let replicator = Replicator::start(registry.clone(), shutdown.clone());

@@ -7,29 +7,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, test_certs, text};
-use common::{destination, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-fn replicating_proxy(dir: &std::path::Path) -> Proxy {
-    let key = dir.join("secret.key");
-    std::fs::write(
-        &key,
-        "8d0c4a5e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5\n",
-    )
-    .unwrap();
-    let metadata_topic = unique("_mirrorgate-metadata-secured");
-    let tables = format!(
-        "\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata_topic}\"\nsecret_key_file = \"{}\"\n",
-        key.display()
-    );
-    Proxy::start(
-        destination(),
-        ProxyOptions {
-            extra_tables: tables,
-            ..Default::default()
-        },
-    )
-}
+use common::replication::{cli, scram_link, sealing_proxy, test_certs, text};
+use common::{destination, kcat, repo_root, test_port_base, unique, Cluster, Proxy};
 
 fn mirror_and_compare(proxy: &Proxy, link: &str, topic: &str, expected: usize) {
     let out = cli(
@@ -84,7 +63,7 @@ fn a_scram_source_is_mirrored_and_its_password_is_stored_sealed() {
         test_port_base() + 520,
         &["--security", "sasl_plaintext"],
     );
-    let proxy = replicating_proxy(dir.path());
+    let proxy = sealing_proxy(dir.path());
     let topic = unique("scram-src");
     let plain = [
         "-X",
@@ -129,29 +108,7 @@ fn a_scram_source_is_mirrored_and_its_password_is_stored_sealed() {
     );
     assert!(kcat(&create, Some(&records)).output.status.success());
 
-    let config = dir.path().join("scram.properties");
-    std::fs::write(
-        &config,
-        format!(
-            "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\n",
-            source.bootstrap
-        ),
-    )
-    .unwrap();
-    let link = unique("scram-link");
-    let out = cli(
-        &proxy,
-        &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
-            "--config-file",
-            config.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let link = scram_link(&proxy, &source, dir.path());
     let described = text(&cli(
         &proxy,
         &["cluster-links", "--describe", "--link", &link],
@@ -210,7 +167,7 @@ fn a_tls_source_with_a_client_certificate_is_mirrored() {
             "required",
         ],
     );
-    let proxy = replicating_proxy(dir.path());
+    let proxy = sealing_proxy(dir.path());
     let topic = unique("tls-src");
     let ca = format!("ssl.ca.location={certs_arg}/ca.pem");
     let cert = format!("ssl.certificate.location={certs_arg}/client.pem");

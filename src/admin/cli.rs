@@ -20,9 +20,29 @@ pub struct Target {
         default_value = "http://127.0.0.1:8090"
     )]
     admin_url: String,
+    /// File holding the admin API's bearer token ([admin] token_file); without it the
+    /// token comes from MIRRORGATE_ADMIN_TOKEN, if set.
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     /// Accepted for compatibility with Confluent's tools; mirrorgate is reached at --admin-url.
     #[arg(long)]
     bootstrap_server: Option<String>,
+}
+
+impl Target {
+    /// The flag's file wins over the environment; a token is never a flag value, which
+    /// any user could read from the process list.
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(path) = &self.admin_token_file {
+            return crate::config::admin::read_token_file(path)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("--admin-token-file: {e}"));
+        }
+        Ok(std::env::var("MIRRORGATE_ADMIN_TOKEN")
+            .ok()
+            .map(|t| t.trim_end().to_string())
+            .filter(|t| !t.is_empty()))
+    }
 }
 
 #[derive(Args)]
@@ -103,10 +123,11 @@ pub struct Mirrors {
 struct Api {
     base: String,
     agent: ureq::Agent,
+    authorization: Option<String>,
 }
 
 impl Api {
-    fn new(target: &Target) -> Self {
+    fn new(target: &Target) -> anyhow::Result<Self> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -116,17 +137,28 @@ impl Api {
             "{}/kafka/v3/clusters/-",
             target.admin_url.trim_end_matches('/')
         );
-        Self { base, agent }
+        let authorization = target.token()?.map(|t| format!("Bearer {t}"));
+        Ok(Self {
+            base,
+            agent,
+            authorization,
+        })
     }
 
+    /// Every state-changing call says `Content-Type: application/json` (the admin API
+    /// refuses it otherwise); a body-less POST sends `{}`.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
+        let auth = self.authorization.as_deref();
         let response = match (method, body) {
-            ("GET", _) => self.agent.get(&url).call(),
-            ("DELETE", _) => self.agent.delete(&url).call(),
-            ("PUT", Some(body)) => self.agent.put(&url).send_json(body),
-            (_, Some(body)) => self.agent.post(&url).send_json(body),
-            (_, None) => self.agent.post(&url).send_empty(),
+            ("GET", _) => with_auth(self.agent.get(&url), auth).call(),
+            ("DELETE", _) => with_auth(self.agent.delete(&url), auth)
+                .header("Content-Type", "application/json")
+                .call(),
+            ("PUT", Some(body)) => with_auth(self.agent.put(&url), auth).send_json(body),
+            (_, body) => {
+                with_auth(self.agent.post(&url), auth).send_json(body.unwrap_or_else(|| json!({})))
+            }
         };
         let mut response = response.with_context(|| format!("cannot reach mirrorgate at {url}"))?;
         let status = response.status().as_u16();
@@ -137,6 +169,13 @@ impl Api {
             bail!("{message}");
         }
         Ok(value)
+    }
+}
+
+fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(value) => request.header("Authorization", value),
+        None => request,
     }
 }
 
@@ -200,7 +239,7 @@ fn gathered_configs(args: &ClusterLinks) -> anyhow::Result<BTreeMap<String, Stri
 }
 
 pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
-    let api = Api::new(&args.target);
+    let api = Api::new(&args.target)?;
     let need_link = || args.link.clone().context("--link is required");
     if args.create {
         let link = need_link()?;
@@ -286,7 +325,7 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
 }
 
 pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
-    let api = Api::new(&args.target);
+    let api = Api::new(&args.target)?;
     let topics: Vec<String> = args
         .topics
         .as_deref()
@@ -372,6 +411,25 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
         ("failover", "stopping")
     };
     let link = args.link.clone().unwrap_or_else(|| "-".into());
+    // The API changes only the topics it is given: --link means its mirrors as of now.
+    let topics = if topics.is_empty() {
+        let mirrors = api.call("GET", &format!("/links/{link}/mirrors"), None)?;
+        let names: Vec<String> = mirrors["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["mirror_topic_name"].as_str().map(String::from))
+            .collect();
+        if names.is_empty() {
+            // An unknown link is an error ("does not exist"), not an empty one.
+            api.call("GET", &format!("/links/{link}"), None)?;
+            println!("No mirror topics found.");
+            return Ok(());
+        }
+        names
+    } else {
+        topics
+    };
     if args.promote {
         println!(
             "Calculating max offset and ms lag for mirror topics: [{}]",

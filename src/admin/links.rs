@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AdminState;
+use super::{json_error, AdminState};
 use crate::replicator::manager::{ApiError, Change};
 
 pub fn routes() -> Router<AdminState> {
@@ -33,11 +34,7 @@ pub fn routes() -> Router<AdminState> {
 
 fn error(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        Json(json!({ "error_code": e.http_status(), "message": e.to_string() })),
-    )
-        .into_response()
+    json_error(status, e.to_string())
 }
 
 #[derive(Deserialize)]
@@ -206,7 +203,7 @@ async fn alter_configs(
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct MirrorBody {
     source_topic_name: Option<String>,
     mirror_topic_name: Option<String>,
@@ -219,9 +216,22 @@ struct MirrorBody {
 async fn mirror_action(
     State(state): State<AdminState>,
     Path((_cluster, link, action)): Path<(String, String, String)>,
-    body: Option<Json<MirrorBody>>,
+    body: Result<Json<MirrorBody>, JsonRejection>,
 ) -> Response {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            let field = if action == "mirrors" {
+                "mirror_topic_name"
+            } else {
+                "mirror_topic_names"
+            };
+            return error(ApiError::Invalid(format!(
+                "a JSON body naming {field} is required ({})",
+                rejection.body_text()
+            )));
+        }
+    };
     let change = match action.as_str() {
         "mirrors" => {
             let Some(mirror) = body.mirror_topic_name.or(body.source_topic_name.clone()) else {
@@ -248,6 +258,13 @@ async fn mirror_action(
         "mirrors:failover" => Change::Failover,
         other => return error(ApiError::NotFound(format!("no such action '{other}'"))),
     };
+    // An empty list once meant "every mirror of the link": too much for one stray request.
+    if body.mirror_topic_names.is_empty() {
+        return error(ApiError::Invalid(format!(
+            "mirror_topic_names: name the mirror topics to {} (an empty or missing list is refused)",
+            action.trim_start_matches("mirrors:")
+        )));
+    }
     match state
         .replicator
         .change(&link, &body.mirror_topic_names, change)

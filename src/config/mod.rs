@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod admin;
 pub mod reload;
+
+pub use admin::AdminConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -203,21 +206,6 @@ fn redacted<S: serde::Serializer>(_: &str, serializer: S) -> Result<S::Ok, S::Er
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    #[serde(default = "defaults::admin_bind")]
-    pub bind: String,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            bind: defaults::admin_bind(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct MirrorTopicConfig {
     pub name: String,
 }
@@ -259,9 +247,6 @@ mod defaults {
     pub fn metadata_topic() -> String {
         "_mirrorgate-metadata".to_string()
     }
-    pub fn admin_bind() -> String {
-        "127.0.0.1:8090".to_string()
-    }
 }
 
 impl Config {
@@ -279,7 +264,10 @@ impl Config {
             message: e.to_string(),
         })?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        let errors = config.validate();
+        let mut errors = config.validate();
+        if let Err(e) = config.admin.read_token() {
+            errors.push(e);
+        }
         if errors.is_empty() {
             Ok(config)
         } else {
@@ -307,6 +295,9 @@ impl Config {
         }
         if let Some(key) = &mut self.replicator.secret_key_file {
             join(key);
+        }
+        if let Some(token) = &mut self.admin.token_file {
+            join(token);
         }
         if let Some(tls) = &mut self.destination.tls {
             join(&mut tls.ca_file);
@@ -428,13 +419,6 @@ impl Config {
             "destination.metadata_refresh_ms: must be at least 100".to_string(),
         );
         check(
-            self.admin.bind.parse::<SocketAddr>().is_ok(),
-            format!(
-                "admin.bind: '{}' is not an ip:port socket address",
-                self.admin.bind
-            ),
-        );
-        check(
             valid_topic_name(&self.replicator.metadata_topic),
             format!(
                 "replicator.metadata_topic: '{}' is not a legal topic name",
@@ -465,6 +449,7 @@ impl Config {
                 format!("mirror_topics[{i}].name: '{}' is listed twice", topic.name),
             );
         }
+        self.admin.validate(&mut errors);
         errors
     }
 }

@@ -2,6 +2,7 @@
 //! The new file is parsed, validated and turned into a snapshot (certificates read)
 //! before anything changes; an invalid one is refused and the old config keeps running.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,17 +22,25 @@ pub struct Reloader {
     path: PathBuf,
     proxy: Arc<Proxy>,
     set_log_level: SetLogLevel,
+    /// Where the admin API listens; a reload does not move it.
+    admin_bind: SocketAddr,
     /// The file content last acted on, so the watcher reloads once per change.
     last_seen: Mutex<Option<Vec<u8>>>,
 }
 
 impl Reloader {
-    pub fn new(path: PathBuf, proxy: Arc<Proxy>, set_log_level: SetLogLevel) -> Self {
+    pub fn new(
+        path: PathBuf,
+        proxy: Arc<Proxy>,
+        set_log_level: SetLogLevel,
+        admin_bind: SocketAddr,
+    ) -> Self {
         let last_seen = Mutex::new(std::fs::read(&path).ok());
         Self {
             path,
             proxy,
             set_log_level,
+            admin_bind,
             last_seen,
         }
     }
@@ -58,6 +67,13 @@ impl Reloader {
 
     async fn apply(&self) -> Result<(), String> {
         let config = Config::load(&self.path).map_err(|e| e.to_string())?;
+        // The file's own admin.bind was checked; the listener may be elsewhere.
+        if let Some(e) = super::admin::exposure_error(self.admin_bind, &config.admin) {
+            return Err(format!(
+                "invalid config file {}:\n  {e}",
+                self.path.display()
+            ));
+        }
         let log_level = config.log.level.clone();
         let snapshot = Snapshot::build(config).map_err(|e| e.to_string())?;
         self.proxy

@@ -24,6 +24,50 @@ fn is_connection_key(key: &str) -> bool {
         || key.starts_with("ssl.")
 }
 
+/// Keys that authenticate mirrorgate to the source: the SASL login (its password goes to
+/// whatever server the link names) and the client key material. A stored credential is
+/// never offered to a server the caller names: when an alter adds a server to
+/// `bootstrap.servers`, every credential the link holds must be given again in the same
+/// request (proof the caller knows it), otherwise the alter is refused before anything
+/// connects, `validate_only` included. Trust stores are public certificates, not
+/// credentials.
+pub const CREDENTIAL_KEYS: &[&str] = &[
+    "sasl.jaas.config",
+    "ssl.keystore.location",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.key.password",
+];
+
+/// The stored credentials an alter to `new` servers would send there without their
+/// being resupplied in `set`; empty when no server is new.
+fn credentials_to_resupply(
+    stored: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Vec<&'static str> {
+    let servers = |config: &BTreeMap<String, String>| -> Vec<String> {
+        config
+            .get("bootstrap.servers")
+            .map(|s| {
+                s.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = servers(stored);
+    if servers(new).iter().all(|s| s.is_empty() || old.contains(s)) {
+        return Vec::new();
+    }
+    CREDENTIAL_KEYS
+        .iter()
+        .copied()
+        .filter(|key| stored.contains_key(*key) && new.contains_key(*key))
+        .filter(|key| !set.contains_key(*key))
+        .collect()
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LinkView {
     pub link_name: String,
@@ -164,7 +208,14 @@ impl Replicator {
         for key in delete {
             raw.remove(key);
         }
-        raw.extend(set);
+        raw.extend(set.clone());
+        let resupply = credentials_to_resupply(&link.config, &set, &raw);
+        if !resupply.is_empty() {
+            return Err(ApiError::Invalid(format!(
+                "bootstrap.servers: a new server gets the link's credentials only when the request gives them again; resupply {}",
+                resupply.join(", ")
+            )));
+        }
         let config = self.validated(raw)?;
         let changed = |key: &str| link.config.get(key) != config.raw.get(key);
         let connection_changed = link
@@ -260,4 +311,46 @@ async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
         .cluster_id
         .map(|c| c.as_str().to_string())
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Java properties, one `key=value` a line.
+    fn props(text: &str) -> BTreeMap<String, String> {
+        link_config::parse_properties(text).unwrap()
+    }
+
+    #[test]
+    fn a_new_server_needs_every_stored_credential_again() {
+        let stored = props(
+            "bootstrap.servers=a:9092,b:9092\nsasl.jaas.config=secret\n\
+             ssl.keystore.key=key\nssl.truststore.certificates=ca",
+        );
+        let with = |set: &BTreeMap<String, String>| {
+            let mut new = stored.clone();
+            new.extend(set.clone());
+            credentials_to_resupply(&stored, set, &new)
+        };
+        // Same or fewer servers: nothing to resupply.
+        assert!(with(&props("bootstrap.servers=B:9092")).is_empty());
+        assert!(with(&props("topic.config.sync.ms=1000")).is_empty());
+        assert_eq!(
+            with(&props("bootstrap.servers=evil:9092")),
+            ["sasl.jaas.config", "ssl.keystore.key"]
+        );
+        assert_eq!(
+            with(&props(
+                "bootstrap.servers=evil:9092\nsasl.jaas.config=again"
+            )),
+            ["ssl.keystore.key"]
+        );
+        // A credential the alter deletes is not sent anywhere.
+        let set = props("bootstrap.servers=evil:9092\nsasl.jaas.config=x");
+        let mut new = stored.clone();
+        new.remove("ssl.keystore.key");
+        new.extend(set.clone());
+        assert!(credentials_to_resupply(&stored, &set, &new).is_empty());
+    }
 }

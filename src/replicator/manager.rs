@@ -258,8 +258,8 @@ impl Replicator {
             .collect())
     }
 
-    /// Applies `change` to each topic (or to every mirror of `link` when `topics` is
-    /// empty); one result per topic, as Confluent answers.
+    /// Applies `change` to each of `topics` (never an implied "all": an empty list is
+    /// refused); one result per topic, as Confluent answers.
     pub async fn change(
         &self,
         link: &str,
@@ -273,21 +273,13 @@ impl Replicator {
                 "Cluster link '{link}' does not exist."
             )));
         }
-        if any_link && topics.is_empty() {
-            return Err(ApiError::Invalid("Name the topics, or the link.".into()));
+        if topics.is_empty() {
+            return Err(ApiError::Invalid(
+                "mirror_topic_names: name the mirror topics".into(),
+            ));
         }
-        let targets: Vec<String> = if topics.is_empty() {
-            state
-                .mirrors
-                .values()
-                .filter(|m| m.record.link == link)
-                .map(|m| m.record.topic.clone())
-                .collect()
-        } else {
-            topics.to_vec()
-        };
         let mut results = Vec::new();
-        for topic in targets {
+        for topic in topics.iter().cloned() {
             let result = self
                 .inner
                 .change_one(&mut state, link, &topic, change)

@@ -130,6 +130,8 @@ pub struct ProxyOptions {
     pub extra_proxy_toml: String,
     /// Lines added to [destination].
     pub extra_destination_toml: String,
+    /// Lines added to [admin].
+    pub extra_admin_toml: String,
     /// Whole tables appended at the end ([proxy.tls], [log], ...).
     pub extra_tables: String,
     /// Replaces the destination's bootstrap servers.
@@ -176,8 +178,8 @@ fn render_config(
     let mut config = format!(
         "[proxy]\nbind = \"127.0.0.1:{port}\"\nadvertised_host = \"127.0.0.1\"\n\
          broker_port_base = {broker_port_base}\n{}\n\n\
-         [destination]\nbootstrap_servers = \"{bootstrap}\"\n{}\n\n[admin]\nbind = \"{admin}\"\n",
-        options.extra_proxy_toml, options.extra_destination_toml
+         [destination]\nbootstrap_servers = \"{bootstrap}\"\n{}\n\n[admin]\nbind = \"{admin}\"\n{}\n",
+        options.extra_proxy_toml, options.extra_destination_toml, options.extra_admin_toml
     );
     for topic in &options.mirror_topics {
         config.push_str(&format!("\n[[mirror_topics]]\nname = \"{topic}\"\n"));
@@ -343,9 +345,12 @@ pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
+    // State changes are JSON requests for the admin API; `{}` stands for "no body".
+    let body = if method == "GET" { "" } else { "{}" };
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut text = String::new();

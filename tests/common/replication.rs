@@ -1,7 +1,7 @@
 //! Helpers for replicator tests: the CLI against a running mirrorgate, replicating
 //! proxy options, topic dumps, and the shared development certificates.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,61 @@ pub fn test_certs() -> PathBuf {
     dir
 }
 
+/// A replicating mirrorgate that seals link credentials, with a secret key in `dir`.
+pub fn sealing_proxy(dir: &Path) -> Proxy {
+    let key = dir.join("secret.key");
+    std::fs::write(
+        &key,
+        "8d0c4a5e1f2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5\n",
+    )
+    .expect("write the secret key");
+    let metadata_topic = unique("_mirrorgate-metadata-secured");
+    let tables = format!(
+        "\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata_topic}\"\nsecret_key_file = \"{}\"\n",
+        key.display()
+    );
+    Proxy::start(
+        destination(),
+        ProxyOptions {
+            extra_tables: tables,
+            ..Default::default()
+        },
+    )
+}
+
+/// The SCRAM login of the SASL test cluster's user alice, as `sasl.jaas.config`.
+pub const ALICE_JAAS: &str = "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";";
+
+/// A new link to the SASL test cluster `source`, as alice with SCRAM-SHA-512, created
+/// from a properties file in `dir` as operators write them.
+pub fn scram_link(proxy: &Proxy, source: &Cluster, dir: &Path) -> String {
+    let config = dir.join("scram.properties");
+    std::fs::write(
+        &config,
+        format!(
+            "bootstrap.servers={}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config={ALICE_JAAS}\n",
+            source.bootstrap
+        ),
+    )
+    .expect("write the link config");
+    new_link(
+        proxy,
+        "scram-link",
+        &["--config-file", &config.to_string_lossy()],
+    )
+}
+
+/// `cluster-links --create` of a link named from `prefix`, with `args`; asserts success.
+fn new_link(proxy: &Proxy, prefix: &str, args: &[&str]) -> String {
+    let link = unique(prefix);
+    let mut create = vec!["cluster-links", "--create", "--link", &link];
+    create.extend(args);
+    let out = cli(proxy, &create);
+    assert!(out.status.success(), "{}", text(&out));
+    link
+}
+
 /// The 1-node source cluster shared by replicator tests.
 pub fn source() -> Cluster {
     Cluster::up("mg-src", 1, test_port_base() + 530)
@@ -144,19 +199,8 @@ pub fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
 
 /// A link with `extra` link configs (",k=v..."), and a mirror of `topic`.
 pub fn link_and_mirror_with(proxy: &Proxy, source: &Cluster, topic: &str, extra: &str) -> String {
-    let link = unique("life-link");
-    let out = cli(
-        proxy,
-        &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
-            "--config",
-            &format!("bootstrap.servers={}{extra}", source.bootstrap),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let config = format!("bootstrap.servers={}{extra}", source.bootstrap);
+    let link = new_link(proxy, "life-link", &["--config", &config]);
     let out = cli(
         proxy,
         &[
