@@ -5,6 +5,8 @@ pub mod admin;
 pub mod client;
 pub mod codec;
 pub mod compression;
+#[cfg(test)]
+mod decode_bounds_tests;
 pub mod filler;
 #[cfg(test)]
 mod filler_tests;
