@@ -37,6 +37,8 @@ pub enum ClientError {
     CorrelationMismatch { expected: i32, got: i32 },
     #[error("protocol: {0}")]
     Protocol(String),
+    #[error("SASL authentication: {0}")]
+    Scram(#[from] super::sasl::ScramError),
     #[error("more than {MAX_IN_FLIGHT} requests in flight on one connection")]
     TooManyInFlight,
     #[error(transparent)]

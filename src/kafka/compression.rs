@@ -22,10 +22,12 @@ pub(crate) struct SnappyReader {
     framed: bool,
     block: Vec<u8>,
     block_pos: usize,
+    /// Most bytes one block may claim (the reader's limit).
+    limit: usize,
 }
 
 impl SnappyReader {
-    fn new(input: Bytes) -> Self {
+    fn new(input: Bytes, limit: usize) -> Self {
         let framed = input.starts_with(XERIAL_MAGIC);
         let input = if framed {
             input.slice(XERIAL_MAGIC.len()..)
@@ -37,6 +39,7 @@ impl SnappyReader {
             framed,
             block: Vec::new(),
             block_pos: 0,
+            limit,
         }
     }
 
@@ -61,7 +64,7 @@ impl SnappyReader {
             .len()
             .saturating_mul(SNAPPY_MAX_RATIO)
             .saturating_add(1024);
-        if claimed > cap.min(MAX_DECODED_BYTES) {
+        if claimed > cap.min(self.limit).min(MAX_DECODED_BYTES) {
             return Err(invalid("snappy block claims an impossible size"));
         }
         self.block.resize(claimed, 0);
@@ -92,38 +95,84 @@ fn invalid(msg: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// A decompressing reader over a compressed records block.
-pub(crate) enum PayloadReader {
+/// The decompressor of one codec.
+enum Decompressor {
     Gzip(Box<flate2::read::MultiGzDecoder<bytes::buf::Reader<Bytes>>>),
     Snappy(SnappyReader),
     Lz4(Box<lz4::Decoder<bytes::buf::Reader<Bytes>>>),
     Zstd(Box<zstd::stream::read::Decoder<'static, bytes::buf::Reader<Bytes>>>),
 }
 
+/// zstd's own default limit, made explicit: a frame may ask for a window of at most
+/// 128 MiB (Kafka's zstd level 22 uses that); its pages are touched only as output
+/// arrives, and output is capped by the reader's limit.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
+/// A decompressing reader over a compressed records block that fails (see
+/// [`is_over_limit`]) once it has produced more than its limit, whatever the codec: a
+/// compression bomb stops there instead of filling memory or burning CPU.
+pub(crate) struct PayloadReader {
+    inner: Decompressor,
+    produced: usize,
+    limit: usize,
+}
+
+/// The error a [`PayloadReader`] returns past its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("decompressed records exceed {0} bytes")]
+struct OverLimit(usize);
+
+/// Whether `error` is a [`PayloadReader`] passing its limit.
+pub(crate) fn is_over_limit(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<OverLimit>().is_some())
+}
+
 impl PayloadReader {
-    pub fn new(codec: Compression, payload: Bytes) -> io::Result<Self> {
-        Ok(match codec {
-            Compression::Gzip => Self::Gzip(Box::new(flate2::read::MultiGzDecoder::new(
+    /// A reader of at most `limit` decompressed bytes.
+    pub fn new(codec: Compression, payload: Bytes, limit: usize) -> io::Result<Self> {
+        let inner = match codec {
+            Compression::Gzip => Decompressor::Gzip(Box::new(flate2::read::MultiGzDecoder::new(
                 payload.reader(),
             ))),
-            Compression::Snappy => Self::Snappy(SnappyReader::new(payload)),
-            Compression::Lz4 => Self::Lz4(Box::new(lz4::Decoder::new(payload.reader())?)),
-            Compression::Zstd => Self::Zstd(Box::new(zstd::stream::read::Decoder::with_buffer(
-                payload.reader(),
-            )?)),
+            Compression::Snappy => Decompressor::Snappy(SnappyReader::new(payload, limit)),
+            Compression::Lz4 => Decompressor::Lz4(Box::new(lz4::Decoder::new(payload.reader())?)),
+            Compression::Zstd => {
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(payload.reader())?;
+                decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                Decompressor::Zstd(Box::new(decoder))
+            }
             Compression::None => return Err(invalid("not a compressed payload")),
+        };
+        Ok(Self {
+            inner,
+            produced: 0,
+            limit,
         })
     }
 }
 
 impl Read for PayloadReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Gzip(r) => r.read(buf),
-            Self::Snappy(r) => r.read(buf),
-            Self::Lz4(r) => r.read(buf),
-            Self::Zstd(r) => r.read(buf),
+        // One byte past the limit is asked for, so reaching it exactly is not an error.
+        let room = self.limit.saturating_sub(self.produced).saturating_add(1);
+        let len = buf.len().min(room);
+        let buf = &mut buf[..len];
+        let n = match &mut self.inner {
+            Decompressor::Gzip(r) => r.read(buf),
+            Decompressor::Snappy(r) => r.read(buf),
+            Decompressor::Lz4(r) => r.read(buf),
+            Decompressor::Zstd(r) => r.read(buf),
+        }?;
+        self.produced = self.produced.saturating_add(n);
+        if self.produced > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                OverLimit(self.limit),
+            ));
         }
+        Ok(n)
     }
 }
 

@@ -11,7 +11,7 @@ use kafka_protocol::records::{Compression, TimestampType, NO_TIMESTAMP};
 
 use super::record_batch::{crc_mismatch, BatchError, BatchView, Header, HEADER_LEN};
 use super::record_codec::{
-    decode_records, record_tail, BatchBuilder, Body, RawRecord, RecordReader,
+    decode_records, record_tail, BatchBuilder, Body, RawRecord, RecordReader, MAX_RECORDS_PER_BATCH,
 };
 
 /// The one key every filler record carries. Keyed, so that compacted topics accept it;
@@ -177,6 +177,14 @@ pub fn re_encode_from(
         return Err(BatchError::MalformedRecord {
             index: -1,
             reason: "negative last offset delta",
+        });
+    }
+    // Each offset of the span becomes a record or a filler: bound it like a record count
+    // (a compacted batch spans no more offsets than it once held records).
+    if usize::try_from(last).is_ok_and(|last| last >= MAX_RECORDS_PER_BATCH) {
+        return Err(BatchError::TooManyRecords {
+            declared: last.saturating_add(1),
+            limit: MAX_RECORDS_PER_BATCH,
         });
     }
     let records = if batch.is_control() {

@@ -7,6 +7,8 @@ pub mod codec;
 #[cfg(test)]
 mod codec_hostile_tests;
 pub mod compression;
+#[cfg(test)]
+mod decode_bounds_tests;
 pub mod filler;
 #[cfg(test)]
 mod filler_tests;

@@ -72,6 +72,12 @@ pub enum BatchError {
     MalformedRecord { index: i64, reason: &'static str },
     #[error("records of one batch decompress to more than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("record batch declares {declared} records, more than the {limit} it may hold")]
+    TooManyRecords { declared: i32, limit: usize },
+    #[error("record batch declares a negative record count {0}")]
+    NegativeRecordCount(i32),
+    #[error("decoding the records of one batch takes more than {limit} bytes")]
+    DecodeMemory { limit: usize },
     #[error("{codec:?}: {source}")]
     Compression {
         codec: Compression,

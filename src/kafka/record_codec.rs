@@ -12,12 +12,35 @@ use std::io::{self, BufWriter, Read, Write};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
-use super::compression::{PayloadReader, PayloadWriter};
+use super::compression::{is_over_limit, PayloadReader, PayloadWriter};
 use super::record_batch::{seal, BatchError, BatchView, Header, HEADER_LEN};
 
-/// Most bytes of records one batch may decompress to when it is decoded whole.
-/// Far above any sane `max.message.bytes` times a realistic compression ratio.
+/// Most bytes of records one batch may decompress to, for every codec, and the most
+/// memory [`decode_records`] may hold for one batch. Far above any sane
+/// `max.message.bytes` times a realistic compression ratio.
 pub const MAX_DECODED_BYTES: usize = 256 * 1024 * 1024;
+
+/// The shortest record on the wire: length, attributes, timestamp delta, offset delta,
+/// null key, null value and header count, one byte each.
+pub const MIN_RECORD_LEN: usize = 7;
+
+/// Most records [`decode_records`] accepts in one batch. At Kafka's default
+/// `max.message.bytes` (1 MiB) an uncompressed batch holds at most ~150,000 records
+/// (1 MiB / [`MIN_RECORD_LEN`]), and Java producers close batches at `batch.size`
+/// (16 KiB by default); 2^19 leaves room for larger limits and compression while the
+/// decoded records (~100 bytes each before their data) stay around 50 MiB.
+pub const MAX_RECORDS_PER_BATCH: usize = 1 << 19;
+
+/// [`decode_bound`]: decoding may take this many times the batch's payload. Uncompressed
+/// records cost at most ~32 times their bytes decoded (a 2-byte header becomes a
+/// 64-byte pair); compressed ones add their compression ratio.
+const DECODE_EXPANSION: usize = 256;
+/// [`decode_bound`] of a small batch.
+const MIN_DECODE_BOUND: usize = 64 * 1024;
+/// Memory of one decoded record besides its `Vec` slot: the shared allocation its key
+/// and value slices point into.
+const RECORD_EXTRA: usize = 32;
+const HEADER_COST: usize = std::mem::size_of::<(Bytes, Option<Bytes>)>();
 
 const STREAM_BUF: usize = 16 * 1024;
 
@@ -114,8 +137,14 @@ impl Cursor {
     }
 }
 
-/// Decodes one record body (everything after its length varint).
-pub(crate) fn parse_record(body: Bytes, index: i64) -> Result<RawRecord, BatchError> {
+/// Decodes one record body (everything after its length varint), with at most
+/// `max_headers` headers (more is [`BatchError::DecodeMemory`] with `limit`).
+pub(crate) fn parse_record(
+    body: Bytes,
+    index: i64,
+    max_headers: usize,
+    limit: usize,
+) -> Result<RawRecord, BatchError> {
     let len = body.len();
     let mut c = Cursor { buf: body, pos: 0 };
     let bad = |reason| malformed(index, reason);
@@ -126,6 +155,9 @@ pub(crate) fn parse_record(body: Bytes, index: i64) -> Result<RawRecord, BatchEr
     let value = c.nullable().ok_or(bad("bad value"))?;
     let count = c.varint().ok_or(bad("bad header count"))?;
     let count = usize::try_from(count).map_err(|_| bad("negative header count"))?;
+    if count > max_headers {
+        return Err(BatchError::DecodeMemory { limit });
+    }
     // Each header takes at least two bytes: never reserve more than the body can hold.
     let mut headers = Vec::with_capacity(count.min(len / 2));
     for _ in 0..count {
@@ -279,6 +311,8 @@ pub(crate) struct RecordReader {
     left: i32,
     index: i64,
     budget: usize,
+    /// The budget at the start, named in the error when a record exceeds what is left.
+    limit: usize,
 }
 
 impl RecordReader {
@@ -292,7 +326,7 @@ impl RecordReader {
                 pos: 0,
             }),
             _ => Source::Stream(Box::new(StreamWindow {
-                reader: PayloadReader::new(codec, payload)
+                reader: PayloadReader::new(codec, payload, MAX_DECODED_BYTES)
                     .map_err(|source| BatchError::Compression { codec, source })?,
                 buf: Vec::new(),
                 start: 0,
@@ -305,14 +339,21 @@ impl RecordReader {
             left: batch.records_count().max(0),
             index: 0,
             budget,
+            limit: budget,
         })
     }
 
     fn fill(&mut self, need: usize) -> Result<(), BatchError> {
         let codec = self.codec;
-        self.source
-            .fill(need)
-            .map_err(|source| BatchError::Compression { codec, source })
+        self.source.fill(need).map_err(|source| {
+            if is_over_limit(&source) {
+                BatchError::TooLarge {
+                    limit: MAX_DECODED_BYTES,
+                }
+            } else {
+                BatchError::Compression { codec, source }
+            }
+        })
     }
 
     /// Hands the next record's body to `f` in place, unless it is longer than `max_len`.
@@ -343,9 +384,7 @@ impl RecordReader {
             return Ok(Body::Oversized);
         }
         if len > self.budget {
-            return Err(BatchError::TooLarge {
-                limit: MAX_DECODED_BYTES,
-            });
+            return Err(BatchError::DecodeMemory { limit: self.limit });
         }
         self.fill(header + len)?;
         if self.source.window().len() < header + len {
@@ -375,10 +414,16 @@ impl RecordReader {
         })
     }
 
-    pub fn next_record(&mut self) -> Result<Option<RawRecord>, BatchError> {
+    /// The next record, with at most `max_headers` headers (else
+    /// [`BatchError::DecodeMemory`] naming `limit`).
+    fn next_record(
+        &mut self,
+        max_headers: usize,
+        limit: usize,
+    ) -> Result<Option<RawRecord>, BatchError> {
         let index = self.index;
         match self.next_body(usize::MAX)? {
-            Body::Record(body) => parse_record(body, index).map(Some),
+            Body::Record(body) => parse_record(body, index, max_headers, limit).map(Some),
             _ => Ok(None),
         }
     }
@@ -410,14 +455,68 @@ pub(crate) fn record_tail(body: &[u8]) -> Option<&[u8]> {
     body.get(pos..)
 }
 
-/// Every record of a batch, with the declared count and exact length enforced, and at
-/// most [`MAX_DECODED_BYTES`] of records.
+/// Most records a batch may declare for [`decode_records`]: [`MAX_RECORDS_PER_BATCH`],
+/// and no more than its (decompressed) bytes can hold at [`MIN_RECORD_LEN`] each.
+pub fn max_records(batch: &BatchView) -> usize {
+    let bytes = match batch.compression() {
+        Ok(Compression::None) => batch.records_payload().len(),
+        _ => MAX_DECODED_BYTES,
+    };
+    (bytes / MIN_RECORD_LEN).min(MAX_RECORDS_PER_BATCH)
+}
+
+/// The most memory [`decode_records`] may hold for `batch` (it fails past it): what a
+/// caller reserves from the link's in-flight budget before decoding.
+pub fn decode_bound(batch: &BatchView) -> usize {
+    batch
+        .records_payload()
+        .len()
+        .saturating_mul(DECODE_EXPANSION)
+        .clamp(MIN_DECODE_BOUND, MAX_DECODED_BYTES)
+}
+
+/// Every record of a batch, with the declared count and exact length enforced: the
+/// count is at most [`max_records`], and the records (their copied bytes, structs and
+/// headers) take at most [`decode_bound`] of memory; both are checked before
+/// allocating. Decompression stops at [`MAX_DECODED_BYTES`].
 pub fn decode_records(batch: &BatchView) -> Result<Vec<RawRecord>, BatchError> {
-    let mut reader = RecordReader::new(batch, MAX_DECODED_BYTES)?;
-    // The count comes from the network: reserve by what the payload could hold.
-    let plausible = batch.records_payload().len().max(1024);
-    let mut records = Vec::with_capacity((batch.records_count().max(0) as usize).min(plausible));
-    while let Some(record) = reader.next_record()? {
+    let limit = decode_bound(batch);
+    let declared = batch.records_count();
+    let count = usize::try_from(declared).map_err(|_| BatchError::NegativeRecordCount(declared))?;
+    let max = max_records(batch);
+    if count > max {
+        return Err(BatchError::TooManyRecords {
+            declared,
+            limit: max,
+        });
+    }
+    let record_cost = std::mem::size_of::<RawRecord>() + RECORD_EXTRA;
+    let mut used = count.saturating_mul(record_cost);
+    if used > limit {
+        return Err(BatchError::DecodeMemory { limit });
+    }
+    let compressed = !matches!(batch.compression()?, Compression::None);
+    // Record bytes are counted by the reader; uncompressed ones are slices, not copies.
+    let mut reader = RecordReader::new(batch, limit)?;
+    let mut records = Vec::with_capacity(count);
+    loop {
+        reader.budget = limit - used;
+        let max_headers = reader.budget / HEADER_COST;
+        let before = reader.budget;
+        let Some(record) = reader.next_record(max_headers, limit)? else {
+            break;
+        };
+        let copied = if compressed {
+            before - reader.budget
+        } else {
+            0
+        };
+        used = used
+            .saturating_add(copied)
+            .saturating_add(record.headers.capacity() * HEADER_COST);
+        if used > limit {
+            return Err(BatchError::DecodeMemory { limit });
+        }
         records.push(record);
     }
     reader.expect_end()?;

@@ -74,13 +74,13 @@ enum Hash {
 }
 
 impl Hash {
-    fn hmac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, ClientError> {
+    fn hmac(self, key: &[u8], data: &[u8]) -> Result<Vec<u8>, ScramError> {
         fn run<M: Mac + hmac::digest::KeyInit>(
             key: &[u8],
             data: &[u8],
-        ) -> Result<Vec<u8>, ClientError> {
+        ) -> Result<Vec<u8>, ScramError> {
             let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-                .map_err(|e| auth_error(e.to_string()))?;
+                .map_err(|e| ScramError::Derivation(e.to_string()))?;
             mac.update(data);
             Ok(mac.finalize().into_bytes().to_vec())
         }
@@ -102,7 +102,7 @@ impl Hash {
         password: &[u8],
         salt: &[u8],
         iterations: u32,
-    ) -> Result<Vec<u8>, ClientError> {
+    ) -> Result<Vec<u8>, ScramError> {
         let mut out = vec![
             0u8;
             match self {
@@ -114,9 +114,58 @@ impl Hash {
             Hash::Sha256 => pbkdf2::pbkdf2::<Hmac<Sha256>>(password, salt, iterations, &mut out),
             Hash::Sha512 => pbkdf2::pbkdf2::<Hmac<Sha512>>(password, salt, iterations, &mut out),
         };
-        result.map_err(|e| auth_error(e.to_string()))?;
+        result.map_err(|e| ScramError::Derivation(e.to_string()))?;
         Ok(out)
     }
+}
+
+/// Kafka's ScramMechanism refuses credentials below 4096 iterations (also RFC 7677's
+/// minimum), so a broker never asks for fewer.
+const MIN_ITERATIONS: u32 = 4096;
+/// Kafka stores at most 16384 iterations; a count far beyond is hostile or misconfigured
+/// and costs seconds of CPU per connection, so it is refused before any hashing.
+const MAX_ITERATIONS: u32 = 1_000_000;
+/// A server-first or server-final message is a few hundred bytes; anything longer is
+/// refused before it is parsed.
+const MAX_SERVER_MESSAGE: usize = 4096;
+/// Longest combined nonce (ours, 32 characters, plus the broker's part).
+const MAX_NONCE: usize = 1024;
+/// Longest salt, decoded (Kafka's are 32 bytes or so).
+const MAX_SALT: usize = 1024;
+/// Base64 characters of a [`MAX_SALT`]-byte salt, checked before decoding.
+const MAX_SALT_BASE64: usize = MAX_SALT.div_ceil(3) * 4;
+/// How much of a broker's `e=` error is quoted.
+const MAX_QUOTED_ERROR: usize = 200;
+
+/// Why a SCRAM exchange failed on what the broker sent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScramError {
+    #[error("the {0} is longer than {MAX_SERVER_MESSAGE} bytes")]
+    MessageTooLong(&'static str),
+    #[error("the {0} is not UTF-8")]
+    NotUtf8(&'static str),
+    #[error("the server-first-message lacks {0}")]
+    Missing(&'static str),
+    #[error("the server-first-message carries a mandatory extension (m=)")]
+    MandatoryExtension,
+    #[error("the server nonce does not extend ours")]
+    NonceMismatch,
+    #[error("the server nonce is longer than {MAX_NONCE} bytes or not printable")]
+    BadNonce,
+    #[error("the salt is not base64 of 1..={MAX_SALT} bytes")]
+    BadSalt,
+    #[error("the iteration count is not a number")]
+    BadIterations,
+    #[error(
+        "the broker asks for {count} PBKDF2 iterations, outside {MIN_ITERATIONS}..={MAX_ITERATIONS}"
+    )]
+    IterationCount { count: u64 },
+    #[error("the broker reported a SCRAM error: {0}")]
+    ServerError(String),
+    #[error("the broker's server signature does not verify")]
+    BadSignature,
+    #[error("key derivation: {0}")]
+    Derivation(String),
 }
 
 async fn scram(
@@ -131,85 +180,152 @@ async fn scram(
         .collect();
     let client_first_bare = format!("n={},r={nonce}", sasl_name(&sasl.username));
     let server_first = exchange(conn, format!("n,,{client_first_bare}").into_bytes()).await?;
-    let server_first = String::from_utf8(server_first.to_vec())
-        .map_err(|_| auth_error("server-first-message is not UTF-8".into()))?;
-    let (client_final, expected) = client_final(
-        hash,
-        &sasl.password,
-        &nonce,
-        &client_first_bare,
-        &server_first,
-    )?;
+    let first = ServerFirst::parse(&server_first, &nonce)?;
+    // PBKDF2 is seconds of CPU at high counts: keep it off the async workers.
+    let (password, salt, iterations) =
+        (sasl.password.clone(), first.salt.clone(), first.iterations);
+    let salted = tokio::task::spawn_blocking(move || {
+        hash.salted_password(password.as_bytes(), &salt, iterations)
+    })
+    .await
+    .map_err(|e| ScramError::Derivation(e.to_string()))??;
+    let (client_final, expected) = client_final(hash, &salted, &client_first_bare, &first)?;
     let server_final = exchange(conn, client_final.into_bytes()).await?;
-    match String::from_utf8_lossy(&server_final).strip_prefix("v=") {
-        Some(verifier) if verifier == expected => Ok(()),
-        _ => Err(auth_error(
-            "the broker's server signature does not verify".into(),
-        )),
+    verify_server_final(&server_final, &expected)?;
+    Ok(())
+}
+
+/// The fields of a server-first-message (RFC 5802 section 7), checked and bounded.
+#[derive(Debug)]
+struct ServerFirst {
+    message: String,
+    combined_nonce: String,
+    salt: Vec<u8>,
+    iterations: u32,
+}
+
+impl ServerFirst {
+    fn parse(raw: &[u8], nonce: &str) -> Result<Self, ScramError> {
+        const WHAT: &str = "server-first-message";
+        if raw.len() > MAX_SERVER_MESSAGE {
+            return Err(ScramError::MessageTooLong(WHAT));
+        }
+        let message = std::str::from_utf8(raw).map_err(|_| ScramError::NotUtf8(WHAT))?;
+        if message.starts_with("m=") {
+            return Err(ScramError::MandatoryExtension);
+        }
+        let field = |key: &'static str| {
+            message
+                .split(',')
+                .find_map(|part| part.strip_prefix(key))
+                .ok_or(ScramError::Missing(key))
+        };
+        let combined_nonce = field("r=")?;
+        if combined_nonce.len() > MAX_NONCE
+            || !combined_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(ScramError::BadNonce);
+        }
+        if combined_nonce.len() <= nonce.len() || !combined_nonce.starts_with(nonce) {
+            return Err(ScramError::NonceMismatch);
+        }
+        let salt = field("s=")?;
+        if salt.len() > MAX_SALT_BASE64 {
+            return Err(ScramError::BadSalt);
+        }
+        let salt = B64.decode(salt).map_err(|_| ScramError::BadSalt)?;
+        if salt.is_empty() || salt.len() > MAX_SALT {
+            return Err(ScramError::BadSalt);
+        }
+        let iterations = field("i=")?;
+        if iterations.is_empty() || !iterations.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ScramError::BadIterations);
+        }
+        // More digits than a u64 holds is over the cap all the same.
+        let count: u64 = iterations.parse().unwrap_or(u64::MAX);
+        let iterations = u32::try_from(count)
+            .ok()
+            .filter(|i| (MIN_ITERATIONS..=MAX_ITERATIONS).contains(i))
+            .ok_or(ScramError::IterationCount { count })?;
+        Ok(Self {
+            message: message.to_string(),
+            combined_nonce: combined_nonce.to_string(),
+            salt,
+            iterations,
+        })
     }
 }
 
-/// The client-final-message for a server-first-message, and the server signature the
+/// The client-final-message from the salted password, and the server signature the
 /// broker must answer with (RFC 5802 section 3).
 fn client_final(
     hash: Hash,
-    password: &str,
-    nonce: &str,
+    salted: &[u8],
     client_first_bare: &str,
-    server_first: &str,
-) -> Result<(String, String), ClientError> {
-    let field = |key: &str| {
-        server_first
-            .split(',')
-            .find_map(|part| part.strip_prefix(key))
-            .ok_or_else(|| auth_error(format!("server-first-message lacks {key}")))
-    };
-    let combined_nonce = field("r=")?;
-    if !combined_nonce.starts_with(nonce) {
-        return Err(auth_error("server nonce does not extend ours".into()));
-    }
-    let salt = B64
-        .decode(field("s=")?)
-        .map_err(|_| auth_error("salt is not base64".into()))?;
-    let iterations: u32 = field("i=")?
-        .parse()
-        .map_err(|_| auth_error("iteration count is not a number".into()))?;
-    if !(1..=100_000_000).contains(&iterations) {
-        return Err(auth_error(format!(
-            "implausible iteration count {iterations}"
-        )));
-    }
-    let salted = hash.salted_password(password.as_bytes(), &salt, iterations)?;
-    let client_key = hash.hmac(&salted, b"Client Key")?;
+    first: &ServerFirst,
+) -> Result<(String, String), ScramError> {
+    let client_key = hash.hmac(salted, b"Client Key")?;
     let stored_key = hash.digest(&client_key);
-    let without_proof = format!("c=biws,r={combined_nonce}");
-    let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
+    let without_proof = format!("c=biws,r={}", first.combined_nonce);
+    let auth_message = format!("{client_first_bare},{},{without_proof}", first.message);
     let signature = hash.hmac(&stored_key, auth_message.as_bytes())?;
     let proof: Vec<u8> = client_key
         .iter()
         .zip(&signature)
         .map(|(k, s)| k ^ s)
         .collect();
-    let server_key = hash.hmac(&salted, b"Server Key")?;
+    let server_key = hash.hmac(salted, b"Server Key")?;
     let expected = B64.encode(hash.hmac(&server_key, auth_message.as_bytes())?);
     Ok((format!("{without_proof},p={}", B64.encode(proof)), expected))
+}
+
+/// Checks a server-final-message: `v=` with the expected signature, else the broker's
+/// `e=` error (quoted, shortened) or a verification failure.
+fn verify_server_final(raw: &[u8], expected: &str) -> Result<(), ScramError> {
+    const WHAT: &str = "server-final-message";
+    if raw.len() > MAX_SERVER_MESSAGE {
+        return Err(ScramError::MessageTooLong(WHAT));
+    }
+    let message = std::str::from_utf8(raw).map_err(|_| ScramError::NotUtf8(WHAT))?;
+    if let Some(error) = message.strip_prefix("e=") {
+        return Err(ScramError::ServerError(
+            error.chars().take(MAX_QUOTED_ERROR).collect(),
+        ));
+    }
+    match message.split(',').find_map(|part| part.strip_prefix("v=")) {
+        Some(verifier) if verifier == expected => Ok(()),
+        _ => Err(ScramError::BadSignature),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const RFC_NONCE: &str = "rOprNGfwEbeRWgbNEkqO";
+    const RFC_FIRST: &str =
+        "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+
+    fn parse(server_first: &str) -> Result<ServerFirst, ScramError> {
+        ServerFirst::parse(server_first.as_bytes(), RFC_NONCE)
+    }
+
+    fn with_iterations(i: &str) -> String {
+        RFC_FIRST.replace("i=4096", &format!("i={i}"))
+    }
+
     /// The SCRAM-SHA-256 example exchange of RFC 7677 section 3.
     #[test]
     fn rfc7677_example() {
-        let nonce = "rOprNGfwEbeRWgbNEkqO";
-        let server_first = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let first = parse(RFC_FIRST).unwrap();
+        let salted = Hash::Sha256
+            .salted_password(b"pencil", &first.salt, first.iterations)
+            .unwrap();
         let (client_final, verifier) = client_final(
             Hash::Sha256,
-            "pencil",
-            nonce,
+            &salted,
             "n=user,r=rOprNGfwEbeRWgbNEkqO",
-            server_first,
+            &first,
         )
         .unwrap();
         assert_eq!(
@@ -217,12 +333,112 @@ mod tests {
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
         );
         assert_eq!(verifier, "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        let server_final = format!("v={verifier}");
+        assert_eq!(
+            verify_server_final(server_final.as_bytes(), &verifier),
+            Ok(())
+        );
+        assert_eq!(
+            verify_server_final(b"v=AAAA", &verifier),
+            Err(ScramError::BadSignature)
+        );
     }
 
     #[test]
     fn a_server_nonce_that_does_not_extend_ours_is_refused() {
-        let server_first = "r=somebody-else,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
-        assert!(client_final(Hash::Sha512, "pw", "mine", "n=u,r=mine", server_first).is_err());
+        let other = "r=somebody-else,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        assert_eq!(parse(other).unwrap_err(), ScramError::NonceMismatch);
+        // Exactly our nonce: the broker added nothing.
+        let same = format!("r={RFC_NONCE},s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+        assert_eq!(parse(&same).unwrap_err(), ScramError::NonceMismatch);
+    }
+
+    #[test]
+    fn iteration_counts_outside_kafkas_range_are_refused_naming_the_count() {
+        assert_eq!(
+            parse(&with_iterations("1000000")).unwrap().iterations,
+            1_000_000
+        );
+        assert_eq!(parse(&with_iterations("16384")).unwrap().iterations, 16384);
+        for (raw, count) in [
+            ("1000001", 1_000_001u64),
+            ("4095", 4095),
+            ("0", 0),
+            ("4294967296", 4_294_967_296),
+            ("99999999999999999999999", u64::MAX),
+        ] {
+            let error = parse(&with_iterations(raw)).unwrap_err();
+            assert_eq!(error, ScramError::IterationCount { count });
+            if count < u64::MAX {
+                assert!(error.to_string().contains(raw), "{error}");
+            }
+        }
+        for bad in ["", "-5", "+4096", "4096x", "0x1000"] {
+            assert_eq!(
+                parse(&with_iterations(bad)).unwrap_err(),
+                ScramError::BadIterations,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_or_malformed_server_first_messages_are_errors() {
+        let long = format!("{RFC_FIRST},x={}", "a".repeat(MAX_SERVER_MESSAGE));
+        assert_eq!(
+            parse(&long).unwrap_err(),
+            ScramError::MessageTooLong("server-first-message")
+        );
+        assert_eq!(
+            ServerFirst::parse(b"r=\xff\xfe", RFC_NONCE).unwrap_err(),
+            ScramError::NotUtf8("server-first-message")
+        );
+        let long_nonce = format!("r={RFC_NONCE}{},s=AAAA,i=4096", "n".repeat(MAX_NONCE));
+        assert_eq!(parse(&long_nonce).unwrap_err(), ScramError::BadNonce);
+        let spaced = format!("r={RFC_NONCE} x,s=AAAA,i=4096");
+        assert_eq!(parse(&spaced).unwrap_err(), ScramError::BadNonce);
+        let big_salt = format!(
+            "r={RFC_NONCE}x,s={},i=4096",
+            "A".repeat(MAX_SALT_BASE64 + 4)
+        );
+        assert_eq!(parse(&big_salt).unwrap_err(), ScramError::BadSalt);
+        for salt in ["", "!!!!", "W22ZaJ0SNY7soEsUEjb6gQ"] {
+            let first = format!("r={RFC_NONCE}x,s={salt},i=4096");
+            assert_eq!(parse(&first).unwrap_err(), ScramError::BadSalt, "{salt:?}");
+        }
+        assert_eq!(
+            parse(&format!("m=ext,{RFC_FIRST}")).unwrap_err(),
+            ScramError::MandatoryExtension
+        );
+        for (message, key) in [
+            ("", "r="),
+            ("s=AAAA,i=4096", "r="),
+            ("r=rOprNGfwEbeRWgbNEkqOx,i=4096", "s="),
+            ("r=rOprNGfwEbeRWgbNEkqOx,s=AAAA", "i="),
+        ] {
+            assert_eq!(parse(message).unwrap_err(), ScramError::Missing(key));
+        }
+    }
+
+    #[test]
+    fn server_final_errors_are_bounded() {
+        let quoted = format!("e={}", "x".repeat(10_000));
+        assert_eq!(
+            verify_server_final(&quoted.as_bytes()[..MAX_SERVER_MESSAGE], "sig"),
+            Err(ScramError::ServerError("x".repeat(MAX_QUOTED_ERROR)))
+        );
+        assert_eq!(
+            verify_server_final(quoted.as_bytes(), "sig"),
+            Err(ScramError::MessageTooLong("server-final-message"))
+        );
+        assert_eq!(
+            verify_server_final(b"\xff", "sig"),
+            Err(ScramError::NotUtf8("server-final-message"))
+        );
+        assert_eq!(
+            verify_server_final(b"", "sig"),
+            Err(ScramError::BadSignature)
+        );
     }
 
     #[test]

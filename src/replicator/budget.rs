@@ -14,8 +14,15 @@ use tokio::sync::Notify;
 #[derive(Debug)]
 struct Shared {
     cap: usize,
-    used: Mutex<usize>,
+    used: Mutex<Usage>,
     freed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Usage {
+    bytes: usize,
+    /// Reservations ([`ByteBudget::reserve`]) not yet returned.
+    reservations: usize,
 }
 
 /// A per-link byte budget; clones share it.
@@ -30,7 +37,7 @@ impl ByteBudget {
         Self {
             shared: Arc::new(Shared {
                 cap: cap.max(1),
-                used: Mutex::new(0),
+                used: Mutex::new(Usage::default()),
                 freed: Notify::new(),
             }),
         }
@@ -42,7 +49,7 @@ impl ByteBudget {
 
     /// Bytes charged and not yet returned.
     pub fn used(&self) -> usize {
-        *self.lock()
+        self.lock().bytes
     }
 
     /// The room left now (0 when the budget is spent or overshot).
@@ -67,22 +74,51 @@ impl ByteBudget {
     /// Charges `bytes` (never waits: the data is already here) until the returned
     /// charge is dropped.
     pub fn charge(&self, bytes: usize) -> Charge {
-        *self.lock() += bytes;
+        let mut used = self.lock();
+        used.bytes = used.bytes.saturating_add(bytes);
         Charge {
             budget: self.clone(),
             bytes,
+            reservation: false,
         }
     }
 
-    fn release(&self, bytes: usize) {
+    /// Charges `bytes` of memory about to be allocated (decoding a batch), waiting
+    /// first until they fit the room left, or until no other reservation is held: the
+    /// rest of the budget may be held by tasks waiting here, so one always proceeds.
+    /// Hold it only while decoding, never across a wait for the budget.
+    pub async fn reserve(&self, bytes: usize) -> Charge {
+        loop {
+            let freed = self.shared.freed.notified();
+            {
+                let mut used = self.lock();
+                let fits = used.bytes.saturating_add(bytes) <= self.shared.cap;
+                if fits || used.reservations == 0 {
+                    used.bytes = used.bytes.saturating_add(bytes);
+                    used.reservations += 1;
+                    return Charge {
+                        budget: self.clone(),
+                        bytes,
+                        reservation: true,
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn release(&self, bytes: usize, reservation: bool) {
         {
             let mut used = self.lock();
-            *used = used.saturating_sub(bytes);
+            used.bytes = used.bytes.saturating_sub(bytes);
+            if reservation {
+                used.reservations = used.reservations.saturating_sub(1);
+            }
         }
         self.shared.freed.notify_waiters();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Usage> {
         // A poisoned counter is still a counter: a panic elsewhere must not stop
         // the whole link.
         self.shared
@@ -97,18 +133,24 @@ impl ByteBudget {
 pub struct Charge {
     budget: ByteBudget,
     bytes: usize,
+    reservation: bool,
 }
 
 impl Charge {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// The budget charged, for more charges of the same link.
+    pub fn budget(&self) -> &ByteBudget {
+        &self.budget
+    }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        if self.bytes > 0 {
-            self.budget.release(self.bytes);
+        if self.bytes > 0 || self.reservation {
+            self.budget.release(self.bytes, self.reservation);
         }
     }
 }
@@ -171,6 +213,37 @@ mod tests {
             .expect("woken by the release")
             .expect("waiter task");
         assert_eq!(room, 64);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_waits_for_room_unless_it_is_the_only_one() {
+        let budget = ByteBudget::new(100);
+        let fetched = budget.charge(90);
+        // No other reservation: it proceeds even past the cap, and counts.
+        let first = budget.reserve(50).await;
+        assert_eq!(budget.used(), 140);
+        let second = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(20).await.bytes() })
+        };
+        tokio::task::yield_now().await;
+        assert!(
+            !second.is_finished(),
+            "no room and another reservation is held"
+        );
+        drop(first);
+        let reserved = tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("woken by the release")
+            .expect("reserving task");
+        assert_eq!(reserved, 20);
+        drop(fetched);
+        assert_eq!(budget.used(), 0);
+        // Small reservations that fit run side by side.
+        let (a, b) = (budget.reserve(30).await, budget.reserve(30).await);
+        assert_eq!(budget.used(), 60);
+        drop((a, b));
+        assert_eq!(budget.used(), 0);
     }
 
     #[tokio::test]

@@ -45,12 +45,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
-use super::budget::Charge;
+use super::budget::{ByteBudget, Charge};
 use super::producer_window::{ProducerWindow, Tally};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{BatchError, BatchView, RecordBatches};
+use crate::kafka::record_codec::decode_bound;
 
 const FETCH_VERSION: i16 = 12;
 const LIST_OFFSETS_VERSION: i16 = 7;
@@ -139,6 +140,9 @@ pub struct PartitionCopier {
     start_at: Option<i64>,
     /// Acknowledged work not yet reported.
     report: Progress,
+    /// The link budget of the data being processed, charged while batches are decoded
+    /// (none for the copier's own fetches).
+    budget: Option<ByteBudget>,
 }
 
 fn name(topic: &str) -> TopicName {
@@ -182,6 +186,7 @@ impl PartitionCopier {
                 next_offset: end,
                 ..Progress::default()
             },
+            budget: None,
         })
     }
 
@@ -368,6 +373,8 @@ impl PartitionCopier {
             return Err(CopyError::Fetch(data.error_code));
         }
         self.report.source_high_watermark = data.high_watermark;
+        // Decoding charges the link's budget too (the one these bytes were fetched on).
+        self.budget = data.charge.as_ref().map(|c| c.budget().clone());
         let serial = self.window.sent_serial();
         let mut aborted = Aborted::new(data.aborted);
         // Offsets in [sent offset, cursor) are to be filled; data batches flush them.
@@ -391,7 +398,13 @@ impl PartitionCopier {
             } else {
                 // Holes (compaction) or a batch that starts below `cursor` (the source
                 // log start moved into it): re-encode what is at or past `cursor`.
-                for part in filler::re_encode_from(&batch, cursor, self.max_fillers)? {
+                let decoding = match &self.budget {
+                    Some(budget) => Some(budget.reserve(decode_bound(&batch)).await),
+                    None => None,
+                };
+                let parts = filler::re_encode_from(&batch, cursor, self.max_fillers)?;
+                drop(decoding);
+                for part in parts {
                     let part = BatchView::parse(part)?;
                     let count = part.last_offset_delta().saturating_add(1) as u64;
                     if filler::is_filler_batch(&part)? {
@@ -444,7 +457,10 @@ impl PartitionCopier {
             fillers,
             bytes: 0,
         };
-        let acked = self.window.send(batch, tally, None).await?;
+        let acked = self
+            .window
+            .send(batch, tally, None, self.budget.as_ref())
+            .await?;
         self.acked(acked);
         Ok(())
     }

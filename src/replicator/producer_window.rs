@@ -14,12 +14,14 @@ use std::collections::VecDeque;
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
+use kafka_protocol::records::TimestampType;
 
-use super::budget::Charge;
+use super::budget::{ByteBudget, Charge};
 use super::partition::CopyError;
 use crate::kafka::client::{KafkaConnection, Pending};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{self, next_sequence, BatchView};
+use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition (the broker's idempotence window).
 pub const MAX_IN_FLIGHT: usize = 5;
@@ -126,18 +128,28 @@ impl ProducerWindow {
         batch: &BatchView,
         tally: Tally,
         charge: Option<Charge>,
+        decode_budget: Option<&ByteBudget>,
     ) -> Result<Tally, CopyError> {
         let mut acked = Tally::default();
         while self.in_flight.len() >= MAX_IN_FLIGHT {
             acked.add(self.complete_one().await?);
         }
         let count = batch.last_offset_delta().saturating_add(1);
+        // A LogAppendTime batch is decoded and re-encoded: its decoded records count
+        // against the link's budget while that runs.
+        let decoding = match decode_budget {
+            Some(budget) if batch.timestamp_type() == TimestampType::LogAppend => {
+                Some(budget.reserve(decode_bound(batch)).await)
+            }
+            _ => None,
+        };
         let stamped = record_batch::rewrite_for_produce(
             batch,
             self.producer.id,
             self.producer.epoch,
             self.next_sequence,
         )?;
+        drop(decoding);
         let tally = Tally {
             bytes: stamped.len() as u64,
             ..tally
@@ -327,7 +339,7 @@ mod tests {
                 fillers: count as u64,
                 ..Tally::default()
             };
-            let acked = window.send(&batch, tally, None).await.expect("send");
+            let acked = window.send(&batch, tally, None, None).await.expect("send");
             assert_eq!(acked, Tally::default(), "nothing answered yet");
         }
         (window, expected)
