@@ -120,7 +120,7 @@ fn bench_frames(c: &mut Criterion) {
                         return None;
                     }
                     let decoded: ProduceRequest = decode_request(&request).unwrap();
-                    apply::<Produce>(&request, decoded, snap, true).unwrap()
+                    apply::<Produce>(&request, decoded, &|t| snap.guard_of(t), true).unwrap()
                 },
                 BatchSize::SmallInput,
             )

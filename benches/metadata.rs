@@ -88,7 +88,7 @@ fn rewrite(routing: &Routing, destination: &Destination, frame: &Bytes) -> Bytes
         broker.host = StrBytes::from_string(host);
         broker.port = port;
     }
-    destination.learn_topics(&response);
+    destination.learn_topics(&response, &|_| false);
     encode_response(CORRELATION_ID, ApiKey::Metadata, VERSION, &response).expect("encode")
 }
 

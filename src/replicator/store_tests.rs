@@ -88,10 +88,13 @@ fn a_huge_partition_count_is_skipped_without_allocating() {
     );
 }
 
+/// A record key, its value, and why it must be skipped.
+type Case<'a> = (&'a [u8], Option<&'a [u8]>, Invalid);
+
 #[test]
 fn malformed_json_keys_and_values_are_skipped() {
     let mut loaded = Loaded::default();
-    let cases: [(&[u8], Option<&[u8]>, Invalid); 5] = [
+    let cases: [Case; 5] = [
         (b"mirror/m", Some(b"{not json"), Invalid::Json),
         (b"link/l", Some(b"[1,2,3]"), Invalid::Json),
         (b"mirror/\xff\xfe", Some(b"{}"), Invalid::Key),
