@@ -194,14 +194,22 @@ async fn still_serves(proxy: &Proxy, topic: &str, value: &str) {
     let meta = metadata(&mut conn, &[topic], 12).await;
     let id = topic_id(&meta, topic);
     let mut leader = connect(&proxy.broker_addr(0)).await;
-    let response = leader
-        .call(
-            &produce(&[(topic, id)], &batch(&[value], Compression::None), -1),
-            9,
-        )
-        .await
-        .expect("produce through the proxy");
-    let partition = &response.responses[0].partition_responses[0];
+    // A topic just created may not have its leader yet (UNKNOWN_TOPIC_OR_PARTITION).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let partition = loop {
+        let response = leader
+            .call(
+                &produce(&[(topic, id)], &batch(&[value], Compression::None), -1),
+                9,
+            )
+            .await
+            .expect("produce through the proxy");
+        let partition = response.responses[0].partition_responses[0].clone();
+        if partition.error_code == 0 || Instant::now() > deadline {
+            break partition;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_eq!(partition.error_code, 0, "produce of {value}");
     let fetch = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -280,10 +288,22 @@ async fn hostile_requests_close_only_their_connection() {
         assert!(proxy.is_running(), "{name}: the process stays up");
         still_serves(&proxy, &normal, name).await;
     }
+    // A 100 MiB frame announced (the default limit) and trickled: it holds only what
+    // arrived, and the others keep being served meanwhile.
+    let mut trickle = TcpStream::connect(&proxy.bootstrap).expect("connect");
+    let mut head = (100i32 * 1024 * 1024 - 16).to_be_bytes().to_vec();
+    head.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 1]);
+    trickle.write_all(&head).expect("announce");
+    for _ in 0..20 {
+        trickle.write_all(&[0u8; 1024]).expect("trickle");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    still_serves(&proxy, &normal, "while-trickled").await;
+    drop(trickle);
     let grown = rss_kib(proxy.pid()).saturating_sub(baseline);
     assert!(
         grown < 64 * 1024,
-        "RSS grew by {grown} KiB over {} hostile requests",
+        "RSS grew by {grown} KiB over {} hostile requests and a trickled 100 MiB frame",
         cases.len()
     );
 }
@@ -488,9 +508,18 @@ async fn internal_topics_are_closed_to_clients_and_inter_broker_apis_not_offered
     use kafka_protocol::protocol::StrBytes;
 
     let cluster = destination();
-    let internal = unique("_mirrorgate-hostile");
+    // The configured metadata topic (any name), and any `_mirrorgate-*` topic.
+    let internal = unique("catalog");
+    let prefixed = unique("_mirrorgate-hostile");
     common::create_topic(cluster, &internal, &["--replica-assignment", "0"]);
-    let proxy = Proxy::start(cluster, ProxyOptions::default());
+    common::create_topic(cluster, &prefixed, &["--replica-assignment", "0"]);
+    let proxy = Proxy::start(
+        cluster,
+        ProxyOptions {
+            extra_tables: format!("\n[replicator]\nmetadata_topic = \"{internal}\"\n"),
+            ..Default::default()
+        },
+    );
     let mut direct = connect(&format!("127.0.0.1:{}", cluster.ports[0])).await;
     let id = topic_id(&metadata(&mut direct, &[&internal], 12).await, &internal);
 
@@ -607,6 +636,26 @@ async fn internal_topics_are_closed_to_clients_and_inter_broker_apis_not_offered
             || consumer.text().contains("Not authorized"),
         "consumer output: {}",
         consumer.text()
+    );
+
+    // A `_mirrorgate-*` topic is just as closed.
+    let prefixed_id = topic_id(&metadata(&mut direct, &[&prefixed], 12).await, &prefixed);
+    let meta = metadata(&mut conn, &[&prefixed], 12).await;
+    assert_eq!(meta.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    let response = leader
+        .call(
+            &produce(
+                &[(&prefixed, prefixed_id)],
+                &batch(&["forged"], Compression::None),
+                -1,
+            ),
+            9,
+        )
+        .await
+        .expect("produce answered");
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        TOPIC_AUTHORIZATION_FAILED
     );
 
     // WriteTxnMarkers is neither listed nor carried.

@@ -61,3 +61,22 @@ fn hostile_produce_topic_count_is_a_decode_error() {
     let err = ProduceRequest::decode(&mut body.freeze(), 3).expect_err("must not decode");
     assert!(err.to_string().contains("exceeds"), "{err}");
 }
+
+#[test]
+fn a_tagged_field_tag_beyond_i32_is_a_decode_error() {
+    // Metadata v9 response: throttle 0, no brokers, null cluster id, controller 1, no
+    // topics, cluster authorized ops, then one top-level tagged field with tag 2^31.
+    let mut body = BytesMut::new();
+    body.put_i32(0);
+    body.put_u8(1); // brokers: empty compact array
+    body.put_u8(0); // cluster id: null
+    body.put_i32(1);
+    body.put_u8(1); // topics: empty
+    body.put_i32(0);
+    body.put_u8(1); // one tagged field
+    body.put_slice(&[0x80, 0x80, 0x80, 0x80, 0x08]); // tag 2^31
+    body.put_u8(0); // size 0
+    let err = kafka_protocol::messages::MetadataResponse::decode(&mut body.freeze(), 9)
+        .expect_err("a tag beyond i32 must not decode (it would be lost when re-encoded)");
+    assert!(err.to_string().contains("out of range"), "{err}");
+}

@@ -118,7 +118,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return self.next_budgeted().await;
         }
         loop {
-            if let Some(frame) = self.try_split()? {
+            if let Some(frame) = self.try_split(true)? {
                 return Ok(Some(frame));
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
@@ -144,7 +144,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             b.budget.release(std::mem::take(&mut b.lent));
         }
         loop {
-            if let Some(frame) = self.try_split_budgeted()? {
+            if let Some(frame) = self.try_split(false)? {
                 if let Some(b) = &mut self.budget {
                     // The frame's bytes move from the buffer to the caller.
                     b.lent = frame.len().min(b.held);
@@ -181,19 +181,6 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// `try_split` without reserving the announced frame.
-    fn try_split_budgeted(&mut self) -> Result<Option<Bytes>, FrameError> {
-        let Some(len) = peek_len(&self.buf) else {
-            return Ok(None);
-        };
-        let len = validate_len(len, self.min_frame, self.max_frame.get())?;
-        let total = LEN_PREFIX + len;
-        if self.buf.len() < total {
-            return Ok(None);
-        }
-        Ok(Some(self.buf.split_to(total).freeze()))
-    }
-
     /// True when another whole frame is already buffered, so a writer can delay its flush.
     pub fn has_buffered_frame(&self) -> bool {
         match peek_len(&self.buf) {
@@ -202,15 +189,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    fn try_split(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// The next whole frame if it is buffered. With `reserve`, room for the whole
+    /// announced frame is made at once (trusted peers: fewer reallocations); budgeted
+    /// readers grow only as bytes arrive.
+    fn try_split(&mut self, reserve: bool) -> Result<Option<Bytes>, FrameError> {
         let Some(len) = peek_len(&self.buf) else {
             return Ok(None);
         };
         let len = validate_len(len, self.min_frame, self.max_frame.get())?;
         let total = LEN_PREFIX + len;
         if self.buf.len() < total {
-            // Reserve the whole frame once instead of growing chunk by chunk.
-            self.buf.reserve(total - self.buf.len());
+            if reserve {
+                self.buf.reserve(total - self.buf.len());
+            }
             return Ok(None);
         }
         Ok(Some(self.buf.split_to(total).freeze()))
