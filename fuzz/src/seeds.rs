@@ -1,5 +1,5 @@
-//! Seed inputs for every target, written by `cargo run --example seeds` into
-//! `fuzz/seeds/<target>/`: valid messages of every version naming mirror and plain
+//! Seed inputs for every target, written into `fuzz/seeds/<target>/` by any target
+//! binary started with `MIRRORGATE_FUZZ_WRITE_SEEDS=<dir>` (see [`write_if_asked`]): valid messages of every version naming mirror and plain
 //! topics, real record batches of every codec, SCRAM exchanges, metadata records,
 //! link configs. The fuzzer starts from them instead of from nothing.
 
@@ -516,6 +516,21 @@ fn text_seeds(out: &mut Seeds) {
     ]
     .concat();
     out.push(("sni", "brokers".into(), sni));
+}
+
+/// With `MIRRORGATE_FUZZ_WRITE_SEEDS=<dir>` set, writes every seed under
+/// `<dir>/<target>/` and exits; otherwise does nothing. Called by every target at start,
+/// so the seeds are made by the instrumented build without a second build.
+pub fn write_if_asked() {
+    let Some(dir) = std::env::var_os("MIRRORGATE_FUZZ_WRITE_SEEDS") else {
+        return;
+    };
+    let written = write(Path::new(&dir)).unwrap();
+    eprintln!(
+        "{written} seeds written under {}",
+        Path::new(&dir).display()
+    );
+    std::process::exit(0);
 }
 
 /// Writes [`all`] under `dir/<target>/`.
