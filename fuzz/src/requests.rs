@@ -24,7 +24,7 @@ use mirrorgate::proxy::interceptors::produce_guard::{peek_acks, Produce};
 use mirrorgate::proxy::interceptors::write_guard::{self, GuardedApi};
 use mirrorgate::proxy::interceptors::{api_versions, OnResponse, RequestAction};
 
-use crate::{pick_version, request_frame, snapshot};
+use crate::{has_negative_tag, pick_version, request_frame, snapshot};
 
 /// The APIs the proxy decodes on the request side, in the order the selector byte
 /// picks them.
@@ -92,6 +92,9 @@ where
         assert!(write_guard::guard::<A>(frame, snapshot).is_err());
         return;
     };
+    if has_negative_tag(&request) {
+        return;
+    }
     let mut expected = request.clone();
     let refused = A::split(&mut expected, version, &read_only);
     let action = write_guard::apply::<A>(frame, request, snapshot, expects_response)
@@ -144,6 +147,9 @@ fn fetch(frame: &RequestFrame) {
     let Ok(request) = decode_request::<FetchRequest>(frame) else {
         return;
     };
+    if has_negative_tag(&request) {
+        return;
+    }
     round_trip(frame, &request);
 }
 

@@ -28,7 +28,7 @@ use mirrorgate::proxy::interceptors::produce_guard::Produce;
 use mirrorgate::proxy::interceptors::write_guard;
 
 use crate::seeds::{self, NamingMirrors};
-use crate::{frame, pick_version, snapshot};
+use crate::{frame, has_negative_tag, pick_version, snapshot};
 
 /// The responses the proxy decodes, in the order the selector byte picks them.
 pub const APIS: &[ApiKey] = &[
@@ -102,6 +102,9 @@ fn rewrite<T: Decodable + Encodable + PartialEq + Debug>(
     let Ok(mut response) = decode_response::<T>(frame, api, version) else {
         return;
     };
+    if has_negative_tag(&response) {
+        return;
+    }
     let Some(exact) = edit(&mut response) else {
         return;
     };
