@@ -128,25 +128,16 @@ fn build(spec: RecordSetSpec) -> Bytes {
 }
 
 fn data_record(offset: i64, log_append_time: bool, control: bool, value: &[u8]) -> Record {
-    Record {
-        transactional: control,
-        control,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: if control { 9 } else { -1 },
-        producer_epoch: if control { 0 } else { -1 },
-        timestamp_type: if log_append_time {
-            TimestampType::LogAppend
-        } else {
-            TimestampType::Creation
-        },
-        offset,
-        sequence: -1,
-        timestamp: 1_700_000_000_000 + offset,
-        key: Some(Bytes::from(format!("key-{offset}"))),
-        value: Some(Bytes::copy_from_slice(value)),
-        headers: Default::default(),
+    let key = Some(Bytes::from(format!("key-{offset}")));
+    let mut record = crate::record(offset, key, Some(Bytes::copy_from_slice(value)));
+    if log_append_time {
+        record.timestamp_type = TimestampType::LogAppend;
     }
+    if control {
+        (record.transactional, record.control) = (true, true);
+        (record.producer_id, record.producer_epoch) = (9, 0);
+    }
+    record
 }
 
 pub fn check(data: &[u8]) {

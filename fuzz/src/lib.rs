@@ -10,6 +10,9 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use mirrorgate::config::Config;
 use mirrorgate::registry::Snapshot;
 
@@ -111,4 +114,34 @@ pub fn pick_version(byte: u8, min: i16, max: i16) -> i16 {
 /// Negative keys sort first, so the pattern catches them in any nested map.
 pub fn has_negative_tag(message: &impl std::fmt::Debug) -> bool {
     format!("{message:?}").contains("unknown_tagged_fields: {-")
+}
+
+/// A CreateTime record without producer id, as a plain producer sends it.
+pub fn record(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp: 1_700_000_000_000 + offset,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
+/// `records` as v2 batches with `codec`.
+pub fn encode_batch(records: &[Record], codec: Compression) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: codec,
+    };
+    RecordBatchEncoder::encode(&mut out, records.iter(), &options).ok()?;
+    Some(out.freeze())
 }

@@ -29,9 +29,7 @@ use kafka_protocol::messages::{
     ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
-};
+use kafka_protocol::records::{Compression, Record, NO_TIMESTAMP};
 use mirrorgate::kafka::codec::encode_response;
 use mirrorgate::kafka::filler::filler_batch;
 use mirrorgate::kafka::record_batch::HEADER_LEN;
@@ -161,29 +159,12 @@ pub fn request_naming_mirrors<A: NamingMirrors>() -> A::Request {
 /// A batch of three data records at base offset `base`.
 pub fn data_batch(codec: Compression, base: i64) -> Bytes {
     let records: Vec<Record> = (0..3)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: base + i,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from_static(b"value")),
-            headers: Default::default(),
+        .map(|i| {
+            let key = Some(Bytes::from(format!("k{i}")));
+            crate::record(base + i, key, Some(Bytes::from_static(b"value")))
         })
         .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: codec,
-    };
-    RecordBatchEncoder::encode(&mut out, records.iter(), &options).unwrap();
-    out.freeze()
+    crate::encode_batch(&records, codec).unwrap()
 }
 
 /// A filler batch of `count` at base offset `base`, as the destination stores it.
@@ -509,6 +490,13 @@ fn text_seeds(out: &mut Seeds) {
         "link_config",
         "walkthrough".into(),
         link_config.into_bytes(),
+    ));
+    // Overflowed the timestamp arithmetic before years and zones were bounded.
+    let overflow = "\0\09999999999999999-01-01T00:00:00+9999999999:00";
+    out.push((
+        "link_config",
+        "iso-overflow".into(),
+        overflow.as_bytes().to_vec(),
     ));
     let sni = [
         &3i32.to_be_bytes()[..],

@@ -15,10 +15,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use mirrorgate::replicator::secrets::{open_config, seal_config, Sealer};
 use mirrorgate::replicator::store::{LinkRecord, MirrorRecord};
 use serde::de::DeserializeOwned;
@@ -41,28 +39,12 @@ fn sealer() -> &'static Sealer {
 
 /// One record with `key` and `value` in a valid batch, as `store::put` writes it.
 pub fn batch(key: &[u8], value: Option<&[u8]>) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 0,
-        key: Some(Bytes::copy_from_slice(key)),
-        value: value.map(Bytes::copy_from_slice),
-        headers: Default::default(),
-    };
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut out, [&record], &options).unwrap();
-    out.freeze()
+    let record = crate::record(
+        0,
+        Some(Bytes::copy_from_slice(key)),
+        value.map(Bytes::copy_from_slice),
+    );
+    crate::encode_batch(&[record], Compression::None).unwrap()
 }
 
 pub fn check(data: &[u8]) {
