@@ -308,7 +308,8 @@ pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
 }
 
 /// Unsigned varint as used by flexible versions; returns (value, bytes used).
-pub(crate) fn read_uvarint(buf: &[u8]) -> Option<(u32, usize)> {
+/// Public for the fuzz targets in `fuzz/`.
+pub fn read_uvarint(buf: &[u8]) -> Option<(u32, usize)> {
     let mut value: u32 = 0;
     for (i, byte) in buf.iter().take(5).enumerate() {
         value |= u32::from(byte & 0x7f) << (7 * i);

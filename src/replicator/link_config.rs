@@ -377,10 +377,12 @@ fn parse_iso8601_ms(text: &str) -> Option<i64> {
         let (t, zone) = rest.split_at(at);
         let sign = if zone.starts_with('-') { -1 } else { 1 };
         let (h, m) = zone[1..].split_once(':')?;
-        (
-            t,
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
-        )
+        // Zone hours in u8 and minutes below 60: no overflow from a huge offset.
+        let (h, m) = (
+            h.parse::<u8>().ok()?,
+            m.parse::<u8>().ok().filter(|m| *m < 60)?,
+        );
+        (t, sign * (i64::from(h) * 3600 + i64::from(m) * 60))
     };
     let (hms, millis) = match time.split_once('.') {
         Some((hms, frac)) => (hms, format!("{frac:0<3}").get(..3)?.parse::<i64>().ok()?),
@@ -388,11 +390,14 @@ fn parse_iso8601_ms(text: &str) -> Option<i64> {
     };
     let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&month)
+    // Four-digit years and non-negative time fields, as ISO-8601 has them, keep the
+    // arithmetic below far from overflow.
+    if !(0..=9999).contains(&year)
+        || !(1..=12).contains(&month)
         || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
+        || !(0..=23).contains(&hour)
+        || !(0..=59).contains(&minute)
+        || !(0..=60).contains(&second)
     {
         return None;
     }
@@ -483,6 +488,17 @@ mod tests {
             Some(1_681_974_185_500)
         );
         assert_eq!(parse_iso8601_ms("yesterday"), None);
+        // These overflowed the millisecond arithmetic (the link_config fuzz target).
+        assert_eq!(parse_iso8601_ms("9999999999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_iso8601_ms("2023-01-01T-9999999999999:00:00Z"), None);
+        assert_eq!(
+            parse_iso8601_ms("2023-01-01T00:00:00+9999999999999999:00"),
+            None
+        );
+        assert_eq!(
+            parse_iso8601_ms("9999-12-31T23:59:59.999Z"),
+            Some(253_402_300_799_999)
+        );
         let mut raw =
             parse_inline("bootstrap.servers=h:1,security.protocol=SASL_PLAINTEXT").unwrap();
         raw.insert("sasl.jaas.config".into(), "secret stuff".into());

@@ -134,7 +134,8 @@ async fn resolve_topic_names(shared: &Arc<Shared>, request: &mut ProduceRequest)
 }
 
 /// Reads `acks` without decoding the body: it decides whether a response will come.
-fn peek_acks(frame: &RequestFrame) -> Result<i16, FrameError> {
+/// Public for the fuzz targets in `fuzz/`.
+pub fn peek_acks(frame: &RequestFrame) -> Result<i16, FrameError> {
     let body = frame.body()?;
     let malformed = || FrameError::MalformedHeader("Produce body too short for acks".into());
     let mut pos = 0usize;
