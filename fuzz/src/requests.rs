@@ -4,7 +4,7 @@
 //!
 //! `on_request` needs a running proxy (`Shared`: listeners, a destination), so the
 //! pure parts it runs are fuzzed: `write_guard::guard` / `apply` with a snapshot that
-//! has read-only topics, `produce_guard::peek_acks`, and Fetch's decode.
+//! has read-only and internal topics, `produce_guard::peek_acks`, and Fetch's decode.
 //!
 //! Properties: nothing panics; the guard fails exactly when the body does not decode;
 //! `peek_acks` agrees with the decoded `acks`; a forwarded (split) request is a valid
@@ -22,9 +22,9 @@ use mirrorgate::kafka::codec::{decode_request, decode_response, encode_request};
 use mirrorgate::kafka::frame::RequestFrame;
 use mirrorgate::proxy::interceptors::produce_guard::{peek_acks, Produce};
 use mirrorgate::proxy::interceptors::write_guard::{self, GuardedApi};
-use mirrorgate::proxy::interceptors::{api_versions, OnResponse, RequestAction};
+use mirrorgate::proxy::interceptors::{api_versions, internal_guard, OnResponse, RequestAction};
 
-use crate::{has_negative_tag, pick_version, request_frame, snapshot};
+use crate::{pick_version, request_frame, snapshot};
 
 /// The APIs the proxy decodes on the request side, in the order the selector byte
 /// picks them.
@@ -36,6 +36,11 @@ pub const APIS: &[ApiKey] = &[
     ApiKey::IncrementalAlterConfigs,
     ApiKey::AddPartitionsToTxn,
     ApiKey::Fetch,
+    ApiKey::DeleteTopics,
+    ApiKey::CreateTopics,
+    ApiKey::OffsetCommit,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::OffsetDelete,
 ];
 
 /// Versions the fuzzer tries for `api`: offered by the proxy and decodable by the
@@ -63,6 +68,11 @@ pub fn check(data: &[u8]) {
         }
         ApiKey::AddPartitionsToTxn => guarded::<write_guard::AddPartitionsToTxn>(&frame, true),
         ApiKey::Fetch => fetch(&frame),
+        ApiKey::DeleteTopics => guarded::<internal_guard::DeleteTopics>(&frame, true),
+        ApiKey::CreateTopics => guarded::<internal_guard::CreateTopics>(&frame, true),
+        ApiKey::OffsetCommit => guarded::<internal_guard::OffsetCommit>(&frame, true),
+        ApiKey::TxnOffsetCommit => guarded::<internal_guard::TxnOffsetCommit>(&frame, true),
+        ApiKey::OffsetDelete => guarded::<internal_guard::OffsetDelete>(&frame, true),
         _ => unreachable!(),
     }
 }
@@ -86,18 +96,15 @@ where
     A::Request: Clone + PartialEq + Debug,
 {
     let snapshot = snapshot();
-    let read_only = |topic: &str| snapshot.is_read_only(topic);
+    let read_only = |topic: &str| snapshot.guard_of(topic);
     let version = frame.api_version;
     let Ok(request) = decode_request::<A::Request>(frame) else {
         assert!(write_guard::guard::<A>(frame, snapshot).is_err());
         return;
     };
-    if has_negative_tag(&request) {
-        return;
-    }
     let mut expected = request.clone();
     let refused = A::split(&mut expected, version, &read_only);
-    let action = write_guard::apply::<A>(frame, request, snapshot, expects_response)
+    let action = write_guard::apply::<A>(frame, request, &read_only, expects_response)
         .expect("the guard of a decoded request");
     match action {
         None => assert!(refused.is_empty()),
@@ -147,9 +154,6 @@ fn fetch(frame: &RequestFrame) {
     let Ok(request) = decode_request::<FetchRequest>(frame) else {
         return;
     };
-    if has_negative_tag(&request) {
-        return;
-    }
     round_trip(frame, &request);
 }
 

@@ -28,7 +28,7 @@ use mirrorgate::proxy::interceptors::produce_guard::Produce;
 use mirrorgate::proxy::interceptors::write_guard;
 
 use crate::seeds::{self, NamingMirrors};
-use crate::{frame, has_negative_tag, pick_version, snapshot};
+use crate::{frame, pick_version, snapshot};
 
 /// The responses the proxy decodes, in the order the selector byte picks them.
 pub const APIS: &[ApiKey] = &[
@@ -102,9 +102,6 @@ fn rewrite<T: Decodable + Encodable + PartialEq + Debug>(
     let Ok(mut response) = decode_response::<T>(frame, api, version) else {
         return;
     };
-    if has_negative_tag(&response) {
-        return;
-    }
     let Some(exact) = edit(&mut response) else {
         return;
     };
@@ -140,8 +137,8 @@ fn metadata(response: &mut MetadataResponse) -> Option<()> {
         destination.record_broker(broker.node_id.0, broker.host.as_str(), broker.port);
         point_at_proxy(broker.node_id.0, &mut broker.host, &mut broker.port)?;
     }
-    destination.learn_topics(response);
-    destination.apply_full_view(response);
+    destination.learn_topics(response, &|t| t.starts_with("_mirrorgate-"));
+    destination.apply_full_view(response, &|t| t.starts_with("_mirrorgate-"));
     for topic in &response.topics {
         if let (Some(name), false) = (&topic.name, topic.topic_id.is_nil()) {
             // A later duplicate id may have replaced the name: only presence is certain.
@@ -215,7 +212,7 @@ fn api_versions_response(frame: &Bytes, version: i16) {
 fn merge<A: NamingMirrors>(response: &mut A::Response, version: i16) -> Option<()> {
     let mut request = seeds::request_naming_mirrors::<A>();
     let snapshot = snapshot();
-    let refused = A::split(&mut request, version, &|t| snapshot.is_read_only(t));
+    let refused = A::split(&mut request, version, &|t| snapshot.guard_of(t));
     assert!(!refused.is_empty());
     A::add(response, refused);
     Some(())
