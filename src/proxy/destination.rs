@@ -69,23 +69,17 @@ impl Destination {
 
     /// Learns topic ids from a Metadata response (v10+ carries them).
     pub fn learn_topics(&self, response: &MetadataResponse, is_internal: &dyn Fn(&str) -> bool) {
-        let mut internal = Vec::new();
+        let mut internal = self.internal_ids.load().to_vec();
+        let known = internal.len();
         for topic in &response.topics {
             if let (Some(name), false) = (&topic.name, topic.topic_id.is_nil()) {
                 self.topic_names.insert(topic.topic_id, name.0.clone());
-                if is_internal(name.as_str()) {
+                if is_internal(name.as_str()) && !internal.contains(&topic.topic_id) {
                     internal.push(topic.topic_id);
                 }
             }
         }
-        let known = self.internal_ids.load();
-        if internal.iter().any(|id| !known.contains(id)) {
-            let older: Vec<Uuid> = known
-                .iter()
-                .filter(|id| !internal.contains(id))
-                .copied()
-                .collect();
-            internal.extend(older);
+        if internal.len() != known {
             self.internal_ids.store(Arc::new(internal));
         }
     }
