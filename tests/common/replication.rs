@@ -217,8 +217,13 @@ pub fn link_and_mirror_with(proxy: &Proxy, source: &Cluster, topic: &str, extra:
 }
 
 pub fn wait_identical(proxy: &Proxy, source: &Cluster, topic: &str) {
+    wait_identical_within(proxy, source, topic, Duration::from_secs(120));
+}
+
+/// `wait_identical` for copies that are slow by design (one record per batch).
+pub fn wait_identical_within(proxy: &Proxy, source: &Cluster, topic: &str, within: Duration) {
     let expected = dump(&source.bootstrap, topic);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + within;
     loop {
         let got = dump(&proxy.bootstrap, topic);
         if got == expected {
