@@ -95,15 +95,28 @@ pub async fn serve(
     Ok(())
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.proxy.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+/// Ready once the proxy knows the destination's brokers and the catalog is loaded
+/// (until then every write is refused, as any topic may be a mirror).
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if !state.proxy.is_ready() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            "destination metadata not known yet\n",
-        )
+            "destination metadata not known yet\n".into(),
+        );
     }
+    let snapshot = state.registry.load();
+    let catalog = snapshot.catalog();
+    if !catalog.loaded {
+        let why = catalog
+            .problem
+            .as_deref()
+            .unwrap_or("reading the metadata topic");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("catalog not loaded (writes are refused until it is): {why}\n"),
+        );
+    }
+    (StatusCode::OK, "ready\n".into())
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {

@@ -44,7 +44,8 @@ pub fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
 
-/// Metadata for `topics` (all topics when `None`).
+/// Metadata for `topics` (all topics when `None`). Never creates a topic by asking,
+/// whatever the cluster's `auto.create.topics.enable`.
 pub async fn metadata(
     conn: &mut KafkaConnection,
     topics: Option<&[&str]>,
@@ -56,10 +57,25 @@ pub async fn metadata(
             .collect()
     });
     conn.call(
-        &MetadataRequest::default().with_topics(topics),
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(topics),
         METADATA_VERSION,
     )
     .await
+}
+
+/// Whether `topic` exists.
+pub async fn topic_exists(conn: &mut KafkaConnection, topic: &str) -> Result<bool, AdminError> {
+    let metadata = metadata(conn, Some(&[topic])).await?;
+    match partition_count(&metadata, topic) {
+        Ok(_) => Ok(true),
+        Err(UNKNOWN_TOPIC) => Ok(false),
+        Err(code) => Err(AdminError::Kafka {
+            code,
+            message: format!("metadata of '{topic}'"),
+        }),
+    }
 }
 
 /// host:port of the leader of `topic`/`partition`, if known.

@@ -25,8 +25,18 @@ pub struct Snapshot {
     pub upstream_tls: Option<Arc<ClientConfig>>,
     /// Mirror topics declared in the config file: always read-only.
     config_mirrors: HashSet<String>,
-    /// Mirror topics of cluster links in any state but STOPPED (set by the replicator).
+    /// Mirror topics of cluster links in any state but STOPPED (set by the catalog feed).
     link_mirrors: Arc<HashSet<String>>,
+    /// What the catalog feed knows: until it has read the metadata topic up to its end,
+    /// any topic may be a mirror.
+    catalog: CatalogStatus,
+}
+
+/// Whether the read-only set is known, and what keeps it from being (or fresh).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogStatus {
+    pub loaded: bool,
+    pub problem: Option<Arc<str>>,
 }
 
 /// Prefix of mirrorgate's own topics on the destination; no client may touch them.
@@ -43,6 +53,9 @@ pub enum Guard {
     /// Named by a topic id the destination does not know, even after a refresh: never
     /// forwarded while topics are guarded, as a mirror learned late could hide behind it.
     UnknownTopicId,
+    /// Any topic while the catalog is not loaded: it may be a mirror, so writes are
+    /// refused with a retriable error until it is known.
+    CatalogLoading,
 }
 
 impl Snapshot {
@@ -73,6 +86,7 @@ impl Snapshot {
             upstream_tls,
             config_mirrors,
             link_mirrors: Arc::default(),
+            catalog: CatalogStatus::default(),
         })
     }
 
@@ -81,8 +95,14 @@ impl Snapshot {
         self.config_mirrors.contains(topic) || self.link_mirrors.contains(topic)
     }
 
+    /// True when some write may have to be refused: mirrors exist, or the catalog is not
+    /// loaded (every topic is then guarded).
     pub fn has_read_only_topics(&self) -> bool {
-        !self.config_mirrors.is_empty() || !self.link_mirrors.is_empty()
+        !self.catalog.loaded || !self.config_mirrors.is_empty() || !self.link_mirrors.is_empty()
+    }
+
+    pub fn catalog(&self) -> &CatalogStatus {
+        &self.catalog
     }
 
     /// mirrorgate's own topics: the configured metadata topic and every `_mirrorgate-*`.
@@ -96,6 +116,8 @@ impl Snapshot {
             Some(Guard::Internal)
         } else if self.is_read_only(topic) {
             Some(Guard::Mirror)
+        } else if !self.catalog.loaded {
+            Some(Guard::CatalogLoading)
         } else {
             None
         }
@@ -134,15 +156,21 @@ impl Registry {
     /// set carries over.
     pub fn store(&self, mut snapshot: Snapshot) {
         let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        snapshot.link_mirrors = self.current.load().link_mirrors.clone();
+        let current = self.current.load();
+        snapshot.link_mirrors = current.link_mirrors.clone();
+        snapshot.catalog = current.catalog.clone();
         self.current.store(Arc::new(snapshot));
     }
 
-    /// Replaces the set of read-only cluster-link mirror topics.
-    pub fn set_link_mirrors(&self, topics: HashSet<String>) {
+    /// Replaces the set of read-only cluster-link mirror topics and the catalog status.
+    pub fn set_link_mirrors(&self, topics: HashSet<String>, loaded: bool, problem: Option<String>) {
         let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::clone(&self.current.load());
         next.link_mirrors = Arc::new(topics);
+        next.catalog = CatalogStatus {
+            loaded,
+            problem: problem.map(Arc::from),
+        };
         self.current.store(Arc::new(next));
     }
 }

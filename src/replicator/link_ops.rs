@@ -1,12 +1,14 @@
 //! Cluster link operations: create, list, alter, delete. Each change is written to the
-//! metadata topic first, then applied in memory; every link runs a `link_runtime` task.
+//! metadata topic and applied when read back (`reconcile`); every link runs a
+//! `link_runtime` task on replicating instances.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::catalog::LINK_PREFIX;
 use super::link_config::LinkConfig;
-use super::link_runtime::{self, TaskStatus};
-use super::manager::{unavailable, ApiError, Replicator};
+use super::link_runtime::TaskStatus;
+use super::manager::{lost_race, unavailable, ApiError, Replicator};
 use super::source::Source;
 use super::store::{self, LinkRecord, MirrorState};
 use super::{link_config, now_ms};
@@ -17,7 +19,7 @@ use crate::kafka::admin;
 const FIXED_AT_CREATION: &[&str] = &["cluster.link.prefix", "consumer.group.prefix.enable"];
 
 /// Keys that change how the link reaches the source: altering them restarts its tasks.
-fn is_connection_key(key: &str) -> bool {
+pub(super) fn is_connection_key(key: &str) -> bool {
     key == "bootstrap.servers"
         || key == "security.protocol"
         || key.starts_with("sasl.")
@@ -76,8 +78,11 @@ pub struct LinkView {
     pub destination_cluster_id: String,
     pub configs: BTreeMap<String, String>,
     pub remote_cluster_available: bool,
-    /// ACTIVE, PAUSED or SOURCE_UNAVAILABLE.
+    /// ACTIVE, PAUSED, SOURCE_UNAVAILABLE, or FAILED when its record cannot be used.
     pub link_state: String,
+    /// Why the link is FAILED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_error_message: Option<String>,
     pub tasks: Vec<TaskStatus>,
 }
 
@@ -95,7 +100,7 @@ impl Replicator {
     fn validated(&self, raw: BTreeMap<String, String>) -> Result<LinkConfig, ApiError> {
         let config = LinkConfig::from_properties(raw)
             .map_err(|errors| ApiError::Invalid(errors.join("; ")))?;
-        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref())
+        super::secrets::seal_config(&config.raw, self.inner.sealer.as_ref(), LINK_PREFIX)
             .map_err(ApiError::Invalid)?;
         Ok(config)
     }
@@ -117,30 +122,39 @@ impl Replicator {
             return Ok(());
         }
         let mut state = self.inner.loaded_state().await?;
-        if state.links.contains_key(name) {
+        if state.links.contains_key(name) || state.failed_links.contains_key(name) {
             return Err(ApiError::Conflict(format!(
                 "Cluster link '{name}' already exists."
             )));
         }
+        let key = format!("{LINK_PREFIX}{name}");
         let record = LinkRecord {
             name: name.to_string(),
             link_id: uuid::Uuid::new_v4().to_string(),
             config: config.raw.clone(),
             source_cluster_id,
             created_ms: now_ms(),
+            version: state.catalog.next_version(&key),
         };
-        store::put_link(
-            &self.inner.dest,
-            name,
-            Some(&record),
-            self.inner.sealer.as_ref(),
-        )
-        .await
-        .map_err(unavailable)?;
-        state.links.insert(name.to_string(), record);
-        let runtime = link_runtime::spawn(self.inner.clone(), name, false);
-        state.runtimes.insert(name.to_string(), runtime);
-        self.inner.publish(&state);
+        self.put_link(&mut state, name, Some(&record)).await
+    }
+
+    /// Writes a link (None deletes it), waits until it is applied, and checks that it
+    /// is ours that was applied.
+    async fn put_link(
+        &self,
+        state: &mut super::manager::State,
+        name: &str,
+        record: Option<&LinkRecord>,
+    ) -> Result<(), ApiError> {
+        let offset = store::put_link(&self.inner.dest, name, record, self.inner.sealer.as_ref())
+            .await
+            .map_err(unavailable)?;
+        let view = self.inner.commit(state, offset).await?;
+        let applied = view.catalog.link(name).and_then(|l| l.usable());
+        if applied != record {
+            return Err(lost_race(&format!("{LINK_PREFIX}{name}")));
+        }
         Ok(())
     }
 
@@ -151,6 +165,11 @@ impl Replicator {
         for link in state.links.values() {
             let paused = state.link_paused(&link.name);
             let status = state.runtimes.get(&link.name).map(|r| r.status.clone());
+            let shown = match &status {
+                Some(status) => status.state(paused),
+                None if paused => "PAUSED",
+                None => "ACTIVE",
+            };
             views.push(LinkView {
                 link_name: link.name.clone(),
                 link_id: link.link_id.clone(),
@@ -158,13 +177,34 @@ impl Replicator {
                 destination_cluster_id: destination_cluster_id.clone(),
                 configs: link_config::redact(&link.config),
                 remote_cluster_available: status.as_ref().is_some_and(|s| s.available()),
-                link_state: status
-                    .as_ref()
-                    .map_or("ACTIVE", |s| s.state(paused))
-                    .to_string(),
+                link_state: shown.to_string(),
+                link_error_message: None,
                 tasks: status.map(|s| s.tasks()).unwrap_or_default(),
             });
         }
+        for (name, (record, reason)) in &state.failed_links {
+            views.push(LinkView {
+                link_name: name.clone(),
+                link_id: record
+                    .as_ref()
+                    .map(|r| r.link_id.clone())
+                    .unwrap_or_default(),
+                source_cluster_id: record
+                    .as_ref()
+                    .map(|r| r.source_cluster_id.clone())
+                    .unwrap_or_default(),
+                destination_cluster_id: destination_cluster_id.clone(),
+                configs: record
+                    .as_ref()
+                    .map(|r| link_config::redact(&r.config))
+                    .unwrap_or_default(),
+                remote_cluster_available: false,
+                link_state: "FAILED".to_string(),
+                link_error_message: Some(reason.clone()),
+                tasks: Vec::new(),
+            });
+        }
+        views.sort_by(|a, b| a.link_name.cmp(&b.link_name));
         Ok(views)
     }
 
@@ -223,8 +263,6 @@ impl Replicator {
             .keys()
             .chain(config.raw.keys())
             .any(|k| is_connection_key(k) && changed(k));
-        let pause_changed = LinkConfig::from_properties(link.config.clone())
-            .map_or(true, |old| old.paused != config.paused);
         if connection_changed {
             let reached = source_cluster_id(&config).await?;
             if !link.source_cluster_id.is_empty() && reached != link.source_cluster_id {
@@ -239,30 +277,16 @@ impl Replicator {
         }
         let mut record = link.clone();
         record.config = config.raw;
-        store::put_link(
-            &self.inner.dest,
-            name,
-            Some(&record),
-            self.inner.sealer.as_ref(),
-        )
-        .await
-        .map_err(unavailable)?;
-        state.links.insert(name.to_string(), record);
-        if connection_changed {
-            // New credentials or TLS settings need new source connections.
-            self.inner.fetchers.remove_link(name);
-        }
-        if connection_changed || pause_changed {
-            self.inner.restart_link_tasks(&mut state, name);
-        }
-        self.inner.publish(&state);
+        record.version = state.catalog.next_version(&format!("{LINK_PREFIX}{name}"));
+        // Tasks restart when the record is applied (`reconcile`).
+        self.put_link(&mut state, name, Some(&record)).await?;
         tracing::info!(link = name, "cluster link altered");
         Ok(())
     }
 
     pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
         let mut state = self.inner.loaded_state().await?;
-        if !state.links.contains_key(name) {
+        if !state.links.contains_key(name) && !state.failed_links.contains_key(name) {
             return Err(not_found(name));
         }
         let has_mirrors = state
@@ -274,16 +298,9 @@ impl Replicator {
                 "Cluster link '{name}' has active mirror topics; stop them first or use --force."
             )));
         }
-        store::put_link(&self.inner.dest, name, None, None)
-            .await
-            .map_err(unavailable)?;
-        state.links.remove(name);
-        if let Some(runtime) = state.runtimes.remove(name) {
-            runtime.stop();
-        }
-        self.inner.fetchers.remove_link(name);
-        self.inner.publish(&state);
-        Ok(())
+        // Applied when read back: the link's runtime, fetchers and every copier of its
+        // mirrors stop.
+        self.put_link(&mut state, name, None).await
     }
 }
 

@@ -1,6 +1,8 @@
 //! Links and mirror topics: create, list, describe, pause/resume, promote/failover.
-//! Every change is written to the metadata topic first, then applied in memory and
-//! published to the proxy (read-only topics) through the registry.
+//! A command is validated against the catalog, written to the metadata topic as a
+//! record one version newer than what it read, and applied only when the catalog feed
+//! reads it back (`reconcile`): every instance applies the same history, and a command
+//! that lost a race to another instance's is answered 409.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -10,10 +12,12 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use super::catalog::{Catalog, MIRROR_PREFIX};
+use super::catalog_feed::{CatalogFeed, CatalogView};
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
 use super::cut_over::{self, FinalSync};
 use super::link_config::LinkConfig;
-use super::link_runtime::{self, LinkRuntime};
+use super::link_runtime::LinkRuntime;
 use super::offset_sync::MirrorOffsets;
 use super::secrets::Sealer;
 use super::source::Source;
@@ -22,6 +26,9 @@ use super::task::{self, PartitionJob, PartitionStatus};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::registry::Registry;
+
+/// How long a command waits to read its own record back from the metadata topic.
+const COMMIT_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -63,11 +70,15 @@ pub(super) struct MirrorEntry {
 
 #[derive(Default)]
 pub(super) struct State {
+    /// Links that can run: readable, credentials opened.
     pub(super) links: BTreeMap<String, LinkRecord>,
+    /// Links whose latest record cannot be used, with the reason (shown FAILED).
+    pub(super) failed_links: BTreeMap<String, (Option<LinkRecord>, String)>,
     pub(super) mirrors: BTreeMap<String, MirrorEntry>,
-    /// The running task of each link.
+    /// The running task of each link (replicating instances only).
     pub(super) runtimes: BTreeMap<String, LinkRuntime>,
-    loaded: bool,
+    /// The catalog this state was last reconciled with.
+    pub(super) catalog: Arc<Catalog>,
 }
 
 impl State {
@@ -104,10 +115,12 @@ fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
 pub struct Inner {
     pub dest: Destination,
     pub(super) sealer: Option<Sealer>,
-    registry: Arc<Registry>,
     pub(super) state: Mutex<State>,
     pub(super) shutdown: CancellationToken,
     pub(super) fetchers: super::fetcher::Fetchers,
+    pub(super) feed: CatalogFeed,
+    /// `[replicator] enabled` at start: this instance copies and runs link jobs.
+    pub(super) replicating: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -141,8 +154,8 @@ impl Replicator {
         Self { inner }
     }
 
-    /// Loads links and mirrors from the metadata topic (retrying until the destination
-    /// answers) and restarts every active mirror.
+    /// Starts the catalog feed (every instance) and follows it: the state here is the
+    /// catalog's; a replicating instance also runs every active mirror's copy.
     pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
         let sealer = match &registry.load().config.replicator.secret_key_file {
             Some(path) => match Sealer::from_file(path) {
@@ -154,16 +167,26 @@ impl Replicator {
             },
             None => None,
         };
+        let dest = Destination::new(registry.clone());
+        let replicating = registry.load().config.replicator.enabled;
+        let feed = CatalogFeed::start(
+            dest.clone(),
+            registry.clone(),
+            sealer.clone(),
+            replicating,
+            &shutdown,
+        );
         let inner = Arc::new(Inner {
-            dest: Destination::new(registry.clone()),
+            dest,
             sealer,
-            registry,
             state: Mutex::new(State::default()),
             shutdown,
             fetchers: Default::default(),
+            feed,
+            replicating,
         });
-        if inner.registry.load().config.replicator.enabled {
-            tokio::spawn(load(inner.clone()));
+        tokio::spawn(super::reconcile::follow(inner.clone()));
+        if replicating {
             tokio::spawn(super::source_watch::watch_sources(inner.clone()));
         }
         Self { inner }
@@ -217,15 +240,15 @@ impl Replicator {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
-        match admin::create_topic(&mut dest, mirror, partitions, -1, &configs).await {
-            Ok(()) => {}
-            Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
-                return Err(ApiError::Conflict(format!(
-                    "Topic '{mirror}' already exists."
-                )));
-            }
-            Err(e) => return Err(unavailable(e)),
+        if admin::topic_exists(&mut dest, mirror)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ApiError::Conflict(format!(
+                "Topic '{mirror}' already exists."
+            )));
         }
+        let key = format!("{MIRROR_PREFIX}{mirror}");
         let record = MirrorRecord {
             topic: mirror.to_string(),
             source_topic,
@@ -238,14 +261,33 @@ impl Replicator {
             source_topic_id,
             overrides: overrides.clone(),
             start_offsets,
+            version: state.catalog.next_version(&key),
         };
-        store::put_mirror(&self.inner.dest, mirror, Some(&record))
+        // The name is read-only on every instance before the topic exists, so no client
+        // write can land in it first.
+        let offset = store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
             .map_err(unavailable)?;
-        let entry = self.inner.entry(record, &state.links);
-        state.mirrors.insert(mirror.to_string(), entry);
-        self.inner.publish(&state);
-        Ok(())
+        let view = self.inner.commit(&mut state, offset).await?;
+        if view.catalog.mirror(mirror).and_then(|m| m.record.as_ref()) != Some(&record) {
+            return Err(lost_race(&key));
+        }
+        match admin::create_topic(&mut dest, mirror, partitions, -1, &configs).await {
+            Ok(()) => Ok(()),
+            Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
+                // Created by someone else between the check and now: not ours to mirror.
+                let offset = store::put_mirror(&self.inner.dest, mirror, None)
+                    .await
+                    .map_err(unavailable)?;
+                self.inner.commit(&mut state, offset).await?;
+                Err(ApiError::Conflict(format!(
+                    "Topic '{mirror}' already exists."
+                )))
+            }
+            // The record stays: the mirror is read-only and its copiers wait for the
+            // topic; a retry of the command answers that it exists.
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     pub async fn mirrors(&self, link: Option<&str>) -> Result<Vec<MirrorView>, ApiError> {
@@ -266,6 +308,9 @@ impl Replicator {
         topics: &[String],
         change: Change,
     ) -> Result<Vec<(String, Result<(), String>)>, ApiError> {
+        if matches!(change, Change::Promote | Change::Failover) {
+            self.inner.require_replicating("promote and failover")?;
+        }
         let mut state = self.inner.loaded_state().await?;
         let any_link = link == "-";
         if !any_link && !state.links.contains_key(link) {
@@ -349,6 +394,13 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
+/// Another instance's command on the same link or mirror was written first.
+pub(super) fn lost_race(key: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "'{key}' was changed by another command at the same time; nothing was applied, try again"
+    ))
+}
+
 fn view(m: &MirrorEntry, state: &State) -> MirrorView {
     MirrorView {
         link_name: m.record.link.clone(),
@@ -382,61 +434,48 @@ fn lags(m: &MirrorEntry) -> Vec<PartitionView> {
         .collect()
 }
 
-async fn load(inner: Arc<Inner>) {
-    loop {
-        let loaded = async {
-            store::ensure_topic(&inner.dest).await?;
-            store::load(&inner.dest, inner.sealer.as_ref()).await
-        }
-        .await;
-        match loaded {
-            Ok(loaded) => {
-                let mut state = inner.state.lock().await;
-                state.links = loaded.links;
-                for link in state.links.keys().cloned().collect::<Vec<_>>() {
-                    let runtime = link_runtime::spawn(inner.clone(), &link, true);
-                    state.runtimes.insert(link, runtime);
-                }
-                for (topic, record) in loaded.mirrors {
-                    let entry = inner.entry(record, &state.links);
-                    state.mirrors.insert(topic, entry);
-                }
-                state.loaded = true;
-                inner.publish(&state);
-                tracing::info!(
-                    links = state.links.len(),
-                    mirrors = state.mirrors.len(),
-                    "replicator state loaded"
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, side = "upstream", "cannot load replicator state; retrying");
-                tokio::select! {
-                    _ = inner.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
-        }
-    }
-}
-
 impl Inner {
+    /// The state, once the catalog is loaded and reconciled.
     pub(super) async fn loaded_state(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
-        if !self.registry.load().config.replicator.enabled {
-            return Err(ApiError::Unavailable(
-                "the replicator is not enabled here ([replicator] enabled = true)".into(),
-            ));
+        let view = self.feed.view();
+        if !view.loaded {
+            let why = view
+                .problem
+                .as_deref()
+                .unwrap_or("reading the metadata topic");
+            return Err(ApiError::Unavailable(format!(
+                "the catalog is not loaded yet: {why}"
+            )));
         }
-        let state = self.state.lock().await;
-        if !state.loaded {
-            return Err(ApiError::Unavailable(
-                "the replicator state is not loaded yet".into(),
-            ));
+        Ok(self.state.lock().await)
+    }
+
+    /// Commands that need this instance's link jobs (final syncs).
+    pub(super) fn require_replicating(&self, what: &str) -> Result<(), ApiError> {
+        if self.replicating {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(format!(
+                "{what} runs on an instance with [replicator] enabled = true"
+            )))
         }
-        Ok(state)
+    }
+
+    /// Waits until the catalog feed has read our record at `offset` back, and applies it.
+    pub(super) async fn commit(
+        self: &Arc<Self>,
+        state: &mut State,
+        offset: i64,
+    ) -> Result<Arc<CatalogView>, ApiError> {
+        let view = self
+            .feed
+            .applied(offset, COMMIT_WAIT)
+            .await
+            .map_err(unavailable)?;
+        self.reconcile(state, &view);
+        Ok(view)
     }
 
     pub(super) async fn destination_cluster_id(&self) -> String {
@@ -452,7 +491,7 @@ impl Inner {
     }
 
     /// An in-memory mirror, with its partition tasks running when it is active.
-    fn entry(
+    pub(super) fn entry(
         self: &Arc<Self>,
         record: MirrorRecord,
         links: &BTreeMap<String, LinkRecord>,
@@ -538,13 +577,13 @@ impl Inner {
         }
     }
 
-    fn start_tasks(
+    pub(super) fn start_tasks(
         self: &Arc<Self>,
         entry: &mut MirrorEntry,
         links: &BTreeMap<String, LinkRecord>,
     ) {
         // A paused link copies nothing; its mirrors show LINK_PAUSED.
-        if link_paused(links, &entry.record.link) {
+        if !self.replicating || link_paused(links, &entry.record.link) {
             return;
         }
         let Some(source) = source_of(links, &entry.record.link) else {
@@ -563,6 +602,9 @@ impl Inner {
         partitions: std::ops::Range<i32>,
         stop: CancellationToken,
     ) {
+        if !self.replicating {
+            return;
+        }
         let Some(source) = source_of(links, &entry.record.link) else {
             return;
         };
@@ -596,8 +638,8 @@ impl Inner {
         }
     }
 
-    /// Tells the proxy which topics are read-only (every mirror not STOPPED) and
-    /// updates the link and mirror-state gauges.
+    /// Updates the link and mirror-state gauges (the read-only set reaches the proxy
+    /// from the catalog feed).
     pub(super) fn publish(&self, state: &State) {
         metrics::gauge!("mirrorgate_links").set(state.links.len() as f64);
         for link_state in ["ACTIVE", "PAUSED", "SOURCE_UNAVAILABLE"] {
@@ -624,38 +666,41 @@ impl Inner {
                 .count();
             metrics::gauge!("mirrorgate_mirror_topics", "state" => shown).set(count as f64);
         }
-        let read_only: HashSet<String> = state
-            .mirrors
-            .values()
-            .filter(|m| m.record.state != MirrorState::Stopped)
-            .map(|m| m.record.topic.clone())
-            .collect();
-        self.registry.set_link_mirrors(read_only);
     }
 
     /// A partition task hit a fatal error: the whole mirror goes FAILED with the reason.
-    pub async fn fail(&self, topic: &str, reason: String) {
+    /// A STOPPED mirror is writable for good and never becomes FAILED.
+    pub async fn fail(self: &Arc<Self>, topic: &str, reason: String) {
         let mut state = self.state.lock().await;
         let Some(entry) = state.mirrors.get_mut(topic) else {
             return;
         };
-        if entry.record.state == MirrorState::Failed {
+        if matches!(
+            entry.record.state,
+            MirrorState::Failed | MirrorState::Stopped
+        ) {
             return;
         }
+        // Nothing more is copied here, whatever becomes of the record.
         if let Some(stop) = entry.stop.take() {
             stop.cancel();
         }
         // The reason's leading code (OFFSET_MISMATCH, ...) is a bounded label.
         let code = reason.split(':').next().unwrap_or("UNKNOWN").to_string();
         metrics::counter!("mirrorgate_mirror_failures_total", "reason" => code).increment(1);
-        entry.record.state = MirrorState::Failed;
-        entry.record.reason = Some(reason);
-        entry.record.state_time_ms = now_ms();
-        let record = entry.record.clone();
-        if let Err(e) = store::put_mirror(&self.dest, topic, Some(&record)).await {
+        let key = format!("{MIRROR_PREFIX}{topic}");
+        let mut record = entry.record.clone();
+        record.state = MirrorState::Failed;
+        record.reason = Some(reason);
+        record.state_time_ms = now_ms();
+        record.version = state.catalog.next_version(&key);
+        let written = match store::put_mirror(&self.dest, topic, Some(&record)).await {
+            Ok(offset) => self.commit(&mut state, offset).await.map(|_| ()),
+            Err(e) => Err(unavailable(e)),
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, topic, "cannot record the FAILED state");
         }
-        self.publish(&state);
     }
 
     async fn change_one(
@@ -665,7 +710,6 @@ impl Inner {
         topic: &str,
         change: Change,
     ) -> Result<(), String> {
-        let links = state.links.clone();
         let unavailable_source = state.mirrors.get(topic).is_some_and(|m| {
             state
                 .runtimes
@@ -728,19 +772,21 @@ impl Inner {
                 ))
             }
         };
+        let key = format!("{MIRROR_PREFIX}{topic}");
         let mut record = entry.record.clone();
         record.state = next;
         record.reason = None;
         record.state_time_ms = now_ms();
-        store::put_mirror(&self.dest, topic, Some(&record))
+        record.version = state.catalog.next_version(&key);
+        let offset = store::put_mirror(&self.dest, topic, Some(&record))
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(stop) = entry.stop.take() {
-            stop.cancel();
-        }
-        entry.record = record;
-        if next == MirrorState::Active {
-            self.start_tasks(entry, &links);
+        let view = self
+            .commit(state, offset)
+            .await
+            .map_err(|e| e.to_string())?;
+        if view.catalog.mirror(topic).and_then(|m| m.record.as_ref()) != Some(&record) {
+            return Err(lost_race(&key).to_string());
         }
         Ok(())
     }

@@ -29,7 +29,12 @@
 //! `source_watch` keeps partition counts in step.
 
 pub mod auto_create;
+pub mod backoff;
 pub mod budget;
+/// Links and mirrors as the metadata topic says (pure; every instance builds the same).
+pub mod catalog;
+/// Tails the metadata topic into the catalog and publishes the read-only set.
+pub mod catalog_feed;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
 mod cut_over;
@@ -43,6 +48,7 @@ pub mod manager;
 pub mod offset_sync;
 pub mod partition;
 pub mod producer_window;
+mod reconcile;
 pub mod secrets;
 pub mod source;
 mod source_watch;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::catalog::MIRROR_PREFIX;
 use super::manager::{source_of, Inner};
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState};
@@ -89,22 +90,22 @@ impl Inner {
                 Err(e) => return Err(e.into()),
             }
             let mut state = self.state.lock().await;
-            let links = state.links.clone();
-            let Some(entry) = state.mirrors.get_mut(&record.topic) else {
+            let Some(entry) = state.mirrors.get(&record.topic) else {
                 return Ok(());
             };
+            if entry.record.partitions >= partitions {
+                return Ok(());
+            }
+            let key = format!("{MIRROR_PREFIX}{}", record.topic);
             let mut updated = entry.record.clone();
             updated.partitions = partitions;
-            store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
+            updated.version = state.catalog.next_version(&key);
+            let offset = store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
             tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
-            let old = entry.record.partitions;
-            entry.record = updated;
-            entry
-                .statuses
-                .resize_with(partitions as usize, Arc::default);
-            if let Some(stop) = entry.stop.clone() {
-                self.spawn_partitions(entry, &links, old..partitions, stop);
-            }
+            // Applied when read back: the new partitions' tasks start then (`reconcile`).
+            self.commit(&mut state, offset)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         Ok(())
     }

@@ -117,7 +117,8 @@ pub fn on_response(
             meta.api_version,
         );
         match guard {
-            Some(Guard::Mirror) => {}
+            // Reads pass while the catalog loads; fillers are hidden in case it is a mirror.
+            Some(Guard::Mirror | Guard::CatalogLoading) => {}
             Some(_) => {
                 tracing::warn!(side = "client", topic = %topic.topic.as_str(), "refused a fetch of an internal topic");
                 for partition in &mut topic.partitions {

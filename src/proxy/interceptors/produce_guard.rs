@@ -1,5 +1,7 @@
 //! Produce to a read-only mirror topic is refused per partition with INVALID_REQUEST
 //! and Confluent's message; other partitions of the same request still go through.
+//! While the catalog is not loaded every topic is refused with NOT_ENOUGH_REPLICAS,
+//! which producers retry until their delivery timeout.
 
 use std::sync::Arc;
 
@@ -7,7 +9,8 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 
 use super::write_guard::{
-    self, refusal_code, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
+    self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
+    NOT_ENOUGH_REPLICAS,
 };
 use super::{addresses, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
@@ -36,11 +39,11 @@ impl GuardedApi for Produce {
             .into_iter()
             .map(|topic| {
                 let guard = guard_of(&topic.name).unwrap_or(Guard::Mirror);
-                if guard != Guard::UnknownTopicId {
+                if guard == Guard::Mirror {
                     crate::admin::metrics::ProxyMetrics::get()
                         .produce_refused(topic.name.as_str(), topic.partition_data.len() as u64);
                 }
-                let code = refusal_code(guard, INVALID_REQUEST);
+                let code = refusal_code_with(guard, INVALID_REQUEST, NOT_ENOUGH_REPLICAS);
                 let text = refusal_text(guard, "append records to", topic.name.as_str());
                 let partitions = topic
                     .partition_data

@@ -37,6 +37,11 @@ pub const INVALID_REQUEST: i16 = 42;
 pub const INVALID_CONFIG: i16 = 40;
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+/// Retriable: what a write gets while the catalog is not loaded (Produce and
+/// AddPartitionsToTxn have their own, see `loading_code`).
+pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
 
 /// What decides whether a topic is guarded, and how.
 pub type GuardOf<'a> = &'a dyn Fn(&str) -> Option<Guard>;
@@ -47,6 +52,15 @@ pub fn refusal_code(guard: Guard, mirror_code: i16) -> i16 {
         Guard::Mirror => mirror_code,
         Guard::Internal => TOPIC_AUTHORIZATION_FAILED,
         Guard::UnknownTopicId => UNKNOWN_TOPIC_ID,
+        Guard::CatalogLoading => REQUEST_TIMED_OUT,
+    }
+}
+
+/// `refusal_code` for an API whose clients retry another code while the catalog loads.
+pub fn refusal_code_with(guard: Guard, mirror_code: i16, loading_code: i16) -> i16 {
+    match guard {
+        Guard::CatalogLoading => loading_code,
+        other => refusal_code(other, mirror_code),
     }
 }
 
@@ -59,6 +73,9 @@ pub fn refusal_text(guard: Guard, what: &str, topic: &str) -> StrBytes {
             format!("Topic '{topic}' is internal to mirrorgate and not open to clients")
         }
         Guard::UnknownTopicId => "This server does not host this topic ID.".to_string(),
+        Guard::CatalogLoading => format!(
+            "mirrorgate has not yet read which topics are read-only mirrors; retry the write to '{topic}'"
+        ),
     })
 }
 /// What a broker answers for the other partitions of a transaction it refused in part.
@@ -341,6 +358,7 @@ config_guard!(
 /// Clients use v0-3 (one transaction per request; v4+ is inter-broker and not offered).
 /// Like a broker refusing part of a transaction, the whole request is answered: the
 /// read-only partitions with INVALID_REQUEST, the others with OPERATION_NOT_ATTEMPTED.
+/// While the catalog loads, CONCURRENT_TRANSACTIONS, which producers retry.
 pub struct AddPartitionsToTxn;
 impl GuardedApi for AddPartitionsToTxn {
     const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
@@ -357,7 +375,9 @@ impl GuardedApi for AddPartitionsToTxn {
             .into_iter()
             .map(|topic| {
                 let code = match guard_of(&topic.name) {
-                    Some(guard) => refusal_code(guard, INVALID_REQUEST),
+                    Some(guard) => {
+                        refusal_code_with(guard, INVALID_REQUEST, CONCURRENT_TRANSACTIONS)
+                    }
                     None => OPERATION_NOT_ATTEMPTED,
                 };
                 let partitions = topic

@@ -1,0 +1,337 @@
+//! The catalog: every cluster link and mirror topic as the metadata topic says, built
+//! record by record in log order. No I/O here: every instance that reads the same log
+//! builds the same catalog, and the read-only set every proxy enforces comes from it.
+//!
+//! Conflicts: each record carries a version per key, one more than the version its
+//! writer read. A record applies only when it is newer than the one it replaces, so of
+//! two writers that both read version n, the first in the log wins and the other's
+//! record is stale (its writer sees that and answers 409). Version 0 marks records
+//! written before versions existed; they always apply. A STOPPED mirror stays STOPPED:
+//! no record can make a promoted topic read-only again.
+//!
+//! Nothing in the topic is trusted: a record that does not parse, claims absurd sizes
+//! or carries credentials this instance cannot open is kept as a *problem* of its key:
+//! the link shows FAILED with the reason, and a mirror named by a bad record stays
+//! read-only.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::secrets::{open_config, Sealer};
+use super::store::{LinkRecord, MirrorRecord, MirrorState};
+
+/// Longest key: `mirror/` plus a topic name (Kafka allows 249 characters), with room.
+const MAX_KEY_BYTES: usize = 512;
+/// Longest value: Kafka's default `max.message.bytes`; real ones are a few kilobytes.
+const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Most partitions a mirror record may claim. Kafka has no per-topic maximum, but
+/// clusters are sized for a few hundred thousand partitions in all; a record claiming
+/// more than this is forged or corrupt, and starting that many tasks would exhaust
+/// memory.
+pub const MAX_MIRROR_PARTITIONS: i32 = 100_000;
+
+pub const LINK_PREFIX: &str = "link/";
+pub const MIRROR_PREFIX: &str = "mirror/";
+
+/// Why a metadata record was not applied; the label of
+/// `mirrorgate_metadata_records_invalid_total` (a fixed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    Batch,
+    Key,
+    ValueSize,
+    Json,
+    Partitions,
+    StartOffsets,
+    SealedConfig,
+}
+
+impl Invalid {
+    pub fn label(self) -> &'static str {
+        match self {
+            Invalid::Batch => "batch",
+            Invalid::Key => "key",
+            Invalid::ValueSize => "value_size",
+            Invalid::Json => "json",
+            Invalid::Partitions => "partitions",
+            Invalid::StartOffsets => "start_offsets",
+            Invalid::SealedConfig => "sealed_config",
+        }
+    }
+}
+
+/// What applying one record did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Older than (or as old as) the record it would replace: a lost race.
+    Stale,
+    /// A key of no kind we know (a newer version's, perhaps): left alone.
+    Ignored,
+    Invalid(Invalid, String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkEntry {
+    /// The latest readable record, its config opened.
+    pub record: Option<LinkRecord>,
+    /// Why the latest record of the link could not be used: the link does not run and
+    /// shows FAILED with this reason.
+    pub problem: Option<String>,
+}
+
+impl LinkEntry {
+    /// The link as it can run: readable and without a problem.
+    pub fn usable(&self) -> Option<&LinkRecord> {
+        self.record.as_ref().filter(|_| self.problem.is_none())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorEntry {
+    pub record: Option<MirrorRecord>,
+    /// Why the latest record of the mirror could not be read; the topic stays
+    /// read-only (unless it was already STOPPED).
+    pub problem: Option<String>,
+}
+
+impl MirrorEntry {
+    /// Read-only in every state but STOPPED, and whenever the state is unknown.
+    pub fn is_read_only(&self) -> bool {
+        self.record
+            .as_ref()
+            .is_none_or(|r| r.state != MirrorState::Stopped)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    links: BTreeMap<String, LinkEntry>,
+    mirrors: BTreeMap<String, MirrorEntry>,
+}
+
+impl Catalog {
+    pub fn links(&self) -> &BTreeMap<String, LinkEntry> {
+        &self.links
+    }
+
+    pub fn mirrors(&self) -> &BTreeMap<String, MirrorEntry> {
+        &self.mirrors
+    }
+
+    pub fn link(&self, name: &str) -> Option<&LinkEntry> {
+        self.links.get(name)
+    }
+
+    pub fn mirror(&self, topic: &str) -> Option<&MirrorEntry> {
+        self.mirrors.get(topic)
+    }
+
+    /// The topics clients may not write to.
+    pub fn read_only(&self) -> HashSet<String> {
+        self.mirrors
+            .iter()
+            .filter(|(_, m)| m.is_read_only())
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// The version a writer puts on its next record for `key`.
+    pub fn next_version(&self, key: &str) -> u64 {
+        let current = if let Some(name) = key.strip_prefix(LINK_PREFIX) {
+            self.links
+                .get(name)
+                .and_then(|l| l.record.as_ref())
+                .map(|r| r.version)
+        } else if let Some(topic) = key.strip_prefix(MIRROR_PREFIX) {
+            self.mirrors
+                .get(topic)
+                .and_then(|m| m.record.as_ref())
+                .map(|r| r.version)
+        } else {
+            None
+        };
+        current.unwrap_or(0) + 1
+    }
+
+    /// Applies one record of the metadata topic; a null value deletes.
+    pub fn apply(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        sealer: Option<&Sealer>,
+    ) -> Outcome {
+        let key = key.unwrap_or_default();
+        if key.len() > MAX_KEY_BYTES {
+            return Outcome::Invalid(Invalid::Key, format!("key of {} bytes", key.len()));
+        }
+        let Ok(key) = std::str::from_utf8(key) else {
+            return Outcome::Invalid(Invalid::Key, "key is not UTF-8".into());
+        };
+        if let Some(name) = key.strip_prefix(LINK_PREFIX) {
+            let outcome = parse_link(key, value, sealer);
+            self.apply_link(name, outcome)
+        } else if let Some(topic) = key.strip_prefix(MIRROR_PREFIX) {
+            let outcome = parse_mirror(key, value);
+            self.apply_mirror(topic, outcome)
+        } else {
+            Outcome::Ignored
+        }
+    }
+
+    fn apply_link(&mut self, name: &str, parsed: Parsed<LinkRecord>) -> Outcome {
+        match parsed {
+            Parsed::Delete => {
+                self.links.remove(name);
+                Outcome::Applied
+            }
+            Parsed::Bad(reason, detail) => {
+                let entry = self.links.entry(name.to_string()).or_default();
+                entry.problem = Some(format!("{}: {detail}", reason.label()));
+                Outcome::Invalid(reason, detail)
+            }
+            Parsed::Record(record) => {
+                let entry = self.links.entry(name.to_string()).or_default();
+                if is_stale(record.version, entry.record.as_ref().map(|r| r.version)) {
+                    return Outcome::Stale;
+                }
+                *entry = LinkEntry {
+                    record: Some(record),
+                    problem: None,
+                };
+                Outcome::Applied
+            }
+            // The record parsed but its credentials do not open here: keep it for the
+            // views, and say why the link cannot run.
+            Parsed::Unopened(record, detail) => {
+                let entry = self.links.entry(name.to_string()).or_default();
+                if is_stale(record.version, entry.record.as_ref().map(|r| r.version)) {
+                    return Outcome::Stale;
+                }
+                *entry = LinkEntry {
+                    record: Some(record),
+                    problem: Some(detail.clone()),
+                };
+                Outcome::Invalid(Invalid::SealedConfig, detail)
+            }
+        }
+    }
+
+    fn apply_mirror(&mut self, topic: &str, parsed: Parsed<MirrorRecord>) -> Outcome {
+        let current = self.mirrors.get(topic).and_then(|m| m.record.as_ref());
+        let stopped = current.is_some_and(|r| r.state == MirrorState::Stopped);
+        match parsed {
+            Parsed::Delete => {
+                self.mirrors.remove(topic);
+                Outcome::Applied
+            }
+            Parsed::Bad(reason, detail) => {
+                let entry = self.mirrors.entry(topic.to_string()).or_default();
+                entry.problem = Some(format!("{}: {detail}", reason.label()));
+                Outcome::Invalid(reason, detail)
+            }
+            Parsed::Record(record) | Parsed::Unopened(record, _) => {
+                if is_stale(record.version, current.map(|r| r.version)) {
+                    return Outcome::Stale;
+                }
+                if stopped && record.state != MirrorState::Stopped {
+                    return Outcome::Stale;
+                }
+                self.mirrors.insert(
+                    topic.to_string(),
+                    MirrorEntry {
+                        record: Some(record),
+                        problem: None,
+                    },
+                );
+                Outcome::Applied
+            }
+        }
+    }
+}
+
+/// Version 0 predates versions and always applies; otherwise only a newer one does.
+fn is_stale(incoming: u64, current: Option<u64>) -> bool {
+    incoming != 0 && current.is_some_and(|c| incoming <= c)
+}
+
+enum Parsed<T> {
+    Delete,
+    Record(T),
+    /// Parsed, but its sealed credentials do not open with this instance's key.
+    Unopened(T, String),
+    Bad(Invalid, String),
+}
+
+fn bounded<'a>(key: &str, value: Option<&'a [u8]>) -> Result<Option<&'a [u8]>, (Invalid, String)> {
+    match value {
+        Some(v) if v.len() > MAX_VALUE_BYTES => Err((
+            Invalid::ValueSize,
+            format!("{key}: value of {} bytes", v.len()),
+        )),
+        v => Ok(v),
+    }
+}
+
+fn parse_link(key: &str, value: Option<&[u8]>, sealer: Option<&Sealer>) -> Parsed<LinkRecord> {
+    let value = match bounded(key, value) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Parsed::Delete,
+        Err((reason, detail)) => return Parsed::Bad(reason, detail),
+    };
+    let mut link: LinkRecord = match serde_json::from_slice(value) {
+        Ok(link) => link,
+        Err(e) => return Parsed::Bad(Invalid::Json, format!("{key}: {e}")),
+    };
+    match open_config(&link.config, sealer, key) {
+        Ok(config) => {
+            link.config = config;
+            Parsed::Record(link)
+        }
+        Err(e) => Parsed::Unopened(link, format!("{key}: {e}")),
+    }
+}
+
+fn parse_mirror(key: &str, value: Option<&[u8]>) -> Parsed<MirrorRecord> {
+    let value = match bounded(key, value) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Parsed::Delete,
+        Err((reason, detail)) => return Parsed::Bad(reason, detail),
+    };
+    let mirror: MirrorRecord = match serde_json::from_slice(value) {
+        Ok(mirror) => mirror,
+        Err(e) => return Parsed::Bad(Invalid::Json, format!("{key}: {e}")),
+    };
+    match validate_mirror(&mirror) {
+        Ok(()) => Parsed::Record(mirror),
+        Err((reason, detail)) => Parsed::Bad(reason, format!("{key}: {detail}")),
+    }
+}
+
+/// What the replicator sizes by a mirror record: tasks and status per partition, and
+/// a start offset per partition.
+fn validate_mirror(mirror: &MirrorRecord) -> Result<(), (Invalid, String)> {
+    if !(1..=MAX_MIRROR_PARTITIONS).contains(&mirror.partitions) {
+        return Err((
+            Invalid::Partitions,
+            format!(
+                "{} partitions, outside 1..={MAX_MIRROR_PARTITIONS}",
+                mirror.partitions
+            ),
+        ));
+    }
+    if mirror.start_offsets.len() > mirror.partitions as usize {
+        return Err((
+            Invalid::StartOffsets,
+            format!(
+                "{} start offsets for {} partitions",
+                mirror.start_offsets.len(),
+                mirror.partitions
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "catalog_tests.rs"]
+mod tests;

@@ -1,0 +1,234 @@
+//! The catalog applies records in log order: bad records become problems of their key
+//! (a mirror stays read-only), stale versions lose, a STOPPED mirror stays STOPPED.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::replicator::secrets::seal_config;
+
+fn mirror_json(partitions: i64, state: &str, version: u64) -> String {
+    format!(
+        r#"{{"topic":"m","source_topic":"s","link":"l","partitions":{partitions},"state":"{state}","reason":null,"state_time_ms":1,"version":{version}}}"#
+    )
+}
+
+fn apply(catalog: &mut Catalog, key: &[u8], value: Option<&str>) -> Outcome {
+    catalog.apply(Some(key), value.map(str::as_bytes), None)
+}
+
+fn state_of(catalog: &Catalog, topic: &str) -> Option<MirrorState> {
+    catalog.mirror(topic)?.record.as_ref().map(|r| r.state)
+}
+
+#[test]
+fn a_huge_partition_count_is_refused_and_the_mirror_stays_read_only() {
+    for partitions in [i64::from(i32::MAX), 1 << 31, 0, -1, 100_001] {
+        let mut catalog = Catalog::default();
+        apply(
+            &mut catalog,
+            b"mirror/m",
+            Some(&mirror_json(2, "ACTIVE", 1)),
+        );
+        let forged = mirror_json(partitions, "ACTIVE", 2);
+        let outcome = apply(&mut catalog, b"mirror/m", Some(&forged));
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Invalid(Invalid::Partitions | Invalid::Json, _)
+            ),
+            "{outcome:?}"
+        );
+        let entry = catalog.mirror("m").unwrap();
+        assert_eq!(entry.record.as_ref().map(|r| r.partitions), Some(2));
+        assert!(entry.problem.is_some());
+        assert!(catalog.read_only().contains("m"));
+    }
+    let mut too_many_starts: MirrorRecord =
+        serde_json::from_str(&mirror_json(2, "ACTIVE", 1)).unwrap();
+    too_many_starts.start_offsets = vec![0; 3];
+    assert_eq!(
+        validate_mirror(&too_many_starts).unwrap_err().0,
+        Invalid::StartOffsets
+    );
+}
+
+/// A record key, its value, and why it is refused.
+type Case<'a> = (&'a [u8], Option<&'a [u8]>, Invalid);
+
+#[test]
+fn malformed_keys_and_values_are_refused_and_named_mirrors_stay_read_only() {
+    let mut catalog = Catalog::default();
+    let cases: [Case; 5] = [
+        (b"mirror/m", Some(b"{not json"), Invalid::Json),
+        (b"link/l", Some(b"[1,2,3]"), Invalid::Json),
+        (b"mirror/\xff\xfe", Some(b"{}"), Invalid::Key),
+        (&[b'k'; MAX_KEY_BYTES + 1], None, Invalid::Key),
+        (
+            b"link/l",
+            Some(&[b' '; MAX_VALUE_BYTES + 1]),
+            Invalid::ValueSize,
+        ),
+    ];
+    for (key, value, reason) in cases {
+        match catalog.apply(Some(key), value, None) {
+            Outcome::Invalid(got, _) => assert_eq!(got, reason),
+            other => panic!("{other:?}"),
+        }
+    }
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(matches!(
+        apply(&mut catalog, b"mirror/n", Some(&nested)),
+        Outcome::Invalid(Invalid::Json, _)
+    ));
+    // Named by a bad record: read-only, with no usable record.
+    let read_only = catalog.read_only();
+    assert!(read_only.contains("m") && read_only.contains("n"));
+    assert!(catalog.mirror("m").unwrap().record.is_none());
+    // A bad link record makes a link without a usable record, shown with its problem.
+    let link = catalog.link("l").unwrap();
+    assert!(link.usable().is_none() && link.problem.is_some());
+    // Unknown keys and keyless records are ignored, as before.
+    assert_eq!(apply(&mut catalog, b"other/x", Some("?")), Outcome::Ignored);
+    assert_eq!(catalog.apply(None, Some(b"?"), None), Outcome::Ignored);
+    // A good record later replaces the problem.
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "PAUSED", 1)),
+    );
+    assert_eq!(state_of(&catalog, "m"), Some(MirrorState::Paused));
+    assert!(catalog.mirror("m").unwrap().problem.is_none());
+}
+
+#[test]
+fn an_unknown_state_is_refused() {
+    let mut catalog = Catalog::default();
+    assert!(matches!(
+        apply(
+            &mut catalog,
+            b"mirror/m",
+            Some(&mirror_json(1, "HALTED", 1))
+        ),
+        Outcome::Invalid(Invalid::Json, _)
+    ));
+    assert!(catalog.read_only().contains("m"));
+}
+
+#[test]
+fn of_two_records_with_the_same_version_the_first_wins() {
+    let mut catalog = Catalog::default();
+    assert_eq!(catalog.next_version("mirror/m"), 1);
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "ACTIVE", 1)),
+    );
+    assert_eq!(catalog.next_version("mirror/m"), 2);
+    let first = apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "PAUSED", 2)),
+    );
+    let second = apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "FAILED", 2)),
+    );
+    assert_eq!((first, second), (Outcome::Applied, Outcome::Stale));
+    assert_eq!(state_of(&catalog, "m"), Some(MirrorState::Paused));
+    // Older still: stale. Unversioned (written before versions): applies.
+    assert_eq!(
+        apply(
+            &mut catalog,
+            b"mirror/m",
+            Some(&mirror_json(1, "ACTIVE", 1))
+        ),
+        Outcome::Stale
+    );
+    assert_eq!(
+        apply(
+            &mut catalog,
+            b"mirror/m",
+            Some(&mirror_json(1, "ACTIVE", 0))
+        ),
+        Outcome::Applied
+    );
+    // A delete always applies; the next writer starts again at version 1.
+    assert_eq!(apply(&mut catalog, b"mirror/m", None), Outcome::Applied);
+    assert!(catalog.mirror("m").is_none());
+    assert_eq!(catalog.next_version("mirror/m"), 1);
+}
+
+#[test]
+fn a_stopped_mirror_is_never_made_read_only_again() {
+    let mut catalog = Catalog::default();
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "STOPPED", 3)),
+    );
+    assert!(!catalog.read_only().contains("m"));
+    for state in ["ACTIVE", "FAILED", "PAUSED"] {
+        assert_eq!(
+            apply(&mut catalog, b"mirror/m", Some(&mirror_json(1, state, 9))),
+            Outcome::Stale,
+            "{state}"
+        );
+    }
+    // Even a record that does not parse leaves it writable.
+    apply(&mut catalog, b"mirror/m", Some("{garbage"));
+    assert!(!catalog.read_only().contains("m"));
+    assert_eq!(state_of(&catalog, "m"), Some(MirrorState::Stopped));
+}
+
+#[test]
+fn a_link_whose_sealed_config_does_not_open_is_kept_with_its_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "11".repeat(32)).unwrap();
+    let sealer = Sealer::from_file(&key).unwrap();
+    let forged = r#"{"name":"l","link_id":"x","config":{"sasl.jaas.config":"sealed:v2:AAAA"},"source_cluster_id":"c","created_ms":1}"#;
+    let mut catalog = Catalog::default();
+    let outcome = catalog.apply(Some(b"link/l"), Some(forged.as_bytes()), Some(&sealer));
+    assert!(matches!(
+        outcome,
+        Outcome::Invalid(Invalid::SealedConfig, _)
+    ));
+    let link = catalog.link("l").unwrap();
+    assert!(link.usable().is_none());
+    assert!(link
+        .problem
+        .as_deref()
+        .unwrap_or("")
+        .contains("sasl.jaas.config"));
+
+    // A value sealed for link "a" does not open as link "b"'s.
+    let config = BTreeMap::from([("sasl.jaas.config".to_string(), "secret".to_string())]);
+    let sealed = seal_config(&config, Some(&sealer), "link/a").unwrap();
+    let record = |name: &str| {
+        serde_json::to_vec(&LinkRecord {
+            name: name.into(),
+            link_id: "x".into(),
+            config: sealed.clone(),
+            source_cluster_id: "c".into(),
+            created_ms: 1,
+            version: 1,
+        })
+        .unwrap()
+    };
+    assert_eq!(
+        catalog.apply(Some(b"link/a"), Some(&record("a")), Some(&sealer)),
+        Outcome::Applied
+    );
+    assert_eq!(
+        catalog
+            .link("a")
+            .and_then(|l| l.usable())
+            .map(|r| r.config.clone()),
+        Some(config)
+    );
+    assert!(matches!(
+        catalog.apply(Some(b"link/b"), Some(&record("b")), Some(&sealer)),
+        Outcome::Invalid(Invalid::SealedConfig, _)
+    ));
+}

@@ -1,0 +1,171 @@
+//! Brings the replicator's running state in line with the catalog: links started,
+//! restarted or stopped, mirror tasks started or stopped as records change. The only
+//! way state changes, on every instance: commands here and on other instances arrive
+//! alike, as records read back from the metadata topic.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::catalog_feed::CatalogView;
+use super::link_config::LinkConfig;
+use super::link_runtime;
+use super::manager::{Inner, State};
+use super::store::{LinkRecord, MirrorRecord, MirrorState};
+
+/// Follows the catalog feed for as long as the replicator runs.
+pub(super) async fn follow(inner: Arc<Inner>) {
+    let mut views = inner.feed.subscribe();
+    loop {
+        let view = views.borrow_and_update().clone();
+        if view.loaded {
+            let mut state = inner.state.lock().await;
+            inner.reconcile(&mut state, &view);
+        }
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            changed = views.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+impl Inner {
+    pub(super) fn reconcile(self: &Arc<Self>, state: &mut State, view: &CatalogView) {
+        if Arc::ptr_eq(&state.catalog, &view.catalog) {
+            return;
+        }
+        if state.catalog == view.catalog && !state.catalog.links().is_empty() {
+            state.catalog = view.catalog.clone();
+            return;
+        }
+        let catalog = &view.catalog;
+        let mut usable = BTreeMap::new();
+        let mut failed = BTreeMap::new();
+        for (name, entry) in catalog.links() {
+            match entry.usable() {
+                Some(record) => {
+                    usable.insert(name.clone(), record.clone());
+                }
+                None => {
+                    let reason = entry.problem.clone().unwrap_or_default();
+                    failed.insert(name.clone(), (entry.record.clone(), reason));
+                }
+            }
+        }
+        state.failed_links = failed;
+        let old_links = std::mem::replace(&mut state.links, usable);
+        self.reconcile_links(state, &old_links);
+
+        let mirrors: BTreeMap<&String, &MirrorRecord> = catalog
+            .mirrors()
+            .iter()
+            .filter(|(_, m)| m.problem.is_none())
+            .filter_map(|(topic, m)| Some((topic, m.record.as_ref()?)))
+            .collect();
+        state.mirrors.retain(|topic, entry| {
+            let keep = mirrors.contains_key(topic);
+            if !keep {
+                if let Some(stop) = entry.stop.take() {
+                    stop.cancel();
+                }
+            }
+            keep
+        });
+        let links = state.links.clone();
+        for (topic, record) in mirrors {
+            match state.mirrors.get_mut(topic) {
+                None => {
+                    let entry = self.entry(record.clone(), &links);
+                    state.mirrors.insert(topic.clone(), entry);
+                }
+                Some(entry) if entry.record == *record => {
+                    // A link deleted (or unreadable) stops its mirrors' copiers.
+                    if !links.contains_key(&record.link) {
+                        if let Some(stop) = entry.stop.take() {
+                            stop.cancel();
+                        }
+                    }
+                }
+                Some(entry) if only_grew(&entry.record, record) && entry.stop.is_some() => {
+                    let old = entry.record.partitions;
+                    entry.record = record.clone();
+                    entry
+                        .statuses
+                        .resize_with(record.partitions as usize, Arc::default);
+                    if let Some(stop) = entry.stop.clone() {
+                        self.spawn_partitions(entry, &links, old..record.partitions, stop);
+                    }
+                }
+                Some(entry) => {
+                    if let Some(stop) = entry.stop.take() {
+                        stop.cancel();
+                    }
+                    entry.record = record.clone();
+                    entry
+                        .statuses
+                        .resize_with(record.partitions as usize, Arc::default);
+                    if record.state == MirrorState::Active {
+                        self.start_tasks(entry, &links);
+                    }
+                }
+            }
+        }
+        state.catalog = catalog.clone();
+        self.publish(state);
+    }
+
+    /// Link runtimes follow the links: new ones start, gone ones stop, and a new way
+    /// to reach the source or a pause change restarts the link's mirror tasks.
+    fn reconcile_links(self: &Arc<Self>, state: &mut State, old: &BTreeMap<String, LinkRecord>) {
+        let gone: Vec<String> = state
+            .runtimes
+            .keys()
+            .filter(|name| !state.links.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in gone {
+            if let Some(runtime) = state.runtimes.remove(&name) {
+                runtime.stop();
+            }
+            self.fetchers.remove_link(&name);
+        }
+        for name in old.keys().filter(|n| !state.links.contains_key(*n)) {
+            self.fetchers.remove_link(name);
+        }
+        let names: Vec<String> = state.links.keys().cloned().collect();
+        for name in names {
+            if self.replicating && !state.runtimes.contains_key(&name) {
+                let runtime = link_runtime::spawn(self.clone(), &name, true);
+                state.runtimes.insert(name.clone(), runtime);
+            }
+            let (Some(before), Some(now)) = (old.get(&name), state.links.get(&name)) else {
+                continue;
+            };
+            if before.config == now.config {
+                continue;
+            }
+            let connection_changed = before.config.keys().chain(now.config.keys()).any(|k| {
+                super::link_ops::is_connection_key(k) && before.config.get(k) != now.config.get(k)
+            });
+            let paused = |r: &LinkRecord| {
+                LinkConfig::from_properties(r.config.clone())
+                    .map(|c| c.paused)
+                    .ok()
+            };
+            if connection_changed {
+                // New credentials or TLS settings need new source connections.
+                self.fetchers.remove_link(&name);
+            }
+            if connection_changed || paused(before) != paused(now) {
+                self.restart_link_tasks(state, &name);
+            }
+        }
+    }
+}
+
+/// The same mirror with more partitions (the source topic grew).
+fn only_grew(before: &MirrorRecord, after: &MirrorRecord) -> bool {
+    after.partitions > before.partitions
+        && after.state == before.state
+        && after.link == before.link
+        && after.source_topic == before.source_topic
+}
