@@ -184,7 +184,7 @@ fn read(path: &PathBuf) -> anyhow::Result<String> {
 }
 
 fn link_line(link: &Value) -> String {
-    format!(
+    let line = format!(
         "Link name: '{}', link ID: '{}', remote cluster ID: '{}', local cluster ID: '{}', remote cluster available: '{}', link state: '{}'",
         link["link_name"].as_str().unwrap_or(""),
         link["link_id"].as_str().unwrap_or(""),
@@ -192,7 +192,11 @@ fn link_line(link: &Value) -> String {
         link["destination_cluster_id"].as_str().unwrap_or(""),
         link["remote_cluster_available"].as_bool().unwrap_or(false),
         link["link_state"].as_str().unwrap_or(""),
-    )
+    );
+    match link["link_error_message"].as_str() {
+        Some(error) => format!("{line}, link error message: '{error}'"),
+        None => line,
+    }
 }
 
 /// `  Task: ConsumerOffsetSync  State: IN_ERROR  Errors: CONSUMER_GROUP_IN_USE (g1, g2)`

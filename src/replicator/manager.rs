@@ -18,11 +18,11 @@ use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
 use super::cut_over::{self, FinalSync};
 use super::link_config::LinkConfig;
 use super::link_runtime::LinkRuntime;
+pub(super) use super::mirror_tasks::MirrorEntry;
 use super::offset_sync::MirrorOffsets;
 use super::secrets::Sealer;
 use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
-use super::task::{self, PartitionJob, PartitionStatus};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::registry::Registry;
@@ -62,12 +62,6 @@ pub enum Change {
     Failover,
 }
 
-pub(super) struct MirrorEntry {
-    pub(super) record: MirrorRecord,
-    pub(super) statuses: Vec<Arc<PartitionStatus>>,
-    pub(super) stop: Option<CancellationToken>,
-}
-
 #[derive(Default)]
 pub(super) struct State {
     /// Links that can run: readable, credentials opened.
@@ -105,7 +99,7 @@ impl State {
     }
 }
 
-fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
+pub(super) fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
     links
         .get(link)
         .and_then(|l| LinkConfig::from_properties(l.config.clone()).ok())
@@ -490,25 +484,6 @@ impl Inner {
         }
     }
 
-    /// An in-memory mirror, with its partition tasks running when it is active.
-    pub(super) fn entry(
-        self: &Arc<Self>,
-        record: MirrorRecord,
-        links: &BTreeMap<String, LinkRecord>,
-    ) -> MirrorEntry {
-        let statuses: Vec<Arc<PartitionStatus>> =
-            (0..record.partitions).map(|_| Arc::default()).collect();
-        let mut entry = MirrorEntry {
-            record,
-            statuses,
-            stop: None,
-        };
-        if entry.record.state == MirrorState::Active {
-            self.start_tasks(&mut entry, links);
-        }
-        entry
-    }
-
     /// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
     pub(super) async fn config_targets(&self, link: &str) -> Vec<MirrorConfigs> {
         cut_over::config_targets(&*self.state.lock().await, link)
@@ -559,85 +534,6 @@ impl Inner {
         self.publish(&state);
     }
 
-    /// Stops and restarts the tasks of the link's active mirrors (new way to reach the
-    /// source, or the link paused/resumed); copying resumes where the destination ends.
-    pub(super) fn restart_link_tasks(self: &Arc<Self>, state: &mut State, link: &str) {
-        let links = state.links.clone();
-        let paused = link_paused(&links, link);
-        for entry in state.mirrors.values_mut() {
-            if entry.record.link != link || entry.record.state != MirrorState::Active {
-                continue;
-            }
-            if let Some(stop) = entry.stop.take() {
-                stop.cancel();
-            }
-            if !paused {
-                self.start_tasks(entry, &links);
-            }
-        }
-    }
-
-    pub(super) fn start_tasks(
-        self: &Arc<Self>,
-        entry: &mut MirrorEntry,
-        links: &BTreeMap<String, LinkRecord>,
-    ) {
-        // A paused link copies nothing; its mirrors show LINK_PAUSED.
-        if !self.replicating || link_paused(links, &entry.record.link) {
-            return;
-        }
-        let Some(source) = source_of(links, &entry.record.link) else {
-            return;
-        };
-        let stop = self.shutdown.child_token();
-        let all = 0..entry.record.partitions;
-        self.spawn_partition_tasks(entry, &source, all, &stop);
-        entry.stop = Some(stop);
-    }
-
-    pub(super) fn spawn_partitions(
-        self: &Arc<Self>,
-        entry: &MirrorEntry,
-        links: &BTreeMap<String, LinkRecord>,
-        partitions: std::ops::Range<i32>,
-        stop: CancellationToken,
-    ) {
-        if !self.replicating {
-            return;
-        }
-        let Some(source) = source_of(links, &entry.record.link) else {
-            return;
-        };
-        self.spawn_partition_tasks(entry, &source, partitions, &stop);
-    }
-
-    fn spawn_partition_tasks(
-        self: &Arc<Self>,
-        entry: &MirrorEntry,
-        source: &Source,
-        partitions: std::ops::Range<i32>,
-        stop: &CancellationToken,
-    ) {
-        for partition in partitions {
-            let Some(status) = entry.statuses.get(partition as usize) else {
-                continue;
-            };
-            task::spawn(
-                self.clone(),
-                PartitionJob {
-                    link: entry.record.link.clone(),
-                    mirror: entry.record.topic.clone(),
-                    source_topic: entry.record.source_topic.clone(),
-                    partition,
-                    start_at: entry.record.start_offsets.get(partition as usize).copied(),
-                    source: source.clone(),
-                    status: status.clone(),
-                    stop: stop.clone(),
-                },
-            );
-        }
-    }
-
     /// Updates the link and mirror-state gauges (the read-only set reaches the proxy
     /// from the catalog feed).
     pub(super) fn publish(&self, state: &State) {
@@ -682,9 +578,7 @@ impl Inner {
             return;
         }
         // Nothing more is copied here, whatever becomes of the record.
-        if let Some(stop) = entry.stop.take() {
-            stop.cancel();
-        }
+        entry.stop_all();
         // The reason's leading code (OFFSET_MISMATCH, ...) is a bounded label.
         let code = reason.split(':').next().unwrap_or("UNKNOWN").to_string();
         metrics::counter!("mirrorgate_mirror_failures_total", "reason" => code).increment(1);

@@ -44,6 +44,7 @@ mod link_jobs;
 mod link_ops;
 pub mod link_runtime;
 pub mod manager;
+mod mirror_tasks;
 /// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
 pub mod offset_sync;
 pub mod partition;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::catalog_feed::CatalogView;
 use super::link_config::LinkConfig;
 use super::link_runtime;
-use super::manager::{Inner, State};
-use super::store::{LinkRecord, MirrorRecord, MirrorState};
+use super::manager::{Inner, MirrorEntry, State};
+use super::store::{LinkRecord, MirrorRecord};
 
 /// Follows the catalog feed for as long as the replicator runs.
 pub(super) async fn follow(inner: Arc<Inner>) {
@@ -64,50 +64,20 @@ impl Inner {
         state.mirrors.retain(|topic, entry| {
             let keep = mirrors.contains_key(topic);
             if !keep {
-                if let Some(stop) = entry.stop.take() {
-                    stop.cancel();
-                }
+                entry.stop_all();
             }
             keep
         });
         let links = state.links.clone();
         for (topic, record) in mirrors {
-            match state.mirrors.get_mut(topic) {
-                None => {
-                    let entry = self.entry(record.clone(), &links);
-                    state.mirrors.insert(topic.clone(), entry);
-                }
-                Some(entry) if entry.record == *record => {
-                    // A link deleted (or unreadable) stops its mirrors' copiers.
-                    if !links.contains_key(&record.link) {
-                        if let Some(stop) = entry.stop.take() {
-                            stop.cancel();
-                        }
-                    }
-                }
-                Some(entry) if only_grew(&entry.record, record) && entry.stop.is_some() => {
-                    let old = entry.record.partitions;
-                    entry.record = record.clone();
-                    entry
-                        .statuses
-                        .resize_with(record.partitions as usize, Arc::default);
-                    if let Some(stop) = entry.stop.clone() {
-                        self.spawn_partitions(entry, &links, old..record.partitions, stop);
-                    }
-                }
-                Some(entry) => {
-                    if let Some(stop) = entry.stop.take() {
-                        stop.cancel();
-                    }
-                    entry.record = record.clone();
-                    entry
-                        .statuses
-                        .resize_with(record.partitions as usize, Arc::default);
-                    if record.state == MirrorState::Active {
-                        self.start_tasks(entry, &links);
-                    }
-                }
+            let entry = state
+                .mirrors
+                .entry(topic.clone())
+                .or_insert_with(|| MirrorEntry::new(record.clone()));
+            if entry.record != *record {
+                entry.update(record.clone());
             }
+            self.converge(entry, &links);
         }
         state.catalog = catalog.clone();
         self.publish(state);
@@ -156,16 +126,9 @@ impl Inner {
                 self.fetchers.remove_link(&name);
             }
             if connection_changed || paused(before) != paused(now) {
-                self.restart_link_tasks(state, &name);
+                let links = state.links.clone();
+                self.restart_link_tasks(&mut state.mirrors, &links, &name);
             }
         }
     }
-}
-
-/// The same mirror with more partitions (the source topic grew).
-fn only_grew(before: &MirrorRecord, after: &MirrorRecord) -> bool {
-    after.partitions > before.partitions
-        && after.state == before.state
-        && after.link == before.link
-        && after.source_topic == before.source_topic
 }

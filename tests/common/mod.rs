@@ -240,6 +240,13 @@ impl Proxy {
         self.wait_ready();
     }
 
+    /// SIGKILL, then the same process again, not waiting for readiness.
+    pub fn respawn(&mut self, options: &ProxyOptions) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = launch(self.dir.path(), options);
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
