@@ -6,6 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::records::Compression;
+
+use common::kafka;
 use common::replication::{cli, link_and_mirror, replicating, text, wait_identical};
 use common::{
     destination, end_offsets, http_get, kafka_tool_direct, kcat, test_port_base, unique, Cluster,
@@ -26,9 +29,12 @@ fn proxy_only(metadata_topic: &str) -> ProxyOptions {
     }
 }
 
-fn refusal(topic: &str) -> String {
-    format!("Cannot append records to read-only mirror topic '{topic}'")
-}
+/// A padding value: under the metadata topic's default `max.message.bytes` (1 MiB).
+const PAD_BYTES: usize = 900_000;
+
+/// How kcat (librdkafka) reports a produce refused with INVALID_REQUEST: it does not
+/// print the broker's message.
+const KCAT_REFUSAL: &str = "Broker: Invalid request";
 
 /// Produces one record to `topic` through `bootstrap` with kcat; its output.
 fn produce_through(bootstrap: &str, topic: &str, timeout_ms: u32) -> common::Traced {
@@ -74,7 +80,7 @@ fn write_metadata_directly(topic: &str, lines: &str) {
             "-K",
             "|",
             "-X",
-            "message.max.bytes=2000000",
+            "batch.num.messages=1",
         ],
         Some(lines),
     );
@@ -93,11 +99,7 @@ fn a_proxy_only_instance_refuses_writes_to_a_mirror_created_through_another() {
     // instance long-polls it.
     std::thread::sleep(Duration::from_secs(1));
     let refused = produce_through(&watcher.bootstrap, &topic, 10_000);
-    assert!(
-        refused.text().contains(&refusal(&topic)),
-        "{}",
-        refused.text()
-    );
+    assert!(refused.text().contains(KCAT_REFUSAL), "{}", refused.text());
     let partitions = kafka_tool_direct(&[
         "kafka-topics",
         "--bootstrap-server",
@@ -128,9 +130,9 @@ fn a_restarted_instance_refuses_writes_until_its_catalog_is_loaded() {
     link_and_mirror(&proxy, &source, &topic);
     wait_identical(&proxy, &source, &topic);
     // Pad the metadata topic (keys of no kind the catalog knows) so that loading it
-    // takes a while: 40 MiB, more than two fetches.
-    let pad = "x".repeat(1 << 20);
-    let lines: String = (0..40).map(|i| format!("pad/{i}|{pad}\n")).collect();
+    // takes a while: 40 MB, more than two fetches.
+    let pad = "x".repeat(PAD_BYTES);
+    let lines: String = (0..44).map(|i| format!("pad/{i}|{pad}\n")).collect();
     write_metadata_directly(&metadata, &lines);
 
     proxy.respawn(&options);
@@ -159,11 +161,7 @@ fn a_restarted_instance_refuses_writes_until_its_catalog_is_loaded() {
     assert!(saw_not_ready, "/readyz never said the catalog was loading");
     assert!(attempts > 0, "no write was tried before the catalog loaded");
     let refused = produce_through(&proxy.bootstrap, &topic, 10_000);
-    assert!(
-        refused.text().contains(&refusal(&topic)),
-        "{}",
-        refused.text()
-    );
+    assert!(refused.text().contains(KCAT_REFUSAL), "{}", refused.text());
     assert!(
         end_offsets(destination(), &topic).ends_with(":3"),
         "a write landed: {}",
@@ -195,7 +193,7 @@ fn loading_survives_bad_records_a_moved_log_start_and_a_topic_larger_than_a_fetc
     link_and_mirror(&proxy, &source, &topic);
     wait_identical(&proxy, &source, &topic);
     let unreadable = unique("fleet-unreadable");
-    let pad = "y".repeat(1 << 20);
+    let pad = "y".repeat(PAD_BYTES);
     let mut lines = String::new();
     // A mirror record that does not parse: the name stays read-only.
     lines.push_str(&format!("mirror/{unreadable}|{{\"topic\": 12\n"));
@@ -204,7 +202,7 @@ fn loading_survives_bad_records_a_moved_log_start_and_a_topic_larger_than_a_fetc
         "link/forged|{\"name\":\"forged\",\"link_id\":\"x\",\"config\":{\"bootstrap.servers\":\"h:1\",\"sasl.jaas.config\":\"sealed:v2:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"},\"source_cluster_id\":\"c\",\"created_ms\":1,\"version\":1}\n",
     );
     // More than one fetch (16 MiB) of records after them.
-    for i in 0..20 {
+    for i in 0..22 {
         lines.push_str(&format!("pad/{i}|{pad}\n"));
     }
     write_metadata_directly(&metadata, &lines);
@@ -221,14 +219,13 @@ fn loading_survives_bad_records_a_moved_log_start_and_a_topic_larger_than_a_fetc
         "{}",
         text(&mirrors)
     );
-    for guarded in [&topic, &unreadable] {
-        let refused = produce_through(&proxy.bootstrap, guarded, 10_000);
-        assert!(
-            refused.text().contains(&refusal(guarded)),
-            "{}",
-            refused.text()
-        );
-    }
+    let refused = produce_through(&proxy.bootstrap, &topic, 10_000);
+    assert!(refused.text().contains(KCAT_REFUSAL), "{}", refused.text());
+    // No topic of that name exists, so no client library would send the write; a raw
+    // Produce does, and is refused before it reaches the destination.
+    let (code, message) = raw_produce(&proxy.bootstrap, &unreadable);
+    assert_eq!(code, 42, "{message}");
+    assert!(message.contains("read-only mirror topic"), "{message}");
     let metrics = proxy.metrics();
     for reason in ["json", "sealed_config"] {
         assert!(
@@ -243,6 +240,33 @@ fn loading_survives_bad_records_a_moved_log_start_and_a_topic_larger_than_a_fetc
     let more = kcat(&["-b", &source.bootstrap, "-P", "-t", &topic], Some("c\n"));
     assert!(more.output.status.success());
     wait_identical(&proxy, &source, &topic);
+}
+
+/// One record produced to partition 0 of `topic` through `bootstrap` (Produce v9):
+/// the partition's error code and message.
+fn raw_produce(bootstrap: &str, topic: &str) -> (i16, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut conn = kafka::connect(bootstrap).await;
+        let request = kafka::produce(
+            &[(topic, uuid::Uuid::nil())],
+            &kafka::batch(&["x"], Compression::None),
+            -1,
+        );
+        let response = conn.call(&request, 9).await.expect("produce answered");
+        let partition = &response.responses[0].partition_responses[0];
+        (
+            partition.error_code,
+            partition
+                .error_message
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        )
+    })
 }
 
 /// A kafka-delete-records offsets file for partition 0 of `topic`.

@@ -14,7 +14,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use mirrorgate::config::Config;
-use mirrorgate::registry::Snapshot;
+use mirrorgate::registry::{Registry, Snapshot};
 
 pub mod codecs;
 pub mod fillers;
@@ -58,7 +58,11 @@ pub fn config() -> &'static Config {
 pub fn snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
     SNAPSHOT.get_or_init(|| {
-        let snapshot = Snapshot::build(config().clone()).unwrap();
+        // As after the catalog has loaded (no link mirrors): the config's mirrors guarded,
+        // other topics not.
+        let registry = Registry::new(Snapshot::build(config().clone()).unwrap());
+        registry.set_link_mirrors(Default::default(), true, None);
+        let snapshot = Snapshot::clone(&registry.load());
         assert!(snapshot.has_read_only_topics());
         snapshot
     })

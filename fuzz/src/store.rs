@@ -1,26 +1,22 @@
-//! Target `store`: how the replicator reads its metadata topic back
-//! (`replicator::store::load`): the fetched record set decoded with kafka-protocol's
-//! batch decoder, each record's key routed to a link or mirror, its JSON value parsed,
-//! sealed link credentials opened. Input: first byte even, the raw record set; odd,
-//! a key kind byte and the value bytes, put in one valid batch by the harness (so the
-//! JSON parsing is reached without forging CRCs).
+//! Target `store`: how every instance reads the metadata topic
+//! (`replicator::catalog_feed::apply_records` into a `replicator::catalog::Catalog`): the
+//! fetched record set decoded with the bounded batch decoder, each record's key routed to
+//! a link or mirror, its JSON value parsed and validated, sealed link credentials opened.
+//! Input: first byte even, the raw record set; odd, a key kind byte and the value bytes,
+//! put in one valid batch by the harness (so the JSON parsing is reached without forging
+//! CRCs).
 //!
-//! `store::apply` is private (and that file is being reworked), so its steps are
-//! mirrored here with the same public types and decoder.
-//!
-//! Properties: nothing panics, memory stays bounded; a parsed record serialises back
-//! to JSON that parses to the same record; a link config seals and opens back to
-//! itself.
+//! Properties: nothing panics, memory stays bounded; every mirror named by a record that
+//! did not apply stays read-only; a usable link's config seals and opens back to itself
+//! under its own record key.
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::Compression;
+use mirrorgate::replicator::catalog::Catalog;
+use mirrorgate::replicator::catalog_feed::apply_records;
 use mirrorgate::replicator::secrets::{open_config, seal_config, Sealer};
-use mirrorgate::replicator::store::{LinkRecord, MirrorRecord};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 fn sealer() -> &'static Sealer {
     static SEALER: OnceLock<Sealer> = OnceLock::new();
@@ -48,7 +44,7 @@ pub fn batch(key: &[u8], value: Option<&[u8]>) -> Bytes {
 }
 
 pub fn check(data: &[u8]) {
-    let mut records = match data {
+    let records = match data {
         [mode, kind, value @ ..] if mode % 2 == 1 => {
             let key: &[u8] = match kind % 3 {
                 0 => b"link/fuzz",
@@ -60,52 +56,20 @@ pub fn check(data: &[u8]) {
         [_, rest @ ..] => Bytes::copy_from_slice(rest),
         [] => return,
     };
-    let Ok(sets) = RecordBatchDecoder::decode_all(&mut records) else {
-        return;
-    };
-    let mut links = BTreeMap::new();
-    let mut mirrors = BTreeMap::new();
-    for record in sets.into_iter().flat_map(|s| s.records) {
-        if record.control {
+    let mut catalog = Catalog::default();
+    apply_records(&mut catalog, "fuzz", records, 0, Some(sealer()));
+    for (topic, mirror) in catalog.mirrors() {
+        if mirror.problem.is_some() && mirror.record.is_none() {
+            assert!(catalog.read_only().contains(topic));
+        }
+    }
+    for (name, link) in catalog.links() {
+        let Some(record) = link.usable() else {
             continue;
-        }
-        let key = record
-            .key
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
-        let value = record.value.as_deref();
-        if let Some(name) = key.strip_prefix("link/") {
-            apply::<LinkRecord>(&mut links, name, value);
-        } else if let Some(topic) = key.strip_prefix("mirror/") {
-            apply::<MirrorRecord>(&mut mirrors, topic, value);
-        }
+        };
+        let key = format!("link/{name}");
+        let sealed = seal_config(&record.config, Some(sealer()), &key).expect("sealing with a key");
+        assert_eq!(open_config(&sealed, Some(sealer()), &key).unwrap(), record.config);
+        let _ = open_config(&record.config, None, &key);
     }
-    for link in links.values() {
-        let opened = open_config(&link.config, Some(sealer()));
-        let _ = open_config(&link.config, None);
-        if let Ok(opened) = opened {
-            let sealed = seal_config(&opened, Some(sealer())).expect("sealing with a key");
-            assert_eq!(open_config(&sealed, Some(sealer())).unwrap(), opened);
-        }
-    }
-}
-
-/// The latest value wins, a null value deletes; a value that does not parse fails the
-/// load (here: is skipped, the rest is still checked).
-fn apply<T: DeserializeOwned + Serialize + PartialEq + std::fmt::Debug>(
-    map: &mut BTreeMap<String, T>,
-    name: &str,
-    value: Option<&[u8]>,
-) {
-    let Some(value) = value else {
-        map.remove(name);
-        return;
-    };
-    let Ok(parsed) = serde_json::from_slice::<T>(value) else {
-        return;
-    };
-    let json = serde_json::to_vec(&parsed).unwrap();
-    assert_eq!(serde_json::from_slice::<T>(&json).unwrap(), parsed);
-    map.insert(name.to_string(), parsed);
 }

@@ -15,6 +15,8 @@ mod filler_tests;
 pub mod frame;
 pub mod frame_budget;
 pub mod groups;
+/// End offsets of a whole topic from its leaders.
+pub mod offsets;
 pub mod producer;
 pub mod record_batch;
 #[cfg(test)]

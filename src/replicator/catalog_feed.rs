@@ -367,8 +367,9 @@ fn skip(topic: &str, offset: i64, reason: Invalid, detail: &str) {
 /// Applies the records at or past `offset` of a fetched record set, with our bounded
 /// decoder (kafka-protocol's reserves counts from the wire and decompresses without a
 /// limit); returns the offset to fetch next. A batch that does not decode is skipped
-/// whole; one whose framing is broken ends the set (the offset stops there).
-fn apply_records(
+/// whole; one whose framing is broken ends the set (the offset stops there). Public
+/// for the fuzz targets in `fuzz/`.
+pub fn apply_records(
     catalog: &mut Catalog,
     topic: &str,
     records: Bytes,

@@ -25,6 +25,7 @@ use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::offsets;
 use crate::registry::Registry;
 
 /// How long a command waits to read its own record back from the metadata topic.
@@ -388,6 +389,52 @@ pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
 
+/// Partitions of the mirror behind their source right now, as "partition P lag N":
+/// both ends are asked at this moment, never taken from the last fetch.
+async fn fresh_lag(
+    dest: &Destination,
+    links: &BTreeMap<String, LinkRecord>,
+    record: &MirrorRecord,
+) -> Result<Vec<String>, String> {
+    let link = &record.link;
+    let unreachable = |e: &dyn std::fmt::Display| {
+        format!(
+            "Topic '{}' cannot be promoted while the source cluster of '{link}' is unavailable ({e}); use failover.",
+            record.topic
+        )
+    };
+    let source =
+        source_of(links, link).ok_or_else(|| format!("Cluster link '{link}' cannot run."))?;
+    let mut any = source.connect_any().await.map_err(|e| unreachable(&e))?;
+    let source_ends = offsets::end_offsets(
+        &mut any,
+        |addr| {
+            let source = source.clone();
+            async move { source.connect(&addr).await }
+        },
+        &record.source_topic,
+    )
+    .await
+    .map_err(|e| unreachable(&e))?;
+    let mut any = dest.connect_any().await.map_err(|e| e.to_string())?;
+    let mirror_ends = offsets::end_offsets(
+        &mut any,
+        |addr| {
+            let dest = dest.clone();
+            async move { dest.connect(&addr).await }
+        },
+        &record.topic,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(source_ends
+        .iter()
+        .map(|(p, end)| (*p, end - mirror_ends.get(p).copied().unwrap_or(0)))
+        .filter(|(_, lag)| *lag > 0)
+        .map(|(p, lag)| format!("partition {p} lag {lag}"))
+        .collect())
+}
+
 /// Another instance's command on the same link or mirror was written first.
 pub(super) fn lost_race(key: &str) -> ApiError {
     ApiError::Conflict(format!(
@@ -604,6 +651,7 @@ impl Inner {
         topic: &str,
         change: Change,
     ) -> Result<(), String> {
+        let links = state.links.clone();
         let unavailable_source = state.mirrors.get(topic).is_some_and(|m| {
             state
                 .runtimes
@@ -641,11 +689,7 @@ impl Inner {
                         "Topic '{topic}' cannot be promoted while the source cluster of '{link}' is unavailable; use failover."
                     ));
                 }
-                let lagging: Vec<String> = lags(entry)
-                    .iter()
-                    .filter(|p| p.lag > 0 || p.time_since_last_fetch_ms < 0)
-                    .map(|p| format!("partition {} lag {}", p.partition, p.lag))
-                    .collect();
+                let lagging = fresh_lag(&self.dest, &links, &entry.record).await?;
                 if !lagging.is_empty() {
                     return Err(format!(
                         "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
