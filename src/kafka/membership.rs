@@ -225,7 +225,8 @@ pub struct FleetMember {
     pub leader: bool,
     pub members: usize,
     pub shards: Vec<i32>,
-    /// Since the last heartbeat the coordinator answered.
+    /// Since the coordinator last answered a heartbeat (or the SyncGroup of our
+    /// generation).
     pub last_heartbeat_age_ms: Option<u64>,
 }
 
@@ -305,6 +306,8 @@ impl Shared {
         let mut state = self.lock();
         state.alive_at = Some(joined);
         state.stable_at = Some(joined);
+        // SyncGroup's answer proves membership as a heartbeat's does.
+        state.last_heartbeat = Some(Instant::now());
         state.fenced = false;
         state.phase = Phase::Stable;
         metrics::gauge!("mirrorgate_fleet_assigned_shards", "group" => self.config.group_id.clone())
@@ -496,13 +499,25 @@ pub async fn ensure_shards_topic(
     match admin::create_topic(conn, topic, partitions, replication_factor, &configs).await {
         Ok(()) => Ok(()),
         Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
-            let metadata = admin::metadata(conn, Some(&[topic])).await?;
-            let actual = admin::partition_count(&metadata, topic).map_err(|code| {
-                MembershipError::Kafka {
-                    api: "Metadata",
-                    code,
+            // A topic created a moment ago (by another instance) may not be in this
+            // broker's metadata yet.
+            let mut attempts = 0;
+            let actual = loop {
+                let metadata = admin::metadata(conn, Some(&[topic])).await?;
+                match admin::partition_count(&metadata, topic) {
+                    Ok(count) => break count,
+                    Err(code) if code == admin::UNKNOWN_TOPIC && attempts < 50 => {
+                        attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(code) => {
+                        return Err(MembershipError::Kafka {
+                            api: "Metadata",
+                            code,
+                        })
+                    }
                 }
-            })?;
+            };
             if actual == partitions {
                 Ok(())
             } else {

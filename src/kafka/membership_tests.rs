@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::ClientError;
 use super::membership::protocol::{
-    assign_sticky, decode_assignment, decode_subscription, encode_assignment,
-    encode_subscription, murmur2, shard_of, MemberClaim,
+    assign_sticky, decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+    murmur2, shard_of, MemberClaim,
 };
 use super::membership::{Membership, MembershipConfig, MembershipError};
 
@@ -57,7 +57,15 @@ fn claims_of(plan: &BTreeMap<String, BTreeSet<i32>>, generation: i32) -> Vec<Mem
 
 #[test]
 fn assignor_balances_within_one() {
-    for (shards, members) in [(64, 3), (64, 1), (64, 64), (7, 3), (1, 2), (10, 4), (100, 7)] {
+    for (shards, members) in [
+        (64, 3),
+        (64, 1),
+        (64, 64),
+        (7, 3),
+        (1, 2),
+        (10, 4),
+        (100, 7),
+    ] {
         let ids: Vec<String> = (0..members).map(|i| format!("m-{i:03}")).collect();
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         let plan = assign_sticky(shards, &fresh(&refs));
@@ -118,7 +126,10 @@ fn assignor_moves_only_what_a_joining_member_needs() {
     assert_complete_and_balanced(64, &second);
     // Old members only give shards up, never trade them.
     for id in ["a", "b", "c"] {
-        assert!(second[id].is_subset(&first[id]), "{id} got shards it did not hold");
+        assert!(
+            second[id].is_subset(&first[id]),
+            "{id} got shards it did not hold"
+        );
     }
     assert_eq!(second["d"].len(), 16);
     let moved: usize = ["a", "b", "c"]
@@ -274,7 +285,10 @@ fn assignment_bytes(topic: &str, partitions: &[i32]) -> Bytes {
 fn hostile_assignments_are_errors() {
     let cases: Vec<(&str, Bytes)> = vec![
         ("one byte", Bytes::from_static(&[0])),
-        ("negative version", Bytes::from_static(&[0xff, 0xff, 0, 0, 0, 0])),
+        (
+            "negative version",
+            Bytes::from_static(&[0xff, 0xff, 0, 0, 0, 0]),
+        ),
         ("truncated", assignment_bytes(TOPIC, &[1, 2]).slice(..12)),
         ("another topic", assignment_bytes("orders", &[1])),
         ("shard past the count", assignment_bytes(TOPIC, &[64])),
@@ -351,7 +365,10 @@ fn config_is_checked() {
         ("zero shards", Box::new(|c| c.shards = 0)),
         ("too many shards", Box::new(|c| c.shards = 10_001)),
         ("bad topic", Box::new(|c| c.shards_topic = "a b".into())),
-        ("bad instance", Box::new(|c| c.instance_id = Some("x/y".into()))),
+        (
+            "bad instance",
+            Box::new(|c| c.instance_id = Some("x/y".into())),
+        ),
         (
             "heartbeat not below session",
             Box::new(|c| c.heartbeat_interval = c.session_timeout),
