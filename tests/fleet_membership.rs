@@ -8,15 +8,14 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{destination, kafka_tool_direct, unique};
-use mirrorgate::kafka::client::{ClientError, KafkaConnection};
+use mirrorgate::kafka::client::KafkaConnection;
 use mirrorgate::kafka::membership::{
-    ensure_shards_topic, Assignment, Membership, MembershipConfig, MembershipError,
+    ensure_shards_topic, Assignment, ConnectFuture, Membership, MembershipConfig, MembershipError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -44,14 +43,7 @@ fn config(group: &str, topic: &str, client_id: &str) -> MembershipConfig {
     c
 }
 
-fn plain(
-    client_id: &str,
-) -> impl Fn(
-    String,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<KafkaConnection, ClientError>> + Send>>
-       + Send
-       + Sync
-       + 'static {
+fn plain(client_id: &str) -> impl Fn(String) -> ConnectFuture + Send + Sync + 'static {
     let client_id = client_id.to_string();
     move |addr: String| {
         let client_id = client_id.clone();
@@ -67,12 +59,7 @@ fn plain(
 fn through_relay(
     client_id: &str,
     cut: Arc<AtomicBool>,
-) -> impl Fn(
-    String,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<KafkaConnection, ClientError>> + Send>>
-       + Send
-       + Sync
-       + 'static {
+) -> impl Fn(String) -> ConnectFuture + Send + Sync + 'static {
     let client_id = client_id.to_string();
     move |addr: String| {
         let client_id = client_id.clone();
@@ -414,4 +401,38 @@ async fn a_cut_off_member_fences_itself_before_the_others_take_its_shards() {
     );
     assert_ne!(again[2].member_id, first[2].member_id, "a new member id");
     drop((a, b, c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_members_share_and_leave_by_instance_id() {
+    let (group, topic) = setup("fleet-static").await;
+    let cancel = CancellationToken::new();
+    let start = |id: &str| {
+        let mut c = config(&group, &topic, id);
+        c.instance_id = Some(format!("{id}-instance"));
+        Membership::start(c, plain(id), cancel.clone()).expect("start")
+    };
+    let (a, b) = (start("mg-static-a"), start("mg-static-b"));
+    let (ra, rb) = (a.subscribe(), b.subscribe());
+    let first = wait_for(
+        "two static members",
+        &[&ra, &rb],
+        Duration::from_secs(60),
+        shared_out,
+    )
+    .await;
+    assert!(first.iter().all(|a| a.shards.len() == 32));
+    let left_at = Instant::now();
+    b.shutdown().await;
+    let after = wait_for("a alone", &[&ra], Duration::from_secs(30), shared_out).await;
+    eprintln!(
+        "static member left; the other held every shard in {:?}",
+        left_at.elapsed()
+    );
+    assert!(first[0].shards.is_subset(&after[0].shards));
+    assert!(
+        left_at.elapsed() < SESSION,
+        "LeaveGroup by instance id did not take"
+    );
+    drop(a);
 }

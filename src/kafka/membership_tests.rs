@@ -359,7 +359,8 @@ fn config() -> MembershipConfig {
 #[test]
 fn config_is_checked() {
     assert!(config().validate().is_ok());
-    let bad: Vec<(&str, Box<dyn Fn(&mut MembershipConfig)>)> = vec![
+    type Change = Box<dyn Fn(&mut MembershipConfig)>;
+    let bad: Vec<(&str, Change)> = vec![
         ("no group", Box::new(|c| c.group_id.clear())),
         ("no servers", Box::new(|c| c.bootstrap_servers.clear())),
         ("zero shards", Box::new(|c| c.shards = 0)),
