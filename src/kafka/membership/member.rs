@@ -547,17 +547,17 @@ impl<C: Connector> Member<C> {
                 .with_member_id(StrBytes::from_string(self.member_id.clone()))
                 .with_group_instance_id(self.instance_id())]);
         let attempt = async {
-            if self.conn.is_none() {
-                let addr = self
-                    .coordinator
-                    .clone()
-                    .ok_or(MembershipError::Timeout("leave"))?;
-                self.conn = Some(self.connect(&addr).await?);
-            }
-            let conn = self
-                .conn
-                .as_mut()
-                .ok_or(MembershipError::Timeout("leave"))?;
+            let mut conn = match self.conn.take() {
+                Some(conn) => conn,
+                // The last call was abandoned with its connection; open another.
+                None => {
+                    let addr = self
+                        .coordinator
+                        .clone()
+                        .ok_or(MembershipError::Client(ClientError::Closed))?;
+                    self.connect(&addr).await?
+                }
+            };
             conn.set_request_timeout(LEAVE_TIMEOUT);
             let response = conn.call(&request, LEAVE_GROUP_VERSION).await?;
             let code = response
