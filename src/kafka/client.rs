@@ -123,6 +123,12 @@ impl KafkaConnection {
         &self.addr
     }
 
+    /// How long `call`, `send` and `receive` wait (30 s unless set). A call the broker
+    /// may hold on purpose (JoinGroup, up to the rebalance timeout) needs more.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = timeout;
+    }
+
     /// Sends one request at `version` and waits for its response.
     pub async fn call<R: Request>(
         &mut self,

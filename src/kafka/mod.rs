@@ -2,6 +2,7 @@
 //! body codec for frames we must look into, and a small client for our own calls.
 
 pub mod admin;
+pub mod backoff;
 pub mod client;
 pub mod codec;
 #[cfg(test)]
@@ -15,6 +16,10 @@ mod filler_tests;
 pub mod frame;
 pub mod frame_budget;
 pub mod groups;
+/// Fleet membership: instances share shards of work through Kafka's group protocol.
+pub mod membership;
+#[cfg(test)]
+mod membership_tests;
 /// End offsets of a whole topic from its leaders.
 pub mod offsets;
 pub mod producer;
