@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
+use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
 use super::cut_over::{self, FinalSync};
 use super::link_config::LinkConfig;
 use super::link_runtime::{self, LinkRuntime};
@@ -21,6 +21,7 @@ use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
 use super::task::{self, PartitionJob, PartitionStatus};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::producer::init_producer_id;
 use crate::registry::Registry;
 
 #[derive(Debug, thiserror::Error)]
@@ -211,12 +212,16 @@ impl Replicator {
         )
         .await
         .map_err(unavailable)?;
-        let configs = mirror_configs(&mut source, &source_topic, overrides).await?;
+        let mut configs = mirror_configs(&mut source, &source_topic, overrides).await?;
+        // Explicit, so a LogAppendTime broker default cannot restamp copied batches.
+        configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
         let configs: Vec<(&str, &str)> = configs
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let mut dest = self.inner.dest.connect_any().await.map_err(unavailable)?;
+        // Allocated once: every copier of the mirror shares it (task.rs).
+        let producer = init_producer_id(&mut dest).await.map_err(unavailable)?;
         match admin::create_topic(&mut dest, mirror, partitions, -1, &configs).await {
             Ok(()) => {}
             Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
@@ -238,6 +243,8 @@ impl Replicator {
             source_topic_id,
             overrides: overrides.clone(),
             start_offsets,
+            producer_id: Some(producer.id),
+            producer_epoch: Some(producer.epoch),
         };
         store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
@@ -588,6 +595,7 @@ impl Inner {
                     source_topic: entry.record.source_topic.clone(),
                     partition,
                     start_at: entry.record.start_offsets.get(partition as usize).copied(),
+                    producer: task::mirror_producer(&entry.record),
                     source: source.clone(),
                     status: status.clone(),
                     stop: stop.clone(),

@@ -43,6 +43,7 @@ pub mod manager;
 pub mod offset_sync;
 pub mod partition;
 pub mod producer_window;
+pub mod resume_check;
 pub mod secrets;
 pub mod source;
 mod source_watch;

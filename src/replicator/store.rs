@@ -73,6 +73,13 @@ pub struct MirrorRecord {
     /// (`mirror.start.offset.spec` at creation); none listed means the log start.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub start_offsets: Vec<i64>,
+    /// The one idempotent producer every copier of this mirror writes with, on any
+    /// instance, so the broker's sequence check makes appends conditional (records of
+    /// older versions have none: each copier start then takes a fresh one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_epoch: Option<i16>,
 }
 
 #[derive(Debug, thiserror::Error)]
