@@ -95,6 +95,19 @@ fn a_record_written_behind_the_proxy_fails_the_mirror_on_resume() {
     let topic = one_partition_topic(&source, "foreign", "a\nb\nc\n");
     link_and_mirror(&proxy, &source, &topic);
     common::replication::wait_identical(&proxy, &source, &topic);
+    // Created CreateTime explicitly, and config sync leaves it so.
+    std::thread::sleep(Duration::from_secs(6));
+    let configs =
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(common::kafka::topic_configs(
+                &destination().bootstrap,
+                &topic,
+            ));
+    assert_eq!(
+        configs.get("message.timestamp.type").map(String::as_str),
+        Some("CreateTime")
+    );
     proxy.terminate(Duration::from_secs(30));
 
     // Straight to the destination broker, at the mirror's end.
