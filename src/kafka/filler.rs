@@ -71,8 +71,8 @@ pub fn max_fillers_per_batch(max_message_bytes: usize) -> u32 {
 /// differs in its offset delta, so zstd needs ~0.8 byte per filler (a million fit
 /// under the default `max.message.bytes`), LZ4 ~5 bytes.
 ///
-/// Pass [`NO_TIMESTAMP`] unless there is a reason not to: it keeps [`may_be_filler_batch`]
-/// usable and fillers out of time-based retention and offset-for-time lookups.
+/// Pass [`NO_TIMESTAMP`] or a [`filler_timestamp`]: [`may_be_filler_batch`] recognises
+/// only those.
 ///
 /// `count` must be in 1..=i32::MAX (recordsCount is an i32).
 pub fn filler_batch(
@@ -102,15 +102,42 @@ fn filler_batch_at(
     builder.finish()
 }
 
+/// Filler timestamps end in these milliseconds ([`filler_timestamp`]), so a header
+/// tells most data batches from fillers.
+const FILLER_TIMESTAMP_MODULUS: i64 = 1000;
+const FILLER_TIMESTAMP_MARK: i64 = 999;
+
+/// The timestamp for fillers written after data stamped `after` (the max timestamp of
+/// the last data copied before them): rounded down to a marked millisecond, or
+/// [`NO_TIMESTAMP`] when there is none.
+///
+/// Why a real timestamp: the broker forgets an idempotent producer once its last batch's
+/// max timestamp is `producer.id.expiration.ms` old, and -1 is always that old; a mirror
+/// whose last batch is a filler (a transaction marker often ends a source partition)
+/// would lose the sequence check that makes its appends conditional. Why not later than
+/// `after`: an offset-for-timestamp lookup that matches the filler is matched by that
+/// earlier data already, so lookups land where they land on the source.
+pub fn filler_timestamp(after: i64) -> i64 {
+    if after < FILLER_TIMESTAMP_MARK {
+        return NO_TIMESTAMP;
+    }
+    after - (after - FILLER_TIMESTAMP_MARK).rem_euclid(FILLER_TIMESTAMP_MODULUS)
+}
+
 /// Header-only prefilter for the proxy's Fetch path: false for every batch that cannot be
-/// a filler batch written with timestamp [`NO_TIMESTAMP`] (as `re_encode_with_fillers`
-/// writes them): control or empty batches, and any batch whose max timestamp is set,
-/// which is every batch of a producer that stamps its records. Sound only if all
-/// fillers are written with `NO_TIMESTAMP` and the destination topic is CreateTime
-/// (the broker then keeps max timestamp -1); when it returns true, confirm with
-/// [`is_filler_batch`].
+/// a filler batch: control or empty batches, and any batch whose max timestamp is
+/// neither [`NO_TIMESTAMP`] nor, equal to its first timestamp, a marked millisecond of
+/// [`filler_timestamp`]. About one data batch in a thousand passes. Sound only if all
+/// fillers are written with such timestamps (every record the same) and the destination
+/// topic is CreateTime (the broker then keeps the timestamps, even when it recompresses);
+/// when it returns true, confirm with [`is_filler_batch`].
 pub fn may_be_filler_batch(batch: &BatchView) -> bool {
-    !batch.is_control() && batch.records_count() > 0 && batch.max_timestamp() == NO_TIMESTAMP
+    let max = batch.max_timestamp();
+    !batch.is_control()
+        && batch.records_count() > 0
+        && (max == NO_TIMESTAMP
+            || (max == batch.base_timestamp()
+                && max.rem_euclid(FILLER_TIMESTAMP_MODULUS) == FILLER_TIMESTAMP_MARK))
 }
 
 /// True when the batch holds records and all of them are fillers.
@@ -149,9 +176,9 @@ pub fn re_encode_with_fillers(batch: &BatchView) -> Result<Vec<Bytes>, BatchErro
 /// the source offset of its first record (informational: `rewrite_for_produce` sets it
 /// to 0 and stamps the producer fields); every batch is gap-free and CreateTime.
 ///
-/// Fillers get timestamp -1 (none): brokers skip the timestamp range check for it, it
-/// never moves time-based retention, and offset-for-timestamp lookups never land on a
-/// filler before the real record the source would answer with.
+/// Fillers get the [`filler_timestamp`] after the records before them in the batch
+/// (-1 before the first): never later than data before them, so offset-for-timestamp
+/// lookups never land on a filler before the real record the source would answer with.
 pub fn re_encode_with_fillers_max(
     batch: &BatchView,
     max_fillers_per_batch: u32,
@@ -167,6 +194,18 @@ pub fn re_encode_from(
     batch: &BatchView,
     from: i64,
     max_fillers_per_batch: u32,
+) -> Result<Vec<Bytes>, BatchError> {
+    re_encode_from_after(batch, from, max_fillers_per_batch, NO_TIMESTAMP)
+}
+
+/// [`re_encode_from`] with fillers stamped by [`filler_timestamp`]: those before the
+/// first record copied after data stamped `after`, the others after the records before
+/// them.
+pub fn re_encode_from_after(
+    batch: &BatchView,
+    from: i64,
+    max_fillers_per_batch: u32,
+    after: i64,
 ) -> Result<Vec<Bytes>, BatchError> {
     if !batch.verify_crc() {
         return Err(crc_mismatch(batch));
@@ -199,15 +238,16 @@ pub fn re_encode_from(
         TimestampType::Creation => batch.base_timestamp().wrapping_add(r.timestamp_delta),
     };
     // Fills offset deltas from..=to (i64: no overflow at i32::MAX).
-    let fill = |out: &mut Vec<Bytes>, from: i64, to: i64| -> Result<(), BatchError> {
+    let fill = |out: &mut Vec<Bytes>, from: i64, to: i64, after: i64| -> Result<(), BatchError> {
         let mut start = from;
+        let stamp = filler_timestamp(after);
         while start <= to {
             let count = chunk.min(to - start + 1);
             out.push(filler_batch_at(
                 base.wrapping_add(start),
                 count,
                 codec,
-                NO_TIMESTAMP,
+                stamp,
             )?);
             start += count;
         }
@@ -218,6 +258,8 @@ pub fn re_encode_from(
     // First offset delta not yet covered.
     let mut next = from.saturating_sub(base).clamp(0, i64::from(last) + 1);
     let skip_below = next;
+    // The latest data timestamp before the offset being filled.
+    let mut latest = after;
     let mut run: Option<(i32, BatchBuilder)> = None;
     for (index, record) in records.iter().enumerate() {
         let delta = record.offset_delta;
@@ -234,9 +276,10 @@ pub fn re_encode_from(
             if let Some((_, builder)) = run.take() {
                 out.push(builder.finish()?);
             }
-            fill(&mut out, next, i64::from(delta) - 1)?;
+            fill(&mut out, next, i64::from(delta) - 1, latest)?;
         }
         let timestamp = timestamp_of(record);
+        latest = latest.max(timestamp);
         let (start, builder) = match &mut run {
             Some(open) => open,
             None => {
@@ -250,6 +293,6 @@ pub fn re_encode_from(
     if let Some((_, builder)) = run.take() {
         out.push(builder.finish()?);
     }
-    fill(&mut out, next, i64::from(last))?;
+    fill(&mut out, next, i64::from(last), latest)?;
     Ok(out)
 }

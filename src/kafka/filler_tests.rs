@@ -160,13 +160,14 @@ fn re_encode_fills_compaction_holes() {
             assert_eq!(v.base_offset(), next);
             next = v.next_offset();
             let filler = is_filler_batch(&v).unwrap();
-            // Fillers carry no timestamp, real records do: the prefilter is exact here.
+            // Fillers carry the marked timestamp after the records before them (2000,
+            // 2300..2400, 2900: 1999 each), real records theirs: the prefilter is exact.
             assert_eq!(may_be_filler_batch(&v), filler);
             for r in kp_decode(batch) {
                 if filler {
                     assert_eq!(
                         (r.key.as_deref(), r.value.as_ref(), r.timestamp),
-                        (Some(FILLER_KEY), None, -1)
+                        (Some(FILLER_KEY), None, 1999)
                     );
                 } else {
                     let o = real.next().unwrap();
@@ -274,4 +275,41 @@ fn re_encode_from_leaves_out_what_is_below() {
     assert!(shape(512).is_empty());
     let kept = re_encode_from(&view(&src), 504, 3).unwrap();
     assert_eq!(kp_decode(&kept[0])[0].value.as_deref(), Some(&b"v4"[..]));
+}
+
+#[test]
+fn filler_timestamps_are_marked_and_never_later_than_the_data_before() {
+    assert_eq!(filler_timestamp(NO_TIMESTAMP), NO_TIMESTAMP);
+    assert_eq!(filler_timestamp(998), NO_TIMESTAMP);
+    assert_eq!(filler_timestamp(999), 999);
+    assert_eq!(filler_timestamp(1_700_000_000_999), 1_700_000_000_999);
+    assert_eq!(filler_timestamp(1_700_000_001_000), 1_700_000_000_999);
+    assert_eq!(
+        filler_timestamp(1_700_000_001_998),
+        1_700_000_001_999 - 1000
+    );
+    for after in [999, 5_000, 1_700_000_123_456, i64::MAX] {
+        let stamp = filler_timestamp(after);
+        assert!(stamp <= after && after - stamp < 1000, "{after} -> {stamp}");
+        let filler = filler_batch(3, Compression::Zstd, stamp).unwrap();
+        let v = view(&filler);
+        assert!(may_be_filler_batch(&v) && is_filler_batch(&v).unwrap());
+    }
+    // Data at an unmarked millisecond never passes the header check.
+    let data = encode(
+        &[rec(0, 1_700_000_000_123, b"k", "v")],
+        Compression::None,
+        -1,
+        false,
+    );
+    assert!(!may_be_filler_batch(&view(&data)));
+    // Past data stamps the fillers after it; -1 before any.
+    let src = compacted(Compression::None);
+    let out = re_encode_from_after(&view(&src), 500, 100, 1_700_000_000_500).unwrap();
+    assert!(out.iter().all(|b| {
+        let v = view(b);
+        !is_filler_batch(&v).unwrap() || v.max_timestamp() == 1_699_999_999_999
+    }));
+    let leading = re_encode_from_after(&view(&src), 501, 100, 1_700_000_000_500).unwrap();
+    assert_eq!(view(&leading[0]).max_timestamp(), 1_699_999_999_999);
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{Catalog, MIRROR_PREFIX};
 use super::catalog_feed::{CatalogFeed, CatalogView};
-use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED};
+use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
 use super::cut_over::{self, FinalSync};
 use super::link_config::LinkConfig;
 use super::link_runtime::LinkRuntime;
@@ -26,6 +26,7 @@ use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::kafka::offsets;
+use crate::kafka::producer::init_producer_id;
 use crate::registry::Registry;
 
 /// How long a command waits to read its own record back from the metadata topic.
@@ -229,7 +230,9 @@ impl Replicator {
         )
         .await
         .map_err(unavailable)?;
-        let configs = mirror_configs(&mut source, &source_topic, overrides).await?;
+        let mut configs = mirror_configs(&mut source, &source_topic, overrides).await?;
+        // Explicit, so a LogAppendTime broker default cannot restamp copied batches.
+        configs.insert(TIMESTAMP_TYPE.to_string(), "CreateTime".to_string());
         let configs: Vec<(&str, &str)> = configs
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -243,6 +246,9 @@ impl Replicator {
                 "Topic '{mirror}' already exists."
             )));
         }
+        // Allocated once: every copier of the mirror, on any instance, shares it
+        // (task.rs), so the broker's sequence check makes appends conditional.
+        let producer = init_producer_id(&mut dest).await.map_err(unavailable)?;
         let key = format!("{MIRROR_PREFIX}{mirror}");
         let record = MirrorRecord {
             topic: mirror.to_string(),
@@ -257,6 +263,8 @@ impl Replicator {
             overrides: overrides.clone(),
             start_offsets,
             version: state.catalog.next_version(&key),
+            producer_id: Some(producer.id),
+            producer_epoch: Some(producer.epoch),
         };
         // The name is read-only on every instance before the topic exists, so no client
         // write can land in it first.

@@ -104,6 +104,7 @@ impl Inner {
                     source_topic: entry.record.source_topic.clone(),
                     partition,
                     start_at: entry.record.start_offsets.get(partition as usize).copied(),
+                    producer: task::mirror_producer(&entry.record),
                     source: source.clone(),
                     status: status.clone(),
                     stop: stop.clone(),

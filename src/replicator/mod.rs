@@ -50,6 +50,7 @@ pub mod offset_sync;
 pub mod partition;
 pub mod producer_window;
 mod reconcile;
+pub mod resume_check;
 pub mod secrets;
 pub mod source;
 mod source_watch;

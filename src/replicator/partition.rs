@@ -47,6 +47,7 @@ use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use super::budget::{ByteBudget, Charge};
 use super::producer_window::{ProducerWindow, Tally};
+use super::resume_check;
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::kafka::producer::ProducerIdentity;
@@ -73,6 +74,13 @@ pub enum CopyError {
         "OFFSET_MISMATCH: source batch at offset {expected} landed at {got} on the destination"
     )]
     OffsetMismatch { expected: i64, got: i64 },
+    /// The destination's last batch differs from the source at the same offsets.
+    #[error("OFFSET_MISMATCH: {0}")]
+    Diverged(String),
+    /// The broker's sequence check refused a batch: another copier of the mirror is
+    /// ahead (`producer_window`). Resume from the destination's end.
+    #[error("append at offset {offset} refused with error {code}: another copier is ahead")]
+    Refused { code: i16, offset: i64 },
     #[error("UNSUPPORTED_SHAPE: {0}")]
     Unsupported(String),
     #[error("ILLEGAL_STATE: the partition already failed: {0}")]
@@ -96,6 +104,7 @@ impl CopyError {
         matches!(
             self,
             CopyError::OffsetMismatch { .. }
+                | CopyError::Diverged(_)
                 | CopyError::Unsupported(_)
                 | CopyError::Batch(_)
                 | CopyError::AlreadyFailed(_)
@@ -143,6 +152,9 @@ pub struct PartitionCopier {
     /// The link budget of the data being processed, charged while batches are decoded
     /// (none for the copier's own fetches).
     budget: Option<ByteBudget>,
+    /// The max timestamp of the last data copied, for the fillers after it
+    /// (`filler::filler_timestamp`).
+    last_data_timestamp: i64,
 }
 
 fn name(topic: &str) -> TopicName {
@@ -187,6 +199,7 @@ impl PartitionCopier {
                 ..Progress::default()
             },
             budget: None,
+            last_data_timestamp: NO_TIMESTAMP,
         })
     }
 
@@ -395,6 +408,7 @@ impl PartitionCopier {
             if batch.base_offset() == cursor && batch.is_gap_free() {
                 let records = batch.records_count() as u64;
                 self.send(&batch, records, 0).await?;
+                self.last_data_timestamp = batch.max_timestamp();
             } else {
                 // Holes (compaction) or a batch that starts below `cursor` (the source
                 // log start moved into it): re-encode what is at or past `cursor`.
@@ -402,7 +416,12 @@ impl PartitionCopier {
                     Some(budget) => Some(budget.reserve(decode_bound(&batch)).await),
                     None => None,
                 };
-                let parts = filler::re_encode_from(&batch, cursor, self.max_fillers)?;
+                let parts = filler::re_encode_from_after(
+                    &batch,
+                    cursor,
+                    self.max_fillers,
+                    self.last_data_timestamp,
+                )?;
                 drop(decoding);
                 for part in parts {
                     let part = BatchView::parse(part)?;
@@ -411,6 +430,7 @@ impl PartitionCopier {
                         self.send(&part, 0, count).await?;
                     } else {
                         self.send(&part, count, 0).await?;
+                        self.last_data_timestamp = part.max_timestamp();
                     }
                 }
             }
@@ -439,7 +459,8 @@ impl PartitionCopier {
     async fn fill_to(&mut self, end: i64) -> Result<(), CopyError> {
         while self.window.sent_offset() < end {
             let count = (end - self.window.sent_offset()).min(i64::from(self.max_fillers));
-            let batch = BatchView::parse(filler::filler_batch(count, FILLER_CODEC, NO_TIMESTAMP)?)?;
+            let stamp = filler::filler_timestamp(self.last_data_timestamp);
+            let batch = BatchView::parse(filler::filler_batch(count, FILLER_CODEC, stamp)?)?;
             self.send(&batch, 0, count as u64).await?;
         }
         Ok(())
@@ -499,6 +520,51 @@ impl PartitionCopier {
         Ok(())
     }
 
+    /// Before copying into a partition that holds data: its last batch must be what the
+    /// source has at those offsets (`resume_check`), or the mirror fails with
+    /// OFFSET_MISMATCH before anything more is written.
+    pub async fn verify_resume(&mut self) -> Result<(), CopyError> {
+        let end = self.window.sent_offset();
+        let topic = self.window.topic().0.to_string();
+        let partition = self.partition;
+        let dest = self.window.idle_connection().await?;
+        if end <= log_start_offset(dest, &topic, partition).await? {
+            return Ok(());
+        }
+        let Some(last) = resume_check::last_batch(dest, &topic, partition, end).await? else {
+            return Ok(());
+        };
+        let is_filler = filler::is_filler_batch(&last)?;
+        if !is_filler || last.max_timestamp() != NO_TIMESTAMP {
+            self.last_data_timestamp = last.max_timestamp();
+        }
+        if is_filler
+            && self
+                .start_at
+                .is_some_and(|start| last.last_offset() < start)
+        {
+            // Fillers below `mirror.start.offset.spec` stand where the source has data.
+            return Ok(());
+        }
+        let source_topic = self.source_topic.0.to_string();
+        let source = self.source()?;
+        let verdict =
+            resume_check::verify(source, &source_topic, partition, &last, is_filler).await?;
+        match verdict {
+            resume_check::Verdict::Same => Ok(()),
+            resume_check::Verdict::Unverifiable(why) => {
+                tracing::warn!(
+                    topic = topic.as_str(),
+                    partition,
+                    offset = last.base_offset(),
+                    "cannot compare the destination's last batch with the source: {why}"
+                );
+                Ok(())
+            }
+            resume_check::Verdict::Differs(why) => Err(CopyError::Diverged(why)),
+        }
+    }
+
     /// A single-partition fetch on the copier's own source connection.
     async fn fetch(&mut self, max_wait_ms: i32) -> Result<SourceData, CopyError> {
         let fetch_offset = self.window.sent_offset();
@@ -538,7 +604,7 @@ impl PartitionCopier {
 /// Which transactional batches belong to aborted transactions, as a READ_COMMITTED
 /// consumer decides: a transaction listed with (producer id, first offset) is aborted
 /// from its first offset up to its producer's next control batch (the abort marker).
-struct Aborted {
+pub(crate) struct Aborted {
     /// Not yet reached, by descending first offset (pop from the end).
     pending: Vec<(i64, i64)>,
     /// Producers whose aborted transaction is open at the current batch.
@@ -546,7 +612,7 @@ struct Aborted {
 }
 
 impl Aborted {
-    fn new(list: Vec<AbortedTransaction>) -> Self {
+    pub(crate) fn new(list: Vec<AbortedTransaction>) -> Self {
         let mut pending: Vec<(i64, i64)> = list
             .into_iter()
             .map(|t| (t.first_offset, t.producer_id.0))
@@ -559,7 +625,7 @@ impl Aborted {
     }
 
     /// True for a data batch of an aborted transaction. Call for every batch in order.
-    fn is_aborted(&mut self, batch: &BatchView) -> bool {
+    pub(crate) fn is_aborted(&mut self, batch: &BatchView) -> bool {
         while let Some(&(first, producer)) = self.pending.last() {
             if first > batch.last_offset() {
                 break;

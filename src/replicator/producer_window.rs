@@ -2,13 +2,17 @@
 //! batches sent on the partition's own connection to its destination leader before the
 //! oldest response is read.
 //!
-//! Five is what the broker's idempotence guarantees: it remembers the last five
-//! batches per producer id and partition, so a batch is never appended twice and a
-//! sequence gap is refused rather than written. Every response's base offset must still
-//! be the source offset the batch was sent for; a mismatch is fatal. After any other
-//! error the window is dropped whole and the caller resumes from the destination's
-//! settled end with a fresh producer id (`settled_end_offset`), so what was in flight
-//! is either in the log (and skipped) or not (and sent again).
+//! Appends are conditional. Every copier of a mirror shares one producer id, and a
+//! batch that lands at offset `o` carries base sequence `o mod 2^31` ([`sequence_at`]):
+//! the mirror's offsets are the source's, so the broker's sequence check appends a batch
+//! only where the log ends for that producer. A re-send of one of the last five batches
+//! is answered with its original offset and writes nothing; any other batch is refused
+//! (OUT_OF_ORDER_SEQUENCE_NUMBER), which means another copier is ahead: the window
+//! reports [`CopyError::Refused`] and the caller resumes from the destination's settled
+//! end. Every response's base offset must still be the source offset the batch was sent
+//! for; a mismatch (someone else's producer wrote the partition) is fatal. After any
+//! other error the window is dropped whole too, so what was in flight is either in the
+//! log (and skipped) or not (and sent again).
 
 use std::collections::VecDeque;
 
@@ -20,13 +24,23 @@ use super::budget::{ByteBudget, Charge};
 use super::partition::CopyError;
 use crate::kafka::client::{KafkaConnection, Pending};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{self, next_sequence, BatchView};
+use crate::kafka::record_batch::{self, BatchView};
 use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition (the broker's idempotence window).
 pub const MAX_IN_FLIGHT: usize = 5;
 const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// The broker's answers to a batch that does not start at the producer's end.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+
+/// The base sequence of a batch that lands at `offset`: sequences wrap from i32::MAX
+/// to 0 as brokers expect, and offsets are never negative.
+pub fn sequence_at(offset: i64) -> i32 {
+    // rem_euclid by 2^31 always fits an i32.
+    i32::try_from(offset.rem_euclid(1i64 << 31)).unwrap_or(0)
+}
 
 /// What acknowledged batches carried (fillers and source records apart).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,7 +76,6 @@ pub struct ProducerWindow {
     topic: TopicName,
     partition: i32,
     producer: ProducerIdentity,
-    next_sequence: i32,
     in_flight: VecDeque<InFlight>,
     /// Next offset after every acknowledged batch (= the destination's log end).
     acked_offset: i64,
@@ -86,7 +99,6 @@ impl ProducerWindow {
             topic,
             partition,
             producer,
-            next_sequence: 0,
             in_flight: VecDeque::with_capacity(MAX_IN_FLIGHT),
             acked_offset: end_offset,
             sent_offset: end_offset,
@@ -147,7 +159,7 @@ impl ProducerWindow {
             batch,
             self.producer.id,
             self.producer.epoch,
-            self.next_sequence,
+            sequence_at(self.sent_offset),
         )?;
         drop(decoding);
         let tally = Tally {
@@ -172,7 +184,6 @@ impl ProducerWindow {
             serial: self.sent_serial,
             charges: charge.into_iter().collect(),
         });
-        self.next_sequence = next_sequence(self.next_sequence, count);
         self.sent_offset += i64::from(count);
         Ok(acked)
     }
@@ -210,6 +221,13 @@ impl ProducerWindow {
                 code: -1,
                 message: "no answer for the partition".into(),
             })?;
+        let code = partition.error_code;
+        if code == OUT_OF_ORDER_SEQUENCE_NUMBER || code == DUPLICATE_SEQUENCE_NUMBER {
+            return Err(CopyError::Refused {
+                code,
+                offset: sent.expected,
+            });
+        }
         if partition.error_code != 0 {
             let message = partition
                 .error_message
@@ -343,6 +361,24 @@ mod tests {
             assert_eq!(acked, Tally::default(), "nothing answered yet");
         }
         (window, expected)
+    }
+
+    #[test]
+    fn sequences_are_offsets_modulo_2_31() {
+        use super::sequence_at;
+        use crate::kafka::record_batch::next_sequence;
+        assert_eq!(sequence_at(0), 0);
+        assert_eq!(sequence_at(12_345), 12_345);
+        assert_eq!(sequence_at(i64::from(i32::MAX)), i32::MAX);
+        assert_eq!(sequence_at(1 << 31), 0);
+        assert_eq!(sequence_at((1 << 32) + 7), 7);
+        // A batch that straddles the wrap ends where the broker expects the next one.
+        for (offset, count) in [((1i64 << 31) - 2, 5), ((1i64 << 32) - 1, 1), (99, 3)] {
+            assert_eq!(
+                next_sequence(sequence_at(offset), count),
+                sequence_at(offset + i64::from(count))
+            );
+        }
     }
 
     #[tokio::test]

@@ -78,6 +78,13 @@ pub struct MirrorRecord {
     /// One more than the version its writer read (see `catalog`); 0 before versions.
     #[serde(default)]
     pub version: u64,
+    /// The one idempotent producer every copier of this mirror writes with, on any
+    /// instance, so the broker's sequence check makes appends conditional (records of
+    /// older versions have none: each copier start then takes a fresh one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer_epoch: Option<i16>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,10 @@ use super::fetcher::LinkFetchers;
 use super::manager::Inner;
 use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_OUT_OF_RANGE};
 use super::source::Source;
+use super::store::MirrorRecord;
 use crate::kafka::admin;
 use crate::kafka::client::{ClientError, KafkaConnection};
-use crate::kafka::producer::init_producer_id;
+use crate::kafka::producer::{init_producer_id, ProducerIdentity};
 
 /// What `--describe` shows per partition.
 #[derive(Debug, Default)]
@@ -39,9 +40,20 @@ pub struct PartitionJob {
     pub partition: i32,
     /// Where to start while the mirror partition is empty (None: the log start).
     pub start_at: Option<i64>,
+    /// The mirror's producer (None for a mirror stored by an older version).
+    pub producer: Option<ProducerIdentity>,
     pub source: Source,
     pub status: Arc<PartitionStatus>,
     pub stop: CancellationToken,
+}
+
+/// The producer stored with the mirror; a negative id or epoch counts as none (a
+/// negative id would produce without idempotence).
+pub fn mirror_producer(record: &MirrorRecord) -> Option<ProducerIdentity> {
+    match (record.producer_id, record.producer_epoch) {
+        (Some(id), Some(epoch)) if id >= 0 && epoch >= 0 => Some(ProducerIdentity { id, epoch }),
+        _ => None,
+    }
 }
 
 pub fn spawn(inner: Arc<Inner>, job: PartitionJob) {
@@ -60,6 +72,7 @@ struct PartitionMetrics {
     records_lost: metrics::Counter,
     fillers: metrics::Counter,
     retries: metrics::Counter,
+    refusals: metrics::Counter,
 }
 
 impl PartitionMetrics {
@@ -83,6 +96,7 @@ impl PartitionMetrics {
             records_lost: metrics::counter!("mirrorgate_mirror_records_lost_total", &link),
             fillers: metrics::counter!("mirrorgate_filler_records_total", &link),
             retries: metrics::counter!("mirrorgate_produce_retries_total", &link),
+            refusals: metrics::counter!("mirrorgate_conditional_append_refusals_total", &link),
         }
     }
 }
@@ -98,6 +112,11 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
         let mut copier = match copier {
             Ok(copier) => copier,
             Err(e) => {
+                if let Some(fatal) = e.downcast_ref::<CopyError>().filter(|e| e.is_fatal()) {
+                    tracing::error!(error = %fatal, "mirror partition failed");
+                    inner.fail(&job.mirror, fatal.to_string()).await;
+                    return;
+                }
                 tracing::warn!(error = %e, "cannot start copying; retrying");
                 metrics.retries.increment(1);
                 if failing.timed_out(&inner, &job, &format!("{e:#}")).await {
@@ -125,8 +144,20 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
             inner.fail(&job.mirror, error.to_string()).await;
             return;
         }
+        if let CopyError::Refused { code, offset } = error {
+            // Another copier wrote these offsets first: not a failure, only a resume.
+            tracing::info!(
+                topic = %job.mirror,
+                partition = job.partition,
+                code,
+                offset,
+                "append refused by the sequence check; resuming at the destination's end"
+            );
+            metrics.refusals.increment(1);
+            continue;
+        }
         // Whatever was in flight is dropped with the copier; the next one resumes at
-        // the destination's settled end with a fresh producer id.
+        // the destination's settled end.
         tracing::warn!(error = %error, "copy interrupted; reconnecting");
         metrics.retries.increment(1);
         if failing.timed_out(&inner, &job, &error.to_string()).await {
@@ -289,9 +320,18 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         .connect_leader(&job.mirror, job.partition)
         .await
         .context("destination leader")?;
-    let mut init = inner.dest.connect_any().await.context("destination")?;
-    let producer = init_producer_id(&mut init).await.context("producer id")?;
-    Ok(PartitionCopier::resume(
+    let producer = match job.producer {
+        Some(producer) => producer,
+        None => {
+            tracing::warn!(
+                "the mirror has no stored producer id (created by an older version); \
+                 copying with a fresh one, so appends are not conditional across copiers"
+            );
+            let mut init = inner.dest.connect_any().await.context("destination")?;
+            init_producer_id(&mut init).await.context("producer id")?
+        }
+    };
+    let mut copier = PartitionCopier::resume(
         &job.source_topic,
         &job.mirror,
         job.partition,
@@ -300,5 +340,7 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         producer,
     )
     .await?
-    .with_start_offset(job.start_at))
+    .with_start_offset(job.start_at);
+    copier.verify_resume().await?;
+    Ok(copier)
 }

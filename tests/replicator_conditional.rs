@@ -1,0 +1,149 @@
+//! Conditional copying through the real binary: two instances copying the same mirror
+//! at once end with an identical mirror (the broker refuses whichever append comes
+//! second), and a record written behind the proxy fails the mirror when it resumes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::replication::{cli, dump_as, link_and_mirror, one_partition_topic, replicating, text};
+use common::{destination, kcat, unique, Proxy};
+
+/// Every field `kcat` shows that copying must keep.
+const FULL: &str = "%p %o %k %s %T %h\\n";
+
+fn refusals(proxy: &Proxy) -> u64 {
+    proxy
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("mirrorgate_conditional_append_refusals_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn two_instances_copying_one_mirror_leave_it_identical() {
+    let source = common::replication::source();
+    let options = replicating(&unique("_mirrorgate-metadata-two"));
+    let a = Proxy::start(destination(), options.clone());
+    let topic = unique("two-copiers");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "3", "--replication-factor", "1"],
+    );
+    // One record per batch, so the copy takes long enough for both to be at it.
+    let records: String = (0..20_000)
+        .map(|i| format!("k{i}:record-{i:06}\n"))
+        .collect();
+    let load = kcat(
+        &[
+            "-b",
+            &source.bootstrap,
+            "-P",
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "-H",
+            "origin=source",
+            "-X",
+            "linger.ms=0",
+            "-X",
+            "batch.num.messages=1",
+        ],
+        Some(&records),
+    );
+    assert!(load.output.status.success(), "{}", load.text());
+    link_and_mirror(&a, &source, &topic);
+    // The second instance loads the same mirror from the metadata topic and copies it
+    // too (every replicating instance copies every active mirror).
+    let b = Proxy::start(destination(), options);
+
+    let expected = dump_as(&source.bootstrap, &topic, FULL);
+    assert_eq!(expected.len(), 20_000);
+    let deadline = Instant::now() + Duration::from_secs(400);
+    loop {
+        let got = dump_as(&a.bootstrap, &topic, FULL);
+        if got == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror differs: {} of {} records",
+            got.len(),
+            expected.len()
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // Read through the other instance too, and straight from the destination.
+    assert_eq!(dump_as(&b.bootstrap, &topic, FULL), expected);
+    let (from_a, from_b) = (refusals(&a), refusals(&b));
+    eprintln!("conditional append refusals: instance A {from_a}, instance B {from_b}");
+    assert!(from_a + from_b > 0, "the two copiers never collided");
+    for proxy in [&a, &b] {
+        let described = text(&cli(proxy, &["mirrors", "--describe", "--topics", &topic]));
+        assert!(!described.contains("FAILED"), "{described}");
+    }
+}
+
+#[test]
+fn a_record_written_behind_the_proxy_fails_the_mirror_on_resume() {
+    let source = common::replication::source();
+    let options = replicating(&unique("_mirrorgate-metadata-foreign"));
+    let mut proxy = Proxy::start(destination(), options.clone());
+    let topic = one_partition_topic(&source, "foreign", "a\nb\nc\n");
+    link_and_mirror(&proxy, &source, &topic);
+    common::replication::wait_identical(&proxy, &source, &topic);
+    // Created CreateTime explicitly, and config sync leaves it so.
+    std::thread::sleep(Duration::from_secs(6));
+    let configs =
+        tokio::runtime::Runtime::new()
+            .expect("runtime")
+            .block_on(common::kafka::topic_configs(
+                &destination().bootstrap,
+                &topic,
+            ));
+    assert_eq!(
+        configs.get("message.timestamp.type").map(String::as_str),
+        Some("CreateTime")
+    );
+    proxy.terminate(Duration::from_secs(30));
+
+    // Straight to the destination broker, at the mirror's end.
+    let write = kcat(
+        &[
+            "-b",
+            &destination().bootstrap,
+            "-P",
+            "-t",
+            &topic,
+            "-p",
+            "0",
+        ],
+        Some("foreign\n"),
+    );
+    assert!(write.output.status.success(), "{}", write.text());
+
+    let restarted = Proxy::start(destination(), options);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let described = text(&cli(
+            &restarted,
+            &["mirrors", "--describe", "--topics", &topic],
+        ));
+        if described.contains("FAILED") {
+            assert!(described.contains("OFFSET_MISMATCH"), "{described}");
+            assert!(described.contains("offsets 3..=3"), "{described}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror did not fail: {described}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Nothing more was copied: the foreign record is still the last one.
+    let dest = dump_as(&destination().bootstrap, &topic, "%o %s\\n");
+    assert_eq!(dest.last().map(String::as_str), Some("3 foreign"));
+}
