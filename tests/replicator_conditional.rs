@@ -1,5 +1,5 @@
 //! Conditional copying through the real binary: two instances copying the same mirror
-//! at once end with an identical mirror (the broker refuses whichever append comes
+//! at once (each alone in its own fleet group) end with an identical mirror (the broker refuses whichever append comes
 //! second), and a record written behind the proxy fails the mirror when it resumes.
 
 mod common;
@@ -56,9 +56,14 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
     );
     assert!(load.output.status.success(), "{}", load.text());
     link_and_mirror(&a, &source, &topic);
-    // The second instance loads the same mirror from the metadata topic and copies it
-    // too (every replicating instance copies every active mirror).
-    let b = Proxy::start(destination(), options);
+    // The second instance reads the same mirror from the metadata topic but is in a
+    // group of its own (a misconfigured fleet): both hold every shard and copy every
+    // partition at once.
+    let mut alone = options.clone();
+    alone
+        .extra_tables
+        .push_str(&format!("group_id = \"{}\"\n", unique("mirrorgate-alone")));
+    let b = Proxy::start(destination(), alone);
 
     let expected = dump_as(&source.bootstrap, &topic, FULL);
     assert_eq!(expected.len(), 20_000);

@@ -122,6 +122,8 @@ pub struct Mirrors {
 
 struct Api {
     base: String,
+    /// The admin listener itself, for mirrorgate's own paths (`/admin/...`).
+    root: String,
     agent: ureq::Agent,
     authorization: Option<String>,
 }
@@ -133,13 +135,12 @@ impl Api {
             .build()
             .into();
         // The cluster id segment is not checked by mirrorgate; "-" keeps paths valid.
-        let base = format!(
-            "{}/kafka/v3/clusters/-",
-            target.admin_url.trim_end_matches('/')
-        );
+        let root = target.admin_url.trim_end_matches('/').to_string();
+        let base = format!("{root}/kafka/v3/clusters/-");
         let authorization = target.token()?.map(|t| format!("Bearer {t}"));
         Ok(Self {
             base,
+            root,
             agent,
             authorization,
         })
@@ -148,7 +149,10 @@ impl Api {
     /// Every state-changing call says `Content-Type: application/json` (the admin API
     /// refuses it otherwise); a body-less POST sends `{}`.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
+        self.call_url(method, format!("{}{path}", self.base), body)
+    }
+
+    fn call_url(&self, method: &str, url: String, body: Option<Value>) -> anyhow::Result<Value> {
         let auth = self.authorization.as_deref();
         let response = match (method, body) {
             ("GET", _) => with_auth(self.agent.get(&url), auth).call(),
@@ -197,6 +201,36 @@ fn link_line(link: &Value) -> String {
         Some(error) => format!("{line}, link error message: '{error}'"),
         None => line,
     }
+}
+
+/// What the instance asked holds of the fleet's work.
+fn fleet_line(fleet: &Value) -> String {
+    let member = &fleet["member"];
+    if member.is_null() {
+        return "This instance does not replicate ([replicator] enabled = false).".into();
+    }
+    let partitions: Vec<&str> = fleet["mirror_partitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let links: Vec<&str> = fleet["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "Fleet group: '{}', member ID: '{}', state: '{}', generation: '{}', members: '{}', links here: '{}', mirror partitions here: '{}'",
+        member["group_id"].as_str().unwrap_or(""),
+        member["member_id"].as_str().unwrap_or(""),
+        member["state"].as_str().unwrap_or(""),
+        member["generation"],
+        member["members"],
+        links.join(","),
+        partitions.join(","),
+    )
 }
 
 /// `  Task: ConsumerOffsetSync  State: IN_ERROR  Errors: CONSUMER_GROUP_IN_USE (g1, g2)`
@@ -290,6 +324,10 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
                 "Cluster link '{}' does not exist.",
                 args.link.unwrap_or_default()
             );
+        }
+        if args.describe {
+            let fleet = api.call_url("GET", format!("{}/admin/fleet", api.root), None)?;
+            println!("{}", fleet_line(&fleet));
         }
     } else if args.alter {
         let link = need_link()?;

@@ -74,6 +74,7 @@ pub async fn serve(
         .route("/metrics", get(metrics_text))
         .route("/admin/config", get(active_config))
         .route("/admin/reload", post(reload))
+        .route("/admin/fleet", get(fleet))
         .merge(links::routes())
         .with_state(state.clone());
     let registry = state.registry.clone();
@@ -127,6 +128,11 @@ async fn metrics_text(State(state): State<AdminState>) -> impl IntoResponse {
             "metrics recorder not installed\n".into(),
         ),
     }
+}
+
+/// This instance's group membership and the work it holds.
+async fn fleet(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.replicator.fleet().await)
 }
 
 /// The active config and when it was loaded. The config holds no secrets yet (TLS

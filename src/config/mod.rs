@@ -117,8 +117,8 @@ pub struct DestinationTlsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicatorConfig {
-    /// Run cluster links and mirror topics in this process. One replicating instance
-    /// per destination cluster: instances do not yet share the work.
+    /// Copy mirror topics and run link jobs in this process. Replicating instances on
+    /// the same metadata topic share the work through a consumer group (`group_id`).
     #[serde(default)]
     pub enabled: bool,
     /// Compacted topic on the destination holding links, mirrors and their states.
@@ -133,6 +133,24 @@ pub struct ReplicatorConfig {
     /// a slower destination slows the fetching instead of filling memory.
     #[serde(default = "defaults::max_bytes_in_flight_per_link")]
     pub max_bytes_in_flight_per_link: usize,
+    /// The consumer group replicating instances share the copying through; default
+    /// `mirrorgate.<metadata_topic>`.
+    pub group_id: Option<String>,
+    /// Static group membership (`group.instance.id`): a restart within the session
+    /// timeout keeps this instance's share without a rebalance.
+    pub instance_id: Option<String>,
+    /// How long the group waits for a silent instance before its share moves to the
+    /// others (the takeover time after a crash); the broker allows 6 s to 30 min.
+    #[serde(default = "defaults::session_timeout_ms")]
+    pub session_timeout_ms: u64,
+}
+
+impl ReplicatorConfig {
+    pub fn group_id(&self) -> String {
+        self.group_id
+            .clone()
+            .unwrap_or_else(|| format!("mirrorgate.{}", self.metadata_topic))
+    }
 }
 
 impl Default for ReplicatorConfig {
@@ -143,6 +161,9 @@ impl Default for ReplicatorConfig {
             metadata_topic_replication_factor: None,
             secret_key_file: None,
             max_bytes_in_flight_per_link: defaults::max_bytes_in_flight_per_link(),
+            group_id: None,
+            instance_id: None,
+            session_timeout_ms: defaults::session_timeout_ms(),
         }
     }
 }
@@ -246,6 +267,9 @@ mod defaults {
     }
     pub fn metadata_topic() -> String {
         "_mirrorgate-metadata".to_string()
+    }
+    pub fn session_timeout_ms() -> u64 {
+        10_000
     }
 }
 
@@ -434,6 +458,25 @@ impl Config {
         check(
             self.replicator.max_bytes_in_flight_per_link > 0,
             "replicator.max_bytes_in_flight_per_link: must be above 0".to_string(),
+        );
+        check(
+            (6_000..=1_800_000).contains(&self.replicator.session_timeout_ms),
+            "replicator.session_timeout_ms: must be 6000..=1800000 (the broker's group limits)"
+                .to_string(),
+        );
+        check(
+            self.replicator
+                .group_id
+                .as_ref()
+                .is_none_or(|g| !g.is_empty() && g.len() <= 255),
+            "replicator.group_id: 1 to 255 characters".to_string(),
+        );
+        check(
+            self.replicator
+                .instance_id
+                .as_ref()
+                .is_none_or(|i| !i.is_empty() && i.len() <= 249),
+            "replicator.instance_id: 1 to 249 characters".to_string(),
         );
         let mut seen = HashSet::new();
         for (i, topic) in self.mirror_topics.iter().enumerate() {

@@ -22,6 +22,7 @@ use super::partition::{log_end_offset, log_start_offset};
 use super::secrets::Sealer;
 use super::{store, Destination};
 use crate::kafka::admin::{self, topic_name, UNKNOWN_TOPIC};
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
 use crate::kafka::record_batch::RecordBatches;
 use crate::kafka::record_codec::decode_records;
@@ -150,8 +151,11 @@ enum Ended {
 
 impl Tail {
     async fn run(mut self, stop: CancellationToken) {
-        let mut backoff =
-            super::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut backoff = Backoff::new(
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+            Jitter::Equal,
+        );
         loop {
             let ended = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -174,7 +178,7 @@ impl Tail {
     }
 
     /// Reads from the leader until something fails.
-    async fn session(&mut self, backoff: &mut super::backoff::Backoff) -> Ended {
+    async fn session(&mut self, backoff: &mut Backoff) -> Ended {
         let topic = self.dest.metadata_topic();
         let mut conn = match self.leader(&topic).await {
             Ok(Some(conn)) => conn,

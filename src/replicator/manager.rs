@@ -16,6 +16,7 @@ use super::catalog::{Catalog, MIRROR_PREFIX};
 use super::catalog_feed::{CatalogFeed, CatalogView};
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
 use super::cut_over::{self, FinalSync};
+use super::fleet::{Fleet, FleetView, Share};
 use super::link_config::LinkConfig;
 use super::link_runtime::LinkRuntime;
 pub(super) use super::mirror_tasks::MirrorEntry;
@@ -75,6 +76,8 @@ pub(super) struct State {
     pub(super) runtimes: BTreeMap<String, LinkRuntime>,
     /// The catalog this state was last reconciled with.
     pub(super) catalog: Arc<Catalog>,
+    /// This instance's share of the fleet's work (nothing until assigned).
+    pub(super) share: Share,
 }
 
 impl State {
@@ -117,6 +120,8 @@ pub struct Inner {
     pub(super) feed: CatalogFeed,
     /// `[replicator] enabled` at start: this instance copies and runs link jobs.
     pub(super) replicating: bool,
+    /// Membership of the fleet's group (replicating instances only).
+    pub(super) fleet: Option<Fleet>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -164,7 +169,22 @@ impl Replicator {
             None => None,
         };
         let dest = Destination::new(registry.clone());
-        let replicating = registry.load().config.replicator.enabled;
+        let config = registry.load().config.clone();
+        let replicating = config.replicator.enabled;
+        let fleet = replicating
+            .then(|| {
+                Fleet::start(
+                    dest.clone(),
+                    &config.replicator,
+                    config.destination.bootstrap_list(),
+                    &shutdown,
+                )
+                .map_err(|e| {
+                    tracing::error!(error = %e, "cannot join the fleet's group: nothing is copied here")
+                })
+                .ok()
+            })
+            .flatten();
         let feed = CatalogFeed::start(
             dest.clone(),
             registry.clone(),
@@ -180,6 +200,7 @@ impl Replicator {
             fetchers: Default::default(),
             feed,
             replicating,
+            fleet,
         });
         tokio::spawn(super::reconcile::follow(inner.clone()));
         if replicating {
@@ -290,6 +311,21 @@ impl Replicator {
             // The record stays: the mirror is read-only and its copiers wait for the
             // topic; a retry of the command answers that it exists.
             Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// What this instance holds of the fleet's work.
+    pub async fn fleet(&self) -> FleetView {
+        let state = self.inner.state.lock().await;
+        FleetView {
+            replicating: self.inner.replicating,
+            member: self.inner.fleet.as_ref().map(|f| f.describe()),
+            links: state.runtimes.keys().cloned().collect(),
+            mirror_partitions: state
+                .mirrors
+                .iter()
+                .flat_map(|(topic, m)| m.running.keys().map(move |p| format!("{topic}-{p}")))
+                .collect(),
         }
     }
 
@@ -593,6 +629,8 @@ impl Inner {
     /// from the catalog feed).
     pub(super) fn publish(&self, state: &State) {
         metrics::gauge!("mirrorgate_links").set(state.links.len() as f64);
+        let copied_here: usize = state.mirrors.values().map(|m| m.running.len()).sum();
+        metrics::gauge!("mirrorgate_fleet_assigned_partitions").set(copied_here as f64);
         for link_state in ["ACTIVE", "PAUSED", "SOURCE_UNAVAILABLE"] {
             let count = state
                 .runtimes

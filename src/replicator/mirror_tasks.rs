@@ -1,13 +1,14 @@
 //! The partition tasks of each mirror on this instance: `converge` starts and stops
 //! them so that exactly the wanted ones run (active mirror, usable and unpaused link,
-//! a replicating instance), whatever changed: the mirror's record, its link, or the
-//! instance's share of the work.
+//! a replicating instance, a partition of this instance's share), whatever changed:
+//! the mirror's record, its link, or the share.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::fleet::Share;
 use super::manager::{link_paused, source_of, Inner};
 use super::store::{LinkRecord, MirrorRecord, MirrorState};
 use super::task::{self, PartitionJob, PartitionStatus};
@@ -55,7 +56,12 @@ impl MirrorEntry {
 
 impl Inner {
     /// The partitions of `entry` that should be copied here now.
-    fn wanted(&self, entry: &MirrorEntry, links: &BTreeMap<String, LinkRecord>) -> BTreeSet<i32> {
+    fn wanted(
+        &self,
+        entry: &MirrorEntry,
+        links: &BTreeMap<String, LinkRecord>,
+        share: &Share,
+    ) -> BTreeSet<i32> {
         let runs = self.replicating
             && entry.record.state == MirrorState::Active
             && links.contains_key(&entry.record.link)
@@ -64,7 +70,9 @@ impl Inner {
         if !runs {
             return BTreeSet::new();
         }
-        (0..entry.record.partitions).collect()
+        (0..entry.record.partitions)
+            .filter(|p| share.owns_partition(&entry.record.topic, *p))
+            .collect()
     }
 
     /// Starts the wanted partition tasks that are not running and stops the others.
@@ -72,8 +80,9 @@ impl Inner {
         self: &Arc<Self>,
         entry: &mut MirrorEntry,
         links: &BTreeMap<String, LinkRecord>,
+        share: &Share,
     ) {
-        let wanted = self.wanted(entry, links);
+        let wanted = self.wanted(entry, links, share);
         entry.running.retain(|partition, stop| {
             let keep = wanted.contains(partition);
             if !keep {
@@ -120,11 +129,12 @@ impl Inner {
         self: &Arc<Self>,
         mirrors: &mut BTreeMap<String, MirrorEntry>,
         links: &BTreeMap<String, LinkRecord>,
+        share: &Share,
         link: &str,
     ) {
         for entry in mirrors.values_mut().filter(|m| m.record.link == link) {
             entry.stop_all();
-            self.converge(entry, links);
+            self.converge(entry, links, share);
         }
     }
 }

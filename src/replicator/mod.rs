@@ -29,7 +29,6 @@
 //! `source_watch` keeps partition counts in step.
 
 pub mod auto_create;
-pub mod backoff;
 pub mod budget;
 /// Links and mirrors as the metadata topic says (pure; every instance builds the same).
 pub mod catalog;
@@ -39,6 +38,8 @@ pub mod catalog_feed;
 pub mod config_sync;
 mod cut_over;
 mod fetcher;
+/// This instance's share of the work, through the fleet's consumer group.
+pub mod fleet;
 pub mod link_config;
 mod link_jobs;
 mod link_ops;

@@ -7,25 +7,56 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::catalog_feed::CatalogView;
+use super::fleet::Share;
 use super::link_config::LinkConfig;
 use super::link_runtime;
 use super::manager::{Inner, MirrorEntry, State};
 use super::store::{LinkRecord, MirrorRecord};
 
-/// Follows the catalog feed for as long as the replicator runs.
+/// Follows the catalog feed, and the fleet's assignment on a replicating instance, for
+/// as long as the replicator runs.
 pub(super) async fn follow(inner: Arc<Inner>) {
     let mut views = inner.feed.subscribe();
+    let (mut assignments, shards) = match &inner.fleet {
+        Some(fleet) => (Some(fleet.subscribe()), fleet.shards()),
+        None => (None, 0),
+    };
     loop {
         let view = views.borrow_and_update().clone();
-        if view.loaded {
+        let share = assignments
+            .as_mut()
+            .map(|a| Share::new(&a.borrow_and_update(), shards));
+        {
             let mut state = inner.state.lock().await;
-            inner.reconcile(&mut state, &view);
+            if let Some(share) = share {
+                if share.generation() != state.share.generation()
+                    || share_differs(&state.share, &share)
+                {
+                    tracing::info!(generation = share.generation(), "fleet assignment changed");
+                    state.share = share;
+                    inner.apply_share(&mut state);
+                }
+            }
+            if view.loaded {
+                inner.reconcile(&mut state, &view);
+            }
         }
+        let assignment_changed = async {
+            match assignments.as_mut() {
+                Some(a) => a.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,
             changed = views.changed() => if changed.is_err() { return },
+            alive = assignment_changed => if !alive { assignments = None },
         }
     }
+}
+
+fn share_differs(a: &Share, b: &Share) -> bool {
+    a.shards() != b.shards()
 }
 
 impl Inner {
@@ -69,6 +100,7 @@ impl Inner {
             keep
         });
         let links = state.links.clone();
+        let share = state.share.clone();
         for (topic, record) in mirrors {
             let entry = state
                 .mirrors
@@ -77,36 +109,58 @@ impl Inner {
             if entry.record != *record {
                 entry.update(record.clone());
             }
-            self.converge(entry, &links);
+            self.converge(entry, &links, &share);
         }
         state.catalog = catalog.clone();
         self.publish(state);
     }
 
-    /// Link runtimes follow the links: new ones start, gone ones stop, and a new way
-    /// to reach the source or a pause change restarts the link's mirror tasks.
-    fn reconcile_links(self: &Arc<Self>, state: &mut State, old: &BTreeMap<String, LinkRecord>) {
-        let gone: Vec<String> = state
+    /// A new share: partition tasks and link runtimes start and stop to match it.
+    pub(super) fn apply_share(self: &Arc<Self>, state: &mut State) {
+        self.converge_runtimes(state);
+        let links = state.links.clone();
+        let share = state.share.clone();
+        for entry in state.mirrors.values_mut() {
+            self.converge(entry, &links, &share);
+        }
+        self.publish(state);
+    }
+
+    /// One runtime (availability probe, link jobs) per usable link in this instance's
+    /// share; the others' stop.
+    fn converge_runtimes(self: &Arc<Self>, state: &mut State) {
+        let unwanted: Vec<String> = state
             .runtimes
             .keys()
-            .filter(|name| !state.links.contains_key(*name))
+            .filter(|name| !state.links.contains_key(*name) || !state.share.owns_link(name))
             .cloned()
             .collect();
-        for name in gone {
+        for name in unwanted {
             if let Some(runtime) = state.runtimes.remove(&name) {
                 runtime.stop();
             }
-            self.fetchers.remove_link(&name);
         }
-        for name in old.keys().filter(|n| !state.links.contains_key(*n)) {
-            self.fetchers.remove_link(name);
+        if !self.replicating {
+            return;
         }
         let names: Vec<String> = state.links.keys().cloned().collect();
         for name in names {
-            if self.replicating && !state.runtimes.contains_key(&name) {
+            if state.share.owns_link(&name) && !state.runtimes.contains_key(&name) {
                 let runtime = link_runtime::spawn(self.clone(), &name, true);
-                state.runtimes.insert(name.clone(), runtime);
+                state.runtimes.insert(name, runtime);
             }
+        }
+    }
+
+    /// Link runtimes follow the links: new ones start, gone ones stop, and a new way
+    /// to reach the source or a pause change restarts the link's mirror tasks.
+    fn reconcile_links(self: &Arc<Self>, state: &mut State, old: &BTreeMap<String, LinkRecord>) {
+        for name in old.keys().filter(|n| !state.links.contains_key(*n)) {
+            self.fetchers.remove_link(name);
+        }
+        self.converge_runtimes(state);
+        let names: Vec<String> = state.links.keys().cloned().collect();
+        for name in names {
             let (Some(before), Some(now)) = (old.get(&name), state.links.get(&name)) else {
                 continue;
             };
@@ -127,7 +181,8 @@ impl Inner {
             }
             if connection_changed || paused(before) != paused(now) {
                 let links = state.links.clone();
-                self.restart_link_tasks(&mut state.mirrors, &links, &name);
+                let share = state.share.clone();
+                self.restart_link_tasks(&mut state.mirrors, &links, &share, &name);
             }
         }
     }

@@ -30,6 +30,8 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
                 .mirrors
                 .values()
                 .filter(|m| m.record.state == MirrorState::Active)
+                // The instance holding the link's jobs keeps its mirrors' shape.
+                .filter(|m| state.share.owns_link(&m.record.link))
                 .filter_map(|m| Some((m.record.clone(), source_of(&state.links, &m.record.link)?)))
                 .collect()
         };

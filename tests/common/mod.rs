@@ -240,6 +240,12 @@ impl Proxy {
         self.wait_ready();
     }
 
+    /// SIGKILL (no drain, no goodbye).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL, then the same process again, not waiting for readiness.
     pub fn respawn(&mut self, options: &ProxyOptions) {
         let _ = self.child.kill();
