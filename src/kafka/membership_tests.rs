@@ -180,7 +180,8 @@ fn assignor_ignores_bogus_claims() {
     );
     assert_eq!(plan.len(), 2, "a repeated member id counts once");
     assert_complete_and_balanced(8, &plan);
-    assert_eq!(plan["a"], BTreeSet::from([0, 1, 2, 3]));
+    // Its real shards only, and of those a spread half.
+    assert_eq!(plan["a"], BTreeSet::from([0, 2, 4, 6]));
 }
 
 #[test]
@@ -428,4 +429,25 @@ fn start_refuses_a_bad_config() {
         let connector = |_addr: String| async { Err(ClientError::Closed) };
         assert!(Membership::start(c, connector, CancellationToken::new()).is_err());
     });
+}
+
+#[test]
+fn members_joining_one_by_one_keep_consecutive_shards_spread() {
+    // One member, then a second, then a third, as a fleet starts.
+    let mut plan = assign_sticky(64, &fresh(&["a"]));
+    for next in ["b", "c"] {
+        let mut claims = claims_of(&plan, 1);
+        claims.push(claim(next, &[], -1));
+        plan = assign_sticky(64, &claims);
+    }
+    let holder = |shard: i32| {
+        plan.iter()
+            .find(|(_, owned)| owned.contains(&shard))
+            .map(|(id, _)| id.clone())
+    };
+    // Any six consecutive shards (one 6-partition topic) span at least two members.
+    for first in 0..64 {
+        let members: BTreeSet<String> = (first..first + 6).filter_map(|s| holder(s % 64)).collect();
+        assert!(members.len() >= 2, "shards {first}..+6 on {members:?}");
+    }
 }

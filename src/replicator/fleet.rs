@@ -1,8 +1,9 @@
 //! This instance's share of the replication work. Replicating instances on one
 //! metadata topic are members of one consumer group (`kafka::membership`) over the
-//! partitions of a small internal topic, the *shards*. Each mirror partition
-//! (`mirror/<topic>/<partition>`) and each link's jobs (`link/<name>`) map to one shard
-//! with Kafka's own murmur2 hash; an instance copies and runs what its shards cover.
+//! partitions of a small internal topic, the *shards*. A mirror's partition `p` maps to
+//! shard `(murmur2("mirror/<topic>") + p) mod shards`, so one topic's partitions sit on
+//! consecutive shards, which the assignor keeps spread over members; a link's jobs map
+//! to `murmur2("link/<name>")`. An instance copies and runs what its shards cover.
 //! Holding no assignment (joining, fenced, left) means running nothing.
 //!
 //! Two instances may briefly both run a partition around a rebalance; the conditional
@@ -54,15 +55,19 @@ impl Share {
     }
 
     pub fn owns_partition(&self, topic: &str, partition: i32) -> bool {
-        self.owns(&format!("mirror/{topic}/{partition}"))
+        if self.count < 1 {
+            return false;
+        }
+        let first = i64::from(shard_of(&format!("mirror/{topic}"), self.count));
+        let shard = (first + i64::from(partition)).rem_euclid(i64::from(self.count));
+        self.shards.contains(&(shard as i32))
     }
 
     pub fn owns_link(&self, link: &str) -> bool {
-        self.owns(&format!("link/{link}"))
-    }
-
-    fn owns(&self, key: &str) -> bool {
-        self.count > 0 && self.shards.contains(&shard_of(key, self.count))
+        self.count > 0
+            && self
+                .shards
+                .contains(&shard_of(&format!("link/{link}"), self.count))
     }
 
     pub fn generation(&self) -> i32 {
@@ -199,9 +204,10 @@ mod tests {
             ..all.clone()
         };
         let (all, half) = (Share::new(&all, 8), Share::new(&half, 8));
+        // Consecutive partitions on consecutive shards: half of them here.
         let owned: usize = (0..200).filter(|p| half.owns_partition("t", *p)).count();
         assert!((0..200).all(|p| all.owns_partition("t", p)));
-        assert!(owned > 50 && owned < 150, "{owned} of 200");
+        assert_eq!(owned, 100);
         assert!(!Share::default().owns_link("l"));
         assert_eq!(all.generation(), 3);
     }

@@ -134,14 +134,18 @@ pub fn assign_sticky(shards: i32, members: &[MemberClaim]) -> BTreeMap<String, B
         .map(|(rank, id)| (*id, base + usize::from(rank < extra)))
         .collect();
 
-    // Keep what fits, lowest shards first; the rest joins the free pool.
+    // Keep what fits, spread over what the member held (every other shard of a range,
+    // not its lower half), so that consecutive shards (one topic's partitions) stay
+    // spread over members; the rest joins the free pool.
     let mut kept: BTreeSet<i32> = BTreeSet::new();
     for (id, list) in &claims {
         let take = quota[id].min(list.len());
+        let spread = (0..take).filter_map(|i| list.get(i * list.len() / take.max(1)).copied());
+        let spread: Vec<i32> = spread.collect();
         if let Some(set) = out.get_mut(*id) {
-            set.extend(list.iter().take(take).copied());
+            set.extend(spread.iter().copied());
         }
-        kept.extend(list.iter().take(take).copied());
+        kept.extend(spread);
     }
     let mut free = (0..shards).filter(|s| !kept.contains(s));
     let ids: Vec<&str> = by_id.keys().copied().collect();

@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod api_versions;
 pub mod fetch_fillers;
+pub mod fleet_group_guard;
 pub mod internal_guard;
 pub mod produce_guard;
 pub mod write_guard;
@@ -137,6 +138,11 @@ pub async fn on_request(
         ApiKey::OffsetDelete => {
             return internal_guard::on_request::<OffsetDelete>(shared, frame).await
         }
+        ApiKey::JoinGroup
+        | ApiKey::SyncGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::DeleteGroups => return fleet_group_guard::on_request(shared, frame),
         _ => forward(frame, OnResponse::Forward),
     })
 }
