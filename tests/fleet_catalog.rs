@@ -136,20 +136,27 @@ fn a_restarted_instance_refuses_writes_until_its_catalog_is_loaded() {
     write_metadata_directly(&metadata, &lines);
 
     proxy.respawn(&options);
+    // /readyz polled on its own, often, from the start: it must say the catalog is
+    // loading before it says ready.
+    let admin = proxy.admin.clone();
+    let watcher = std::thread::spawn(move || {
+        let mut saw_not_ready = false;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match http_get(&admin, "/readyz") {
+                Some((200, _)) => return saw_not_ready,
+                Some((503, body)) if body.contains("catalog not loaded") => saw_not_ready = true,
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    });
     // From the first accepted connection on, writes to the mirror are refused: while
     // loading (retriable, the producer retries) and after (read-only).
-    let mut saw_not_ready = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut attempts = 0;
-    loop {
-        if let Some((code, body)) = http_get(&proxy.admin, "/readyz") {
-            if code == 503 && body.contains("catalog not loaded") {
-                saw_not_ready = true;
-            }
-            if code == 200 {
-                break;
-            }
-        }
+    while !watcher.is_finished() {
         if std::net::TcpStream::connect(&proxy.bootstrap).is_ok() {
             // Refused with a retriable error while loading: the delivery times out.
             let out = produce_through(&proxy.bootstrap, &topic, 1_500);
@@ -158,6 +165,7 @@ fn a_restarted_instance_refuses_writes_until_its_catalog_is_loaded() {
         }
         assert!(Instant::now() < deadline, "never ready:\n{}", proxy.log());
     }
+    let saw_not_ready = watcher.join().expect("readiness watcher");
     assert!(saw_not_ready, "/readyz never said the catalog was loading");
     assert!(attempts > 0, "no write was tried before the catalog loaded");
     let refused = produce_through(&proxy.bootstrap, &topic, 10_000);

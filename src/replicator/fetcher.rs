@@ -31,6 +31,7 @@ use super::partition::SourceData;
 use super::source::Source;
 use super::task::PartitionStatus;
 use crate::kafka::admin;
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::record_batch::RecordBatches;
 
@@ -42,7 +43,10 @@ const PARTITION_MAX_BYTES: usize = 8 << 20;
 /// Fetched chunks waiting per partition; more waits in the broker's log, not here.
 const CHUNKS_PER_PARTITION: usize = 4;
 const COMMANDS: usize = 64;
-const RETRY: Duration = Duration::from_secs(1);
+/// First delay after a failed fetch round; it doubles (with jitter) up to `RETRY_MAX`
+/// while the source keeps failing.
+const RETRY: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 /// How long to wait when every partition's channel is full.
 const ALL_FULL_PAUSE: Duration = Duration::from_millis(20);
 /// Delivered with the channel's close when the fetcher lost its connection.
@@ -242,6 +246,7 @@ fn topic_name(topic: &str) -> TopicName {
 
 impl BrokerFetcher {
     async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = Backoff::new(RETRY, RETRY_MAX, Jitter::Equal);
         loop {
             while let Ok(command) = self.commands.try_recv() {
                 self.add(command);
@@ -265,6 +270,9 @@ impl BrokerFetcher {
                 _ = stop.cancelled() => return,
                 fetched = self.fetch_round(room) => fetched,
             };
+            if fetched.is_ok() {
+                backoff.reset();
+            }
             match fetched {
                 Ok(true) => {}
                 Ok(false) => tokio::time::sleep(ALL_FULL_PAUSE).await,
@@ -275,7 +283,7 @@ impl BrokerFetcher {
                     self.drop_all(CONNECTION_LOST);
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                     }
                 }
             }

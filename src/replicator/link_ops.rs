@@ -121,36 +121,33 @@ impl Replicator {
         if validate_only {
             return Ok(());
         }
-        let mut state = self.inner.loaded_state().await?;
-        if state.links.contains_key(name) || state.failed_links.contains_key(name) {
-            return Err(ApiError::Conflict(format!(
-                "Cluster link '{name}' already exists."
-            )));
-        }
-        let key = format!("{LINK_PREFIX}{name}");
+        let version = {
+            let state = self.inner.loaded_state().await?;
+            if state.links.contains_key(name) || state.failed_links.contains_key(name) {
+                return Err(ApiError::Conflict(format!(
+                    "Cluster link '{name}' already exists."
+                )));
+            }
+            state.catalog.next_version(&format!("{LINK_PREFIX}{name}"))
+        };
         let record = LinkRecord {
             name: name.to_string(),
             link_id: uuid::Uuid::new_v4().to_string(),
             config: config.raw.clone(),
             source_cluster_id,
             created_ms: now_ms(),
-            version: state.catalog.next_version(&key),
+            version,
         };
-        self.put_link(&mut state, name, Some(&record)).await
+        self.put_link(name, Some(&record)).await
     }
 
     /// Writes a link (None deletes it), waits until it is applied, and checks that it
     /// is ours that was applied.
-    async fn put_link(
-        &self,
-        state: &mut super::manager::State,
-        name: &str,
-        record: Option<&LinkRecord>,
-    ) -> Result<(), ApiError> {
+    async fn put_link(&self, name: &str, record: Option<&LinkRecord>) -> Result<(), ApiError> {
         let offset = store::put_link(&self.inner.dest, name, record, self.inner.sealer.as_ref())
             .await
             .map_err(unavailable)?;
-        let view = self.inner.commit(state, offset).await?;
+        let view = self.inner.commit(offset).await?;
         let applied = view.catalog.link(name).and_then(|l| l.usable());
         if applied != record {
             return Err(lost_race(&format!("{LINK_PREFIX}{name}")));
@@ -159,8 +156,9 @@ impl Replicator {
     }
 
     pub async fn links(&self) -> Result<Vec<LinkView>, ApiError> {
-        let state = self.inner.loaded_state().await?;
+        // Asked before the lock is taken: no lock is held across I/O.
         let destination_cluster_id = self.inner.destination_cluster_id().await;
+        let state = self.inner.loaded_state().await?;
         let mut views = Vec::new();
         for link in state.links.values() {
             let paused = state.link_paused(&link.name);
@@ -233,8 +231,15 @@ impl Replicator {
         delete: &[String],
         validate_only: bool,
     ) -> Result<(), ApiError> {
-        let mut state = self.inner.loaded_state().await?;
-        let link = state.links.get(name).ok_or_else(|| not_found(name))?;
+        let (link, catalog) = {
+            let state = self.inner.loaded_state().await?;
+            let link = state
+                .links
+                .get(name)
+                .cloned()
+                .ok_or_else(|| not_found(name))?;
+            (link, state.catalog.clone())
+        };
         let fixed: Vec<String> = set
             .keys()
             .chain(delete)
@@ -277,22 +282,24 @@ impl Replicator {
         }
         let mut record = link.clone();
         record.config = config.raw;
-        record.version = state.catalog.next_version(&format!("{LINK_PREFIX}{name}"));
+        record.version = catalog.next_version(&format!("{LINK_PREFIX}{name}"));
         // Tasks restart when the record is applied (`reconcile`).
-        self.put_link(&mut state, name, Some(&record)).await?;
+        self.put_link(name, Some(&record)).await?;
         tracing::info!(link = name, "cluster link altered");
         Ok(())
     }
 
     pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
-        let mut state = self.inner.loaded_state().await?;
-        if !state.links.contains_key(name) && !state.failed_links.contains_key(name) {
-            return Err(not_found(name));
-        }
-        let has_mirrors = state
-            .mirrors
-            .values()
-            .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped);
+        let has_mirrors = {
+            let state = self.inner.loaded_state().await?;
+            if !state.links.contains_key(name) && !state.failed_links.contains_key(name) {
+                return Err(not_found(name));
+            }
+            state
+                .mirrors
+                .values()
+                .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped)
+        };
         if has_mirrors && !force {
             return Err(ApiError::Invalid(format!(
                 "Cluster link '{name}' has active mirror topics; stop them first or use --force."
@@ -300,7 +307,7 @@ impl Replicator {
         }
         // Applied when read back: the link's runtime, fetchers and every copier of its
         // mirrors stop.
-        self.put_link(&mut state, name, None).await
+        self.put_link(name, None).await
     }
 }
 

@@ -223,11 +223,14 @@ impl Replicator {
                 "Topic name '{mirror}' is not valid."
             )));
         }
-        let mut state = self.inner.loaded_state().await?;
-        let link_record = state
-            .links
-            .get(link)
-            .ok_or_else(|| ApiError::NotFound(format!("Cluster link '{link}' does not exist.")))?;
+        // What the command needs, read under the lock; the I/O below runs without it.
+        let (link_record, catalog) = {
+            let state = self.inner.loaded_state().await?;
+            let link_record = state.links.get(link).cloned().ok_or_else(|| {
+                ApiError::NotFound(format!("Cluster link '{link}' does not exist."))
+            })?;
+            (link_record, state.catalog.clone())
+        };
         let config = LinkConfig::from_properties(link_record.config.clone())
             .map_err(|e| ApiError::Invalid(e.join("; ")))?;
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
@@ -283,7 +286,7 @@ impl Replicator {
             source_topic_id,
             overrides: overrides.clone(),
             start_offsets,
-            version: state.catalog.next_version(&key),
+            version: catalog.next_version(&key),
             producer_id: Some(producer.id),
             producer_epoch: Some(producer.epoch),
         };
@@ -292,7 +295,7 @@ impl Replicator {
         let offset = store::put_mirror(&self.inner.dest, mirror, Some(&record))
             .await
             .map_err(unavailable)?;
-        let view = self.inner.commit(&mut state, offset).await?;
+        let view = self.inner.commit(offset).await?;
         if view.catalog.mirror(mirror).and_then(|m| m.record.as_ref()) != Some(&record) {
             return Err(lost_race(&key));
         }
@@ -303,7 +306,7 @@ impl Replicator {
                 let offset = store::put_mirror(&self.inner.dest, mirror, None)
                     .await
                     .map_err(unavailable)?;
-                self.inner.commit(&mut state, offset).await?;
+                self.inner.commit(offset).await?;
                 Err(ApiError::Conflict(format!(
                     "Topic '{mirror}' already exists."
                 )))
@@ -350,13 +353,6 @@ impl Replicator {
         if matches!(change, Change::Promote | Change::Failover) {
             self.inner.require_replicating("promote and failover")?;
         }
-        let mut state = self.inner.loaded_state().await?;
-        let any_link = link == "-";
-        if !any_link && !state.links.contains_key(link) {
-            return Err(ApiError::NotFound(format!(
-                "Cluster link '{link}' does not exist."
-            )));
-        }
         if topics.is_empty() {
             return Err(ApiError::Invalid(
                 "mirror_topic_names: name the mirror topics".into(),
@@ -364,14 +360,58 @@ impl Replicator {
         }
         let mut results = Vec::new();
         for topic in topics.iter().cloned() {
-            let result = self
-                .inner
-                .change_one(&mut state, link, &topic, change)
-                .await;
+            // Each topic's facts are read under the lock; its syncs and writes run
+            // without it.
+            let prepared = {
+                let state = self.inner.loaded_state().await?;
+                if link != "-" && !state.links.contains_key(link) {
+                    return Err(ApiError::NotFound(format!(
+                        "Cluster link '{link}' does not exist."
+                    )));
+                }
+                Prepared::of(&state, link, &topic, change)
+            };
+            let result = match prepared {
+                Ok(prepared) => self.inner.change_one(prepared, &topic, change).await,
+                Err(e) => Err(e),
+            };
             results.push((topic, result));
         }
-        self.inner.publish(&state);
         Ok(results)
+    }
+}
+
+/// What a state change of one mirror needs, read under the state lock.
+struct Prepared {
+    record: MirrorRecord,
+    links: BTreeMap<String, LinkRecord>,
+    catalog: Arc<Catalog>,
+    unavailable_source: bool,
+    final_sync: Option<FinalSync>,
+}
+
+impl Prepared {
+    fn of(state: &State, link: &str, topic: &str, change: Change) -> Result<Self, String> {
+        let entry = state
+            .mirrors
+            .get(topic)
+            .filter(|m| link == "-" || m.record.link == link)
+            .ok_or_else(|| format!("Topic '{topic}' is not a mirror topic of link '{link}'."))?;
+        let unavailable_source = state
+            .runtimes
+            .get(&entry.record.link)
+            .is_some_and(|r| r.status.source_unavailable());
+        let final_sync = match change {
+            Change::Promote | Change::Failover => FinalSync::prepare(state, topic),
+            _ => None,
+        };
+        Ok(Self {
+            record: entry.record.clone(),
+            links: state.links.clone(),
+            catalog: state.catalog.clone(),
+            unavailable_source,
+            final_sync,
+        })
     }
 }
 
@@ -548,10 +588,10 @@ impl Inner {
         }
     }
 
-    /// Waits until the catalog feed has read our record at `offset` back, and applies it.
+    /// Waits until the catalog feed has read our record at `offset` back, and applies it
+    /// here at once (the state lock is taken only for that, never across the wait).
     pub(super) async fn commit(
         self: &Arc<Self>,
-        state: &mut State,
         offset: i64,
     ) -> Result<Arc<CatalogView>, ApiError> {
         let view = self
@@ -559,7 +599,8 @@ impl Inner {
             .applied(offset, COMMIT_WAIT)
             .await
             .map_err(unavailable)?;
-        self.reconcile(state, &view);
+        let mut state = self.state.lock().await;
+        self.reconcile(&mut state, &view);
         Ok(view)
     }
 
@@ -681,8 +722,9 @@ impl Inner {
         record.reason = Some(reason);
         record.state_time_ms = now_ms();
         record.version = state.catalog.next_version(&key);
+        drop(state);
         let written = match store::put_mirror(&self.dest, topic, Some(&record)).await {
-            Ok(offset) => self.commit(&mut state, offset).await.map(|_| ()),
+            Ok(offset) => self.commit(offset).await.map(|_| ()),
             Err(e) => Err(unavailable(e)),
         };
         if let Err(e) = written {
@@ -692,29 +734,19 @@ impl Inner {
 
     async fn change_one(
         self: &Arc<Self>,
-        state: &mut State,
-        link: &str,
+        prepared: Prepared,
         topic: &str,
         change: Change,
     ) -> Result<(), String> {
-        let links = state.links.clone();
-        let unavailable_source = state.mirrors.get(topic).is_some_and(|m| {
-            state
-                .runtimes
-                .get(&m.record.link)
-                .is_some_and(|r| r.status.source_unavailable())
-        });
-        let final_sync = match change {
-            Change::Promote | Change::Failover => FinalSync::prepare(state, topic),
-            _ => None,
-        };
-        let entry = state
-            .mirrors
-            .get_mut(topic)
-            .filter(|m| link == "-" || m.record.link == link)
-            .ok_or_else(|| format!("Topic '{topic}' is not a mirror topic of link '{link}'."))?;
-        let link = entry.record.link.clone();
-        let current = entry.record.state;
+        let Prepared {
+            record: current_record,
+            links,
+            catalog,
+            unavailable_source,
+            final_sync,
+        } = prepared;
+        let link = current_record.link.clone();
+        let current = current_record.state;
         if current == MirrorState::Stopped && matches!(change, Change::Promote | Change::Failover) {
             return Err(format!(
                 "Topic '{topic}' has already stopped its mirror from '{link}'"
@@ -735,7 +767,7 @@ impl Inner {
                         "Topic '{topic}' cannot be promoted while the source cluster of '{link}' is unavailable; use failover."
                     ));
                 }
-                let lagging = fresh_lag(&self.dest, &links, &entry.record).await?;
+                let lagging = fresh_lag(&self.dest, &links, &current_record).await?;
                 if !lagging.is_empty() {
                     return Err(format!(
                         "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
@@ -743,7 +775,7 @@ impl Inner {
                     ));
                 }
                 if let Some(sync) = &final_sync {
-                    let source_topic = entry.record.source_topic.clone();
+                    let source_topic = current_record.source_topic.clone();
                     sync.before_promote(&self.dest, &link, topic, &source_topic)
                         .await?;
                 }
@@ -757,18 +789,15 @@ impl Inner {
             }
         };
         let key = format!("{MIRROR_PREFIX}{topic}");
-        let mut record = entry.record.clone();
+        let mut record = current_record;
         record.state = next;
         record.reason = None;
         record.state_time_ms = now_ms();
-        record.version = state.catalog.next_version(&key);
+        record.version = catalog.next_version(&key);
         let offset = store::put_mirror(&self.dest, topic, Some(&record))
             .await
             .map_err(|e| e.to_string())?;
-        let view = self
-            .commit(state, offset)
-            .await
-            .map_err(|e| e.to_string())?;
+        let view = self.commit(offset).await.map_err(|e| e.to_string())?;
         if view.catalog.mirror(topic).and_then(|m| m.record.as_ref()) != Some(&record) {
             return Err(lost_race(&key).to_string());
         }

@@ -91,7 +91,7 @@ impl Inner {
                 }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let mut state = self.state.lock().await;
+            let state = self.state.lock().await;
             let Some(entry) = state.mirrors.get(&record.topic) else {
                 return Ok(());
             };
@@ -102,10 +102,11 @@ impl Inner {
             let mut updated = entry.record.clone();
             updated.partitions = partitions;
             updated.version = state.catalog.next_version(&key);
+            drop(state);
             let offset = store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
             tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
             // Applied when read back: the new partitions' tasks start then (`reconcile`).
-            self.commit(&mut state, offset)
+            self.commit(offset)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }

@@ -18,6 +18,7 @@ use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_
 use super::source::Source;
 use super::store::MirrorRecord;
 use crate::kafka::admin;
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::{init_producer_id, ProducerIdentity};
 
@@ -29,7 +30,15 @@ pub struct PartitionStatus {
     pub last_fetch_ms: AtomicI64,
 }
 
-const RETRY: Duration = Duration::from_secs(1);
+/// Retry delays after a copier fails to start or is interrupted: exponential with
+/// jitter, so a bad credential or a missing topic is not retried every second.
+fn retry_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(500),
+        Duration::from_secs(10),
+        Jitter::Equal,
+    )
+}
 /// Pause before subscribing again after the source partition moved.
 const RESUBSCRIBE: Duration = Duration::from_millis(200);
 
@@ -104,6 +113,7 @@ impl PartitionMetrics {
 async fn run(inner: Arc<Inner>, job: PartitionJob) {
     let metrics = PartitionMetrics::new(&job);
     let mut failing = Failing::default();
+    let mut backoff = retry_backoff();
     while !job.stop.is_cancelled() {
         let copier = tokio::select! {
             _ = job.stop.cancelled() => return,
@@ -122,10 +132,14 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
                 if failing.timed_out(&inner, &job, &format!("{e:#}")).await {
                     return;
                 }
-                tokio::time::sleep(RETRY).await;
+                tokio::select! {
+                    _ = job.stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
                 continue;
             }
         };
+        let started = tokio::time::Instant::now();
         job.status
             .dest_end_offset
             .store(copier.next_offset(), Ordering::Relaxed);
@@ -163,7 +177,13 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
         if failing.timed_out(&inner, &job, &error.to_string()).await {
             return;
         }
-        tokio::time::sleep(RETRY).await;
+        if started.elapsed() > HEALTHY_AFTER {
+            backoff.reset();
+        }
+        tokio::select! {
+            _ = job.stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
     }
 }
 
