@@ -9,9 +9,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::replication::{
-    cli, destination_records, dump_as, link_and_mirror, replicating, text, wait_identical_within,
+    cli, describe_group, destination_records, dump_as, link_and_mirror, load_one_per_batch,
+    replicating, text, wait_identical_within,
 };
-use common::{destination, http_get, kafka_tool_direct, kcat, unique, Proxy, ProxyOptions};
+use common::{destination, http_get, unique, Proxy, ProxyOptions};
 
 /// Every field `kcat` shows that copying must keep.
 const FULL: &str = "%p %o %k %s %T %h\\n";
@@ -54,18 +55,11 @@ fn wait_split(live: &[&Proxy], topic: &str) -> Vec<BTreeSet<String>> {
     }
 }
 
-fn group_members(group: &str) -> String {
-    let out = kafka_tool_direct(&[
-        "kafka-consumer-groups",
-        "--bootstrap-server",
-        &destination().bootstrap,
-        "--describe",
-        "--group",
-        group,
-        "--members",
-        "--verbose",
-    ]);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn group_members(group: &str) -> usize {
+    describe_group(group)
+        .lines()
+        .filter(|l| l.starts_with(group))
+        .count()
 }
 
 #[test]
@@ -89,23 +83,7 @@ fn three_instances_share_a_mirror_and_the_survivor_finishes_after_two_are_killed
     );
     // One record per batch, so the copy takes a while.
     let records: String = (0..RECORDS).map(|i| format!("k{i}:v{i:06}\n")).collect();
-    let load = kcat(
-        &[
-            "-b",
-            &source.bootstrap,
-            "-P",
-            "-t",
-            &topic,
-            "-K",
-            ":",
-            "-X",
-            "linger.ms=0",
-            "-X",
-            "batch.num.messages=1",
-        ],
-        Some(&records),
-    );
-    assert!(load.output.status.success(), "{}", load.text());
+    load_one_per_batch(&source, &topic, &records, &["-K", ":"]);
     link_and_mirror(&a, &source, &topic);
 
     let held = wait_split(&[&a, &b, &c], &topic);
@@ -114,12 +92,7 @@ fn three_instances_share_a_mirror_and_the_survivor_finishes_after_two_are_killed
         "the work is shared: {held:?}"
     );
     let group = format!("mirrorgate.{metadata}");
-    let members = group_members(&group);
-    assert_eq!(
-        members.lines().filter(|l| l.starts_with(&group)).count(),
-        3,
-        "{members}"
-    );
+    assert_eq!(group_members(&group), 3, "{}", describe_group(&group));
 
     // Kill one mid-copy, then another once the copy has moved on.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -154,12 +127,7 @@ fn three_instances_share_a_mirror_and_the_survivor_finishes_after_two_are_killed
     );
     let described = text(&cli(&a, &["mirrors", "--describe", "--topics", &topic]));
     assert!(described.contains("State: ACTIVE"), "{described}");
-    let members = group_members(&group);
-    assert_eq!(
-        members.lines().filter(|l| l.starts_with(&group)).count(),
-        1,
-        "{members}"
-    );
+    assert_eq!(group_members(&group), 1, "{}", describe_group(&group));
     let fleet = text(&cli(&a, &["cluster-links", "--describe"]));
     assert!(fleet.contains("Fleet group: 'mirrorgate."), "{fleet}");
 }

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{destination, kafka_tool_direct, unique};
+use common::replication::describe_group;
+use common::{destination, unique};
 use mirrorgate::kafka::client::KafkaConnection;
 use mirrorgate::kafka::membership::{
     ensure_shards_topic, Assignment, ConnectFuture, Membership, MembershipConfig, MembershipError,
@@ -176,26 +177,6 @@ async fn setup(prefix: &str) -> (String, String) {
         other => panic!("another shard count accepted: {other:?}"),
     }
     (group, topic)
-}
-
-fn describe_group(group: &str) -> String {
-    let out = kafka_tool_direct(&[
-        "kafka-consumer-groups",
-        "--bootstrap-server",
-        &destination().bootstrap,
-        "--describe",
-        "--group",
-        group,
-        "--members",
-        "--verbose",
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

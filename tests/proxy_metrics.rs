@@ -126,10 +126,11 @@ fn metrics_move_with_traffic_and_labels_stay_bounded() {
         "{after}"
     );
 
-    // Bounded labels: known keys only, API names from the protocol, topics only mirrors.
+    // Bounded labels: known keys only, API names from the protocol, topics only mirrors,
+    // states from the fixed set every instance reports (its catalog's mirrors and links).
     let api_names: BTreeSet<String> = ApiKey::iter().map(|k| format!("{k:?}")).collect();
     let allowed_keys = [
-        "api", "topic", "reason", "outcome", "version", "le", "quantile",
+        "api", "topic", "reason", "outcome", "version", "le", "quantile", "state",
     ];
     for line in after
         .lines()

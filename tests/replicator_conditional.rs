@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, dump_as, link_and_mirror, one_partition_topic, replicating, text};
+use common::replication::{
+    cli, dump_as, link_and_mirror, load_one_per_batch, one_partition_topic, replicating, text,
+};
 use common::{destination, kcat, unique, Proxy};
 
 /// Every field `kcat` shows that copying must keep.
@@ -33,28 +35,10 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
         &["--partitions", "3", "--replication-factor", "1"],
     );
     // One record per batch, so the copy takes long enough for both to be at it.
-    let records: String = (0..20_000)
+    let records: String = (0..10_000)
         .map(|i| format!("k{i}:record-{i:06}\n"))
         .collect();
-    let load = kcat(
-        &[
-            "-b",
-            &source.bootstrap,
-            "-P",
-            "-t",
-            &topic,
-            "-K",
-            ":",
-            "-H",
-            "origin=source",
-            "-X",
-            "linger.ms=0",
-            "-X",
-            "batch.num.messages=1",
-        ],
-        Some(&records),
-    );
-    assert!(load.output.status.success(), "{}", load.text());
+    load_one_per_batch(&source, &topic, &records, &["-K", ":", "-H", "origin=source"]);
     link_and_mirror(&a, &source, &topic);
     // The second instance reads the same mirror from the metadata topic but is in a
     // group of its own (a misconfigured fleet): both hold every shard and copy every
@@ -66,7 +50,7 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
     let b = Proxy::start(destination(), alone);
 
     let expected = dump_as(&source.bootstrap, &topic, FULL);
-    assert_eq!(expected.len(), 20_000);
+    assert_eq!(expected.len(), 10_000);
     let deadline = Instant::now() + Duration::from_secs(400);
     loop {
         let got = dump_as(&a.bootstrap, &topic, FULL);

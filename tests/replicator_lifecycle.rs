@@ -7,7 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::replication::{
-    cli, destination_records, dump, link_and_mirror, link_and_mirror_with, one_partition_topic,
+    cli, destination_records, dump, link_and_mirror, link_and_mirror_with, load_one_per_batch,
+    one_partition_topic,
     replicating, text, wait_identical, wait_identical_within,
 };
 use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
@@ -24,22 +25,8 @@ fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
         &["--partitions", "3", "--replication-factor", "1"],
     );
     // One record per batch, so the copy takes a while (a produce round trip each).
-    let records: String = (0..30_000).map(|i| format!("record-{i:06}\n")).collect();
-    let load = kcat(
-        &[
-            "-b",
-            &source.bootstrap,
-            "-P",
-            "-t",
-            &topic,
-            "-X",
-            "linger.ms=0",
-            "-X",
-            "batch.num.messages=1",
-        ],
-        Some(&records),
-    );
-    assert!(load.output.status.success(), "{}", load.text());
+    let records: String = (0..15_000).map(|i| format!("record-{i:06}\n")).collect();
+    load_one_per_batch(&source, &topic, &records, &[]);
     link_and_mirror(&proxy, &source, &topic);
 
     // Kill once some, but not all, has been copied.
@@ -48,7 +35,7 @@ fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
         let copied = destination_records(&topic, 3);
         if copied > 0 {
             assert!(
-                copied < 30_000,
+                copied < 15_000,
                 "copy finished before the kill; make it bigger"
             );
             break;
@@ -59,7 +46,7 @@ fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
     proxy.kill_and_restart(&options);
     // A produce round trip per record: on a loaded machine this takes minutes.
     wait_identical_within(&proxy, &source, &topic, Duration::from_secs(400));
-    assert_eq!(dump(&proxy.bootstrap, &topic).len(), 30_000);
+    assert_eq!(dump(&proxy.bootstrap, &topic).len(), 15_000);
 }
 
 #[test]

@@ -64,7 +64,8 @@ impl Inner {
         if Arc::ptr_eq(&state.catalog, &view.catalog) {
             return;
         }
-        if state.catalog == view.catalog && !state.catalog.links().is_empty() {
+        if state.catalog == view.catalog {
+            // The same records (a read that added none): nothing to start or stop.
             state.catalog = view.catalog.clone();
             return;
         }

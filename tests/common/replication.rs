@@ -193,6 +193,38 @@ pub async fn copy_to_end_counting(copier: &mut PartitionCopier, end: i64) -> (u6
     panic!("copier did not reach {end}, at {}", copier.next_offset());
 }
 
+/// Produces `lines` to `topic` on `source` with kcat, one record per batch, so that
+/// copying takes a produce round trip per record; `args` adds kcat flags (-K, -H, ...).
+pub fn load_one_per_batch(source: &Cluster, topic: &str, lines: &str, args: &[&str]) {
+    let mut all = vec!["-b", source.bootstrap.as_str(), "-P", "-t", topic];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-X", "linger.ms=0", "-X", "batch.num.messages=1"]);
+    let load = kcat(&all, Some(lines));
+    assert!(load.output.status.success(), "{}", load.text());
+}
+
+/// `kafka-consumer-groups --describe --members --verbose` of `group`, straight from
+/// the destination.
+pub fn describe_group(group: &str) -> String {
+    let out = super::kafka_tool_direct(&[
+        "kafka-consumer-groups",
+        "--bootstrap-server",
+        &destination().bootstrap,
+        "--describe",
+        "--group",
+        group,
+        "--members",
+        "--verbose",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 pub fn link_and_mirror(proxy: &Proxy, source: &Cluster, topic: &str) -> String {
     link_and_mirror_with(proxy, source, topic, "")
 }
