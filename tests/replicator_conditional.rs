@@ -38,7 +38,12 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
     let records: String = (0..10_000)
         .map(|i| format!("k{i}:record-{i:06}\n"))
         .collect();
-    load_one_per_batch(&source, &topic, &records, &["-K", ":", "-H", "origin=source"]);
+    load_one_per_batch(
+        &source,
+        &topic,
+        &records,
+        &["-K", ":", "-H", "origin=source"],
+    );
     link_and_mirror(&a, &source, &topic);
     // The second instance reads the same mirror from the metadata topic but is in a
     // group of its own (a misconfigured fleet): both hold every shard and copy every

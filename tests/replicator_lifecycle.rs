@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::replication::{
     cli, destination_records, dump, link_and_mirror, link_and_mirror_with, load_one_per_batch,
-    one_partition_topic,
-    replicating, text, wait_identical, wait_identical_within,
+    one_partition_topic, replicating, text, wait_identical, wait_identical_within,
 };
 use common::{destination, kcat, test_port_base, unique, Cluster, Proxy};
 

@@ -19,13 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::Destination;
 use crate::config::ReplicatorConfig;
-use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::membership::{
-    ensure_shards_topic, shard_of, Assignment, FleetMember, Membership, MembershipConfig,
-    MembershipError, DEFAULT_SHARDS,
+    shard_of, Assignment, FleetMember, Membership, MembershipConfig, MembershipError,
+    DEFAULT_SHARDS,
 };
 
 /// The shards topic of a metadata topic: internal (`_mirrorgate-` prefix) either way.
+/// It only names the shards in the group's assignments (what `kafka-consumer-groups
+/// --members` prints); the group works without it, so it is never created: 64
+/// partitions per fleet would cost the destination more than they tell.
 pub fn shards_topic(metadata_topic: &str) -> String {
     if metadata_topic.starts_with(crate::registry::INTERNAL_TOPIC_PREFIX) {
         format!("{metadata_topic}-shards")
@@ -118,11 +120,6 @@ impl Fleet {
         // Members rejoin within a heartbeat of a rebalance starting; twice the session
         // leaves room for a slow one without fencing everybody.
         membership.rebalance_timeout = session * 2;
-        tokio::spawn(ensure_topic(
-            dest.clone(),
-            membership.shards_topic.clone(),
-            shutdown.child_token(),
-        ));
         let connector = move |addr: String| {
             let dest = dest.clone();
             async move { dest.connect(&addr).await }
@@ -144,40 +141,6 @@ impl Fleet {
 
     pub fn describe(&self) -> FleetMember {
         self.membership.describe()
-    }
-}
-
-/// The shards topic only names the work for `kafka-consumer-groups`; the group works
-/// without it, so it is created in the background, retried until it exists.
-async fn ensure_topic(dest: Destination, topic: String, stop: CancellationToken) {
-    let mut backoff = Backoff::new(
-        Duration::from_millis(500),
-        Duration::from_secs(30),
-        Jitter::Equal,
-    );
-    loop {
-        let created = async {
-            let mut conn = dest.connect_any().await.map_err(|e| e.to_string())?;
-            ensure_shards_topic(
-                &mut conn,
-                &topic,
-                DEFAULT_SHARDS,
-                dest.metadata_topic_replication_factor(),
-            )
-            .await
-            .map_err(|e| e.to_string())
-        }
-        .await;
-        match created {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::warn!(topic, error = %e, "cannot create the fleet's shards topic; retrying")
-            }
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-        }
     }
 }
 
