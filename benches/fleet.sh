@@ -70,6 +70,7 @@ step "Building mirrorgate (release)"
 cargo build --release --locked -q
 step "Clusters fleet-src ($SRC) and fleet-dst ($DST)"
 kafka fetch
+for c in fleet-src fleet-dst; do kafka down "$c" >/dev/null 2>&1 || true; done
 kafka up fleet-src --nodes 1 --port 33092 >/dev/null
 kafka up fleet-dst --nodes 1 --port 33292 >/dev/null
 
@@ -101,7 +102,8 @@ enabled = true
 metadata_topic = "$3"
 session_timeout_ms = $SESSION_MS
 TOML
-  mg run --config "$OUT/$name.toml" 2>"$OUT/$name.log" &
+  # Started directly (not through `mg`), so that $! is mirrorgate's own pid.
+  target/release/mirrorgate run --config "$OUT/$name.toml" 2>"$OUT/$name.log" &
   PIDS[$i]=$!
   for _ in $(seq 300); do
     curl -fs "http://127.0.0.1:$((port + 90))/readyz" >/dev/null 2>&1 && return 0
@@ -110,7 +112,12 @@ TOML
   die "instance $name not ready"
 }
 admin() { echo "http://127.0.0.1:$((33490 + 100 * $1))"; }
-stop_all() { for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
+stop_all() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
+  PIDS=()
+}
 # The mirror partitions an instance copies.
 held() { curl -fs "$(admin "$1")/admin/fleet" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["mirror_partitions"]))'; }
 
