@@ -2,7 +2,8 @@
 //! broker leading mirror partitions, are stopped in the middle of a copy and started
 //! again; the mirror ends identical to the source (offset, key, headers, timestamp,
 //! value) with the same end offsets. The two tests take turns: each stops a broker
-//! others would use.
+//! others would use. A bootstrap server whose broker is gone behind an open port is
+//! skipped.
 
 mod common;
 
@@ -161,4 +162,33 @@ fn leader_index(topic: &str) -> u16 {
         .and_then(|p| p.parse().ok())
         .expect("leader port");
     port - destination().ports[0]
+}
+
+/// A bootstrap server that accepts connections but whose broker is gone (a load
+/// balancer or relay in front of a stopped broker) is skipped: the next server is
+/// taken, because only a Kafka answer counts as "answers".
+#[tokio::test]
+async fn a_bootstrap_server_that_accepts_but_never_answers_is_skipped() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_addr = dead.local_addr().expect("addr").to_string();
+    // Accept and close at once, as a relay does when its broker is down.
+    std::thread::spawn(move || {
+        for stream in dead.incoming().take(4) {
+            drop(stream);
+        }
+    });
+    // All of the destination's brokers after it: the other tests stop one at times.
+    let mut servers = vec![dead_addr.clone()];
+    servers.extend(destination().bootstrap.split(',').map(String::from));
+    let conn = mirrorgate::kafka::client::KafkaConnection::connect_first(
+        &servers,
+        "mirrorgate-test",
+        Duration::from_secs(5),
+        None,
+        None,
+    )
+    .await
+    .expect("a real broker answers");
+    assert_ne!(conn.addr(), dead_addr);
+    assert!(servers[1..].iter().any(|s| s == conn.addr()));
 }

@@ -1,7 +1,8 @@
-//! `mirror.start.offset.spec` through the real binary: a mirror created with `latest`
-//! or a timestamp leaves out what the source had before that point, and copies the
-//! rest to the same offsets; the mirror's log starts at that point and ends where the
-//! source's does.
+//! Where a mirror's log starts, through the real binary: a mirror created with
+//! `mirror.start.offset.spec` `latest` or a timestamp leaves out what the source had
+//! before that point, and copies the rest to the same offsets; the mirror's log starts
+//! at that point and ends where the source's does. When the source's log start moves
+//! later (DeleteRecords), the mirror's follows.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::replication::{dump, dump_as, link_and_mirror_with, replicating, source};
-use common::{destination, kcat, unique, Cluster, Proxy};
+use common::{destination, kafka_tool_direct, kcat, unique, Cluster, Proxy};
 use mirrorgate::kafka::admin;
 use mirrorgate::replicator::partition::{log_end_offset, log_start_offset};
 
@@ -228,4 +229,66 @@ fn a_timestamp_mirror_starts_at_the_first_record_at_that_time() {
             "partition {partition}: mirror {mirror:?}, source {source_now:?}"
         );
     }
+}
+
+#[test]
+fn delete_records_on_the_source_moves_the_mirror_log_start() {
+    let src = source();
+    let proxy = Proxy::start(destination(), replicating(&unique("_mirrorgate-meta-del")));
+    let topic = unique("deleted");
+    create_source_topic(&src, &topic);
+    produce(&src, &topic, "first", 40);
+    mirror_from(&proxy, &src, &topic, "earliest");
+    let copied = dump(&src.bootstrap, &topic);
+    wait_for(&proxy, &topic, &copied);
+
+    // Everything below the middle of each partition is deleted on the source, after
+    // the mirror has it.
+    let ends = offsets(&src.bootstrap, &topic);
+    let cut: Vec<i64> = ends.iter().map(|(_, end)| end / 2).collect();
+    let partitions: Vec<String> = cut
+        .iter()
+        .enumerate()
+        .map(|(p, offset)| format!(r#"{{"topic":"{topic}","partition":{p},"offset":{offset}}}"#))
+        .collect();
+    let file = proxy.dir().join("delete-records.json");
+    std::fs::write(
+        &file,
+        format!(r#"{{"partitions":[{}],"version":1}}"#, partitions.join(",")),
+    )
+    .expect("offsets file");
+    let deleted = kafka_tool_direct(&[
+        "kafka-delete-records",
+        "--bootstrap-server",
+        &src.bootstrap,
+        "--offset-json-file",
+        &file.to_string_lossy(),
+    ]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+
+    // The mirror's log start follows without a new record, and what is left (and what
+    // comes after) stays identical.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let starts: Vec<i64> = offsets(&destination().bootstrap, &topic)
+            .iter()
+            .map(|(start, _)| *start)
+            .collect();
+        if starts == cut {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror starts at {starts:?}, the source at {cut:?}\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    produce(&src, &topic, "after", 20);
+    let expected = dump(&src.bootstrap, &topic);
+    wait_for(&proxy, &topic, &expected);
 }

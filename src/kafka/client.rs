@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rustls::ClientConfig;
 use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
@@ -21,6 +21,9 @@ use crate::config::SaslConfig;
 
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
 const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
+
+/// ApiVersions version of the bootstrap probe (every broker since 2.4 knows v3).
+const API_VERSIONS_VERSION: i16 = 3;
 
 /// Most requests sent and not yet answered on one connection.
 pub const MAX_IN_FLIGHT: usize = 8;
@@ -102,6 +105,11 @@ impl KafkaConnection {
     }
 
     /// A connection to the first of `servers` that answers (bootstrap semantics).
+    ///
+    /// "Answers" means a Kafka answer, not a TCP accept: behind a load balancer or a
+    /// relay the connect succeeds even when the broker is down, so without SASL (which
+    /// is an exchange already) an ApiVersions request must come back before the
+    /// server is taken; otherwise the next one is tried.
     pub async fn connect_first(
         servers: &[String],
         client_id: &str,
@@ -112,11 +120,30 @@ impl KafkaConnection {
         let mut last = ClientError::Closed;
         for server in servers {
             match Self::connect_with(server, client_id, connect_timeout, tls, sasl).await {
-                Ok(conn) => return Ok(conn),
+                Ok(mut conn) => {
+                    if sasl.is_some() {
+                        return Ok(conn);
+                    }
+                    match conn.probe(connect_timeout).await {
+                        Ok(()) => return Ok(conn),
+                        Err(e) => last = e,
+                    }
+                }
                 Err(e) => last = e,
             }
         }
         Err(last)
+    }
+
+    /// One ApiVersions round trip within `timeout`.
+    async fn probe(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("mirrorgate"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let previous = std::mem::replace(&mut self.request_timeout, timeout);
+        let answer = self.call(&request, API_VERSIONS_VERSION).await;
+        self.request_timeout = previous;
+        answer.map(|_| ())
     }
 
     pub fn addr(&self) -> &str {

@@ -127,7 +127,9 @@ pub fn filler_timestamp(after: i64) -> i64 {
 /// Header-only prefilter for the proxy's Fetch path: false for every batch that cannot be
 /// a filler batch: control or empty batches, and any batch whose max timestamp is
 /// neither [`NO_TIMESTAMP`] nor, equal to its first timestamp, a marked millisecond of
-/// [`filler_timestamp`]. About one data batch in a thousand passes. Sound only if all
+/// [`filler_timestamp`]. Fillers have null values, so on a compacted mirror the log
+/// cleaner treats them as tombstones and writes its delete horizon into the first
+/// timestamp (KIP-534): with that flag only the max timestamp is checked. About one data batch in a thousand passes. Sound only if all
 /// fillers are written with such timestamps (every record the same) and the destination
 /// topic is CreateTime (the broker then keeps the timestamps, even when it recompresses);
 /// when it returns true, confirm with [`is_filler_batch`].
@@ -136,7 +138,7 @@ pub fn may_be_filler_batch(batch: &BatchView) -> bool {
     !batch.is_control()
         && batch.records_count() > 0
         && (max == NO_TIMESTAMP
-            || (max == batch.base_timestamp()
+            || ((max == batch.base_timestamp() || batch.has_delete_horizon())
                 && max.rem_euclid(FILLER_TIMESTAMP_MODULUS) == FILLER_TIMESTAMP_MARK))
 }
 

@@ -110,6 +110,34 @@ fn filler_detection_true_and_false() {
     assert!(!is_filler_batch(&view(&control)).unwrap());
 }
 
+/// The log cleaner of a compacted mirror takes fillers (null values) for tombstones and
+/// writes its delete horizon into the batch's first timestamp: still a filler batch.
+#[test]
+fn fillers_with_a_delete_horizon_are_still_fillers() {
+    let stamp = filler_timestamp(1_700_000_000_500);
+    for codec in CODECS {
+        let filler = filler_batch(4, codec, stamp).unwrap();
+        let cleaned = patch(
+            &with_attributes(&filler, DELETE_HORIZON_FLAG),
+            27,
+            &(stamp + 86_400_001).to_be_bytes(),
+        );
+        let v = view(&cleaned);
+        assert!(v.has_delete_horizon() && v.base_timestamp() != v.max_timestamp());
+        assert!(may_be_filler_batch(&v), "{codec:?}");
+        assert!(is_filler_batch(&v).unwrap(), "{codec:?}");
+    }
+    // Data the cleaner flagged keeps failing the header check at unmarked milliseconds.
+    let data = encode(
+        &[rec(0, 1_700_000_000_123, b"k", "v")],
+        Compression::None,
+        -1,
+        false,
+    );
+    let flagged = with_attributes(&data, DELETE_HORIZON_FLAG);
+    assert!(!may_be_filler_batch(&view(&flagged)));
+}
+
 /// A compacted batch: records left at offset deltas 0, 3, 4, 9 of a range that ends at
 /// delta 11 (the cleaner keeps the batch's last offset when it drops its last records).
 fn compacted(codec: Compression) -> Bytes {

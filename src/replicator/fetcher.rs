@@ -209,6 +209,7 @@ struct Slot {
     status: Arc<PartitionStatus>,
     last_fetch: metrics::Gauge,
     high_watermark: i64,
+    log_start_offset: i64,
 }
 
 /// The broker's view of our fetch session: its id, the next epoch, and the offset
@@ -299,6 +300,7 @@ impl BrokerFetcher {
                 status: command.status,
                 last_fetch: command.last_fetch,
                 high_watermark: -1,
+                log_start_offset: -1,
             },
         );
     }
@@ -443,7 +445,10 @@ impl BrokerFetcher {
                     continue;
                 }
                 let records = data.records.unwrap_or_default();
-                if records.is_empty() && data.high_watermark == slot.high_watermark {
+                if records.is_empty()
+                    && data.high_watermark == slot.high_watermark
+                    && data.log_start_offset == slot.log_start_offset
+                {
                     continue;
                 }
                 let next = RecordBatches::new(records.clone())
@@ -459,6 +464,7 @@ impl BrokerFetcher {
                     error_code: 0,
                     records,
                     high_watermark: data.high_watermark,
+                    log_start_offset: data.log_start_offset,
                     aborted: data.aborted_transactions.unwrap_or_default(),
                     charge,
                 };
@@ -466,6 +472,7 @@ impl BrokerFetcher {
                     Ok(()) => {
                         slot.offset = next;
                         slot.high_watermark = data.high_watermark;
+                        slot.log_start_offset = data.log_start_offset;
                     }
                     // Fetched again once the task has room; the budget comes back now.
                     Err(mpsc::error::TrySendError::Full(_)) => {}
@@ -485,6 +492,7 @@ fn error_data(fetch_offset: i64, error_code: i16) -> SourceData {
         error_code,
         records: bytes::Bytes::new(),
         high_watermark: -1,
+        log_start_offset: -1,
         aborted: Vec::new(),
         charge: None,
     }

@@ -18,6 +18,7 @@ use super::Destination;
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::groups::{self, CommittedOffset, ListedGroup};
+use crate::kafka::offsets;
 
 /// Groups handled per round at most; the rest wait (and a warning says so), so one
 /// round's memory and duration stay bounded on clusters with very many groups.
@@ -58,6 +59,7 @@ pub struct MirrorOffsets {
     pub source_topic: String,
     pub mirror_topic: String,
     /// Log end offset of each destination partition: no committed offset goes above it.
+    /// One entry per partition; a round reads the values from the destination itself.
     pub mirrored_end: Vec<i64>,
 }
 
@@ -168,6 +170,7 @@ impl OffsetSync {
             .fetch_offsets(&selected, &topics)
             .await
             .context("reading committed offsets on the source")?;
+        let mirrors = &mirrored_ends(dest, mirrors, &mut report.errors).await?;
 
         let mut pending: Vec<(String, Vec<CommittedOffset>)> = Vec::new();
         for (group, offsets) in committed {
@@ -270,6 +273,55 @@ impl OffsetSync {
 }
 
 /// The destination's name for a source group.
+/// `mirrors` with each partition's mirrored end read from the destination now: other
+/// instances copy some of the partitions, so this one's progress is not enough. A
+/// mirror whose ends cannot be read is skipped this round (-1), with an error.
+async fn mirrored_ends(
+    dest: &Destination,
+    mirrors: &[MirrorOffsets],
+    errors: &mut Vec<String>,
+) -> anyhow::Result<Vec<MirrorOffsets>> {
+    let mut any = dest
+        .connect_any()
+        .await
+        .context("connecting to the destination")?;
+    let mut out = Vec::with_capacity(mirrors.len());
+    for m in mirrors {
+        let ends = offsets::end_offsets(
+            &mut any,
+            |addr| {
+                let dest = dest.clone();
+                async move { dest.connect(&addr).await }
+            },
+            &m.mirror_topic,
+        )
+        .await;
+        let partitions = m.mirrored_end.len();
+        let mirrored_end = match ends {
+            Ok(ends) => (0..partitions)
+                .map(|p| {
+                    i32::try_from(p)
+                        .ok()
+                        .and_then(|p| ends.get(&p).copied())
+                        .unwrap_or(-1)
+                })
+                .collect(),
+            Err(e) => {
+                errors.push(format!(
+                    "mirror '{}': reading its end offsets: {e}",
+                    m.mirror_topic
+                ));
+                vec![-1; partitions]
+            }
+        };
+        out.push(MirrorOffsets {
+            mirrored_end,
+            ..m.clone()
+        });
+    }
+    Ok(out)
+}
+
 pub fn destination_group(prefix: Option<&str>, group: &str) -> String {
     format!("{}{group}", prefix.unwrap_or(""))
 }

@@ -144,6 +144,8 @@ pub struct PartitionCopier {
     /// Whether the source log start was compared with the destination end since the
     /// start.
     log_start_checked: bool,
+    /// The mirror's log start as this copier last set it (-1: not yet).
+    dest_log_start: i64,
     /// Where an empty mirror partition starts (`mirror.start.offset.spec`, resolved
     /// at the mirror's creation); `None` is the source's log start.
     start_at: Option<i64>,
@@ -168,6 +170,8 @@ pub struct SourceData {
     pub error_code: i16,
     pub records: Bytes,
     pub high_watermark: i64,
+    /// The source partition's log start (-1 unknown).
+    pub log_start_offset: i64,
     pub aborted: Vec<AbortedTransaction>,
     /// The link budget these bytes hold until they are acknowledged downstream.
     pub charge: Option<Charge>,
@@ -193,6 +197,7 @@ impl PartitionCopier {
             failed: None,
             max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
             log_start_checked: false,
+            dest_log_start: -1,
             start_at: None,
             report: Progress {
                 next_offset: end,
@@ -386,6 +391,9 @@ impl PartitionCopier {
             return Err(CopyError::Fetch(data.error_code));
         }
         self.report.source_high_watermark = data.high_watermark;
+        if data.log_start_offset > self.dest_log_start {
+            self.follow_log_start(data.log_start_offset).await?;
+        }
         // Decoding charges the link's budget too (the one these bytes were fetched on).
         self.budget = data.charge.as_ref().map(|c| c.budget().clone());
         let serial = self.window.sent_serial();
@@ -452,7 +460,22 @@ impl PartitionCopier {
         self.fill_to(target).await?;
         let tally = self.window.flush().await?;
         self.acked(tally);
-        self.delete_records(target).await
+        self.delete_records(target).await?;
+        self.dest_log_start = self.dest_log_start.max(target);
+        Ok(())
+    }
+
+    /// The source's log start moved (DeleteRecords, retention) below what is already
+    /// mirrored: the mirror's moves with it, so both start at the same offset.
+    async fn follow_log_start(&mut self, source_log_start: i64) -> Result<(), CopyError> {
+        let tally = self.window.flush().await?;
+        self.acked(tally);
+        let target = source_log_start.min(self.window.acked_offset());
+        if target > self.dest_log_start.max(0) {
+            self.delete_records(target).await?;
+        }
+        self.dest_log_start = self.dest_log_start.max(target);
+        Ok(())
     }
 
     /// Produces filler batches for `[sent offset, end)`.
@@ -595,6 +618,7 @@ impl PartitionCopier {
             error_code: partition.error_code,
             records: partition.records.unwrap_or_default(),
             high_watermark: partition.high_watermark,
+            log_start_offset: partition.log_start_offset,
             aborted: partition.aborted_transactions.unwrap_or_default(),
             charge: None,
         })
