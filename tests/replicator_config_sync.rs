@@ -1,7 +1,9 @@
 //! Topic config sync against real clusters, through the library entry point: source
 //! changes reach the mirror, overrides and operators' changes stay, always-mirrored
-//! keys are put back, a missing topic is reported without stopping the others, and a
-//! restarted sync keeps what it cannot tell from an operator's change.
+//! keys are put back, a missing topic is reported without stopping the others; the
+//! sync's memory is stored in the metadata topic, so the next instance to run the link
+//! tells a source change from an operator's, and a mirror with no memory keeps every
+//! difference.
 
 mod common;
 
@@ -14,15 +16,18 @@ use common::replication::source;
 use common::{destination, kafka_tool_direct, unique, Cluster};
 use mirrorgate::config::Config;
 use mirrorgate::registry::{Registry, Snapshot};
+use mirrorgate::replicator::catalog::Catalog;
 use mirrorgate::replicator::config_sync::{ConfigSync, ConfigSyncReport, MirrorConfigs};
 use mirrorgate::replicator::link_config::LinkConfig;
 use mirrorgate::replicator::source::Source;
+use mirrorgate::replicator::store;
 use mirrorgate::replicator::Destination;
 
-fn destination_of(cluster: &Cluster) -> Destination {
+fn destination_of(cluster: &Cluster, metadata_topic: &str) -> Destination {
     let text = format!(
         "[proxy]\nbind = \"127.0.0.1:1\"\nadvertised_host = \"127.0.0.1\"\n\
-         broker_port_base = 2\n[destination]\nbootstrap_servers = \"{}\"\n",
+         broker_port_base = 2\n[destination]\nbootstrap_servers = \"{}\"\n\
+         [replicator]\nmetadata_topic = \"{metadata_topic}\"\n",
         cluster.bootstrap
     );
     let config = Config::parse(&text, Path::new("mirrorgate.toml")).expect("config");
@@ -130,14 +135,20 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
             source_topic: topic.clone(),
             mirror_topic: mirror.clone(),
             overrides: map(&[("segment.ms", "900000")]),
+            synced: None,
         },
         MirrorConfigs {
             source_topic: missing.clone(),
             mirror_topic: missing.clone(),
             overrides: BTreeMap::new(),
+            synced: None,
         },
     ];
-    let (source, destination) = (source_of(&src), destination_of(dest));
+    let metadata = unique("_mirrorgate-metadata-cfg");
+    let (source, destination) = (source_of(&src), destination_of(dest, &metadata));
+    store::ensure_topic(&destination)
+        .await
+        .expect("metadata topic");
     let mut sync = ConfigSync::new();
 
     let report = sync
@@ -211,15 +222,64 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     ]);
     assert_eq!(mirror_keys(&mirror).await, expected);
 
-    // A restarted sync has no memory: it keeps every difference, the operator's
-    // change and the override alike.
-    let mut restarted = ConfigSync::new();
-    let report = restarted
+    // Another instance takes the link over with the memory stored in the metadata
+    // topic: a source change still reaches the mirror, the operator's value stays.
+    alter(&src, &topic, &["--add-config", "retention.ms=3600000"]);
+    wait_topic_config(&src.bootstrap, &topic, "retention.ms", Some("3600000")).await;
+    let stored = stored_memory(&metadata, &mirror);
+    assert!(stored.is_some(), "the sync stored its memory");
+    let handed_over = [
+        MirrorConfigs {
+            synced: stored,
+            ..mirrors[0].clone()
+        },
+        mirrors[1].clone(),
+    ];
+    let report = ConfigSync::new()
+        .round(&source, &destination, "cfg-link", &handed_over)
+        .await
+        .expect("round");
+    assert_report(&report, 1, &missing);
+    let mut expected = expected;
+    expected.insert("retention.ms".into(), "3600000".into());
+    wait_topic_config(&dest.bootstrap, &mirror, "retention.ms", Some("3600000")).await;
+    assert_eq!(mirror_keys(&mirror).await, expected);
+
+    // With no stored memory every difference is kept, the source's change included.
+    alter(&src, &topic, &["--add-config", "retention.ms=1800000"]);
+    wait_topic_config(&src.bootstrap, &topic, "retention.ms", Some("1800000")).await;
+    let report = ConfigSync::new()
         .round(&source, &destination, "cfg-link", &mirrors)
         .await
         .expect("round");
     assert_report(&report, 0, &missing);
     assert_eq!(mirror_keys(&mirror).await, expected);
+}
+
+/// The config sync's memory of `mirror` as the catalog reads it from the metadata topic.
+fn stored_memory(metadata: &str, mirror: &str) -> Option<BTreeMap<String, String>> {
+    let out = common::kcat(
+        &[
+            "-b",
+            &destination().bootstrap,
+            "-C",
+            "-t",
+            metadata,
+            "-e",
+            "-q",
+            "-f",
+            "%k\\t%s\\n",
+        ],
+        None,
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+    let mut catalog = Catalog::default();
+    for line in out.stdout().lines() {
+        if let Some((key, value)) = line.split_once('\t') {
+            catalog.apply(Some(key.as_bytes()), Some(value.as_bytes()), None);
+        }
+    }
+    catalog.synced_configs(mirror).cloned()
 }
 
 /// Through the real binary: a link syncs configs on its own interval, an override

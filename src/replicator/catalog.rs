@@ -31,6 +31,10 @@ pub const MAX_MIRROR_PARTITIONS: i32 = 100_000;
 
 pub const LINK_PREFIX: &str = "link/";
 pub const MIRROR_PREFIX: &str = "mirror/";
+/// The config sync's memory of a mirror (`config_sync`): the values it last wrote or
+/// adopted, so whichever instance runs the link next tells source changes from
+/// operator changes. Last write wins; only the link's owner writes it.
+pub const SYNCED_CONFIGS_PREFIX: &str = "configs/";
 
 /// Why a metadata record was not applied; the label of
 /// `mirrorgate_metadata_records_invalid_total` (a fixed set).
@@ -107,6 +111,7 @@ impl MirrorEntry {
 pub struct Catalog {
     links: BTreeMap<String, LinkEntry>,
     mirrors: BTreeMap<String, MirrorEntry>,
+    synced_configs: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Catalog {
@@ -124,6 +129,11 @@ impl Catalog {
 
     pub fn mirror(&self, topic: &str) -> Option<&MirrorEntry> {
         self.mirrors.get(topic)
+    }
+
+    /// The config sync's stored memory of mirror `topic`.
+    pub fn synced_configs(&self, topic: &str) -> Option<&BTreeMap<String, String>> {
+        self.synced_configs.get(topic)
     }
 
     /// The topics clients may not write to.
@@ -173,6 +183,8 @@ impl Catalog {
         } else if let Some(topic) = key.strip_prefix(MIRROR_PREFIX) {
             let outcome = parse_mirror(key, value);
             self.apply_mirror(topic, outcome)
+        } else if let Some(topic) = key.strip_prefix(SYNCED_CONFIGS_PREFIX) {
+            self.apply_synced_configs(topic, parse_synced_configs(key, value))
         } else {
             Outcome::Ignored
         }
@@ -249,6 +261,30 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    fn apply_synced_configs(
+        &mut self,
+        topic: &str,
+        parsed: Parsed<BTreeMap<String, String>>,
+    ) -> Outcome {
+        match parsed {
+            Parsed::Delete => {
+                self.synced_configs.remove(topic);
+                Outcome::Applied
+            }
+            Parsed::Record(configs) | Parsed::Unopened(configs, _) => {
+                self.synced_configs.insert(topic.to_string(), configs);
+                Outcome::Applied
+            }
+            // A bad memory is no memory: the sync then keeps every difference.
+            Parsed::Bad(reason, detail) => {
+                self.synced_configs.remove(topic);
+                Outcome::Invalid(reason, detail)
+            }
+        }
+    }
+}
+
 /// Version 0 predates versions and always applies; otherwise only a newer one does.
 fn is_stale(incoming: u64, current: Option<u64>) -> bool {
     incoming != 0 && current.is_some_and(|c| incoming <= c)
@@ -304,6 +340,17 @@ fn parse_mirror(key: &str, value: Option<&[u8]>) -> Parsed<MirrorRecord> {
     match validate_mirror(&mirror) {
         Ok(()) => Parsed::Record(mirror),
         Err((reason, detail)) => Parsed::Bad(reason, format!("{key}: {detail}")),
+    }
+}
+
+fn parse_synced_configs(key: &str, value: Option<&[u8]>) -> Parsed<BTreeMap<String, String>> {
+    match bounded(key, value) {
+        Ok(Some(v)) => match serde_json::from_slice(v) {
+            Ok(configs) => Parsed::Record(configs),
+            Err(e) => Parsed::Bad(Invalid::Json, format!("{key}: {e}")),
+        },
+        Ok(None) => Parsed::Delete,
+        Err((reason, detail)) => Parsed::Bad(reason, detail),
     }
 }
 

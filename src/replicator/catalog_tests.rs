@@ -232,3 +232,31 @@ fn a_link_whose_sealed_config_does_not_open_is_kept_with_its_problem() {
         Outcome::Invalid(Invalid::SealedConfig, _)
     ));
 }
+
+#[test]
+fn the_config_sync_memory_is_last_write_wins_and_a_bad_one_is_none() {
+    let mut catalog = Catalog::default();
+    let key = b"configs/m";
+    assert_eq!(
+        apply(&mut catalog, key, Some(r#"{"retention.ms":"1000"}"#)),
+        Outcome::Applied
+    );
+    assert_eq!(
+        apply(&mut catalog, key, Some(r#"{"retention.ms":"2000"}"#)),
+        Outcome::Applied
+    );
+    let expected = BTreeMap::from([("retention.ms".to_string(), "2000".to_string())]);
+    assert_eq!(catalog.synced_configs("m"), Some(&expected));
+    // Not a map of strings: no memory (every difference is then kept).
+    let outcome = apply(&mut catalog, key, Some(r#"{"retention.ms":2000}"#));
+    assert!(
+        matches!(outcome, Outcome::Invalid(Invalid::Json, _)),
+        "{outcome:?}"
+    );
+    assert_eq!(catalog.synced_configs("m"), None);
+    apply(&mut catalog, key, Some("{}"));
+    assert_eq!(apply(&mut catalog, key, None), Outcome::Applied);
+    assert_eq!(catalog.synced_configs("m"), None);
+    // It never makes a topic read-only.
+    assert!(catalog.read_only().is_empty());
+}

@@ -17,18 +17,20 @@
 //! hand a key back, set it to the source's value (or delete it where the source has
 //! none): once equal, it follows again.
 //!
-//! The memory is not persisted. After a restart, the first round for a mirror adopts
-//! the keys that already equal the source's and treats every other difference as an
-//! operator's choice, kept: overwriting an operator's value cannot be undone, while a
-//! kept difference is visible and can be handed back. The cost is that a source change
-//! made while mirrorgate was down does not reach such a key. Always-mirrored keys need
-//! no memory and are corrected in the first round.
+//! The memory is stored in the metadata topic (`configs/<mirror>`) whenever it
+//! changes, so the instance that runs the link next (after a restart or a rebalance)
+//! starts from it. A mirror with no stored memory (its first round) adopts the keys that
+//! already equal the source's and treats every other difference as an operator's
+//! choice, kept: overwriting an operator's value cannot be undone, while a kept
+//! difference is visible and can be handed back. Always-mirrored keys need no memory
+//! and are corrected in the first round.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 
 use super::source::Source;
+use super::store;
 use super::Destination;
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::KafkaConnection;
@@ -66,6 +68,8 @@ pub struct MirrorConfigs {
     pub mirror_topic: String,
     /// Set at mirror creation: these keys no longer follow the source.
     pub overrides: BTreeMap<String, String>,
+    /// The memory last stored in the metadata topic (by whichever instance ran it).
+    pub synced: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,22 +222,56 @@ impl ConfigSync {
                     continue;
                 }
             };
-            let plan = plan(source, current, &mirror.overrides, self.written.get(topic));
+            let memory = self.written.get(topic).or(mirror.synced.as_ref());
+            let plan = plan(source, current, &mirror.overrides, memory);
             if plan.changes.is_empty() {
                 self.written.insert(topic.clone(), plan.written);
             } else {
                 plans.insert(topic.clone(), plan);
             }
         }
-        if plans.is_empty() {
-            return Ok(report);
+        if !plans.is_empty() {
+            self.apply(&mut dest_conn, link, plans, &mut report).await?;
         }
+        self.store(dest, mirrors, &mut report).await;
+        Ok(report)
+    }
 
+    /// Writes the memory of every mirror whose stored one differs.
+    async fn store(
+        &self,
+        dest: &Destination,
+        mirrors: &[MirrorConfigs],
+        report: &mut ConfigSyncReport,
+    ) {
+        for mirror in mirrors {
+            let topic = &mirror.mirror_topic;
+            let Some(written) = self.written.get(topic) else {
+                continue;
+            };
+            if mirror.synced.as_ref() == Some(written) {
+                continue;
+            }
+            if let Err(e) = store::put_synced_configs(dest, topic, written).await {
+                report.errors.push(format!(
+                    "mirror topic '{topic}': storing the sync's memory: {e}"
+                ));
+            }
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        dest_conn: &mut KafkaConnection,
+        link: &str,
+        mut plans: HashMap<String, Plan>,
+        report: &mut ConfigSyncReport,
+    ) -> anyhow::Result<()> {
         let changes: Vec<(String, BTreeMap<String, Option<String>>)> = plans
             .iter()
             .map(|(topic, plan)| (topic.clone(), plan.changes.clone()))
             .collect();
-        let results = admin::alter_topic_configs(&mut dest_conn, &changes)
+        let results = admin::alter_topic_configs(dest_conn, &changes)
             .await
             .context("config sync: alter mirror topic configs")?;
         for (topic, result) in results {
@@ -260,7 +298,7 @@ impl ConfigSync {
                 "mirror topic '{topic}': no answer to the config change"
             ));
         }
-        Ok(report)
+        Ok(())
     }
 }
 

@@ -107,6 +107,7 @@ pub(super) fn config_targets(state: &State, link: &str) -> Vec<MirrorConfigs> {
             source_topic: m.record.source_topic.clone(),
             mirror_topic: m.record.topic.clone(),
             overrides: m.record.overrides.clone(),
+            synced: state.catalog.synced_configs(&m.record.topic).cloned(),
         })
         .collect()
 }

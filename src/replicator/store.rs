@@ -14,7 +14,7 @@ use kafka_protocol::records::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{LINK_PREFIX, MIRROR_PREFIX};
+use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
 use super::secrets::{seal_config, Sealer};
 use super::Destination;
 use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
@@ -147,6 +147,16 @@ pub async fn put_mirror(
         .transpose()
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
     put(dest, format!("{MIRROR_PREFIX}{topic}"), value).await
+}
+
+/// Writes the config sync's memory of mirror `topic` (see `SYNCED_CONFIGS_PREFIX`).
+pub async fn put_synced_configs(
+    dest: &Destination,
+    topic: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<i64, StoreError> {
+    let value = serde_json::to_vec(configs).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(dest, format!("{SYNCED_CONFIGS_PREFIX}{topic}"), Some(value)).await
 }
 
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
