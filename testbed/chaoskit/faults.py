@@ -98,6 +98,9 @@ class Injector:
         self.log = log
         self.counts = {}
         self.failed = {}
+        # Brokers down right now, by side: placement faults leave them out (Kafka
+        # refuses to assign replicas to a broker it does not know).
+        self.down = {"source": set(), "destination": set()}
         self.stop = threading.Event()
         self.admins = {
             "source": AdminClient({"bootstrap.servers": src.bootstrap}),
@@ -127,7 +130,8 @@ class Injector:
             note = ""
             try:
                 note = getattr(self, kind)(target, duration) or ""
-                self.counts[kind] = self.counts.get(kind, 0) + 1
+                tally = self.failed if note.startswith("skipped") else self.counts
+                tally[kind] = tally.get(kind, 0) + 1
             except Exception as e:  # noqa: BLE001 - a fault that could not be injected is reported
                 self.failed[kind] = self.failed.get(kind, 0) + 1
                 note = "not injected: %s" % e
@@ -156,9 +160,14 @@ class Injector:
     # --- brokers ---
 
     def _restart(self, cluster, node, duration, kill):
-        (cluster.kill_node if kill else cluster.stop_node)(node)
-        self._hold(duration)
-        cluster.start_node(node)
+        side = "source" if cluster is self.src else "destination"
+        self.down[side].add(node)
+        try:
+            (cluster.kill_node if kill else cluster.stop_node)(node)
+            self._hold(duration)
+            cluster.start_node(node)
+        finally:
+            self.down[side].discard(node)
 
     def src_broker_restart(self, node, duration):
         self._restart(self.src, node, duration, False)
@@ -248,7 +257,9 @@ class Injector:
         replicas = self._replicas(side, topic)
         partition = rng.choice(sorted(replicas))
         current, _ = replicas[partition]
-        spare = [n for n in range(topology.NODES) if n not in current]
+        if self.down[side] & set(current):
+            return "skipped: a replica's broker is down"
+        spare = [n for n in range(topology.NODES) if n not in current and n not in self.down[side]]
         new = list(current)
         if not spare:
             new.pop(rng.randrange(len(new)))  # one replica fewer (the next move adds one)
@@ -263,6 +274,8 @@ class Injector:
         """Reorders the replicas so another one is preferred, then elects it."""
         rng = random.Random(r)
         replicas, leader = self._replicas(side, topic)[partition]
+        if self.down[side] & set(replicas):
+            return "skipped: a replica's broker is down"
         others = [n for n in replicas if n != leader]
         if not others:
             return "single replica"

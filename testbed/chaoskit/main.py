@@ -355,7 +355,7 @@ class Run:
         print("chaos report (seed %d, %.1f minutes of faults)" % (self.seed, self.seconds / 60))
         print("  faults injected: %d  %s" % (sum(by_kind.values()), ", ".join("%s %d" % kv for kv in by_kind.items())))
         if injector.failed:
-            print("  faults not injected: %s" % injector.failed)
+            print("  faults not injected (a broker down, or an admin call timed out): %s" % injector.failed)
         print("  operations: %s" % ", ".join("%s %d" % kv for kv in sorted(self.op_counts.items())))
         print("  records checked: %d in %d mirror partitions" % (checker.records_checked, checker.partitions_checked))
         print("  writes to a mirror through the proxies: %s" % {k[1]: n for k, n in self.stats.counts.items() if k[0] == "mirror-write"})
