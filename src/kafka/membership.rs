@@ -280,6 +280,10 @@ impl Shared {
         }
     }
 
+    fn is_fenced(&self) -> bool {
+        self.lock().fenced
+    }
+
     fn set_phase(&self, phase: Phase) {
         self.lock().phase = phase;
     }

@@ -519,6 +519,13 @@ impl<C: Connector> Member<C> {
         match response.error_code {
             0 => {
                 self.shared.heartbeat_ok(sent, true);
+                if self.shared.is_fenced() {
+                    // The watchdog gave the shards up while heartbeats went unanswered
+                    // (a coordinator moving, say), but the group still counts us in
+                    // with them: nobody else will copy them until we rejoin.
+                    tracing::info!("heartbeats answered again after fencing; rejoining");
+                    self.needs_join = true;
+                }
                 Ok(())
             }
             REBALANCE_IN_PROGRESS => {
