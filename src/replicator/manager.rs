@@ -501,16 +501,10 @@ async fn fresh_lag(
     .await
     .map_err(|e| unreachable(&e))?;
     let mut any = dest.connect_any().await.map_err(|e| e.to_string())?;
-    let mirror_ends = offsets::end_offsets(
-        &mut any,
-        |addr| {
-            let dest = dest.clone();
-            async move { dest.connect(&addr).await }
-        },
-        &record.topic,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let mirror_ends = dest
+        .end_offsets(&mut any, &record.topic)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(source_ends
         .iter()
         .map(|(p, end)| (*p, end - mirror_ends.get(p).copied().unwrap_or(0)))

@@ -140,6 +140,24 @@ impl Destination {
         .await
     }
 
+    /// The high watermark of every partition of `topic`, asked of each partition's
+    /// leader; `any` is a connection to any destination broker.
+    pub async fn end_offsets(
+        &self,
+        any: &mut KafkaConnection,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, admin::AdminError> {
+        crate::kafka::offsets::end_offsets(
+            any,
+            |addr| {
+                let dest = self.clone();
+                async move { dest.connect(&addr).await }
+            },
+            topic,
+        )
+        .await
+    }
+
     pub async fn connect_leader(
         &self,
         topic: &str,

@@ -18,7 +18,6 @@ use super::Destination;
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::groups::{self, CommittedOffset, ListedGroup};
-use crate::kafka::offsets;
 
 /// Groups handled per round at most; the rest wait (and a warning says so), so one
 /// round's memory and duration stay bounded on clusters with very many groups.
@@ -287,15 +286,7 @@ async fn mirrored_ends(
         .context("connecting to the destination")?;
     let mut out = Vec::with_capacity(mirrors.len());
     for m in mirrors {
-        let ends = offsets::end_offsets(
-            &mut any,
-            |addr| {
-                let dest = dest.clone();
-                async move { dest.connect(&addr).await }
-            },
-            &m.mirror_topic,
-        )
-        .await;
+        let ends = dest.end_offsets(&mut any, &m.mirror_topic).await;
         let partitions = m.mirrored_end.len();
         let mirrored_end = match ends {
             Ok(ends) => (0..partitions)
