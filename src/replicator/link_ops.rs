@@ -122,7 +122,7 @@ impl Replicator {
             return Ok(());
         }
         let version = {
-            let state = self.inner.loaded_state().await?;
+            let state = self.inner.current_state().await?;
             if state.links.contains_key(name) || state.failed_links.contains_key(name) {
                 return Err(ApiError::Conflict(format!(
                     "Cluster link '{name}' already exists."
@@ -232,7 +232,7 @@ impl Replicator {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let (link, catalog) = {
-            let state = self.inner.loaded_state().await?;
+            let state = self.inner.current_state().await?;
             let link = state
                 .links
                 .get(name)
@@ -291,7 +291,7 @@ impl Replicator {
 
     pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
         let has_mirrors = {
-            let state = self.inner.loaded_state().await?;
+            let state = self.inner.current_state().await?;
             if !state.links.contains_key(name) && !state.failed_links.contains_key(name) {
                 return Err(not_found(name));
             }

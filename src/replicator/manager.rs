@@ -21,6 +21,7 @@ use super::link_config::LinkConfig;
 use super::link_runtime::LinkRuntime;
 pub(super) use super::mirror_tasks::MirrorEntry;
 use super::offset_sync::MirrorOffsets;
+use super::partition::log_end_offset;
 use super::secrets::Sealer;
 use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
@@ -225,7 +226,7 @@ impl Replicator {
         }
         // What the command needs, read under the lock; the I/O below runs without it.
         let (link_record, catalog) = {
-            let state = self.inner.loaded_state().await?;
+            let state = self.inner.current_state().await?;
             let link_record = state.links.get(link).cloned().ok_or_else(|| {
                 ApiError::NotFound(format!("Cluster link '{link}' does not exist."))
             })?;
@@ -363,7 +364,7 @@ impl Replicator {
             // Each topic's facts are read under the lock; its syncs and writes run
             // without it.
             let prepared = {
-                let state = self.inner.loaded_state().await?;
+                let state = self.inner.current_state().await?;
                 if link != "-" && !state.links.contains_key(link) {
                     return Err(ApiError::NotFound(format!(
                         "Cluster link '{link}' does not exist."
@@ -569,6 +570,25 @@ impl Inner {
             )));
         }
         Ok(self.state.lock().await)
+    }
+
+    /// The state as of every record in the metadata topic now, for a command's
+    /// read-modify-write: another instance's change made a moment ago (a pause through
+    /// a load balancer, then a resume) is seen here, not answered from a lagging view.
+    pub(super) async fn current_state(
+        self: &Arc<Self>,
+    ) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
+        let topic = self.dest.metadata_topic();
+        let end = match self.dest.connect_leader(&topic, 0).await {
+            Ok(mut conn) => log_end_offset(&mut conn, &topic, 0)
+                .await
+                .map_err(|e| unavailable(format!("the metadata topic's end: {e}")))?,
+            Err(e) => return Err(unavailable(format!("the metadata topic's leader: {e}"))),
+        };
+        if end > 0 {
+            self.commit(end - 1).await?;
+        }
+        self.loaded_state().await
     }
 
     /// Commands that need this instance's link jobs (final syncs).

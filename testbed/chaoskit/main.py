@@ -132,8 +132,9 @@ class Run:
             self.admin_cli("mirrors", "--create", "--mirror-topic", topic, "--link", topology.LINK)
         self.log("link %s and %d mirrors created; %d instances ready" % (topology.LINK, len(self.mirrors), len(self.instances)))
 
-    def admin_cli(self, *args, attempts=30):
-        """A CLI command against any live instance (the REST API works on each)."""
+    def admin_cli(self, *args, attempts=30, done=None):
+        """A CLI command against any live instance (the REST API works on each).
+        `done`: an error text that means an earlier try already did it."""
         last = ""
         for _ in range(attempts):
             live = [i for i in self.instances if i.pid and not i.stopped]
@@ -144,7 +145,7 @@ class Run:
                     if out.returncode == 0:
                         return out.stdout
                     last = "%s: %s" % (inst.name, (out.stderr or out.stdout).strip()[-300:])
-                    if "already" in last:
+                    if "already" in last or (done and done in last):
                         return out.stdout
                 except Exception as e:  # noqa: BLE001 - the instance may have been paused mid-call
                     last = "%s: %s" % (inst.name, e)
@@ -181,6 +182,7 @@ class Run:
                     break
                 except Exception as e:  # noqa: BLE001 - reported, the run goes on
                     note = "failed: %s" % e
+                    self.log("op %s attempt %d %s" % (op, attempt + 1, note))
                     if attempt == 4:
                         self.op_counts[op + " (failed)"] = self.op_counts.get(op + " (failed)", 0) + 1
                     elif stop.wait(5):
@@ -233,10 +235,43 @@ class Run:
 
     def pause_resume(self, rng):
         topic = rng.choice([m for m in self.mirrors if m != "chaos-compact"])
-        self.admin_cli("mirrors", "--pause", "--topics", topic)
+        # A step whose answer was lost (an instance paused or killed mid-call) is
+        # retried; finding the mirror already in the wanted state is then success.
+        self.admin_cli("mirrors", "--pause", "--topics", topic, done="is PAUSED")
         time.sleep(rng.uniform(5, 15))
-        self.admin_cli("mirrors", "--resume", "--topics", topic)
+        self.resume_everywhere(topic)
         return topic
+
+    def resume_everywhere(self, topic, timeout=240):
+        """Resumes `topic` until every live instance shows it ACTIVE: an instance
+        that had not seen the pause yet answers "is ACTIVE" to a resume, so the
+        answer alone does not prove the mirror runs again."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.admin_cli("mirrors", "--resume", "--topics", topic, done="is ACTIVE")
+            settle = time.monotonic() + 10
+            while time.monotonic() < settle:
+                states = self.mirror_states(topic)
+                if states and all(s == "ACTIVE" for s in states.values()):
+                    return
+                time.sleep(1)
+            if time.monotonic() > deadline:
+                raise RuntimeError("%s not ACTIVE on every instance: %s" % (topic, states))
+            self.log("resume of %s not seen everywhere yet (%s); again" % (topic, states))
+
+    def mirror_states(self, topic):
+        """The mirror's state as each live instance describes it."""
+        states = {}
+        for inst in [i for i in self.instances if i.pid and not i.stopped]:
+            try:
+                out = inst.cli("mirrors", "--describe", "--topics", topic, timeout=15)
+            except Exception:  # noqa: BLE001 - paused or killed right now
+                continue
+            for line in out.stdout.splitlines():
+                if line.startswith("Topic: %s\t" % topic):
+                    fields = dict(f.split(": ", 1) for f in line.split("\t") if ": " in f)
+                    states[inst.name] = fields.get("State")
+        return states
 
     # --- the run ---
 
@@ -263,6 +298,11 @@ class Run:
             t.join(180)
         ops.join(120)
         stop_ops.set()
+        # An operation still running (a resume being retried) must end before the
+        # checks, or it could pause a mirror under them.
+        ops.join(600)
+        if ops.is_alive():
+            raise RuntimeError("an operation on the workload did not end in 10 minutes")
         self.log("faults over; healing")
         healed = faults.heal(self.src, self.dst, self.instances, self.relay)
         self.log("all instances ready: %s; stopping the workload" % healed)
