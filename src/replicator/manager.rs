@@ -1,4 +1,5 @@
-//! Links and mirror topics: create, list, describe, pause/resume, promote/failover.
+//! Mirror topics: create, list, describe (state changes: `mirror_ops`), and the
+//! replicator's shared state.
 //! A command is validated against the catalog, written to the metadata topic as a
 //! record one version newer than what it read, and applied only when the catalog feed
 //! reads it back (`reconcile`): every instance applies the same history, and a command
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::catalog::{Catalog, MIRROR_PREFIX};
 use super::catalog_feed::{CatalogFeed, CatalogView};
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
-use super::cut_over::{self, FinalSync};
+use super::cut_over;
 use super::fleet::{Fleet, FleetView, Share};
 use super::link_config::LinkConfig;
 use super::link_runtime::LinkRuntime;
@@ -27,7 +28,6 @@ use super::source::Source;
 use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
-use crate::kafka::offsets;
 use crate::kafka::producer::init_producer_id;
 use crate::registry::Registry;
 
@@ -342,78 +342,6 @@ impl Replicator {
             .map(|m| view(m, &state))
             .collect())
     }
-
-    /// Applies `change` to each of `topics` (never an implied "all": an empty list is
-    /// refused); one result per topic, as Confluent answers.
-    pub async fn change(
-        &self,
-        link: &str,
-        topics: &[String],
-        change: Change,
-    ) -> Result<Vec<(String, Result<(), String>)>, ApiError> {
-        if matches!(change, Change::Promote | Change::Failover) {
-            self.inner.require_replicating("promote and failover")?;
-        }
-        if topics.is_empty() {
-            return Err(ApiError::Invalid(
-                "mirror_topic_names: name the mirror topics".into(),
-            ));
-        }
-        let mut results = Vec::new();
-        for topic in topics.iter().cloned() {
-            // Each topic's facts are read under the lock; its syncs and writes run
-            // without it.
-            let prepared = {
-                let state = self.inner.current_state().await?;
-                if link != "-" && !state.links.contains_key(link) {
-                    return Err(ApiError::NotFound(format!(
-                        "Cluster link '{link}' does not exist."
-                    )));
-                }
-                Prepared::of(&state, link, &topic, change)
-            };
-            let result = match prepared {
-                Ok(prepared) => self.inner.change_one(prepared, &topic, change).await,
-                Err(e) => Err(e),
-            };
-            results.push((topic, result));
-        }
-        Ok(results)
-    }
-}
-
-/// What a state change of one mirror needs, read under the state lock.
-struct Prepared {
-    record: MirrorRecord,
-    links: BTreeMap<String, LinkRecord>,
-    catalog: Arc<Catalog>,
-    unavailable_source: bool,
-    final_sync: Option<FinalSync>,
-}
-
-impl Prepared {
-    fn of(state: &State, link: &str, topic: &str, change: Change) -> Result<Self, String> {
-        let entry = state
-            .mirrors
-            .get(topic)
-            .filter(|m| link == "-" || m.record.link == link)
-            .ok_or_else(|| format!("Topic '{topic}' is not a mirror topic of link '{link}'."))?;
-        let unavailable_source = state
-            .runtimes
-            .get(&entry.record.link)
-            .is_some_and(|r| r.status.source_unavailable());
-        let final_sync = match change {
-            Change::Promote | Change::Failover => FinalSync::prepare(state, topic),
-            _ => None,
-        };
-        Ok(Self {
-            record: entry.record.clone(),
-            links: state.links.clone(),
-            catalog: state.catalog.clone(),
-            unavailable_source,
-            final_sync,
-        })
-    }
 }
 
 /// The source topic of `mirror`: on a prefixed link the mirror is named prefix +
@@ -472,46 +400,6 @@ pub(super) fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Opt
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
-}
-
-/// Partitions of the mirror behind their source right now, as "partition P lag N":
-/// both ends are asked at this moment, never taken from the last fetch.
-async fn fresh_lag(
-    dest: &Destination,
-    links: &BTreeMap<String, LinkRecord>,
-    record: &MirrorRecord,
-) -> Result<Vec<String>, String> {
-    let link = &record.link;
-    let unreachable = |e: &dyn std::fmt::Display| {
-        format!(
-            "Topic '{}' cannot be promoted while the source cluster of '{link}' is unavailable ({e}); use failover.",
-            record.topic
-        )
-    };
-    let source =
-        source_of(links, link).ok_or_else(|| format!("Cluster link '{link}' cannot run."))?;
-    let mut any = source.connect_any().await.map_err(|e| unreachable(&e))?;
-    let source_ends = offsets::end_offsets(
-        &mut any,
-        |addr| {
-            let source = source.clone();
-            async move { source.connect(&addr).await }
-        },
-        &record.source_topic,
-    )
-    .await
-    .map_err(|e| unreachable(&e))?;
-    let mut any = dest.connect_any().await.map_err(|e| e.to_string())?;
-    let mirror_ends = dest
-        .end_offsets(&mut any, &record.topic)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(source_ends
-        .iter()
-        .map(|(p, end)| (*p, end - mirror_ends.get(p).copied().unwrap_or(0)))
-        .filter(|(_, lag)| *lag > 0)
-        .map(|(p, lag)| format!("partition {p} lag {lag}"))
-        .collect())
 }
 
 /// Another instance's command on the same link or mirror was written first.
@@ -744,77 +632,5 @@ impl Inner {
         if let Err(e) = written {
             tracing::error!(error = %e, topic, "cannot record the FAILED state");
         }
-    }
-
-    async fn change_one(
-        self: &Arc<Self>,
-        prepared: Prepared,
-        topic: &str,
-        change: Change,
-    ) -> Result<(), String> {
-        let Prepared {
-            record: current_record,
-            links,
-            catalog,
-            unavailable_source,
-            final_sync,
-        } = prepared;
-        let link = current_record.link.clone();
-        let current = current_record.state;
-        if current == MirrorState::Stopped && matches!(change, Change::Promote | Change::Failover) {
-            return Err(format!(
-                "Topic '{topic}' has already stopped its mirror from '{link}'"
-            ));
-        }
-        let next = match (change, current) {
-            (Change::Pause, MirrorState::Active) => MirrorState::Paused,
-            (Change::Resume, MirrorState::Paused) => MirrorState::Active,
-            (Change::Failover, _) => {
-                if let Some(sync) = &final_sync {
-                    sync.before_failover(&self.dest, &link).await;
-                }
-                MirrorState::Stopped
-            }
-            (Change::Promote, MirrorState::Active | MirrorState::Paused) => {
-                if unavailable_source {
-                    return Err(format!(
-                        "Topic '{topic}' cannot be promoted while the source cluster of '{link}' is unavailable; use failover."
-                    ));
-                }
-                let lagging = fresh_lag(&self.dest, &links, &current_record).await?;
-                if !lagging.is_empty() {
-                    return Err(format!(
-                        "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
-                        lagging.join(", ")
-                    ));
-                }
-                if let Some(sync) = &final_sync {
-                    let source_topic = current_record.source_topic.clone();
-                    sync.before_promote(&self.dest, &link, topic, &source_topic)
-                        .await?;
-                }
-                MirrorState::Stopped
-            }
-            (_, state) => {
-                return Err(format!(
-                    "Topic '{topic}' is {}; {change:?} does not apply.",
-                    state.as_str()
-                ))
-            }
-        };
-        let key = format!("{MIRROR_PREFIX}{topic}");
-        let mut record = current_record;
-        record.state = next;
-        record.reason = None;
-        record.state_time_ms = now_ms();
-        record.version = catalog.next_version(&key);
-        let offset = store::put_mirror(&self.dest, topic, Some(&record))
-            .await
-            .map_err(|e| e.to_string())?;
-        let view = self.commit(offset).await.map_err(|e| e.to_string())?;
-        if view.catalog.mirror(topic).and_then(|m| m.record.as_ref()) != Some(&record) {
-            return Err(lost_race(&key).to_string());
-        }
-        Ok(())
     }
 }

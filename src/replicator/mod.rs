@@ -45,6 +45,7 @@ mod link_jobs;
 mod link_ops;
 pub mod link_runtime;
 pub mod manager;
+mod mirror_ops;
 mod mirror_tasks;
 /// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
 pub mod offset_sync;
