@@ -1,0 +1,517 @@
+//! A benchmark where the proxy is the bottleneck. A stand-in broker (`upstream`)
+//! answers Produce and Fetch from memory; a load generator pipelines requests like
+//! real clients; in between sits nothing, a plain relay of our own (`relay`, the floor
+//! a byte-copying proxy can reach), or mirrorgate. Each middle runs as its own process
+//! so its CPU time is its own. Every ratio is against the relay and the direct path
+//! measured in the same run.
+//!
+//! `cargo bench --bench proxy_bound [-- --quick] [-- --write]` prints a Markdown
+//! section; `--write` also puts it into BENCHMARKS.md between its markers.
+
+mod load;
+mod relay;
+mod upstream;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+pub const PRODUCE_TOPIC: &str = "bench-produce";
+pub const FETCH_TOPIC: &str = "bench-fetch";
+const FETCH_RESPONSE_BYTES: usize = 4 << 20;
+
+/// The value after `flag`.
+pub fn arg<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match arg(&args, "--role") {
+        Some("upstream") => upstream::main(&args),
+        Some("relay") => relay::main(&args),
+        Some(other) => bail!("unknown role {other}"),
+        None => run(
+            args.iter().any(|a| a == "--quick"),
+            args.iter().any(|a| a == "--write"),
+        ),
+    }
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Process {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Eight free consecutive ports, below the ephemeral range.
+fn free_port_range() -> Result<u16> {
+    for base in (21000..29000).step_by(8) {
+        if (0..8).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("no free port range")
+}
+
+fn ourselves(args: &[&str]) -> Result<Process> {
+    let child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("spawn a role of the benchmark")?;
+    Ok(Process(child))
+}
+
+/// What sits between the load and the stand-in broker.
+#[derive(Clone, Copy)]
+enum Kind {
+    Direct,
+    Relay,
+    Mirrorgate { mirror_declared: bool },
+}
+
+/// A middle, and whether clients reach it over TLS (terminated there).
+#[derive(Clone, Copy)]
+struct Middle {
+    kind: Kind,
+    tls: bool,
+}
+
+impl Middle {
+    fn label(&self) -> String {
+        let name = match self.kind {
+            Kind::Direct => "direct",
+            Kind::Relay => "relay (256 KiB buffers)",
+            Kind::Mirrorgate {
+                mirror_declared: false,
+            } => "mirrorgate",
+            Kind::Mirrorgate {
+                mirror_declared: true,
+            } => "mirrorgate, fetched topic a mirror",
+        };
+        if self.tls {
+            format!("{name}, TLS")
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// Starts it; returns the process (none when direct) and where clients go.
+    fn start(
+        &self,
+        upstream: u16,
+        dir: &Path,
+        client_tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<(Option<Process>, load::Target)> {
+        let tls = self.tls.then(|| client_tls.clone());
+        let cert = dir.join("proxy.pem").display().to_string();
+        let key = dir.join("proxy-key.pem").display().to_string();
+        let (process, addr) = match self.kind {
+            Kind::Direct => (None, format!("127.0.0.1:{upstream}")),
+            Kind::Relay => {
+                let listen = format!("127.0.0.1:{}", free_port()?);
+                let to = format!("127.0.0.1:{upstream}");
+                let mut args = vec!["--role", "relay", "--listen", &listen, "--to", &to];
+                if self.tls {
+                    args.extend(["--tls-cert", &cert, "--tls-key", &key]);
+                }
+                (Some(ourselves(&args)?), listen.clone())
+            }
+            Kind::Mirrorgate { mirror_declared } => {
+                let bootstrap = free_port()?;
+                let brokers = free_port_range()?;
+                let admin = free_port()?;
+                let mut config = format!(
+                    "[proxy]\nbind = \"127.0.0.1:{bootstrap}\"\nadvertised_host = \"127.0.0.1\"\n\
+                     broker_port_base = {brokers}\n\n"
+                );
+                if self.tls {
+                    config.push_str(&format!(
+                        "[proxy.tls]\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n"
+                    ));
+                }
+                config.push_str(&format!(
+                    "[destination]\nbootstrap_servers = \"127.0.0.1:{upstream}\"\n\n\
+                     [admin]\nbind = \"127.0.0.1:{admin}\"\n\n[log]\nlevel = \"warn\"\n"
+                ));
+                if mirror_declared {
+                    config.push_str(&format!("\n[[mirror_topics]]\nname = \"{FETCH_TOPIC}\"\n"));
+                }
+                let path = dir.join("mirrorgate.toml");
+                std::fs::write(&path, config)?;
+                let child = Command::new(mirrorgate_binary())
+                    .args(["run", "--config"])
+                    .arg(&path)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .context("spawn mirrorgate")?;
+                // Broker 0's own listener, where a client sends its Produce and Fetch.
+                (Some(Process(child)), format!("127.0.0.1:{brokers}"))
+            }
+        };
+        Ok((process, load::Target { addr, tls }))
+    }
+}
+
+/// Development certificates in `dir` (the script the TLS tests use), and a client
+/// config trusting their CA.
+fn certificates(dir: &Path) -> Result<Arc<rustls::ClientConfig>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs/make-dev-certs");
+    let out = Command::new(script).arg(dir).output()?;
+    if !out.status.success() {
+        bail!("make-dev-certs: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("ca.pem"))? {
+        roots.add(cert?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn mirrorgate_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mirrorgate"))
+}
+
+/// User plus system CPU seconds a process has used.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("/proc stat format")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).context("utime")?.parse::<f64>()?
+        + fields.get(12).context("stime")?.parse::<f64>()?;
+    Ok(ticks / clock_ticks())
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// One kind of load.
+enum Workload {
+    Bulk {
+        label: &'static str,
+        request: Bytes,
+        connections: usize,
+        depth: usize,
+    },
+    Rate {
+        label: &'static str,
+        request: Bytes,
+        rate: u32,
+    },
+}
+
+impl Workload {
+    fn label(&self) -> &'static str {
+        match self {
+            Workload::Bulk { label, .. } | Workload::Rate { label, .. } => label,
+        }
+    }
+
+    fn request(&self) -> &Bytes {
+        match self {
+            Workload::Bulk { request, .. } | Workload::Rate { request, .. } => request,
+        }
+    }
+
+    async fn run(&self, target: &load::Target, duration: Duration) -> Result<load::Outcome> {
+        match self {
+            Workload::Bulk {
+                request,
+                connections,
+                depth,
+                ..
+            } => load::bulk(target, request, *connections, *depth, duration).await,
+            Workload::Rate { request, rate, .. } => {
+                load::fixed_rate(target, request, *rate, duration).await
+            }
+        }
+    }
+}
+
+struct Row {
+    workload: &'static str,
+    middle: String,
+    kind_relay: bool,
+    tls: bool,
+    mb_per_s: f64,
+    requests_per_s: f64,
+    cpu_s_per_gb: Option<f64>,
+    cpu_us_per_request: Option<f64>,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+}
+
+fn run(quick: bool, write: bool) -> Result<()> {
+    let duration = Duration::from_secs(if quick { 3 } else { 5 });
+    // Rounds interleave the middles, so a noisy minute on this machine hits them all.
+    let rounds = if quick { 1 } else { 3 };
+    let dir = tempfile::tempdir()?;
+    let upstream_port = free_port()?;
+    let fetch_bytes = FETCH_RESPONSE_BYTES.to_string();
+    let port = upstream_port.to_string();
+    let _upstream = ourselves(&[
+        "--role",
+        "upstream",
+        "--port",
+        &port,
+        "--fetch-bytes",
+        &fetch_bytes,
+    ])?;
+    let workloads = vec![
+        Workload::Bulk {
+            label: "produce 1 MiB batches, 4 conns x 4 in flight",
+            request: load::produce_request(1 << 20)?,
+            connections: 4,
+            depth: 4,
+        },
+        Workload::Bulk {
+            label: "produce 16 KiB batches, 4 conns x 16 in flight",
+            request: load::produce_request(16 << 10)?,
+            connections: 4,
+            depth: 16,
+        },
+        Workload::Bulk {
+            label: "fetch 4 MiB responses, 4 conns x 2 in flight",
+            request: load::fetch_request()?,
+            connections: 4,
+            depth: 2,
+        },
+        Workload::Rate {
+            label: "2,000 produce/s of 1 KiB, 1 conn",
+            request: load::produce_request(1 << 10)?,
+            rate: 2000,
+        },
+    ];
+    let client_tls = certificates(dir.path())?;
+    let middles = [
+        (Kind::Direct, false),
+        (Kind::Relay, false),
+        (
+            Kind::Mirrorgate {
+                mirror_declared: false,
+            },
+            false,
+        ),
+        (
+            Kind::Mirrorgate {
+                mirror_declared: true,
+            },
+            false,
+        ),
+        (Kind::Relay, true),
+        (
+            Kind::Mirrorgate {
+                mirror_declared: false,
+            },
+            true,
+        ),
+    ]
+    .map(|(kind, tls)| Middle { kind, tls });
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut rows = Vec::new();
+    for middle in (0..rounds).flat_map(|_| middles.iter()) {
+        let (process, target) = middle.start(upstream_port, dir.path(), &client_tls)?;
+        runtime.block_on(wait_ready(&target, workloads[0].request()))?;
+        for workload in &workloads {
+            // A short warm-up, so connection set-up is not measured.
+            runtime.block_on(workload.run(&target, Duration::from_millis(500)))?;
+            let cpu_before = process.as_ref().map(|p| cpu_seconds(p.pid())).transpose()?;
+            let mut outcome = runtime.block_on(workload.run(&target, duration))?;
+            let cpu = match (&process, cpu_before) {
+                (Some(p), Some(before)) => Some(cpu_seconds(p.pid())? - before),
+                _ => None,
+            };
+            let secs = outcome.elapsed.as_secs_f64();
+            let gb = outcome.bytes as f64 / 1e9;
+            rows.push(Row {
+                workload: workload.label(),
+                middle: middle.label(),
+                kind_relay: matches!(middle.kind, Kind::Relay),
+                tls: middle.tls,
+                mb_per_s: outcome.bytes as f64 / 1e6 / secs,
+                requests_per_s: outcome.requests as f64 / secs,
+                cpu_s_per_gb: cpu.map(|c| c / gb),
+                cpu_us_per_request: cpu.map(|c| c * 1e6 / outcome.requests.max(1) as f64),
+                p50: outcome.latency_ms(0.5),
+                p99: outcome.latency_ms(0.99),
+                p999: outcome.latency_ms(0.999),
+            });
+            eprintln!("done: {} through {}", workload.label(), middle.label());
+        }
+        drop(process);
+    }
+    let section = section(&medians(&rows), duration, rounds);
+    println!("{section}");
+    if write {
+        write_report(&section)?;
+    }
+    Ok(())
+}
+
+async fn wait_ready(target: &load::Target, request: &Bytes) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(2), load::once(target, request)).await {
+            Ok(Ok(())) => return Ok(()),
+            _ if Instant::now() > deadline => bail!("{} never answered", target.addr),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// One row per (workload, middle): the median of each figure over the rounds.
+fn medians(rows: &[Row]) -> Vec<Row> {
+    fn median(mut values: Vec<f64>) -> f64 {
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(0.0)
+    }
+    let mut out: Vec<Row> = Vec::new();
+    for row in rows {
+        if out
+            .iter()
+            .any(|r| r.workload == row.workload && r.middle == row.middle)
+        {
+            continue;
+        }
+        let same: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.workload == row.workload && r.middle == row.middle)
+            .collect();
+        let of = |f: fn(&Row) -> f64| median(same.iter().map(|r| f(r)).collect());
+        let of_opt = |f: fn(&Row) -> Option<f64>| {
+            let values: Vec<f64> = same.iter().filter_map(|r| f(r)).collect();
+            (!values.is_empty()).then(|| median(values))
+        };
+        out.push(Row {
+            workload: row.workload,
+            middle: row.middle.clone(),
+            kind_relay: row.kind_relay,
+            tls: row.tls,
+            mb_per_s: of(|r| r.mb_per_s),
+            requests_per_s: of(|r| r.requests_per_s),
+            cpu_s_per_gb: of_opt(|r| r.cpu_s_per_gb),
+            cpu_us_per_request: of_opt(|r| r.cpu_us_per_request),
+            p50: of(|r| r.p50),
+            p99: of(|r| r.p99),
+            p999: of(|r| r.p999),
+        });
+    }
+    out
+}
+
+const BEGIN: &str = "<!-- proxy-bound:begin -->";
+const END: &str = "<!-- proxy-bound:end -->";
+
+/// The BENCHMARKS.md section: how it was run, then the table.
+fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
+    let mut out = format!(
+        "{BEGIN}\n## Proxy-bound (benches/proxy_bound)\n\n\
+         `cargo bench --bench proxy_bound [-- --quick] [-- --write]`. A stand-in broker answers \
+         Produce (v9, acks=1) and Fetch (v12, 4 MiB of 64 KiB record batches) from memory, so \
+         the middle of the path is what is measured. Middles: none (direct), a plain relay of \
+         our own with 256 KiB buffers (the floor a byte-copying proxy reaches), and mirrorgate \
+         (release build, defaults). Each middle is its own process; CPU is its user + system \
+         time over the run. Load generator, stand-in broker and middle share this machine's \
+         2 cores, so MB/s is what the three reach together; compare the ratios. \
+         Latency of the fixed-rate row counts from when each request was due. {} s per row, \
+         {rounds} round(s) interleaving the middles; each figure is the median over the rounds.\n\n\
+         | workload | middle | MB/s | vs direct | req/s | CPU-s/GB | CPU-µs/req | CPU vs relay | p50 ms | p99 ms | p99.9 ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        duration.as_secs()
+    );
+    for row in rows {
+        let same_workload = |r: &&Row| r.workload == row.workload;
+        let relay = rows
+            .iter()
+            .filter(same_workload)
+            .find(|r| r.kind_relay && r.tls == row.tls)
+            .and_then(|r| r.cpu_us_per_request);
+        let direct = rows
+            .iter()
+            .filter(same_workload)
+            .find(|r| r.cpu_us_per_request.is_none())
+            .map(|r| r.mb_per_s);
+        let ratio = |ours: Option<f64>, base: Option<f64>| match (ours, base) {
+            (Some(ours), Some(base)) if base > 0.0 => format!("{:.2}x", ours / base),
+            _ => "-".into(),
+        };
+        let opt =
+            |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            row.workload,
+            row.middle,
+            row.mb_per_s,
+            ratio(Some(row.mb_per_s), direct),
+            row.requests_per_s,
+            opt(row.cpu_s_per_gb, 2),
+            opt(row.cpu_us_per_request, 1),
+            ratio(row.cpu_us_per_request, relay),
+            row.p50,
+            row.p99,
+            row.p999,
+        ));
+    }
+    out.push_str(END);
+    out
+}
+
+/// Replaces the section in BENCHMARKS.md (or appends it).
+fn write_report(section: &str) -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let updated = match (current.find(BEGIN), current.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!(
+                "{}{section}{}",
+                &current[..begin],
+                &current[end + END.len()..]
+            )
+        }
+        _ => format!("{}\n\n{section}\n", current.trim_end()),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
