@@ -81,6 +81,14 @@ def watermarks(bootstrap, tps):
     return out
 
 
+def mirror_line(describe, topic):
+    """The topic line of `mirrors --describe` output for `topic`, and its State."""
+    line = next((l for l in describe.splitlines() if l.startswith("Topic: %s\t" % topic)), None)
+    if line is None:
+        return None, None
+    return line, dict(f.split(": ", 1) for f in line.split("\t") if ": " in f).get("State")
+
+
 class Checker:
     def __init__(self, src, dst, instances, log):
         self.src = src
@@ -195,8 +203,7 @@ class Checker:
             out = inst.cli("mirrors", "--describe", "--link", topology.LINK)
             views[inst.name] = out.stdout
             for topic in expected:
-                line = next((l for l in out.stdout.splitlines() if l.startswith("Topic: %s\t" % topic)), None)
-                state = dict(f.split(": ", 1) for f in line.split("\t") if ": " in f).get("State") if line else None
+                line, state = mirror_line(out.stdout, topic)
                 if line is None:
                     self.fail("mirror-state", "%s@%s" % (topic, inst.name), "not listed: %s" % (out.stdout + out.stderr).strip()[:200])
                 elif state != "ACTIVE":

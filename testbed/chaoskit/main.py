@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewPartitions, NewTopic
 
 from . import faults, topology
-from .checker import Checker, read_partition, watermarks
+from .checker import Checker, mirror_line, read_partition, watermarks
 from .relay import Relay
 from .workload import (
     GROW_TO,
@@ -267,10 +267,9 @@ class Run:
                 out = inst.cli("mirrors", "--describe", "--topics", topic, timeout=15)
             except Exception:  # noqa: BLE001 - paused or killed right now
                 continue
-            for line in out.stdout.splitlines():
-                if line.startswith("Topic: %s\t" % topic):
-                    fields = dict(f.split(": ", 1) for f in line.split("\t") if ": " in f)
-                    states[inst.name] = fields.get("State")
+            line, state = mirror_line(out.stdout, topic)
+            if line is not None:
+                states[inst.name] = state
         return states
 
     # --- the run ---
