@@ -55,7 +55,7 @@ pub(super) async fn round(
         .filter(|t| t.error_code == 0 && !t.is_internal)
         .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
         .collect();
-    let existing = inner.mirror_names().await;
+    let existing = inner.mirror_names();
     let prefix = config.prefix.as_deref().unwrap_or("");
     let replicator = Replicator::from_inner(inner.clone());
     let mut report = AutoCreateReport::default();

@@ -13,7 +13,7 @@ use super::offset_sync::{MirrorOffsets, OffsetSync, SyncReport};
 use super::source::Source;
 use super::Destination;
 
-/// What the sync jobs remember between rounds.
+/// What the sync jobs remember between rounds, owned by the link's actor.
 #[derive(Debug, Default)]
 pub struct LinkSyncs {
     pub config: ConfigSync,
@@ -115,13 +115,13 @@ pub(super) async fn config_sync(
     link: &str,
     config: &LinkConfig,
     status: &LinkStatus,
-    syncs: &tokio::sync::Mutex<LinkSyncs>,
+    syncs: &mut LinkSyncs,
 ) {
     if !should_run(status, CONFIG_SYNC, true, config) {
         return;
     }
-    let targets = inner.config_targets(link).await;
-    let round = config_round(&inner.dest, link, config, syncs, &targets).await;
+    let targets = inner.config_targets(link);
+    let round = config_round(&inner.dest, link, config, &mut syncs.config, &targets).await;
     report_round(
         status,
         CONFIG_SYNC,
@@ -135,12 +135,11 @@ pub(super) async fn config_round(
     dest: &Destination,
     link: &str,
     config: &LinkConfig,
-    syncs: &tokio::sync::Mutex<LinkSyncs>,
+    sync: &mut ConfigSync,
     targets: &[MirrorConfigs],
 ) -> anyhow::Result<ConfigSyncReport> {
     let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
-    let mut syncs = syncs.lock().await;
-    syncs.config.round(&source, dest, link, targets).await
+    sync.round(&source, dest, link, targets).await
 }
 
 /// Consumer offset sync of the link's filtered groups onto its mirrors.
@@ -149,13 +148,13 @@ pub(super) async fn offset_sync(
     link: &str,
     config: &LinkConfig,
     status: &LinkStatus,
-    syncs: &tokio::sync::Mutex<LinkSyncs>,
+    syncs: &mut LinkSyncs,
 ) {
     if !should_run(status, OFFSET_SYNC, config.consumer_offset_sync, config) {
         return;
     }
-    let targets = inner.offset_targets(link).await;
-    let round = offset_round(&inner.dest, link, config, syncs, &targets).await;
+    let targets = inner.offset_targets(link);
+    let round = offset_round(&inner.dest, link, config, &mut syncs.offsets, &targets).await;
     report_problems(
         status,
         OFFSET_SYNC,
@@ -173,14 +172,11 @@ pub(super) async fn offset_round(
     dest: &Destination,
     link: &str,
     config: &LinkConfig,
-    syncs: &tokio::sync::Mutex<LinkSyncs>,
+    sync: &mut OffsetSync,
     targets: &[MirrorOffsets],
 ) -> anyhow::Result<SyncReport> {
     let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
     let prefix = config.prefix.as_deref().filter(|_| config.group_prefix);
-    let mut syncs = syncs.lock().await;
-    syncs
-        .offsets
-        .round(link, &source, dest, &config.group_filters, prefix, targets)
+    sync.round(link, &source, dest, &config.group_filters, prefix, targets)
         .await
 }

@@ -158,7 +158,7 @@ impl Replicator {
     pub async fn links(&self) -> Result<Vec<LinkView>, ApiError> {
         // Asked before the lock is taken: no lock is held across I/O.
         let destination_cluster_id = self.inner.destination_cluster_id().await;
-        let state = self.inner.loaded_state().await?;
+        let state = self.inner.loaded_state()?;
         let mut views = Vec::new();
         for link in state.links.values() {
             let paused = state.link_paused(&link.name);
@@ -208,7 +208,7 @@ impl Replicator {
 
     /// The link's configs, secrets redacted; keys fixed at creation are read-only.
     pub async fn link_configs(&self, name: &str) -> Result<Vec<LinkConfigView>, ApiError> {
-        let state = self.inner.loaded_state().await?;
+        let state = self.inner.loaded_state()?;
         let link = state.links.get(name).ok_or_else(|| not_found(name))?;
         Ok(link_config::redact(&link.config)
             .into_iter()

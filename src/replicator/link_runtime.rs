@@ -1,18 +1,22 @@
-//! One background task per cluster link. It runs the link's periodic jobs, each on
-//! its own interval: the availability probe (link state ACTIVE, PAUSED or
-//! SOURCE_UNAVAILABLE) here, and the `link_jobs`: auto-created mirrors, topic config
-//! sync, consumer offset sync. It reads the link's current config each round, so
-//! `--alter` applies from the next round on.
+//! One actor per cluster link whose jobs run here. It owns the link's sync memory and
+//! runs its periodic jobs, each on its own interval: the availability probe (link
+//! state ACTIVE, PAUSED or SOURCE_UNAVAILABLE) here, and the `link_jobs`: auto-created
+//! mirrors, topic config sync, consumer offset sync. Promote and failover ask it for
+//! a final round (`final_sync::FinalRound`) instead of sharing its memory. It takes the
+//! link's config from the latest snapshot each round, so `--alter` applies from the
+//! next round on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
+use super::final_sync::FinalRound;
 use super::link_jobs::{self, LinkSyncs};
 use super::manager::Inner;
 use super::source::Source;
@@ -109,51 +113,66 @@ impl LinkStatus {
     }
 }
 
-/// A running link task; dropping the handle does not stop it, `stop()` does.
-pub struct LinkRuntime {
-    pub status: Arc<LinkStatus>,
-    /// The sync jobs' memory; promote runs a final round with it too.
-    pub syncs: Arc<tokio::sync::Mutex<LinkSyncs>>,
-    stop: CancellationToken,
+/// Final rounds asked for at once; a promote waits for room.
+const REQUEST_ROOM: usize = 4;
+
+/// A running link actor, owned by the controller; dropping it stops the actor.
+pub(super) struct LinkRuntime {
+    pub(super) status: Arc<LinkStatus>,
+    requests: mpsc::Sender<FinalRound>,
+    _stop: DropGuard,
+}
+
+/// What readers may hold of a link actor: its status, and a way to ask it for rounds.
+#[derive(Clone)]
+pub(super) struct LinkHandle {
+    pub(super) status: Arc<LinkStatus>,
+    pub(super) requests: mpsc::Sender<FinalRound>,
 }
 
 impl LinkRuntime {
-    pub fn stop(&self) {
-        self.stop.cancel();
+    pub(super) fn handle(&self) -> LinkHandle {
+        LinkHandle {
+            status: self.status.clone(),
+            requests: self.requests.clone(),
+        }
     }
 }
 
-/// Starts the task of `link`. `probe_now` runs the first availability probe at once
+/// Starts the actor of `link`. `probe_now` runs the first availability probe at once
 /// (at start, when nothing is known yet) instead of after one interval.
-pub fn spawn(inner: Arc<Inner>, link: &str, probe_now: bool) -> LinkRuntime {
-    let runtime = LinkRuntime {
-        status: Arc::new(LinkStatus::default()),
-        syncs: Arc::default(),
-        stop: inner.shutdown.child_token(),
-    };
+pub(super) fn spawn(inner: Arc<Inner>, link: &str, probe_now: bool) -> LinkRuntime {
+    let stop = inner.shutdown.child_token();
+    let (requests, inbox) = mpsc::channel(REQUEST_ROOM);
+    let status = Arc::new(LinkStatus::default());
     let span = tracing::info_span!("link", link = %link);
     tokio::spawn(
         run(
             inner,
             link.to_string(),
-            runtime.status.clone(),
-            runtime.syncs.clone(),
-            runtime.stop.clone(),
+            status.clone(),
+            inbox,
+            stop.clone(),
             probe_now,
         )
         .instrument(span),
     );
-    runtime
+    LinkRuntime {
+        status,
+        requests,
+        _stop: stop.drop_guard(),
+    }
 }
 
 async fn run(
     inner: Arc<Inner>,
     link: String,
     status: Arc<LinkStatus>,
-    syncs: Arc<tokio::sync::Mutex<LinkSyncs>>,
+    mut inbox: mpsc::Receiver<FinalRound>,
     stop: CancellationToken,
     probe_now: bool,
 ) {
+    let mut syncs = LinkSyncs::default();
     let labels = [("link", link.clone())];
     let available_gauge = metrics::gauge!("mirrorgate_link_available", &labels);
     let probe_failures = metrics::counter!("mirrorgate_link_probe_failures_total", &labels);
@@ -167,24 +186,29 @@ async fn run(
     let (mut next_topics, mut next_offsets) = (start, start);
     loop {
         let due = next_probe.min(next_topics).min(next_offsets);
-        tokio::select! {
+        let request = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep_until(due) => {}
-        }
+            _ = tokio::time::sleep_until(due) => None,
+            request = inbox.recv() => request,
+        };
         // The link's current config: altered links take effect on the next round.
-        let Some(config) = inner.link_config(&link).await else {
+        let Some(config) = inner.link_config(&link) else {
             return;
         };
+        if let Some(request) = request {
+            request.run(&inner.dest, &link, &config, &mut syncs).await;
+            continue;
+        }
         let now = Instant::now();
         if now >= next_topics {
             next_topics = now + config.topic_config_sync_interval;
-            max_lag.set(inner.max_lag(&link).await as f64);
+            max_lag.set(inner.max_lag(&link) as f64);
             link_jobs::auto_create(&inner, &link, &config, &status).await;
-            link_jobs::config_sync(&inner, &link, &config, &status, &syncs).await;
+            link_jobs::config_sync(&inner, &link, &config, &status, &mut syncs).await;
         }
         if now >= next_offsets {
             next_offsets = now + config.consumer_offset_sync_interval;
-            link_jobs::offset_sync(&inner, &link, &config, &status, &syncs).await;
+            link_jobs::offset_sync(&inner, &link, &config, &status, &mut syncs).await;
         }
         if now < next_probe {
             continue;

@@ -1,5 +1,6 @@
-//! Mirror topics: create, list, describe (state changes: `mirror_ops`), and the
-//! replicator's shared state.
+//! Mirror topics: create, list, describe (state changes: `mirror_ops`), and what
+//! the replicator's parts share (`Inner`: connections, the feed, the controller's
+//! snapshots and event channel).
 //! A command is validated against the catalog, written to the metadata topic as a
 //! record one version newer than what it read, and applied only when the catalog feed
 //! reads it back (`reconcile`): every instance applies the same history, and a command
@@ -10,22 +11,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::{Catalog, MIRROR_PREFIX};
+use super::catalog::MIRROR_PREFIX;
 use super::catalog_feed::{CatalogFeed, CatalogView};
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
-use super::cut_over;
-use super::fleet::{Fleet, FleetView, Share};
+use super::controller::{self, Event, MirrorSnapshot, Snapshot, State};
+use super::final_sync;
+use super::fleet::{Fleet, FleetView};
 use super::link_config::LinkConfig;
-use super::link_runtime::LinkRuntime;
-pub(super) use super::mirror_tasks::MirrorEntry;
 use super::offset_sync::MirrorOffsets;
 use super::partition::log_end_offset;
 use super::secrets::Sealer;
 use super::source::Source;
-use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
+use super::store::{self, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::kafka::producer::init_producer_id;
@@ -66,56 +66,13 @@ pub enum Change {
     Failover,
 }
 
-#[derive(Default)]
-pub(super) struct State {
-    /// Links that can run: readable, credentials opened.
-    pub(super) links: BTreeMap<String, LinkRecord>,
-    /// Links whose latest record cannot be used, with the reason (shown FAILED).
-    pub(super) failed_links: BTreeMap<String, (Option<LinkRecord>, String)>,
-    pub(super) mirrors: BTreeMap<String, MirrorEntry>,
-    /// The running task of each link (replicating instances only).
-    pub(super) runtimes: BTreeMap<String, LinkRuntime>,
-    /// The catalog this state was last reconciled with.
-    pub(super) catalog: Arc<Catalog>,
-    /// This instance's share of the fleet's work (nothing until assigned).
-    pub(super) share: Share,
-}
-
-impl State {
-    pub(super) fn link_paused(&self, link: &str) -> bool {
-        link_paused(&self.links, link)
-    }
-
-    /// The state users see: an ACTIVE mirror shows its link's trouble.
-    fn shown_state(&self, record: &MirrorRecord) -> &'static str {
-        if record.state != MirrorState::Active {
-            return record.state.as_str();
-        }
-        if self.link_paused(&record.link) {
-            "LINK_PAUSED"
-        } else if self
-            .runtimes
-            .get(&record.link)
-            .is_some_and(|r| r.status.source_unavailable())
-        {
-            "SOURCE_UNAVAILABLE"
-        } else {
-            record.state.as_str()
-        }
-    }
-}
-
-pub(super) fn link_paused(links: &BTreeMap<String, LinkRecord>, link: &str) -> bool {
-    links
-        .get(link)
-        .and_then(|l| LinkConfig::from_properties(l.config.clone()).ok())
-        .is_some_and(|c| c.paused)
-}
-
 pub struct Inner {
     pub dest: Destination,
     pub(super) sealer: Option<Sealer>,
-    pub(super) state: Mutex<State>,
+    /// The controller's latest state (`controller`): read, never written, here.
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Events for the controller.
+    events: mpsc::Sender<Event>,
     pub(super) shutdown: CancellationToken,
     pub(super) fetchers: super::fetcher::Fetchers,
     pub(super) feed: CatalogFeed,
@@ -193,17 +150,20 @@ impl Replicator {
             replicating,
             &shutdown,
         );
+        let (snapshot_tx, snapshots) = watch::channel(Arc::default());
+        let (events, events_rx) = mpsc::channel(controller::EVENT_ROOM);
         let inner = Arc::new(Inner {
             dest,
             sealer,
-            state: Mutex::new(State::default()),
+            snapshots,
+            events,
             shutdown,
             fetchers: Default::default(),
             feed,
             replicating,
             fleet,
         });
-        tokio::spawn(super::reconcile::follow(inner.clone()));
+        controller::spawn(inner.clone(), events_rx, snapshot_tx);
         if replicating {
             tokio::spawn(super::source_watch::watch_sources(inner.clone()));
         }
@@ -224,16 +184,18 @@ impl Replicator {
                 "Topic name '{mirror}' is not valid."
             )));
         }
-        // What the command needs, read under the lock; the I/O below runs without it.
-        let (link_record, catalog) = {
-            let state = self.inner.current_state().await?;
-            let link_record = state.links.get(link).cloned().ok_or_else(|| {
-                ApiError::NotFound(format!("Cluster link '{link}' does not exist."))
-            })?;
-            (link_record, state.catalog.clone())
-        };
-        let config = LinkConfig::from_properties(link_record.config.clone())
-            .map_err(|e| ApiError::Invalid(e.join("; ")))?;
+        let state = self.inner.current_state().await?;
+        if !state.links.contains_key(link) {
+            return Err(ApiError::NotFound(format!(
+                "Cluster link '{link}' does not exist."
+            )));
+        }
+        let config = state.link_config(link).ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "Cluster link '{link}' has a config that cannot run."
+            ))
+        })?;
+        let catalog = state.catalog.clone();
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
         let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
         let mut source = link_source.connect_any().await.map_err(unavailable)?;
@@ -320,7 +282,7 @@ impl Replicator {
 
     /// What this instance holds of the fleet's work.
     pub async fn fleet(&self) -> FleetView {
-        let state = self.inner.state.lock().await;
+        let state = self.inner.snapshot();
         FleetView {
             replicating: self.inner.replicating,
             member: self.inner.fleet.as_ref().map(|f| f.describe()),
@@ -328,13 +290,13 @@ impl Replicator {
             mirror_partitions: state
                 .mirrors
                 .iter()
-                .flat_map(|(topic, m)| m.running.keys().map(move |p| format!("{topic}-{p}")))
+                .flat_map(|(topic, m)| m.running.iter().map(move |p| format!("{topic}-{p}")))
                 .collect(),
         }
     }
 
     pub async fn mirrors(&self, link: Option<&str>) -> Result<Vec<MirrorView>, ApiError> {
-        let state = self.inner.loaded_state().await?;
+        let state = self.inner.loaded_state()?;
         Ok(state
             .mirrors
             .values()
@@ -386,18 +348,6 @@ async fn mirror_configs(
     Ok(configs)
 }
 
-/// How to reach the source of `link` (None when its stored config no longer validates).
-pub(super) fn source_of(links: &BTreeMap<String, LinkRecord>, link: &str) -> Option<Source> {
-    let config = LinkConfig::from_properties(links.get(link)?.config.clone()).ok()?;
-    match Source::from_config(&config) {
-        Ok(source) => Some(source),
-        Err(e) => {
-            tracing::error!(link, error = %e, "cannot reach the link's source");
-            None
-        }
-    }
-}
-
 pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(e.to_string())
 }
@@ -409,7 +359,7 @@ pub(super) fn lost_race(key: &str) -> ApiError {
     ))
 }
 
-fn view(m: &MirrorEntry, state: &State) -> MirrorView {
+fn view(m: &MirrorSnapshot, state: &Snapshot) -> MirrorView {
     MirrorView {
         link_name: m.record.link.clone(),
         mirror_topic_name: m.record.topic.clone(),
@@ -422,7 +372,7 @@ fn view(m: &MirrorEntry, state: &State) -> MirrorView {
     }
 }
 
-fn lags(m: &MirrorEntry) -> Vec<PartitionView> {
+fn lags(m: &MirrorSnapshot) -> Vec<PartitionView> {
     let now = now_ms();
     m.statuses
         .iter()
@@ -443,12 +393,16 @@ fn lags(m: &MirrorEntry) -> Vec<PartitionView> {
 }
 
 impl Inner {
-    /// The state, once the catalog is loaded and reconciled.
-    pub(super) async fn loaded_state(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
-        let view = self.feed.view();
-        if !view.loaded {
+    /// The controller's latest snapshot.
+    pub(super) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// The latest snapshot, once the controller applied a loaded catalog.
+    pub(super) fn loaded_state(&self) -> Result<Arc<Snapshot>, ApiError> {
+        let state = self.snapshot();
+        if !state.loaded {
+            let view = self.feed.view();
             let why = view
                 .problem
                 .as_deref()
@@ -457,15 +411,13 @@ impl Inner {
                 "the catalog is not loaded yet: {why}"
             )));
         }
-        Ok(self.state.lock().await)
+        Ok(state)
     }
 
     /// The state as of every record in the metadata topic now, for a command's
     /// read-modify-write: another instance's change made a moment ago (a pause through
     /// a load balancer, then a resume) is seen here, not answered from a lagging view.
-    pub(super) async fn current_state(
-        self: &Arc<Self>,
-    ) -> Result<tokio::sync::MutexGuard<'_, State>, ApiError> {
+    pub(super) async fn current_state(self: &Arc<Self>) -> Result<Arc<Snapshot>, ApiError> {
         let topic = self.dest.metadata_topic();
         let end = match self.dest.connect_leader(&topic, 0).await {
             Ok(mut conn) => log_end_offset(&mut conn, &topic, 0)
@@ -476,7 +428,7 @@ impl Inner {
         if end > 0 {
             self.commit(end - 1).await?;
         }
-        self.loaded_state().await
+        self.loaded_state()
     }
 
     /// Commands that need this instance's link jobs (final syncs).
@@ -490,8 +442,8 @@ impl Inner {
         }
     }
 
-    /// Waits until the catalog feed has read our record at `offset` back, and applies it
-    /// here at once (the state lock is taken only for that, never across the wait).
+    /// Waits until the catalog feed has read our record at `offset` back and the
+    /// controller has applied it.
     pub(super) async fn commit(
         self: &Arc<Self>,
         offset: i64,
@@ -501,9 +453,20 @@ impl Inner {
             .applied(offset, COMMIT_WAIT)
             .await
             .map_err(unavailable)?;
-        let mut state = self.state.lock().await;
-        self.reconcile(&mut state, &view);
-        Ok(view)
+        let mut snapshots = self.snapshots.clone();
+        let applied = async move {
+            snapshots
+                .wait_for(|s| s.loaded && s.next_offset > offset)
+                .await
+                .map(|_| ())
+        };
+        match tokio::time::timeout(COMMIT_WAIT, applied).await {
+            Ok(Ok(_)) => Ok(view),
+            Ok(Err(_)) => Err(unavailable("the replicator is shutting down")),
+            Err(_) => Err(unavailable(format!(
+                "the record at offset {offset} was read but not applied in time"
+            ))),
+        }
     }
 
     pub(super) async fn destination_cluster_id(&self) -> String {
@@ -519,14 +482,13 @@ impl Inner {
     }
 
     /// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
-    pub(super) async fn config_targets(&self, link: &str) -> Vec<MirrorConfigs> {
-        cut_over::config_targets(&*self.state.lock().await, link)
+    pub(super) fn config_targets(&self, link: &str) -> Vec<MirrorConfigs> {
+        final_sync::config_targets(&self.snapshot(), link)
     }
 
     /// The largest partition lag (records) among the link's mirrors.
-    pub(super) async fn max_lag(&self, link: &str) -> i64 {
-        let state = self.state.lock().await;
-        state
+    pub(super) fn max_lag(&self, link: &str) -> i64 {
+        self.snapshot()
             .mirrors
             .values()
             .filter(|m| m.record.link == link)
@@ -538,34 +500,31 @@ impl Inner {
 
     /// The link's mirrors whose consumer offsets are synced (all but STOPPED and
     /// FAILED), with how far each partition is mirrored.
-    pub(super) async fn offset_targets(&self, link: &str) -> Vec<MirrorOffsets> {
-        cut_over::offset_targets(&*self.state.lock().await, link)
+    pub(super) fn offset_targets(&self, link: &str) -> Vec<MirrorOffsets> {
+        final_sync::offset_targets(&self.snapshot(), link)
     }
 
     /// True while the link's last availability probe reached the source.
-    pub(super) async fn link_source_answers(&self, link: &str) -> bool {
-        let state = self.state.lock().await;
-        state
+    pub(super) fn link_source_answers(&self, link: &str) -> bool {
+        self.snapshot()
             .runtimes
             .get(link)
             .is_some_and(|r| r.status.available())
     }
 
     /// Every mirror topic's name, whatever its link or state.
-    pub(super) async fn mirror_names(&self) -> HashSet<String> {
-        self.state.lock().await.mirrors.keys().cloned().collect()
+    pub(super) fn mirror_names(&self) -> HashSet<String> {
+        self.snapshot().mirrors.keys().cloned().collect()
     }
 
     /// The current config of `link` (None once deleted or when it no longer parses).
-    pub(super) async fn link_config(&self, link: &str) -> Option<LinkConfig> {
-        let state = self.state.lock().await;
-        LinkConfig::from_properties(state.links.get(link)?.config.clone()).ok()
+    pub(super) fn link_config(&self, link: &str) -> Option<Arc<LinkConfig>> {
+        self.snapshot().link_config(link)
     }
 
-    /// A link went SOURCE_UNAVAILABLE or came back: refresh the state gauges.
+    /// A link went SOURCE_UNAVAILABLE or came back: the controller refreshes the gauges.
     pub(super) async fn link_availability_changed(&self) {
-        let state = self.state.lock().await;
-        self.publish(&state);
+        let _ = self.events.send(Event::AvailabilityChanged).await;
     }
 
     /// Updates the link and mirror-state gauges (the read-only set reaches the proxy
@@ -578,7 +537,10 @@ impl Inner {
             let count = state
                 .runtimes
                 .iter()
-                .filter(|(link, r)| r.status.state(state.link_paused(link)) == link_state)
+                .filter(|(link, r)| {
+                    let paused = super::transitions::link_paused(&state.link_configs, link);
+                    r.status.state(paused) == link_state
+                })
                 .count();
             metrics::gauge!("mirrorgate_links_by_state", "state" => link_state).set(count as f64);
         }
@@ -603,8 +565,8 @@ impl Inner {
     /// A partition task hit a fatal error: the whole mirror goes FAILED with the reason.
     /// A STOPPED mirror is writable for good and never becomes FAILED.
     pub async fn fail(self: &Arc<Self>, topic: &str, reason: String) {
-        let mut state = self.state.lock().await;
-        let Some(entry) = state.mirrors.get_mut(topic) else {
+        let state = self.snapshot();
+        let Some(entry) = state.mirrors.get(topic) else {
             return;
         };
         if matches!(
@@ -614,7 +576,7 @@ impl Inner {
             return;
         }
         // Nothing more is copied here, whatever becomes of the record.
-        entry.stop_all();
+        let _ = self.events.send(Event::Halt(topic.to_string())).await;
         // The reason's leading code (OFFSET_MISMATCH, ...) is a bounded label.
         let code = reason.split(':').next().unwrap_or("UNKNOWN").to_string();
         metrics::counter!("mirrorgate_mirror_failures_total", "reason" => code).increment(1);
@@ -624,7 +586,6 @@ impl Inner {
         record.reason = Some(reason);
         record.state_time_ms = now_ms();
         record.version = state.catalog.next_version(&key);
-        drop(state);
         let written = match store::put_mirror(&self.dest, topic, Some(&record)).await {
             Ok(offset) => self.commit(offset).await.map(|_| ()),
             Err(e) => Err(unavailable(e)),

@@ -1,14 +1,16 @@
 //! State changes of mirror topics: pause, resume, promote, failover. Each is decided
-//! on facts read under the state lock, then written to the metadata topic and applied
+//! on facts read from a snapshot, then written to the metadata topic and applied
 //! when read back, like every command (`manager`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::catalog::{Catalog, MIRROR_PREFIX};
-use super::cut_over::FinalSync;
-use super::manager::{lost_race, source_of, ApiError, Change, Inner, Replicator, State};
-use super::store::{self, LinkRecord, MirrorRecord, MirrorState};
+use super::controller::Snapshot;
+use super::final_sync::FinalSync;
+use super::manager::{lost_race, ApiError, Change, Inner, Replicator};
+use super::source::Source;
+use super::store::{self, MirrorRecord};
+use super::transitions;
 use super::{now_ms, Destination};
 use crate::kafka::offsets;
 
@@ -31,8 +33,7 @@ impl Replicator {
         }
         let mut results = Vec::new();
         for topic in topics.iter().cloned() {
-            // Each topic's facts are read under the lock; its syncs and writes run
-            // without it.
+            // Each topic's facts come from a snapshot as of the metadata topic's end.
             let prepared = {
                 let state = self.inner.current_state().await?;
                 if link != "-" && !state.links.contains_key(link) {
@@ -52,17 +53,17 @@ impl Replicator {
     }
 }
 
-/// What a state change of one mirror needs, read under the state lock.
+/// What a state change of one mirror needs, read from a snapshot.
 struct Prepared {
     record: MirrorRecord,
-    links: BTreeMap<String, LinkRecord>,
+    source: Option<Source>,
     catalog: Arc<Catalog>,
     unavailable_source: bool,
     final_sync: Option<FinalSync>,
 }
 
 impl Prepared {
-    fn of(state: &State, link: &str, topic: &str, change: Change) -> Result<Self, String> {
+    fn of(state: &Snapshot, link: &str, topic: &str, change: Change) -> Result<Self, String> {
         let entry = state
             .mirrors
             .get(topic)
@@ -78,7 +79,7 @@ impl Prepared {
         };
         Ok(Self {
             record: entry.record.clone(),
-            links: state.links.clone(),
+            source: state.source_of(&entry.record.link),
             catalog: state.catalog.clone(),
             unavailable_source,
             final_sync,
@@ -95,34 +96,26 @@ impl Inner {
     ) -> Result<(), String> {
         let Prepared {
             record: current_record,
-            links,
+            source,
             catalog,
             unavailable_source,
             final_sync,
         } = prepared;
         let link = current_record.link.clone();
-        let current = current_record.state;
-        if current == MirrorState::Stopped && matches!(change, Change::Promote | Change::Failover) {
-            return Err(format!(
-                "Topic '{topic}' has already stopped its mirror from '{link}'"
-            ));
-        }
-        let next = match (change, current) {
-            (Change::Pause, MirrorState::Active) => MirrorState::Paused,
-            (Change::Resume, MirrorState::Paused) => MirrorState::Active,
-            (Change::Failover, _) => {
+        let next = transitions::next_state(topic, &link, change, current_record.state)?;
+        match change {
+            Change::Failover => {
                 if let Some(sync) = &final_sync {
-                    sync.before_failover(&self.dest, &link).await;
+                    sync.before_failover(&link).await;
                 }
-                MirrorState::Stopped
             }
-            (Change::Promote, MirrorState::Active | MirrorState::Paused) => {
+            Change::Promote => {
                 if unavailable_source {
                     return Err(format!(
                         "Topic '{topic}' cannot be promoted while the source cluster of '{link}' is unavailable; use failover."
                     ));
                 }
-                let lagging = fresh_lag(&self.dest, &links, &current_record).await?;
+                let lagging = fresh_lag(&self.dest, source, &current_record).await?;
                 if !lagging.is_empty() {
                     return Err(format!(
                         "Topic '{topic}' cannot be promoted while it has mirroring lag: {}",
@@ -131,18 +124,11 @@ impl Inner {
                 }
                 if let Some(sync) = &final_sync {
                     let source_topic = current_record.source_topic.clone();
-                    sync.before_promote(&self.dest, &link, topic, &source_topic)
-                        .await?;
+                    sync.before_promote(topic, &source_topic).await?;
                 }
-                MirrorState::Stopped
             }
-            (_, state) => {
-                return Err(format!(
-                    "Topic '{topic}' is {}; {change:?} does not apply.",
-                    state.as_str()
-                ))
-            }
-        };
+            Change::Pause | Change::Resume => {}
+        }
         let key = format!("{MIRROR_PREFIX}{topic}");
         let mut record = current_record;
         record.state = next;
@@ -164,7 +150,7 @@ impl Inner {
 /// both ends are asked at this moment, never taken from the last fetch.
 async fn fresh_lag(
     dest: &Destination,
-    links: &BTreeMap<String, LinkRecord>,
+    source: Option<Source>,
     record: &MirrorRecord,
 ) -> Result<Vec<String>, String> {
     let link = &record.link;
@@ -174,8 +160,7 @@ async fn fresh_lag(
             record.topic
         )
     };
-    let source =
-        source_of(links, link).ok_or_else(|| format!("Cluster link '{link}' cannot run."))?;
+    let source = source.ok_or_else(|| format!("Cluster link '{link}' cannot run."))?;
     let mut any = source.connect_any().await.map_err(|e| unreachable(&e))?;
     let source_ends = offsets::end_offsets(
         &mut any,

@@ -1,24 +1,15 @@
 //! The partition tasks of each mirror on this instance: `converge` starts and stops
-//! them so that exactly the wanted ones run (active mirror, usable and unpaused link,
-//! a replicating instance, a partition of this instance's share), whatever changed:
-//! the mirror's record, its link, or the share.
+//! them so that exactly the wanted ones run (`transitions::wanted_partitions`),
+//! whatever changed: the mirror's record, its link, or the share. Run by the
+//! controller only.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
-use super::fleet::Share;
-use super::manager::{link_paused, source_of, Inner};
-use super::store::{LinkRecord, MirrorRecord, MirrorState};
-use super::task::{self, PartitionJob, PartitionStatus};
-
-pub(super) struct MirrorEntry {
-    pub(super) record: MirrorRecord,
-    pub(super) statuses: Vec<Arc<PartitionStatus>>,
-    /// The partitions this instance copies, each with its task's stop token.
-    pub(super) running: BTreeMap<i32, CancellationToken>,
-}
+use super::controller::{source_of, MirrorEntry, State};
+use super::manager::Inner;
+use super::store::MirrorRecord;
+use super::task::{self, PartitionJob};
+use super::transitions;
 
 impl MirrorEntry {
     pub(super) fn new(record: MirrorRecord) -> Self {
@@ -26,26 +17,19 @@ impl MirrorEntry {
         Self {
             record,
             statuses,
-            running: BTreeMap::new(),
+            running: Default::default(),
         }
     }
 
     /// Stops every partition task of the mirror here.
     pub(super) fn stop_all(&mut self) {
-        for (_, stop) in std::mem::take(&mut self.running) {
-            stop.cancel();
-        }
+        self.running.clear();
     }
 
-    /// Takes a new record: tasks restart when what they copy changed (state, link,
-    /// source topic); more partitions only add tasks.
+    /// Takes a new record: tasks restart when what they copy changed; more partitions
+    /// only add tasks.
     pub(super) fn update(&mut self, record: MirrorRecord) {
-        let before = &self.record;
-        let restart = before.state != record.state
-            || before.link != record.link
-            || before.source_topic != record.source_topic
-            || record.partitions < before.partitions;
-        if restart {
+        if transitions::tasks_restart(&self.record, &record) {
             self.stop_all();
         }
         self.statuses
@@ -55,41 +39,22 @@ impl MirrorEntry {
 }
 
 impl Inner {
-    /// The partitions of `entry` that should be copied here now.
-    fn wanted(
-        &self,
-        entry: &MirrorEntry,
-        links: &BTreeMap<String, LinkRecord>,
-        share: &Share,
-    ) -> BTreeSet<i32> {
-        let runs = self.replicating
-            && entry.record.state == MirrorState::Active
-            && links.contains_key(&entry.record.link)
-            // A paused link copies nothing; its mirrors show LINK_PAUSED.
-            && !link_paused(links, &entry.record.link);
-        if !runs {
-            return BTreeSet::new();
-        }
-        (0..entry.record.partitions)
-            .filter(|p| share.owns_partition(&entry.record.topic, *p))
-            .collect()
-    }
-
-    /// Starts the wanted partition tasks that are not running and stops the others.
-    pub(super) fn converge(
-        self: &Arc<Self>,
-        entry: &mut MirrorEntry,
-        links: &BTreeMap<String, LinkRecord>,
-        share: &Share,
-    ) {
-        let wanted = self.wanted(entry, links, share);
-        entry.running.retain(|partition, stop| {
-            let keep = wanted.contains(partition);
-            if !keep {
-                stop.cancel();
-            }
-            keep
-        });
+    /// Starts the wanted partition tasks of `topic` that are not running and stops the
+    /// others.
+    pub(super) fn converge(self: &Arc<Self>, state: &mut State, topic: &str) {
+        let Some(entry) = state.mirrors.get_mut(topic) else {
+            return;
+        };
+        let wanted = transitions::wanted_partitions(
+            &entry.record,
+            &state.link_configs,
+            &state.share,
+            self.replicating,
+        );
+        // A dropped guard stops its task.
+        entry
+            .running
+            .retain(|partition, _| wanted.contains(partition));
         let missing: Vec<i32> = wanted
             .into_iter()
             .filter(|p| !entry.running.contains_key(p))
@@ -97,7 +62,7 @@ impl Inner {
         if missing.is_empty() {
             return;
         }
-        let Some(source) = source_of(links, &entry.record.link) else {
+        let Some(source) = source_of(&state.link_configs, &entry.record.link) else {
             return;
         };
         for partition in missing {
@@ -119,22 +84,32 @@ impl Inner {
                     stop: stop.clone(),
                 },
             );
-            entry.running.insert(partition, stop);
+            entry.running.insert(partition, stop.drop_guard());
+        }
+    }
+
+    /// Every mirror converges (a new share, or a link's config changed).
+    pub(super) fn converge_all(self: &Arc<Self>, state: &mut State) {
+        let topics: Vec<String> = state.mirrors.keys().cloned().collect();
+        for topic in topics {
+            self.converge(state, &topic);
         }
     }
 
     /// Restarts the running tasks of the link's mirrors (a new way to reach the source,
     /// or the link paused or resumed); copying resumes where the destination ends.
-    pub(super) fn restart_link_tasks(
-        self: &Arc<Self>,
-        mirrors: &mut BTreeMap<String, MirrorEntry>,
-        links: &BTreeMap<String, LinkRecord>,
-        share: &Share,
-        link: &str,
-    ) {
-        for entry in mirrors.values_mut().filter(|m| m.record.link == link) {
-            entry.stop_all();
-            self.converge(entry, links, share);
+    pub(super) fn restart_link_tasks(self: &Arc<Self>, state: &mut State, link: &str) {
+        let topics: Vec<String> = state
+            .mirrors
+            .iter()
+            .filter(|(_, m)| m.record.link == link)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in topics {
+            if let Some(entry) = state.mirrors.get_mut(&topic) {
+                entry.stop_all();
+            }
+            self.converge(state, &topic);
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The replicator: cluster links to source clusters and mirror topics copied with
 //! identical offsets.
 //!
-//! link config -> manager (links, mirrors, states; persisted by `store` in the
-//! destination's metadata topic) -> one `task` per mirror partition. The data path:
+//! commands (`manager`, `mirror_ops`, `link_ops`) -> records in the destination's
+//! metadata topic (`store`) -> `catalog_feed` -> `controller` (the one writer of the
+//! state; `reconcile`, `transitions`) -> one `task` per mirror partition and one
+//! `link_runtime` actor per link. The data path:
 //!
 //! ```text
 //!  source broker 1 ... source broker N          (one connection each, per link)
@@ -23,9 +25,9 @@
 //! The per-link `budget` caps bytes fetched and not yet acknowledged, so a slow
 //! destination slows the fetchers down instead of filling memory.
 //!
-//! Beside the data path, each link runs a `link_runtime` task: availability probes
+//! Beside the data path, each link runs a `link_runtime` actor: availability probes
 //! (SOURCE_UNAVAILABLE) and the `link_jobs`: `auto_create` of mirrors, `config_sync`,
-//! `offset_sync`. `cut_over` runs their final rounds on promote and failover;
+//! `offset_sync`. `final_sync` runs their final rounds on promote and failover;
 //! `source_watch` keeps partition counts in step.
 
 pub mod auto_create;
@@ -36,8 +38,10 @@ pub mod catalog;
 pub mod catalog_feed;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
-mod cut_over;
+/// The only writer of the replicator's state; everything else reads its snapshots.
+mod controller;
 mod fetcher;
+mod final_sync;
 /// This instance's share of the work, through the fleet's consumer group.
 pub mod fleet;
 pub mod link_config;
@@ -59,6 +63,8 @@ mod source_watch;
 mod start_offsets;
 pub mod store;
 mod task;
+/// The controller's decisions, pure: what runs here, what a mirror shows.
+mod transitions;
 
 use std::sync::Arc;
 use std::time::Duration;

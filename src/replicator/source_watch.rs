@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::catalog::MIRROR_PREFIX;
-use super::manager::{source_of, Inner};
+use super::manager::Inner;
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError};
@@ -25,14 +25,14 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
             _ = tokio::time::sleep(SOURCE_CHECK) => {}
         }
         let active: Vec<(MirrorRecord, Source)> = {
-            let state = inner.state.lock().await;
+            let state = inner.snapshot();
             state
                 .mirrors
                 .values()
                 .filter(|m| m.record.state == MirrorState::Active)
                 // The instance holding the link's jobs keeps its mirrors' shape.
                 .filter(|m| state.share.owns_link(&m.record.link))
-                .filter_map(|m| Some((m.record.clone(), source_of(&state.links, &m.record.link)?)))
+                .filter_map(|m| Some((m.record.clone(), state.source_of(&m.record.link)?)))
                 .collect()
         };
         for (record, source) in active {
@@ -91,7 +91,7 @@ impl Inner {
                 }) => {}
                 Err(e) => return Err(e.into()),
             }
-            let state = self.state.lock().await;
+            let state = self.snapshot();
             let Some(entry) = state.mirrors.get(&record.topic) else {
                 return Ok(());
             };
@@ -102,7 +102,6 @@ impl Inner {
             let mut updated = entry.record.clone();
             updated.partitions = partitions;
             updated.version = state.catalog.next_version(&key);
-            drop(state);
             let offset = store::put_mirror(&self.dest, &record.topic, Some(&updated)).await?;
             tracing::info!(mirror = %record.topic, from = record.partitions, to = partitions, "source partitions added");
             // Applied when read back: the new partitions' tasks start then (`reconcile`).

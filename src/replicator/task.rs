@@ -208,10 +208,10 @@ impl Failing {
         }
         self.last = Some(now);
         let failing_for = now - self.since.unwrap_or(now);
-        let Some(config) = inner.link_config(&job.link).await else {
+        let Some(config) = inner.link_config(&job.link) else {
             return false;
         };
-        if failing_for <= config.retry_timeout || !inner.link_source_answers(&job.link).await {
+        if failing_for <= config.retry_timeout || !inner.link_source_answers(&job.link) {
             return false;
         }
         let reason = format!(

@@ -5,48 +5,107 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config_sync::MirrorConfigs;
+use tokio::sync::{mpsc, oneshot};
+
+use super::config_sync::{ConfigSyncReport, MirrorConfigs};
+use super::controller::Snapshot;
 use super::link_config::LinkConfig;
 use super::link_jobs::{self, LinkSyncs};
-use super::manager::State;
-use super::offset_sync::MirrorOffsets;
+use super::offset_sync::{MirrorOffsets, SyncReport};
 use super::store::MirrorState;
 use super::Destination;
 
 /// How long failover waits for a last offset sync from a source that may be gone.
 const FAILOVER_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The final rounds of one link, prepared while the state is at hand.
+type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
+
+/// A final sync round asked of a link's actor, which owns the sync memory.
+pub(super) enum FinalRound {
+    Configs {
+        targets: Vec<MirrorConfigs>,
+        reply: Reply<ConfigSyncReport>,
+    },
+    Offsets {
+        targets: Vec<MirrorOffsets>,
+        reply: Reply<SyncReport>,
+    },
+}
+
+impl FinalRound {
+    /// Runs the round with the actor's memory and answers (a caller that gave up
+    /// finds no one to answer: nothing to do).
+    pub(super) async fn run(
+        self,
+        dest: &Destination,
+        link: &str,
+        config: &LinkConfig,
+        syncs: &mut LinkSyncs,
+    ) {
+        match self {
+            FinalRound::Configs { targets, reply } => {
+                let round =
+                    link_jobs::config_round(dest, link, config, &mut syncs.config, &targets).await;
+                let _ = reply.send(round);
+            }
+            FinalRound::Offsets { targets, reply } => {
+                let round =
+                    link_jobs::offset_round(dest, link, config, &mut syncs.offsets, &targets).await;
+                let _ = reply.send(round);
+            }
+        }
+    }
+}
+
+/// The final rounds of one link, prepared from a snapshot.
 pub(super) struct FinalSync {
-    config: LinkConfig,
-    syncs: Arc<tokio::sync::Mutex<LinkSyncs>>,
+    config: Arc<LinkConfig>,
+    actor: mpsc::Sender<FinalRound>,
     configs: Vec<MirrorConfigs>,
     offsets: Vec<MirrorOffsets>,
 }
 
 impl FinalSync {
-    /// None when `topic` is no mirror or its link has no running task.
-    pub(super) fn prepare(state: &State, topic: &str) -> Option<Self> {
+    /// None when `topic` is no mirror or its link's actor does not run here.
+    pub(super) fn prepare(state: &Snapshot, topic: &str) -> Option<Self> {
         let link = &state.mirrors.get(topic)?.record.link;
-        let config = LinkConfig::from_properties(state.links.get(link)?.config.clone()).ok()?;
         Some(Self {
-            config,
-            syncs: state.runtimes.get(link)?.syncs.clone(),
+            config: state.link_config(link)?,
+            actor: state.runtimes.get(link)?.requests.clone(),
             configs: config_targets(state, link),
             offsets: offset_targets(state, link),
         })
     }
 
+    /// Asks the link's actor for a round and waits for its answer.
+    async fn ask<T>(&self, round: impl FnOnce(Reply<T>) -> FinalRound) -> anyhow::Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || anyhow::anyhow!("the link's task stopped");
+        self.actor.send(round(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
+    async fn config_round(&self) -> anyhow::Result<ConfigSyncReport> {
+        let targets = self.configs.clone();
+        self.ask(|reply| FinalRound::Configs { targets, reply })
+            .await
+    }
+
+    async fn offset_round(&self) -> anyhow::Result<SyncReport> {
+        let targets = self.offsets.clone();
+        self.ask(|reply| FinalRound::Offsets { targets, reply })
+            .await
+    }
+
     /// Promote: the mirror's configs and the link's consumer offsets must sync.
     pub(super) async fn before_promote(
         &self,
-        dest: &Destination,
-        link: &str,
         topic: &str,
         source_topic: &str,
     ) -> Result<(), String> {
         let names = [format!("'{topic}'"), format!("'{source_topic}'")];
-        let configs = link_jobs::config_round(dest, link, &self.config, &self.syncs, &self.configs)
+        let configs = self
+            .config_round()
             .await
             .map_err(|e| format!("{e:#}"))
             .and_then(|done| {
@@ -65,8 +124,7 @@ impl FinalSync {
             ));
         }
         if self.config.consumer_offset_sync {
-            let offsets =
-                link_jobs::offset_round(dest, link, &self.config, &self.syncs, &self.offsets).await;
+            let offsets = self.offset_round().await;
             if let Err(e) = offsets {
                 return Err(format!(
                     "Topic '{topic}' cannot be promoted while consumer offsets cannot be synced: {e:#}"
@@ -77,12 +135,11 @@ impl FinalSync {
     }
 
     /// Failover: one last offset sync if the source still answers in time.
-    pub(super) async fn before_failover(&self, dest: &Destination, link: &str) {
+    pub(super) async fn before_failover(&self, link: &str) {
         if !self.config.consumer_offset_sync {
             return;
         }
-        let round = link_jobs::offset_round(dest, link, &self.config, &self.syncs, &self.offsets);
-        match tokio::time::timeout(FAILOVER_SYNC_TIMEOUT, round).await {
+        match tokio::time::timeout(FAILOVER_SYNC_TIMEOUT, self.offset_round()).await {
             Ok(Ok(done)) => tracing::info!(
                 link,
                 committed = done.committed,
@@ -97,7 +154,7 @@ impl FinalSync {
 }
 
 /// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
-pub(super) fn config_targets(state: &State, link: &str) -> Vec<MirrorConfigs> {
+pub(super) fn config_targets(state: &Snapshot, link: &str) -> Vec<MirrorConfigs> {
     state
         .mirrors
         .values()
@@ -113,7 +170,7 @@ pub(super) fn config_targets(state: &State, link: &str) -> Vec<MirrorConfigs> {
 }
 
 /// The link's mirrors whose consumer offsets are synced, one entry per partition.
-pub(super) fn offset_targets(state: &State, link: &str) -> Vec<MirrorOffsets> {
+pub(super) fn offset_targets(state: &Snapshot, link: &str) -> Vec<MirrorOffsets> {
     state
         .mirrors
         .values()
