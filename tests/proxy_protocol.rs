@@ -219,4 +219,25 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
         &proxy,
         endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
     );
+
+    // The same fetch through a proxy where the topic is a mirror: its responses take the
+    // filler path, which must find the NodeEndpoints as well.
+    let mirrored = Proxy::start(
+        cluster,
+        ProxyOptions {
+            mirror_topics: vec![topic.clone()],
+            ..Default::default()
+        },
+    );
+    let mut outsider = connect(&mirrored.broker_addr(2)).await;
+    let response = outsider
+        .call(&fetch, 17)
+        .await
+        .expect("fetch of a mirror from a non-replica");
+    assert_eq!(response.responses[0].partitions[0].error_code, 6);
+    let endpoints = response.node_endpoints.iter();
+    assert_point_at_proxy(
+        &mirrored,
+        endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
+    );
 }

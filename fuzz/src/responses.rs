@@ -10,7 +10,8 @@
 //!
 //! Properties: nothing panics; a decoded and rewritten response encodes, and decodes
 //! back to exactly the rewritten value; negotiated ApiVersions ranges lie inside what
-//! the proxy offers.
+//! the proxy offers; the Fetch walk (`kafka::fetch_scan`) finds in a decoded response,
+//! encoded again, exactly the partitions, records and NodeEndpoints the decoder found.
 
 use std::fmt::Debug;
 
@@ -20,7 +21,10 @@ use kafka_protocol::messages::{
     MetadataResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use mirrorgate::kafka::codec::{decode_response, encode_response, peek_response_error};
+use mirrorgate::kafka::codec::{
+    decode_response, encode_response, peek_response_error, response_body,
+};
+use mirrorgate::kafka::fetch_scan::{scan_fetch_response, ScannedTopic};
 use mirrorgate::proxy::destination::Destination;
 use mirrorgate::proxy::interceptors::api_versions;
 use mirrorgate::proxy::interceptors::fetch_fillers::hide_fillers;
@@ -68,6 +72,7 @@ pub fn check(data: &[u8]) {
             describe_cluster(r).map(|()| Exact::Value)
         }),
         ApiKey::Fetch => {
+            walk_agrees(&frame, version);
             rewrite::<FetchResponse>(&frame, api, version, |r| fetch(r).map(|()| Exact::Value))
         }
         ApiKey::Produce => rewrite::<ProduceResponse>(&frame, api, version, |r| {
@@ -177,6 +182,47 @@ fn describe_cluster(response: &mut DescribeClusterResponse) -> Option<()> {
 
 /// Every topic treated as a mirror, so every partition's records go through
 /// `hide_fillers` (the `fillers` target checks what it does to them).
+/// The walk reads any body without panicking; on the canonical encoding of what the
+/// decoder read, it finds the same partitions, records and NodeEndpoints.
+fn walk_agrees(frame: &Bytes, version: i16) {
+    if let Ok(body) = response_body(frame, ApiKey::Fetch, version) {
+        let _ = scan_fetch_response(&body, version, |_, _, _| {});
+    }
+    let Ok(decoded) = decode_response::<FetchResponse>(frame, ApiKey::Fetch, version) else {
+        return;
+    };
+    let mut body = bytes::BytesMut::new();
+    if decoded.encode(&mut body, version).is_err() {
+        return;
+    }
+    let mut walked = Vec::new();
+    let layout = scan_fetch_response(&body, version, |topic, partition, records| {
+        let topic = match topic {
+            ScannedTopic::Name(name) => name.to_string(),
+            ScannedTopic::Id(id) => uuid::Uuid::from_bytes(id).to_string(),
+        };
+        walked.push((topic, partition, records.map(<[u8]>::to_vec)));
+    })
+    .expect("the walk reads what the decoder wrote");
+    let expected: Vec<_> = decoded
+        .responses
+        .iter()
+        .flat_map(|t| {
+            let topic = if version >= 13 {
+                t.topic_id.to_string()
+            } else {
+                t.topic.as_str().to_string()
+            };
+            t.partitions.iter().map(move |p| {
+                let records = p.records.as_ref().map(|r| r.to_vec());
+                (topic.clone(), p.partition_index, records)
+            })
+        })
+        .collect();
+    assert_eq!(walked, expected);
+    assert_eq!(layout.node_endpoints, !decoded.node_endpoints.is_empty());
+}
+
 fn fetch(response: &mut FetchResponse) -> Option<()> {
     for topic in &mut response.responses {
         for partition in &mut topic.partitions {

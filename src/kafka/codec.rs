@@ -83,6 +83,12 @@ pub fn decode_response<T: Decodable>(
     T::decode(&mut body, version).map_err(|e| decode_err(api, version, e))
 }
 
+/// The body of a response frame (length prefix and header skipped), sharing its bytes.
+pub fn response_body(frame: &Bytes, api: ApiKey, version: i16) -> Result<Bytes, CodecError> {
+    let start = LEN_PREFIX + response_header_len(frame, api, version)?;
+    Ok(frame.slice(start.min(frame.len())..))
+}
+
 /// The first i16 of a response body: the top-level error code of ApiVersions, peeked
 /// before decoding because an UNSUPPORTED_VERSION answer is always v0-formatted.
 pub fn peek_response_error(frame: &Bytes, api: ApiKey, version: i16) -> Option<i16> {

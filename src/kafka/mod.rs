@@ -10,6 +10,9 @@ mod codec_hostile_tests;
 pub mod compression;
 #[cfg(test)]
 mod decode_bounds_tests;
+pub mod fetch_scan;
+#[cfg(test)]
+mod fetch_scan_tests;
 pub mod filler;
 #[cfg(test)]
 mod filler_tests;

@@ -15,7 +15,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::RequestMeta;
-use crate::kafka::codec::{decode_response, encode_response};
+use crate::kafka::codec::{decode_response, encode_response, response_body};
+use crate::kafka::fetch_scan::scan_fetch_response;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::Snapshot;
@@ -132,8 +133,14 @@ pub fn describe_cluster(
 }
 
 /// Fetch v16+: NodeEndpoints appear only when a partition's leader moved; otherwise
-/// the original frame goes back untouched.
+/// the original frame goes back untouched, found so by a walk without decoding.
 pub fn fetch(shared: &Arc<Shared>, frame: Bytes, meta: &RequestMeta) -> Result<Bytes, ConnError> {
+    let walked = response_body(&frame, meta.api_key, meta.api_version)
+        .ok()
+        .and_then(|body| scan_fetch_response(&body, meta.api_version, |_, _, _| {}).ok());
+    if walked.is_some_and(|layout| !layout.node_endpoints) {
+        return Ok(frame);
+    }
     let mut response: FetchResponse = decode(&frame, meta)?;
     if response.node_endpoints.is_empty() {
         return Ok(frame);

@@ -5,12 +5,14 @@
 //! mirrorgate's own topics are never served: their partitions answer
 //! TOPIC_AUTHORIZATION_FAILED with no records.
 //!
-//! Cost: the request is decoded (small); the response only when the request names a
-//! guarded topic, or uses an incremental fetch session (KIP-227), whose responses may
-//! carry partitions the request does not list, and then, while no mirror exists, only
-//! when a cheap scan finds an internal topic's name or id in it. A response is
-//! re-encoded only when a filler batch was replaced, an internal topic refused, or its
-//! NodeEndpoints need rewriting; other partitions keep their bytes.
+//! Cost: the request is decoded (small). The response is looked at only when the
+//! request names a guarded topic, or uses an incremental fetch session (KIP-227), whose
+//! responses may carry partitions the request does not list; then, while no mirror
+//! exists, only when a cheap search finds an internal topic's name or id in it. It is
+//! walked without decoding (`kafka::fetch_scan`), and decoded only when the walk finds
+//! a partition of an internal topic, a batch of a mirror partition that may be a
+//! filler, or NodeEndpoints. It is re-encoded only when a filler batch was replaced, an
+//! internal topic refused, or its NodeEndpoints need rewriting.
 
 use std::sync::Arc;
 
@@ -21,7 +23,8 @@ use uuid::Uuid;
 
 use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::{addresses, forward, OnResponse, RequestAction, RequestMeta};
-use crate::kafka::codec::{decode_request, decode_response, encode_response};
+use crate::kafka::codec::{decode_request, decode_response, encode_response, response_body};
+use crate::kafka::fetch_scan::{scan_fetch_response, ScannedTopic};
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
 use crate::kafka::frame::RequestFrame;
 use crate::kafka::record_batch::{empty_batch_like, RecordBatches};
@@ -105,6 +108,9 @@ pub fn on_response(
     if !snapshot.has_read_only_topics() && !shared.may_name_internal(&snapshot, &frame, by_id) {
         return addresses::fetch(shared, frame, meta);
     }
+    if !needs_decode(shared, &snapshot, &frame, meta) {
+        return Ok(frame);
+    }
     let mut response: FetchResponse =
         decode_response(&frame, meta.api_key, meta.api_version).map_err(ConnError::upstream)?;
     let mut changed = false;
@@ -152,6 +158,55 @@ pub fn on_response(
         &response,
     )
     .map_err(ConnError::internal)
+}
+
+/// False when a walk over the response shows nothing to change: no partition of an
+/// internal topic, no batch of a mirror partition that may be a filler, no
+/// NodeEndpoints. Anything the walk cannot read is decoded, which reports it.
+fn needs_decode(shared: &Shared, snapshot: &Snapshot, frame: &Bytes, meta: &RequestMeta) -> bool {
+    let Ok(body) = response_body(frame, meta.api_key, meta.api_version) else {
+        return true;
+    };
+    let mut needed = false;
+    // Partitions of one topic come together: its guard is looked up once.
+    let mut last: Option<(ScannedTopic, Option<Guard>)> = None;
+    let walked = scan_fetch_response(&body, meta.api_version, |topic, _, records| {
+        if needed {
+            return;
+        }
+        let guard = match &last {
+            Some((seen, guard)) if *seen == topic => *guard,
+            _ => {
+                let guard = match topic {
+                    ScannedTopic::Name(name) => snapshot.guard_of(name),
+                    ScannedTopic::Id(id) => shared
+                        .destination
+                        .topic_name(&Uuid::from_bytes(id))
+                        .and_then(|name| snapshot.guard_of(name.as_str())),
+                };
+                last = Some((topic, guard));
+                guard
+            }
+        };
+        needed = match guard {
+            None => false,
+            Some(Guard::Mirror | Guard::CatalogLoading) => {
+                records.is_some_and(|r| may_hold_filler(&body.slice_ref(r)))
+            }
+            Some(_) => true,
+        };
+    });
+    match walked {
+        Ok(layout) => needed || layout.node_endpoints,
+        Err(_) => true,
+    }
+}
+
+/// True when a batch of `records` passes the cheap filler check.
+fn may_hold_filler(records: &Bytes) -> bool {
+    RecordBatches::new(records.clone())
+        .map_while(Result::ok)
+        .any(|batch| may_be_filler_batch(&batch))
 }
 
 /// A partition of an internal topic: no records, no offsets, the error a broker gives

@@ -1,0 +1,201 @@
+//! A Fetch response read without decoding it: each partition's topic and record bytes,
+//! and whether KIP-951 NodeEndpoints follow, found by stepping over the fields
+//! (versions 4 to 18). Nothing is allocated, so the proxy can tell a response it must
+//! change from one it forwards untouched for the cost of a walk over its headers; the
+//! full decode stays for the responses that need it, and for anything the walk does
+//! not accept.
+
+/// The topic of a scanned partition: its name (v4-12) or its id (v13+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScannedTopic<'a> {
+    Name(&'a str),
+    Id([u8; 16]),
+}
+
+/// What the walk found beside the partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FetchLayout {
+    /// The top-level NodeEndpoints tagged field (v16+) is present.
+    pub node_endpoints: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ScanError {
+    #[error("fetch response version {0} is not scanned")]
+    Version(i16),
+    #[error("fetch response ends inside a field")]
+    Truncated,
+    #[error("fetch response has a malformed field")]
+    Malformed,
+}
+
+/// Oldest and newest versions walked.
+const VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
+const FLEXIBLE_SINCE: i16 = 12;
+const TOPIC_IDS_SINCE: i16 = 13;
+const NODE_ENDPOINTS_SINCE: i16 = 16;
+/// Tag of NodeEndpoints among the top-level tagged fields.
+const NODE_ENDPOINTS_TAG: u32 = 0;
+
+/// Walks `body` (the response after its header) and calls `partition` with each
+/// partition's topic, index and record bytes (None when null).
+pub fn scan_fetch_response<'a>(
+    body: &'a [u8],
+    version: i16,
+    mut partition: impl FnMut(ScannedTopic<'a>, i32, Option<&'a [u8]>),
+) -> Result<FetchLayout, ScanError> {
+    if !VERSIONS.contains(&version) {
+        return Err(ScanError::Version(version));
+    }
+    let flexible = version >= FLEXIBLE_SINCE;
+    let mut r = Reader { buf: body };
+    r.skip(4)?; // throttle_time_ms
+    if version >= 7 {
+        r.skip(2 + 4)?; // error_code, session_id
+    }
+    let topics = r.array_len(flexible)?.unwrap_or(0);
+    for _ in 0..topics {
+        let topic = if version >= TOPIC_IDS_SINCE {
+            ScannedTopic::Id(r.take(16)?.try_into().map_err(|_| ScanError::Truncated)?)
+        } else {
+            let name = r.string(flexible)?.ok_or(ScanError::Malformed)?;
+            ScannedTopic::Name(std::str::from_utf8(name).map_err(|_| ScanError::Malformed)?)
+        };
+        let partitions = r.array_len(flexible)?.unwrap_or(0);
+        for _ in 0..partitions {
+            let index = r.i32()?;
+            // error_code, high_watermark, last_stable_offset
+            r.skip(2 + 8 + 8)?;
+            if version >= 5 {
+                r.skip(8)?; // log_start_offset
+            }
+            let aborted = r.array_len(flexible)?.unwrap_or(0);
+            for _ in 0..aborted {
+                r.skip(8 + 8)?; // producer_id, first_offset
+                if flexible {
+                    r.skip_tagged_fields()?;
+                }
+            }
+            if version >= 11 {
+                r.skip(4)?; // preferred_read_replica
+            }
+            let records = r.bytes(flexible)?;
+            if flexible {
+                r.skip_tagged_fields()?;
+            }
+            partition(topic, index, records);
+        }
+        if flexible {
+            r.skip_tagged_fields()?;
+        }
+    }
+    let mut layout = FetchLayout::default();
+    if flexible {
+        let fields = r.uvarint()?;
+        for _ in 0..fields {
+            let tag = r.uvarint()?;
+            let size = r.uvarint()?;
+            r.skip(size as usize)?;
+            if tag == NODE_ENDPOINTS_TAG && version >= NODE_ENDPOINTS_SINCE {
+                layout.node_endpoints = true;
+            }
+        }
+    }
+    Ok(layout)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ScanError> {
+        if n > self.buf.len() {
+            return Err(ScanError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn skip(&mut self, n: usize) -> Result<(), ScanError> {
+        self.take(n).map(|_| ())
+    }
+
+    fn i16(&mut self) -> Result<i16, ScanError> {
+        let b = self.take(2)?;
+        Ok(i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self) -> Result<i32, ScanError> {
+        let b = self.take(4)?;
+        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn uvarint(&mut self) -> Result<u32, ScanError> {
+        let mut value: u32 = 0;
+        for i in 0..5 {
+            let byte = self.take(1)?[0];
+            value |= u32::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(ScanError::Malformed)
+    }
+
+    /// An array's element count; None when null.
+    fn array_len(&mut self, flexible: bool) -> Result<Option<usize>, ScanError> {
+        let len = if flexible {
+            i64::from(self.uvarint()?) - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        match len {
+            -1 => Ok(None),
+            n if n < 0 => Err(ScanError::Malformed),
+            // Each element takes at least one byte: a count beyond what is left is a lie,
+            // refused before any loop runs that long.
+            n if n as usize > self.buf.len() => Err(ScanError::Truncated),
+            n => Ok(Some(n as usize)),
+        }
+    }
+
+    fn string(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, ScanError> {
+        let len = if flexible {
+            i64::from(self.uvarint()?) - 1
+        } else {
+            i64::from(self.i16()?)
+        };
+        self.sized(len)
+    }
+
+    fn bytes(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, ScanError> {
+        let len = if flexible {
+            i64::from(self.uvarint()?) - 1
+        } else {
+            i64::from(self.i32()?)
+        };
+        self.sized(len)
+    }
+
+    fn sized(&mut self, len: i64) -> Result<Option<&'a [u8]>, ScanError> {
+        match len {
+            -1 => Ok(None),
+            n if n < 0 => Err(ScanError::Malformed),
+            n => self
+                .take(usize::try_from(n).map_err(|_| ScanError::Malformed)?)
+                .map(Some),
+        }
+    }
+
+    fn skip_tagged_fields(&mut self) -> Result<(), ScanError> {
+        let fields = self.uvarint()?;
+        for _ in 0..fields {
+            self.uvarint()?; // tag
+            let size = self.uvarint()?;
+            self.skip(size as usize)?;
+        }
+        Ok(())
+    }
+}
