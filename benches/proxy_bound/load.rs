@@ -17,10 +17,14 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{FETCH_TOPIC, PRODUCE_TOPIC};
+use super::{FetchShape, FETCH_TOPIC, PRODUCE_TOPIC};
 
 pub const PRODUCE_VERSION: i16 = 9;
 pub const FETCH_VERSION: i16 = 12;
+/// A client of Kafka 3.7+ (KIP-951): topic ids, NodeEndpoints possible in responses.
+pub const MODERN_FETCH_VERSION: i16 = 17;
+/// First Fetch version naming topics by id.
+const TOPIC_IDS_SINCE: i16 = 13;
 /// Where the correlation id sits in a request frame: length, key, version, then it.
 const CORRELATION_AT: usize = 8;
 
@@ -54,11 +58,20 @@ impl Outcome {
 }
 
 fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Result<Bytes> {
+    frame_as(key, version, body, FetchShape::Whole.client_id())
+}
+
+fn frame_as(
+    key: ApiKey,
+    version: i16,
+    body: &impl Encodable,
+    client: &'static str,
+) -> Result<Bytes> {
     let header = RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(0)
-        .with_client_id(Some(StrBytes::from_static_str("proxy-bound-bench")));
+        .with_client_id(Some(StrBytes::from_static_str(client)));
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     header.encode(&mut buf, key.request_header_version(version))?;
@@ -82,20 +95,24 @@ pub fn produce_request(batch_bytes: usize) -> Result<Bytes> {
     frame(ApiKey::Produce, PRODUCE_VERSION, &request)
 }
 
-/// A consumer's Fetch of the bench topic (the stand-in answers with its whole log).
-pub fn fetch_request() -> Result<Bytes> {
+/// A consumer's Fetch of the bench topic; the stand-in answers in `shape`.
+pub fn fetch_request(version: i16, shape: FetchShape) -> Result<Bytes> {
+    let mut topic = FetchTopic::default().with_partitions(vec![FetchPartition::default()
+        .with_partition(0)
+        .with_fetch_offset(0)
+        .with_partition_max_bytes(64 << 20)]);
+    if version >= TOPIC_IDS_SINCE {
+        topic.topic_id = super::FETCH_TOPIC_ID;
+    } else {
+        topic.topic = TopicName(StrBytes::from_static_str(FETCH_TOPIC));
+    }
     let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(500)
         .with_min_bytes(1)
         .with_max_bytes(64 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_static_str(FETCH_TOPIC)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(64 << 20)])]);
-    frame(ApiKey::Fetch, FETCH_VERSION, &request)
+        .with_topics(vec![topic]);
+    frame_as(ApiKey::Fetch, version, &request, shape.client_id())
 }
 
 /// Where the load goes: an address, and TLS when the middle terminates it.

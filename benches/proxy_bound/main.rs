@@ -5,8 +5,10 @@
 //! so its CPU time is its own. Every ratio is against the relay and the direct path
 //! measured in the same run.
 //!
-//! `cargo bench --bench proxy_bound [-- --quick] [-- --write]` prints a Markdown
-//! section; `--write` also puts it into BENCHMARKS.md between its markers.
+//! `cargo bench --bench proxy_bound [-- --quick] [-- --write] [-- --baseline PATH]`
+//! prints a Markdown section; `--write` also puts it into BENCHMARKS.md between its
+//! markers; `--baseline` adds another mirrorgate binary (an earlier build) as middles
+//! interleaved with this one, for a before/after in one run.
 
 mod load;
 mod relay;
@@ -25,6 +27,39 @@ use rustls_pki_types::CertificateDer;
 
 pub const PRODUCE_TOPIC: &str = "bench-produce";
 pub const FETCH_TOPIC: &str = "bench-fetch";
+pub const FETCH_TOPIC_ID: uuid::Uuid = uuid::Uuid::from_u128(2);
+/// Partitions of a many-partition fetch response, 1 KiB of records each.
+pub const SMALL_PARTITIONS: i32 = 200;
+
+/// What the stand-in answers a Fetch with, asked for through the request's client id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum FetchShape {
+    /// One partition, the whole 4 MiB log.
+    Whole,
+    /// The same, plus the NodeEndpoints a broker adds after a leader move (KIP-951),
+    /// which the proxy must rewrite.
+    Moved,
+    /// [`SMALL_PARTITIONS`] partitions of 1 KiB each, as a consumer of many quiet
+    /// partitions gets them.
+    Partitions,
+}
+
+impl FetchShape {
+    pub fn client_id(self) -> &'static str {
+        match self {
+            FetchShape::Whole => "proxy-bound-bench",
+            FetchShape::Moved => "proxy-bound-bench/moved",
+            FetchShape::Partitions => "proxy-bound-bench/partitions",
+        }
+    }
+
+    pub fn of_client_id(id: &[u8]) -> Self {
+        [FetchShape::Moved, FetchShape::Partitions]
+            .into_iter()
+            .find(|shape| shape.client_id().as_bytes() == id)
+            .unwrap_or(FetchShape::Whole)
+    }
+}
 const FETCH_RESPONSE_BYTES: usize = 4 << 20;
 
 /// The value after `flag`.
@@ -44,6 +79,7 @@ fn main() -> Result<()> {
         None => run(
             args.iter().any(|a| a == "--quick"),
             args.iter().any(|a| a == "--write"),
+            arg(&args, "--baseline").map(PathBuf::from),
         ),
     }
 }
@@ -96,10 +132,12 @@ enum Kind {
 }
 
 /// A middle, and whether clients reach it over TLS (terminated there).
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Middle {
     kind: Kind,
     tls: bool,
+    /// Another mirrorgate binary than this build's (`--baseline`).
+    binary: Option<PathBuf>,
 }
 
 impl Middle {
@@ -114,10 +152,14 @@ impl Middle {
                 mirror_declared: true,
             } => "mirrorgate, fetched topic a mirror",
         };
+        let name = match (&self.binary, self.kind) {
+            (Some(_), Kind::Mirrorgate { .. }) => format!("{name} (baseline build)"),
+            _ => name.to_string(),
+        };
         if self.tls {
             format!("{name}, TLS")
         } else {
-            name.to_string()
+            name
         }
     }
 
@@ -164,7 +206,8 @@ impl Middle {
                 }
                 let path = dir.join("mirrorgate.toml");
                 std::fs::write(&path, config)?;
-                let child = Command::new(mirrorgate_binary())
+                let binary = self.binary.clone().unwrap_or_else(mirrorgate_binary);
+                let child = Command::new(binary)
                     .args(["run", "--config"])
                     .arg(&path)
                     .stdout(Stdio::null())
@@ -283,7 +326,7 @@ struct Row {
     p999: f64,
 }
 
-fn run(quick: bool, write: bool) -> Result<()> {
+fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     let duration = Duration::from_secs(if quick { 3 } else { 5 });
     // Rounds interleave the middles, so a noisy minute on this machine hits them all.
     let rounds = if quick { 1 } else { 3 };
@@ -314,18 +357,41 @@ fn run(quick: bool, write: bool) -> Result<()> {
         },
         Workload::Bulk {
             label: "fetch 4 MiB responses, 4 conns x 2 in flight",
-            request: load::fetch_request()?,
+            request: load::fetch_request(load::FETCH_VERSION, FetchShape::Whole)?,
             connections: 4,
             depth: 2,
         },
+        Workload::Bulk {
+            label: "fetch 4 MiB, v17 (topic ids, KIP-951 era)",
+            request: load::fetch_request(load::MODERN_FETCH_VERSION, FetchShape::Whole)?,
+            connections: 4,
+            depth: 2,
+        },
+        Workload::Bulk {
+            label: "fetch 4 MiB, v17 with NodeEndpoints (rewritten)",
+            request: load::fetch_request(load::MODERN_FETCH_VERSION, FetchShape::Moved)?,
+            connections: 4,
+            depth: 2,
+        },
+        Workload::Bulk {
+            label: "fetch 200 partitions x 1 KiB, v17, 4 conns x 8 in flight",
+            request: load::fetch_request(load::MODERN_FETCH_VERSION, FetchShape::Partitions)?,
+            connections: 4,
+            depth: 8,
+        },
         Workload::Rate {
-            label: "2,000 produce/s of 1 KiB, 1 conn",
+            label: "1,000 produce/s of 1 KiB, 1 conn",
             request: load::produce_request(1 << 10)?,
-            rate: 2000,
+            rate: 1000,
+        },
+        Workload::Rate {
+            label: "10,000 produce/s of 1 KiB, 1 conn",
+            request: load::produce_request(1 << 10)?,
+            rate: 10_000,
         },
     ];
     let client_tls = certificates(dir.path())?;
-    let middles = [
+    let mut middles: Vec<Middle> = [
         (Kind::Direct, false),
         (Kind::Relay, false),
         (
@@ -348,7 +414,22 @@ fn run(quick: bool, write: bool) -> Result<()> {
             true,
         ),
     ]
-    .map(|(kind, tls)| Middle { kind, tls });
+    .into_iter()
+    .map(|(kind, tls)| Middle {
+        kind,
+        tls,
+        binary: None,
+    })
+    .collect();
+    if let Some(binary) = baseline {
+        for mirror_declared in [false, true] {
+            middles.push(Middle {
+                kind: Kind::Mirrorgate { mirror_declared },
+                tls: false,
+                binary: Some(binary.clone()),
+            });
+        }
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
     for middle in (0..rounds).flat_map(|_| middles.iter()) {
@@ -449,25 +530,35 @@ fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
     let mut out = format!(
         "{BEGIN}\n## Proxy-bound (benches/proxy_bound)\n\n\
          `cargo bench --bench proxy_bound [-- --quick] [-- --write]`. A stand-in broker answers \
-         Produce (v9, acks=1) and Fetch (v12, 4 MiB of 64 KiB record batches) from memory, so \
+         Produce (v9, acks=1) and Fetch (4 MiB of 64 KiB record batches, v12 by name or v17 by \
+         topic id; v17 also as after a leader move, with KIP-951 NodeEndpoints the proxy must \
+         rewrite; and 200 partitions of 1 KiB each) from memory, so \
          the middle of the path is what is measured. Middles: none (direct), a plain relay of \
          our own with 256 KiB buffers (the floor a byte-copying proxy reaches), and mirrorgate \
          (release build, defaults). Each middle is its own process; CPU is its user + system \
          time over the run. Load generator, stand-in broker and middle share this machine's \
          2 cores, so MB/s is what the three reach together; compare the ratios. \
-         Latency of the fixed-rate row counts from when each request was due. {} s per row, \
+         Latency of the fixed-rate rows counts from when each request was due (paced at the \
+         timer's millisecond, so 10,000/s goes out in bursts of about 10); `p99 over relay` is \
+         the latency added beyond the relay's. {} s per row, \
          {rounds} round(s) interleaving the middles; each figure is the median over the rounds.\n\n\
-         | workload | middle | MB/s | vs direct | req/s | CPU-s/GB | CPU-µs/req | CPU vs relay | p50 ms | p99 ms | p99.9 ms |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | workload | middle | MB/s | vs direct | req/s | CPU-s/GB | CPU-µs/req | CPU vs relay | p50 ms | p99 ms | p99 over relay ms | p99.9 ms |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         duration.as_secs()
     );
     for row in rows {
         let same_workload = |r: &&Row| r.workload == row.workload;
-        let relay = rows
+        let relay_row = rows
             .iter()
             .filter(same_workload)
-            .find(|r| r.kind_relay && r.tls == row.tls)
-            .and_then(|r| r.cpu_us_per_request);
+            .find(|r| r.kind_relay && r.tls == row.tls);
+        let relay = relay_row.and_then(|r| r.cpu_us_per_request);
+        let over_relay = match relay_row {
+            Some(relay) if !row.kind_relay && row.cpu_us_per_request.is_some() => {
+                format!("{:+.2}", row.p99 - relay.p99)
+            }
+            _ => "-".into(),
+        };
         let direct = rows
             .iter()
             .filter(same_workload)
@@ -480,7 +571,7 @@ fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
         let opt =
             |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
         out.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            "| {} | {} | {:.0} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} | {:.2} |\n",
             row.workload,
             row.middle,
             row.mb_per_s,
@@ -491,6 +582,7 @@ fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
             ratio(row.cpu_us_per_request, relay),
             row.p50,
             row.p99,
+            over_relay,
             row.p999,
         ));
     }

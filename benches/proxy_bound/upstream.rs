@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, NodeEndpoint, PartitionData,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -24,12 +26,12 @@ use kafka_protocol::records::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{arg, FETCH_TOPIC, PRODUCE_TOPIC};
+use super::{arg, FetchShape, FETCH_TOPIC, FETCH_TOPIC_ID, PRODUCE_TOPIC, SMALL_PARTITIONS};
 
 /// The versions the load generator speaks, and the stand-in's ranges.
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 17),
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
 ];
@@ -57,11 +59,12 @@ pub fn main(args: &[String]) -> Result<()> {
     })
 }
 
-/// Response bodies by (API key, version), encoded on first use.
+/// Response bodies by (API key, version, fetch shape), encoded on first use.
 struct Canned {
     port: u16,
     fetch_records: Bytes,
-    bodies: Mutex<HashMap<(i16, i16), Bytes>>,
+    small_records: Bytes,
+    bodies: Mutex<HashMap<(i16, i16, FetchShape), Bytes>>,
 }
 
 impl Canned {
@@ -69,16 +72,17 @@ impl Canned {
         Ok(Self {
             port,
             fetch_records: record_batches(fetch_bytes)?,
+            small_records: record_batches(1 << 10)?,
             bodies: Mutex::new(HashMap::new()),
         })
     }
 
-    fn body(&self, key: ApiKey, version: i16) -> Result<Bytes> {
+    fn body(&self, key: ApiKey, version: i16, shape: FetchShape) -> Result<Bytes> {
         let mut bodies = self
             .bodies
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        if let Some(body) = bodies.get(&(key as i16, version)) {
+        if let Some(body) = bodies.get(&(key as i16, version, shape)) {
             return Ok(body.clone());
         }
         let mut buf = BytesMut::new();
@@ -86,11 +90,11 @@ impl Canned {
             ApiKey::ApiVersions => api_versions().encode(&mut buf, version)?,
             ApiKey::Metadata => metadata(self.port).encode(&mut buf, version)?,
             ApiKey::Produce => produce().encode(&mut buf, version)?,
-            ApiKey::Fetch => fetch(self.fetch_records.clone()).encode(&mut buf, version)?,
+            ApiKey::Fetch => fetch(self, shape).encode(&mut buf, version)?,
             other => bail!("no canned answer for {other:?}"),
         }
         let body = buf.freeze();
-        bodies.insert((key as i16, version), body.clone());
+        bodies.insert((key as i16, version, shape), body.clone());
         Ok(body)
     }
 }
@@ -117,7 +121,7 @@ async fn serve(mut stream: TcpStream, canned: &Canned) -> Result<()> {
         let Some(&(_, _, max)) = SUPPORTED.iter().find(|(k, _, _)| *k == api) else {
             bail!("unexpected request {api:?}");
         };
-        let body = canned.body(api, version.min(max))?;
+        let body = canned.body(api, version.min(max), shape_of(&request))?;
         out.clear();
         let header_version = api.response_header_version(version);
         let mut header = BytesMut::new();
@@ -167,7 +171,10 @@ fn metadata(port: u16) -> MetadataResponse {
             .with_port(i32::from(port))])
         .with_cluster_id(Some(StrBytes::from_static_str("proxy-bound-bench")))
         .with_controller_id(BrokerId(0))
-        .with_topics(vec![topic(PRODUCE_TOPIC, 1), topic(FETCH_TOPIC, 2)])
+        .with_topics(vec![
+            topic(PRODUCE_TOPIC, 1),
+            topic(FETCH_TOPIC, FETCH_TOPIC_ID.as_u128()),
+        ])
 }
 
 fn produce() -> ProduceResponse {
@@ -179,17 +186,41 @@ fn produce() -> ProduceResponse {
             .with_log_append_time_ms(-1)])])
 }
 
-fn fetch(records: Bytes) -> FetchResponse {
-    let end = 1 << 20;
-    FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
-        .with_topic(name(FETCH_TOPIC))
-        .with_topic_id(uuid::Uuid::from_u128(2))
-        .with_partitions(vec![PartitionData::default()
-            .with_partition_index(0)
+/// The client id after the request header's fixed fields picks the fetch shape.
+fn shape_of(request: &[u8]) -> FetchShape {
+    let len = request
+        .get(8..10)
+        .map_or(0, |b| i16::from_be_bytes([b[0], b[1]]).max(0) as usize);
+    FetchShape::of_client_id(request.get(10..10 + len).unwrap_or_default())
+}
+
+fn fetch(canned: &Canned, shape: FetchShape) -> FetchResponse {
+    let partition = |index: i32, records: &Bytes| {
+        let end = 1 << 20;
+        PartitionData::default()
+            .with_partition_index(index)
             .with_high_watermark(end)
             .with_last_stable_offset(end)
             .with_log_start_offset(0)
-            .with_records(Some(records))])])
+            .with_records(Some(records.clone()))
+    };
+    let partitions = match shape {
+        FetchShape::Whole | FetchShape::Moved => vec![partition(0, &canned.fetch_records)],
+        FetchShape::Partitions => (0..SMALL_PARTITIONS)
+            .map(|p| partition(p, &canned.small_records))
+            .collect(),
+    };
+    let mut response = FetchResponse::default();
+    if shape == FetchShape::Moved {
+        response.node_endpoints = vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(0))
+            .with_host(StrBytes::from_static_str("127.0.0.1"))
+            .with_port(i32::from(canned.port))];
+    }
+    response.with_responses(vec![FetchableTopicResponse::default()
+        .with_topic(name(FETCH_TOPIC))
+        .with_topic_id(FETCH_TOPIC_ID)
+        .with_partitions(partitions)])
 }
 
 /// Real record batches (up to 64 records of 1 KiB each) adding up to about `bytes`, as a

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::catalog::Catalog;
 use super::fleet::Share;
 use super::link_config::LinkConfig;
-use super::link_runtime::{LinkHandle, LinkRuntime};
+use super::link_runtime::{LinkHandle, LinkRuntime, LinkStatus};
 use super::manager::Inner;
 use super::source::Source;
 use super::store::{LinkRecord, MirrorRecord};
@@ -122,13 +122,20 @@ impl State {
     }
 
     pub(super) fn shown_state(&self, record: &MirrorRecord) -> &'static str {
-        let unavailable = self
-            .runtimes
-            .get(&record.link)
-            .is_some_and(|r| r.status.source_unavailable());
-        let paused = transitions::link_paused(&self.link_configs, &record.link);
-        transitions::shown_state(record, paused, unavailable)
+        let status = self.runtimes.get(&record.link).map(|r| &*r.status);
+        shown_state(record, &self.link_configs, status)
     }
+}
+
+/// The state users see of `record`, given its link's config and runtime status.
+fn shown_state(
+    record: &MirrorRecord,
+    configs: &LinkConfigs,
+    status: Option<&LinkStatus>,
+) -> &'static str {
+    let unavailable = status.is_some_and(LinkStatus::source_unavailable);
+    let paused = transitions::link_paused(configs, &record.link);
+    transitions::shown_state(record, paused, unavailable)
 }
 
 impl Snapshot {
@@ -137,11 +144,8 @@ impl Snapshot {
     }
 
     pub(super) fn shown_state(&self, record: &MirrorRecord) -> &'static str {
-        let unavailable = self
-            .runtimes
-            .get(&record.link)
-            .is_some_and(|r| r.status.source_unavailable());
-        transitions::shown_state(record, self.link_paused(&record.link), unavailable)
+        let status = self.runtimes.get(&record.link).map(|r| &*r.status);
+        shown_state(record, &self.link_configs, status)
     }
 
     pub(super) fn link_config(&self, link: &str) -> Option<Arc<LinkConfig>> {
