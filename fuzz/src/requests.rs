@@ -109,6 +109,7 @@ where
     match action {
         None => assert!(refused.is_empty()),
         Some(RequestAction::Close(_)) => assert!(!expects_response && !refused.is_empty()),
+        Some(RequestAction::Await { .. }) => panic!("the guard alone never waits"),
         Some(RequestAction::Respond(bytes)) => {
             assert!(expects_response && !refused.is_empty() && A::is_empty(&expected));
             answer_decodes::<A>(&bytes, frame);

@@ -35,6 +35,11 @@ struct Pending {
 enum Answer {
     Upstream(OnResponse),
     Local(Bytes),
+    /// Resolves elsewhere (`RequestAction::Await`); `upstream`: a part went upstream too.
+    Later {
+        upstream: bool,
+        later: interceptors::Later,
+    },
 }
 
 /// Decrements a gauge when the connection (or its upstream) ends, however it ends.
@@ -283,6 +288,21 @@ async fn request_loop(
                 }
             }
             RequestAction::Respond(bytes) => Some(Answer::Local(bytes)),
+            RequestAction::Await {
+                upstream: part,
+                later,
+            } => {
+                if let Some(bytes) = &part {
+                    upstream
+                        .write_all(bytes)
+                        .await
+                        .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
+                }
+                Some(Answer::Later {
+                    upstream: part.is_some(),
+                    later,
+                })
+            }
             RequestAction::Close(reason) => return Err(ConnError::ClientRequest(reason)),
         };
         if let Some(answer) = answer {
@@ -321,19 +341,21 @@ async fn response_loop(
         let bytes = match answer {
             Answer::Local(bytes) => bytes,
             Answer::Upstream(on_response) => {
-                let frame = upstream
-                    .next()
-                    .await
-                    .map_err(ConnError::upstream)?
-                    .ok_or_else(|| ConnError::upstream("broker closed the connection"))?;
-                let got = response_correlation_id(&frame);
-                if got != Some(meta.correlation_id) {
-                    return Err(ConnError::upstream(format!(
-                        "response correlation id {got:?} does not match request {}",
-                        meta.correlation_id
-                    )));
-                }
+                let frame = next_response(&mut upstream, &meta).await?;
                 interceptors::on_response(shared, meta, on_response, frame)?
+            }
+            Answer::Later {
+                upstream: part,
+                later,
+            } => {
+                // Flush what is written so the client is not kept waiting behind this.
+                client.flush().await.map_err(ConnError::ClientGone)?;
+                let merge = later.await?;
+                let frame = match part {
+                    true => Some(next_response(&mut upstream, &meta).await?),
+                    false => None,
+                };
+                merge.merge(shared, frame, &meta)?
             }
         };
         client
@@ -351,6 +373,26 @@ async fn response_loop(
     }
     client.flush().await.map_err(ConnError::ClientGone)?;
     Ok(())
+}
+
+/// The upstream answer to the request `meta` describes (the next frame, in order).
+async fn next_response(
+    upstream: &mut FrameReader<ReadHalf<BoxIo>>,
+    meta: &RequestMeta,
+) -> Result<Bytes, ConnError> {
+    let frame = upstream
+        .next()
+        .await
+        .map_err(ConnError::upstream)?
+        .ok_or_else(|| ConnError::upstream("broker closed the connection"))?;
+    let got = response_correlation_id(&frame);
+    if got != Some(meta.correlation_id) {
+        return Err(ConnError::upstream(format!(
+            "response correlation id {got:?} does not match request {}",
+            meta.correlation_id
+        )));
+    }
+    Ok(frame)
 }
 
 /// Request count and latency (read from the client to answer written).

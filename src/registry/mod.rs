@@ -1,7 +1,9 @@
 //! The one source of truth the proxy reads on every request: an immutable `Snapshot`
 //! behind an `ArcSwap`. Writers build a new snapshot and swap it in; readers never lock.
 
-use std::collections::HashSet;
+pub mod forward;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -11,10 +13,11 @@ use rustls::{ClientConfig, ServerConfig};
 use crate::config::Config;
 use crate::proxy::routing::Routing;
 use crate::tls::{self, TlsError};
+use forward::{ForwardTarget, ProduceForwarder};
 
 /// What the proxy needs to decide about a request, frozen at one point in time:
 /// the config and everything derived from it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub loaded_at: std::time::SystemTime,
@@ -27,6 +30,11 @@ pub struct Snapshot {
     config_mirrors: HashSet<String>,
     /// Mirror topics of cluster links in any state but STOPPED (set by the catalog feed).
     link_mirrors: Arc<HashSet<String>>,
+    /// ACTIVE mirrors of links in `mirror.produce.mode=forward`: Produce goes to the
+    /// link's source (a subset of `link_mirrors`).
+    forwarded: Arc<HashMap<String, ForwardTarget>>,
+    /// Who forwards them (installed by the replicator at start).
+    forwarder: Option<Arc<dyn ProduceForwarder>>,
     /// What the catalog feed knows: until it has read the metadata topic up to its end,
     /// any topic may be a mirror.
     catalog: CatalogStatus,
@@ -86,6 +94,8 @@ impl Snapshot {
             upstream_tls,
             config_mirrors,
             link_mirrors: Arc::default(),
+            forwarded: Arc::default(),
+            forwarder: None,
             catalog: CatalogStatus::default(),
         })
     }
@@ -99,6 +109,18 @@ impl Snapshot {
     /// loaded (every topic is then guarded).
     pub fn has_read_only_topics(&self) -> bool {
         !self.catalog.loaded || !self.config_mirrors.is_empty() || !self.link_mirrors.is_empty()
+    }
+
+    /// Where Produce to `topic` is forwarded, when it is an ACTIVE mirror of a link in
+    /// forward mode and this instance can forward.
+    pub fn forward_of(&self, topic: &str) -> Option<(&ForwardTarget, &Arc<dyn ProduceForwarder>)> {
+        let target = self.forwarded.get(topic)?;
+        Some((target, self.forwarder.as_ref()?))
+    }
+
+    /// True when some mirror's Produce is forwarded.
+    pub fn forwards_any(&self) -> bool {
+        !self.forwarded.is_empty()
     }
 
     pub fn catalog(&self) -> &CatalogStatus {
@@ -158,19 +180,37 @@ impl Registry {
         let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load();
         snapshot.link_mirrors = current.link_mirrors.clone();
+        snapshot.forwarded = current.forwarded.clone();
+        snapshot.forwarder = current.forwarder.clone();
         snapshot.catalog = current.catalog.clone();
         self.current.store(Arc::new(snapshot));
     }
 
-    /// Replaces the set of read-only cluster-link mirror topics and the catalog status.
-    pub fn set_link_mirrors(&self, topics: HashSet<String>, loaded: bool, problem: Option<String>) {
+    /// Replaces the set of read-only cluster-link mirror topics (and which of them are
+    /// forwarded) and the catalog status.
+    pub fn set_link_mirrors(
+        &self,
+        topics: HashSet<String>,
+        forwarded: HashMap<String, ForwardTarget>,
+        loaded: bool,
+        problem: Option<String>,
+    ) {
         let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::clone(&self.current.load());
         next.link_mirrors = Arc::new(topics);
+        next.forwarded = Arc::new(forwarded);
         next.catalog = CatalogStatus {
             loaded,
             problem: problem.map(Arc::from),
         };
+        self.current.store(Arc::new(next));
+    }
+
+    /// Installs who forwards Produce for mirrors in forward mode.
+    pub fn set_forwarder(&self, forwarder: Arc<dyn ProduceForwarder>) {
+        let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Snapshot::clone(&self.current.load());
+        next.forwarder = Some(forwarder);
         self.current.store(Arc::new(next));
     }
 }

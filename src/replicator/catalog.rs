@@ -14,10 +14,13 @@
 //! the link shows FAILED with the reason, and a mirror named by a bad record stays
 //! read-only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
+use super::link_config::ProduceMode;
 use super::secrets::{open_config, Sealer};
 use super::store::{LinkRecord, MirrorRecord, MirrorState};
+use crate::registry::forward::ForwardTarget;
 
 /// Longest key: `mirror/` plus a topic name (Kafka allows 249 characters), with room.
 const MAX_KEY_BYTES: usize = 512;
@@ -142,6 +145,28 @@ impl Catalog {
             .iter()
             .filter(|(_, m)| m.is_read_only())
             .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+
+    /// The mirrors whose Produce the proxy forwards to the source: ACTIVE, of a usable
+    /// link in `mirror.produce.mode=forward`. Every other mirror is refused.
+    pub fn forwarded(&self) -> HashMap<String, ForwardTarget> {
+        self.mirrors
+            .iter()
+            .filter_map(|(topic, m)| {
+                let record = m.record.as_ref().filter(|_| m.problem.is_none())?;
+                if record.state != MirrorState::Active {
+                    return None;
+                }
+                let link = self.links.get(&record.link)?.usable()?;
+                (ProduceMode::of(&link.config) == ProduceMode::Forward).then(|| {
+                    let target = ForwardTarget {
+                        link: Arc::from(record.link.as_str()),
+                        source_topic: Arc::from(record.source_topic.as_str()),
+                    };
+                    (topic.clone(), target)
+                })
+            })
             .collect()
     }
 

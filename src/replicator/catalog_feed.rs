@@ -304,10 +304,11 @@ impl Tail {
             },
         };
         let read_only = view.catalog.read_only();
+        let forwarded = view.catalog.forwarded();
         let reason = view.problem.clone();
         metrics::gauge!("mirrorgate_catalog_loaded").set(if view.loaded { 1.0 } else { 0.0 });
         self.registry
-            .set_link_mirrors(read_only, view.loaded, reason);
+            .set_link_mirrors(read_only, forwarded, view.loaded, reason);
         self.tx.send_replace(Arc::new(view));
     }
 }

@@ -260,3 +260,49 @@ fn the_config_sync_memory_is_last_write_wins_and_a_bad_one_is_none() {
     // It never makes a topic read-only.
     assert!(catalog.read_only().is_empty());
 }
+
+fn link_json(mode: Option<&str>, version: u64) -> String {
+    let mode = mode.map_or(String::new(), |m| {
+        format!(r#","mirror.produce.mode":"{m}""#)
+    });
+    format!(
+        r#"{{"name":"l","link_id":"id","config":{{"bootstrap.servers":"h:1"{mode}}},"source_cluster_id":"c","created_ms":1,"version":{version}}}"#
+    )
+}
+
+#[test]
+fn only_active_mirrors_of_forward_links_are_forwarded() {
+    let mut catalog = Catalog::default();
+    apply(&mut catalog, b"link/l", Some(&link_json(None, 1)));
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(2, "ACTIVE", 1)),
+    );
+    assert!(catalog.forwarded().is_empty(), "reject is the default");
+
+    apply(
+        &mut catalog,
+        b"link/l",
+        Some(&link_json(Some("forward"), 2)),
+    );
+    let forwarded = catalog.forwarded();
+    let target = forwarded.get("m").expect("forwarded");
+    assert_eq!((&*target.link, &*target.source_topic), ("l", "s"));
+    assert!(
+        catalog.read_only().contains("m"),
+        "still read-only on the destination"
+    );
+
+    for state in ["PAUSED", "PENDING_STOPPED", "FAILED", "STOPPED"] {
+        let mut catalog = catalog.clone();
+        apply(&mut catalog, b"mirror/m", Some(&mirror_json(2, state, 2)));
+        assert!(catalog.forwarded().is_empty(), "{state} is not forwarded");
+    }
+    apply(
+        &mut catalog,
+        b"link/l",
+        Some(&link_json(Some("sideways"), 3)),
+    );
+    assert!(catalog.forwarded().is_empty(), "an unknown mode refuses");
+}

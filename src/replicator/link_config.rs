@@ -116,6 +116,37 @@ fn parse_filters(json: &str, field: &str) -> Result<Vec<Filter>, String> {
     serde_json::from_value(list.clone()).map_err(|e| e.to_string())
 }
 
+/// What the proxy does with Produce to an ACTIVE mirror of the link
+/// (`mirror.produce.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProduceMode {
+    /// Refused per partition with INVALID_REQUEST and Confluent's message.
+    #[default]
+    Reject,
+    /// Sent to the source cluster's partition leader; its answer returned to the client.
+    Forward,
+}
+
+pub const PRODUCE_MODE_KEY: &str = "mirror.produce.mode";
+
+impl ProduceMode {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "reject" => Some(Self::Reject),
+            "forward" => Some(Self::Forward),
+            _ => None,
+        }
+    }
+
+    /// The mode of a stored link config; a value that does not parse (a record that
+    /// skipped validation) is the default, refusing.
+    pub fn of(raw: &BTreeMap<String, String>) -> Self {
+        raw.get(PRODUCE_MODE_KEY)
+            .and_then(|v| Self::parse(v))
+            .unwrap_or_default()
+    }
+}
+
 /// A validated link configuration; `raw` keeps every key as given (for storage and
 /// describe, secrets redacted by the caller).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +168,7 @@ pub struct LinkConfig {
     pub prefix: Option<String>,
     /// With a prefix: synced consumer groups get it too.
     pub group_prefix: bool,
+    pub produce_mode: ProduceMode,
 }
 
 /// Keys taken as given (passed to the source connection or kept for later features).
@@ -278,6 +310,15 @@ impl LinkConfig {
         {
             errors.push("cluster.link.prefix: at most 12 characters of a legal topic name".into());
         }
+        let produce_mode = match get(PRODUCE_MODE_KEY) {
+            None => ProduceMode::Reject,
+            Some(v) => ProduceMode::parse(v).unwrap_or_else(|| {
+                errors.push(format!(
+                    "{PRODUCE_MODE_KEY}: '{v}' is not reject or forward"
+                ));
+                ProduceMode::Reject
+            }),
+        };
         if group_prefix && prefix.is_none() {
             errors.push("consumer.group.prefix.enable: needs cluster.link.prefix".into());
         }
@@ -305,6 +346,7 @@ impl LinkConfig {
             "topic.config.sync.ms",
             "auto.create.mirror.topics.enable",
             "auto.create.mirror.topics.filters",
+            PRODUCE_MODE_KEY,
         ];
         for key in raw.keys() {
             if !TYPED.contains(&key.as_str()) && !PASSED_THROUGH.contains(&key.as_str()) {
@@ -331,6 +373,7 @@ impl LinkConfig {
             topic_filters,
             prefix,
             group_prefix,
+            produce_mode,
         })
     }
 
@@ -444,7 +487,7 @@ mod tests {
     #[test]
     fn every_bad_key_is_reported() {
         let raw = parse_inline(
-            "bootstrap.servers=nohost,cluster.link.paused=maybe,mirror.start.offset.spec=soon,typo.key=1",
+            "bootstrap.servers=nohost,cluster.link.paused=maybe,mirror.start.offset.spec=soon,typo.key=1,mirror.produce.mode=sideways",
         )
         .unwrap();
         let errors = LinkConfig::from_properties(raw).unwrap_err();
@@ -453,6 +496,7 @@ mod tests {
             "cluster.link.paused",
             "mirror.start.offset.spec",
             "typo.key",
+            "mirror.produce.mode",
         ] {
             assert!(
                 errors.iter().any(|e| e.starts_with(key)),

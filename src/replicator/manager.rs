@@ -150,6 +150,10 @@ impl Replicator {
             replicating,
             &shutdown,
         );
+        registry.set_forwarder(Arc::new(super::produce_forward::Forwarder::new(
+            feed.subscribe(),
+            shutdown.child_token(),
+        )));
         let (snapshot_tx, snapshots) = watch::channel(Arc::default());
         let (events, events_rx) = mpsc::channel(controller::EVENT_ROOM);
         let inner = Arc::new(Inner {

@@ -44,6 +44,7 @@ mod fetcher;
 mod final_sync;
 /// This instance's share of the work, through the fleet's consumer group.
 pub mod fleet;
+mod forward_conn;
 pub mod link_config;
 mod link_jobs;
 mod link_ops;
@@ -54,6 +55,8 @@ mod mirror_tasks;
 /// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
 pub mod offset_sync;
 pub mod partition;
+/// `mirror.produce.mode=forward`: Produce to a mirror written to its source.
+pub mod produce_forward;
 pub mod producer_window;
 mod reconcile;
 pub mod resume_check;

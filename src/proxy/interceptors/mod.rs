@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod fetch_fillers;
 pub mod fleet_group_guard;
 pub mod internal_guard;
+pub mod produce_forward;
 pub mod produce_guard;
 pub mod write_guard;
 
@@ -55,6 +56,9 @@ impl RequestMeta {
     }
 }
 
+/// The rest of an answer, computed elsewhere.
+pub type Later = crate::registry::forward::Boxed<'static, Result<Box<dyn Merge>, ConnError>>;
+
 pub enum RequestAction {
     /// Send `bytes` upstream; `on_response` is `None` when no response will come (acks=0).
     Forward {
@@ -63,6 +67,13 @@ pub enum RequestAction {
     },
     /// Answer the client with this frame, in order, without going upstream.
     Respond(Bytes),
+    /// Part of the answer comes from elsewhere (Produce forwarded to a link's source):
+    /// `upstream` (if any) is sent now, and once `later` resolves, in request order, its
+    /// merge answers the client, with the upstream answer merged in.
+    Await {
+        upstream: Option<Bytes>,
+        later: Later,
+    },
     /// Close the connection; the reason says what the client did.
     Close(String),
 }
@@ -162,7 +173,7 @@ pub fn on_response(
         OnResponse::Fetch => addresses::fetch(shared, frame, &meta),
         OnResponse::FetchFillers => fetch_fillers::on_response(shared, frame, &meta),
         OnResponse::Produce => addresses::produce(shared, frame, &meta),
-        OnResponse::Merge(merge) => merge.merge(shared, frame, &meta),
+        OnResponse::Merge(merge) => merge.merge(shared, Some(frame), &meta),
     }
 }
 

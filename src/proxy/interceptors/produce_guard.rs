@@ -12,7 +12,7 @@ use super::write_guard::{
     self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
     NOT_ENOUGH_REPLICAS,
 };
-use super::{addresses, OnResponse, RequestAction};
+use super::{addresses, produce_forward, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
@@ -112,6 +112,16 @@ pub async fn on_request(
             "" if by_id => Some(Guard::UnknownTopicId),
             name => snapshot.guard_of(name),
         };
+        // Transactions live on the destination's coordinator: never forwarded.
+        if expects_response && request.transactional_id.is_none() && snapshot.forwards_any() {
+            let forwarded = take_where(&mut request.topic_data, |t| {
+                snapshot.forward_of(t.name.as_str()).is_some()
+            });
+            if !forwarded.is_empty() {
+                let rest = write_guard::cut::<Produce>(&frame, request, &guard_of, true)?;
+                return produce_forward::split(&frame, snapshot, rest, forwarded).await;
+            }
+        }
         if let Some(action) =
             write_guard::apply::<Produce>(&frame, request, &guard_of, expects_response)?
         {

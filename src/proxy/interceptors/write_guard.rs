@@ -107,27 +107,37 @@ pub trait GuardedApi: 'static {
     }
 }
 
-/// Refusals waiting for the upstream answer they are merged into.
+/// Answers to cut-out entries waiting for the upstream answer they are merged into
+/// (`None`: nothing went upstream, they are the whole answer).
 pub trait Merge: Send {
     fn merge(
         self: Box<Self>,
         shared: &Arc<Shared>,
-        frame: Bytes,
+        frame: Option<Bytes>,
         meta: &RequestMeta,
     ) -> Result<Bytes, ConnError>;
 }
 
 struct Refusals<A: GuardedApi>(Vec<A::Refused>);
 
+/// `entries` as a merge: added to the upstream answer, or answered alone.
+pub fn merge_of<A: GuardedApi>(entries: Vec<A::Refused>) -> Box<dyn Merge> {
+    Box::new(Refusals::<A>(entries))
+}
+
 impl<A: GuardedApi> Merge for Refusals<A> {
     fn merge(
         self: Box<Self>,
         shared: &Arc<Shared>,
-        frame: Bytes,
+        frame: Option<Bytes>,
         meta: &RequestMeta,
     ) -> Result<Bytes, ConnError> {
-        let mut response: A::Response =
-            decode_response(&frame, A::KEY, meta.api_version).map_err(ConnError::upstream)?;
+        let mut response: A::Response = match frame {
+            Some(frame) => {
+                decode_response(&frame, A::KEY, meta.api_version).map_err(ConnError::upstream)?
+            }
+            None => A::Response::default(),
+        };
         A::add(&mut response, self.0);
         A::finish(shared, &mut response)?;
         encode_response(meta.correlation_id, A::KEY, meta.api_version, &response)
@@ -150,10 +160,53 @@ pub fn guard<A: GuardedApi>(
 /// broker does.
 pub fn apply<A: GuardedApi>(
     frame: &RequestFrame,
-    mut request: A::Request,
+    request: A::Request,
     guard_of: GuardOf,
     expects_response: bool,
 ) -> Result<Option<RequestAction>, ConnError> {
+    Ok(
+        match cut::<A>(frame, request, guard_of, expects_response)? {
+            Cut::Untouched(_) => None,
+            Cut::Close(reason) => Some(RequestAction::Close(reason)),
+            Cut::Refused { rest, refused } => {
+                if A::is_empty(&rest) {
+                    let mut response = A::Response::default();
+                    A::add(&mut response, refused);
+                    let bytes =
+                        encode_response(frame.correlation_id, A::KEY, frame.api_version, &response)
+                            .map_err(ConnError::internal)?;
+                    Some(RequestAction::Respond(bytes))
+                } else {
+                    let bytes = encode_request(frame, &rest).map_err(ConnError::internal)?;
+                    Some(RequestAction::Forward {
+                        bytes,
+                        on_response: Some(OnResponse::Merge(merge_of::<A>(refused))),
+                    })
+                }
+            }
+        },
+    )
+}
+
+/// What the guard did to a request.
+pub enum Cut<A: GuardedApi> {
+    /// It names no guarded topic.
+    Untouched(A::Request),
+    /// `rest` is what may go upstream; `refused` answers what was cut out.
+    Refused {
+        rest: A::Request,
+        refused: Vec<A::Refused>,
+    },
+    Close(String),
+}
+
+/// Cuts the guarded entries out of `request`.
+pub fn cut<A: GuardedApi>(
+    frame: &RequestFrame,
+    mut request: A::Request,
+    guard_of: GuardOf,
+    expects_response: bool,
+) -> Result<Cut<A>, ConnError> {
     let version = frame.api_version;
     let internal = std::cell::Cell::new(None::<String>);
     let refused = A::split(&mut request, version, &|topic| {
@@ -164,31 +217,22 @@ pub fn apply<A: GuardedApi>(
         guard
     });
     if refused.is_empty() {
-        return Ok(None);
+        return Ok(Cut::Untouched(request));
     }
     if let Some(topic) = internal.take() {
         // Clients have no business here: say who tried (the span names the peer).
         tracing::warn!(side = "client", api = ?A::KEY, %topic, "refused a request touching an internal topic");
     }
     if !expects_response {
-        return Ok(Some(RequestAction::Close(format!(
+        return Ok(Cut::Close(format!(
             "{:?} without acknowledgement (acks=0) to a guarded topic",
             A::KEY
-        ))));
+        )));
     }
-    if A::is_empty(&request) {
-        let mut response = A::Response::default();
-        A::add(&mut response, refused);
-        let bytes = encode_response(frame.correlation_id, A::KEY, version, &response)
-            .map_err(ConnError::internal)?;
-        return Ok(Some(RequestAction::Respond(bytes)));
-    }
-    let bytes = encode_request(frame, &request).map_err(ConnError::internal)?;
-    let merge: Box<dyn Merge> = Box::new(Refusals::<A>(refused));
-    Ok(Some(RequestAction::Forward {
-        bytes,
-        on_response: Some(OnResponse::Merge(merge)),
-    }))
+    Ok(Cut::Refused {
+        rest: request,
+        refused,
+    })
 }
 
 /// Moves the items matching `cut` out of `items`, keeping order on both sides.

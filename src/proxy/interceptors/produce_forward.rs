@@ -1,0 +1,114 @@
+//! Produce to mirrors in `mirror.produce.mode=forward`: those topics are cut out of
+//! the request and handed to the forwarder of their link (the registry's
+//! `ProduceForwarder`); the rest goes to the destination (or is refused) as usual, and
+//! the client gets one answer, in request order, once both parts are answered.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_request::TopicProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::TopicName;
+
+use super::produce_guard::Produce;
+use super::write_guard::{self, Cut};
+use super::{Later, RequestAction};
+use crate::kafka::codec::encode_request;
+use crate::kafka::frame::RequestFrame;
+use crate::proxy::error::ConnError;
+use crate::registry::forward::{ForwardRequest, ProduceForwarder};
+use crate::registry::Snapshot;
+
+/// First versions with these partition answer fields.
+const LOG_START_OFFSET_SINCE: i16 = 5;
+const ERROR_MESSAGE_SINCE: i16 = 8;
+
+/// The forwarded topics of one link, with what the client's answer must name.
+struct LinkPart {
+    forwarder: Arc<dyn ProduceForwarder>,
+    request: ForwardRequest,
+    names: Vec<(TopicName, uuid::Uuid)>,
+}
+
+pub async fn split(
+    frame: &RequestFrame,
+    snapshot: &Snapshot,
+    rest: Cut<Produce>,
+    forwarded: Vec<TopicProduceData>,
+) -> Result<RequestAction, ConnError> {
+    let (upstream, refused) = match rest {
+        Cut::Untouched(rest) => (rest, Vec::new()),
+        Cut::Refused { rest, refused } => (rest, refused),
+        Cut::Close(reason) => return Ok(RequestAction::Close(reason)),
+    };
+    let mut parts: Vec<LinkPart> = Vec::new();
+    for topic in forwarded {
+        let Some((target, forwarder)) = snapshot.forward_of(topic.name.as_str()) else {
+            continue; // `forwarded` holds only topics that have one
+        };
+        let part = match parts.iter().position(|p| p.request.link == target.link) {
+            Some(i) => &mut parts[i],
+            None => {
+                parts.push(LinkPart {
+                    forwarder: forwarder.clone(),
+                    request: ForwardRequest {
+                        link: target.link.clone(),
+                        acks: upstream.acks,
+                        timeout_ms: upstream.timeout_ms,
+                        topics: Vec::new(),
+                    },
+                    names: Vec::new(),
+                });
+                let last = parts.len() - 1;
+                &mut parts[last]
+            }
+        };
+        part.names.push((topic.name.clone(), topic.topic_id));
+        part.request
+            .topics
+            .push((target.source_topic.clone(), topic));
+    }
+    let upstream = match upstream.topic_data.is_empty() {
+        true => None,
+        false => Some(encode_request(frame, &upstream).map_err(ConnError::internal)?),
+    };
+    // Sent on their way before the next request of this connection is read, so a
+    // producer's batches reach the source in the order it sent them.
+    let mut waits = Vec::with_capacity(parts.len());
+    for part in parts {
+        let wait = part.forwarder.forward(part.request).await;
+        waits.push((part.names, wait));
+    }
+    let version = frame.api_version;
+    let later: Later = Box::pin(async move {
+        let mut entries = refused;
+        for (names, wait) in waits {
+            for ((name, id), partitions) in names.into_iter().zip(wait.await) {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|p| fit_version(p, version))
+                    .collect();
+                // Both identities are kept; the encoder writes the one of the version.
+                entries.push(
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_topic_id(id)
+                        .with_partition_responses(partitions),
+                );
+            }
+        }
+        Ok(write_guard::merge_of::<Produce>(entries))
+    });
+    Ok(RequestAction::Await { upstream, later })
+}
+
+/// Clears what the client's version cannot carry (the encoder refuses such fields).
+fn fit_version(mut p: PartitionProduceResponse, version: i16) -> PartitionProduceResponse {
+    if version < ERROR_MESSAGE_SINCE {
+        p.error_message = None;
+        p.record_errors.clear();
+    }
+    if version < LOG_START_OFFSET_SINCE {
+        p.log_start_offset = -1;
+    }
+    p
+}

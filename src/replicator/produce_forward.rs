@@ -1,0 +1,484 @@
+//! `mirror.produce.mode=forward`: Produce to an ACTIVE mirror is written to the source
+//! cluster's partition leader and the source's answer (offsets included) returned to
+//! the client; the copier then brings the records to the mirror at those offsets.
+//!
+//! Producer ids. A client's producer id comes from the destination (its InitProducerId
+//! goes there as always), so it cannot collide with another producer's id on the
+//! destination, before or after the cut-over. It can collide on the source, which
+//! allocates ids from the same small numbers up. So each (destination id, epoch) is
+//! given a producer id of the source's own (a fresh InitProducerId on the source), and
+//! forwarded batches carry that one, with the client's own sequences: the source's
+//! dedup then works for the client's retries. The copier writes every mirror with its
+//! own producer id, so after the cut-over the destination has no state for the
+//! client's id and takes its next sequence as it comes.
+//!
+//! The map lives in this instance's memory, bounded ([`MAX_PRODUCERS`], oldest out).
+//! A producer whose batch was in flight when its instance died, and that retries it
+//! through another instance, gets a new source id there: that one retry is not
+//! deduplicated by the source.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::catalog_feed::CatalogView;
+use super::forward_conn::{self, Call};
+use super::link_config::LinkConfig;
+use super::source::Source;
+use crate::kafka::admin;
+use crate::kafka::producer::ProducerIdentity;
+use crate::kafka::record_batch::{rewrite_for_produce, RecordBatches};
+use crate::registry::forward::{Boxed, ForwardAnswers, ForwardRequest, ProduceForwarder};
+
+/// Producer ids mapped per link; the oldest mapping goes first.
+pub const MAX_PRODUCERS: usize = 65_536;
+/// Retriable: the client refreshes metadata and sends again.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// Retriable: the outcome of a write the source did not answer is unknown.
+const REQUEST_TIMED_OUT: i16 = 7;
+const CORRUPT_MESSAGE: i16 = 2;
+
+pub struct Forwarder {
+    catalog: watch::Receiver<Arc<CatalogView>>,
+    links: Mutex<HashMap<String, Arc<LinkForward>>>,
+    stop: CancellationToken,
+}
+
+/// One link's way to its source: leaders, connections, producer ids.
+struct LinkForward {
+    config: BTreeMap<String, String>,
+    source: Source,
+    /// Source topic -> partition -> leader address; an entry goes when the source
+    /// says the leader moved, or its connection fails.
+    leaders: Arc<Mutex<Leaders>>,
+    brokers: Mutex<HashMap<String, mpsc::Sender<Call>>>,
+    producers: Mutex<ProducerMap>,
+    requests: metrics::Counter,
+    bytes: metrics::Counter,
+    stop: CancellationToken,
+    /// Stops the connection tasks when the link's settings change or it goes away.
+    _owner: DropGuard,
+}
+
+type Leaders = HashMap<String, HashMap<i32, String>>;
+
+#[derive(Default)]
+struct ProducerMap {
+    ids: HashMap<(i64, i16), ProducerIdentity>,
+    order: VecDeque<(i64, i16)>,
+}
+
+impl Forwarder {
+    pub fn new(catalog: watch::Receiver<Arc<CatalogView>>, stop: CancellationToken) -> Self {
+        Self {
+            catalog,
+            links: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
+    /// The link's forwarding state, made anew when its config changed.
+    fn link(&self, name: &str) -> Result<Arc<LinkForward>, String> {
+        let view = self.catalog.borrow().clone();
+        let record = view
+            .catalog
+            .link(name)
+            .and_then(|l| l.usable())
+            .ok_or_else(|| format!("cluster link '{name}' is not usable here"))?;
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(existing) = links.get(name).filter(|l| l.config == record.config) {
+            return Ok(existing.clone());
+        }
+        let config = LinkConfig::from_properties(record.config.clone())
+            .map_err(|errors| format!("cluster link '{name}': {}", errors.join("; ")))?;
+        let source = Source::from_config(&config)?;
+        let stop = self.stop.child_token();
+        let forward = Arc::new(LinkForward {
+            config: record.config.clone(),
+            source,
+            leaders: Arc::default(),
+            brokers: Mutex::default(),
+            producers: Mutex::default(),
+            requests: metrics::counter!("mirrorgate_produce_forwarded_requests_total", "link" => name.to_string()),
+            bytes: metrics::counter!("mirrorgate_produce_forwarded_bytes_total", "link" => name.to_string()),
+            stop: stop.clone(),
+            _owner: stop.drop_guard(),
+        });
+        links.insert(name.to_string(), forward.clone());
+        Ok(forward)
+    }
+}
+
+/// Where one partition of the request went.
+enum Placed {
+    /// Answered already (an error found before sending).
+    Answered(PartitionProduceResponse),
+    /// In call `call`'s request.
+    Sent {
+        call: usize,
+        topic: Arc<str>,
+        partition: i32,
+    },
+}
+
+impl ProduceForwarder for Forwarder {
+    // Two stages on purpose: the outer future sends, the one it yields waits.
+    #[allow(clippy::async_yields_async)]
+    fn forward(&self, request: ForwardRequest) -> Boxed<'_, Boxed<'static, ForwardAnswers>> {
+        Box::pin(async move {
+            let shape: Vec<Vec<i32>> = request
+                .topics
+                .iter()
+                .map(|(_, t)| t.partition_data.iter().map(|p| p.index).collect())
+                .collect();
+            let link = match self.link(&request.link) {
+                Ok(link) => link,
+                Err(reason) => {
+                    tracing::warn!(link = %request.link, %reason, "cannot forward Produce");
+                    return answered_all(&shape, NOT_LEADER_OR_FOLLOWER, &reason);
+                }
+            };
+            link.forward(request, shape).await
+        })
+    }
+}
+
+fn answered_all(shape: &[Vec<i32>], code: i16, reason: &str) -> Boxed<'static, ForwardAnswers> {
+    let answers = shape
+        .iter()
+        .map(|partitions| {
+            partitions
+                .iter()
+                .map(|&p| failed(p, code, reason))
+                .collect()
+        })
+        .collect();
+    Box::pin(std::future::ready(answers))
+}
+
+fn failed(partition: i32, code: i16, reason: &str) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(partition)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_error_message(Some(StrBytes::from_string(reason.to_string())))
+}
+
+impl LinkForward {
+    async fn forward(
+        &self,
+        request: ForwardRequest,
+        shape: Vec<Vec<i32>>,
+    ) -> Boxed<'static, ForwardAnswers> {
+        self.requests.increment(1);
+        let wanted: Vec<(&str, Vec<i32>)> = request
+            .topics
+            .iter()
+            .zip(&shape)
+            .map(|((source_topic, _), partitions)| (&**source_topic, partitions.clone()))
+            .collect();
+        if let Err(reason) = self.resolve_leaders(&wanted).await {
+            return answered_all(&shape, NOT_LEADER_OR_FOLLOWER, &reason);
+        }
+        // One request per source leader, partitions in the client's order.
+        let mut per_broker: Vec<(String, ProduceRequest)> = Vec::new();
+        let mut placed: Vec<Vec<Placed>> = Vec::new();
+        for (source_topic, topic) in request.topics {
+            let mut row = Vec::new();
+            for data in topic.partition_data {
+                let index = data.index;
+                let Some(leader) = self.leader(&source_topic, index) else {
+                    let reason = format!("no leader for {source_topic}-{index} on the source");
+                    row.push(Placed::Answered(failed(
+                        index,
+                        NOT_LEADER_OR_FOLLOWER,
+                        &reason,
+                    )));
+                    continue;
+                };
+                let records = match self.rewrite(data.records.unwrap_or_default()).await {
+                    Ok(records) => records,
+                    Err((code, reason)) => {
+                        row.push(Placed::Answered(failed(index, code, &reason)));
+                        continue;
+                    }
+                };
+                self.bytes.increment(records.len() as u64);
+                let call = match per_broker.iter().position(|(b, _)| *b == leader) {
+                    Some(call) => call,
+                    None => {
+                        let produce = ProduceRequest::default()
+                            .with_acks(request.acks)
+                            .with_timeout_ms(request.timeout_ms);
+                        per_broker.push((leader, produce));
+                        per_broker.len() - 1
+                    }
+                };
+                let produce = &mut per_broker[call].1;
+                let name = admin::topic_name(&source_topic);
+                let t = match produce.topic_data.iter().position(|t| t.name == name) {
+                    Some(t) => t,
+                    None => {
+                        produce
+                            .topic_data
+                            .push(TopicProduceData::default().with_name(name));
+                        produce.topic_data.len() - 1
+                    }
+                };
+                produce.topic_data[t].partition_data.push(
+                    PartitionProduceData::default()
+                        .with_index(index)
+                        .with_records(Some(records)),
+                );
+                row.push(Placed::Sent {
+                    call,
+                    topic: source_topic.clone(),
+                    partition: index,
+                });
+            }
+            placed.push(row);
+        }
+        let mut replies = Vec::with_capacity(per_broker.len());
+        for (broker, produce) in per_broker {
+            let (tx, rx) = oneshot::channel();
+            if self
+                .connection(&broker)
+                .send(Call::Produce(Box::new(produce), tx))
+                .await
+                .is_err()
+            {
+                self.forget_broker(&broker);
+            }
+            replies.push((broker, rx));
+        }
+        let leaders = self.leaders.clone();
+        Box::pin(async move {
+            let mut responses = Vec::with_capacity(replies.len());
+            for (broker, rx) in replies {
+                let response = match rx.await {
+                    Ok(Ok(response)) => Some(response),
+                    Ok(Err(reason)) => {
+                        tracing::debug!(%broker, %reason, "forwarded Produce has no answer");
+                        forget_leader(&leaders, |_, _, addr| addr == broker);
+                        None
+                    }
+                    Err(_) => None,
+                };
+                responses.push(response);
+            }
+            placed
+                .into_iter()
+                .map(|row| {
+                    row.into_iter()
+                        .map(|placed| match placed {
+                            Placed::Answered(answer) => answer,
+                            Placed::Sent {
+                                call,
+                                topic,
+                                partition,
+                            } => {
+                                let answer = answer_of(responses[call].as_ref(), &topic, partition);
+                                if LEADER_MOVED.contains(&answer.error_code) {
+                                    forget_leader(&leaders, |t, p, _| {
+                                        t == &*topic && p == partition
+                                    });
+                                }
+                                answer
+                            }
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// The client's batches with this link's source producer id in place of theirs
+    /// (sequences kept); batches without a producer id go as they are.
+    async fn rewrite(&self, records: Bytes) -> Result<Bytes, (i16, String)> {
+        let mut out = BytesMut::with_capacity(records.len());
+        let mut batches = RecordBatches::new(records.clone());
+        let mut rewritten = false;
+        for batch in batches.by_ref() {
+            let batch = batch.map_err(|e| (CORRUPT_MESSAGE, e.to_string()))?;
+            if batch.producer_id() < 0 {
+                out.extend_from_slice(batch.bytes());
+                continue;
+            }
+            let identity = self
+                .source_producer(batch.producer_id(), batch.producer_epoch())
+                .await
+                .map_err(|e| (REQUEST_TIMED_OUT, e))?;
+            let bytes =
+                rewrite_for_produce(&batch, identity.id, identity.epoch, batch.base_sequence())
+                    .map_err(|e| (CORRUPT_MESSAGE, e.to_string()))?;
+            out.extend_from_slice(&bytes);
+            rewritten = true;
+        }
+        if batches.leftover() != 0 {
+            return Err((CORRUPT_MESSAGE, "a record batch is cut off".into()));
+        }
+        Ok(if rewritten { out.freeze() } else { records })
+    }
+
+    /// The source producer id standing for the client's (`id`, `epoch`).
+    async fn source_producer(&self, id: i64, epoch: i16) -> Result<ProducerIdentity, String> {
+        if let Some(known) = self.lock_producers().ids.get(&(id, epoch)) {
+            return Ok(*known);
+        }
+        let any = self
+            .source
+            .bootstrap
+            .first()
+            .cloned()
+            .ok_or("the link has no bootstrap servers")?;
+        let (tx, rx) = oneshot::channel();
+        if self
+            .connection(&any)
+            .send(Call::InitProducerId(tx))
+            .await
+            .is_err()
+        {
+            self.forget_broker(&any);
+        }
+        let fresh = rx
+            .await
+            .map_err(|_| "source connection closed".to_string())??;
+        let mut producers = self.lock_producers();
+        // Of two connections of one producer asking at once, the first answer wins.
+        if let Some(known) = producers.ids.get(&(id, epoch)) {
+            return Ok(*known);
+        }
+        if producers.order.len() >= MAX_PRODUCERS {
+            if let Some(oldest) = producers.order.pop_front() {
+                producers.ids.remove(&oldest);
+            }
+        }
+        producers.ids.insert((id, epoch), fresh);
+        producers.order.push_back((id, epoch));
+        Ok(fresh)
+    }
+
+    fn lock_producers(&self) -> std::sync::MutexGuard<'_, ProducerMap> {
+        self.producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Looks up the leaders not known yet (one metadata request for their topics).
+    async fn resolve_leaders(&self, wanted: &[(&str, Vec<i32>)]) -> Result<(), String> {
+        let missing: Vec<&str> = {
+            let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+            wanted
+                .iter()
+                .filter(|(topic, partitions)| {
+                    let known = leaders.get(*topic);
+                    partitions
+                        .iter()
+                        .any(|p| known.is_none_or(|k| !k.contains_key(p)))
+                })
+                .map(|(topic, _)| *topic)
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self
+            .source
+            .connect_any()
+            .await
+            .map_err(|e| format!("cannot reach the source: {e}"))?;
+        let metadata = admin::metadata(&mut conn, Some(&missing))
+            .await
+            .map_err(|e| format!("source metadata: {e}"))?;
+        let mut leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+        for topic in &metadata.topics {
+            let Some(name) = topic.name.as_ref() else {
+                continue;
+            };
+            let known = leaders.entry(name.to_string()).or_default();
+            for partition in &topic.partitions {
+                if let Some(addr) = admin::leader_of(&metadata, name, partition.partition_index) {
+                    known.insert(partition.partition_index, addr);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn leader(&self, topic: &str, partition: i32) -> Option<String> {
+        let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
+        leaders.get(topic)?.get(&partition).cloned()
+    }
+
+    fn connection(&self, addr: &str) -> mpsc::Sender<Call> {
+        let mut brokers = self.brokers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = brokers.get(addr).filter(|s| !s.is_closed()) {
+            return sender.clone();
+        }
+        let sender = forward_conn::spawn(addr.to_string(), self.source.clone(), self.stop.clone());
+        brokers.insert(addr.to_string(), sender.clone());
+        sender
+    }
+
+    fn forget_broker(&self, addr: &str) {
+        self.brokers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(addr);
+    }
+}
+
+/// Source answers meaning the cached leader is wrong.
+const LEADER_MOVED: &[i16] = &[
+    3, // UNKNOWN_TOPIC_OR_PARTITION
+    NOT_LEADER_OR_FOLLOWER,
+    74, // FENCED_LEADER_EPOCH
+];
+
+fn forget_leader(leaders: &Mutex<Leaders>, gone: impl Fn(&str, i32, &str) -> bool) {
+    let mut leaders = leaders.lock().unwrap_or_else(PoisonError::into_inner);
+    for (topic, partitions) in leaders.iter_mut() {
+        partitions.retain(|p, addr| !gone(topic, *p, addr));
+    }
+    leaders.retain(|_, partitions| !partitions.is_empty());
+}
+
+/// The client's answer for one partition, from the source's answer to its request
+/// (`None`: the request got no answer, so the write's outcome is unknown: retriable).
+/// Only what a broker says of the write itself is kept; leader hints name source
+/// brokers and are dropped.
+fn answer_of(
+    response: Option<&kafka_protocol::messages::ProduceResponse>,
+    topic: &str,
+    partition: i32,
+) -> PartitionProduceResponse {
+    let found = response.and_then(|r| {
+        r.responses
+            .iter()
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.index == partition)
+    });
+    match found {
+        Some(p) => PartitionProduceResponse::default()
+            .with_index(partition)
+            .with_error_code(p.error_code)
+            .with_base_offset(p.base_offset)
+            .with_log_append_time_ms(p.log_append_time_ms)
+            .with_log_start_offset(p.log_start_offset)
+            .with_record_errors(p.record_errors.clone())
+            .with_error_message(p.error_message.clone()),
+        None => failed(
+            partition,
+            REQUEST_TIMED_OUT,
+            "the source did not answer the forwarded write",
+        ),
+    }
+}

@@ -1,0 +1,361 @@
+//! `mirror.produce.mode=forward`: producers pointed at mirrorgate write to an ACTIVE
+//! mirror through it; each write lands on the source, the client is told the source
+//! offset, and the record appears on the mirror at that same offset. Java producers
+//! (idempotent and not) and librdkafka (kcat, idempotent) never see an error; a retry
+//! of an idempotent batch is deduplicated by the source; transactions and the default
+//! mode are still refused.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::kafka::{connect, metadata, topic_id};
+use common::replication::{dump, link_and_mirror_with, replicating, source, wait_identical};
+use common::{destination, kafka_tool, kcat, unique, Proxy};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+const FORWARD: &str = ",mirror.produce.mode=forward";
+
+/// (partition, offset) -> value of every record the verifiable producer was told was
+/// written; panics on any send error it reports.
+fn verifiable_producer(
+    proxy: &Proxy,
+    topic: &str,
+    prefix: u32,
+    config: &str,
+) -> BTreeMap<(i32, i64), String> {
+    let dir = tempdir(&format!("producer-{prefix}"));
+    let config_file = dir.join("producer.properties");
+    std::fs::write(&config_file, config).unwrap();
+    let out = kafka_tool(
+        &[
+            "kafka-verifiable-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            topic,
+            "--max-messages",
+            "600",
+            "--throughput",
+            "300",
+            "--value-prefix",
+            &prefix.to_string(),
+            "--producer.config",
+            config_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    out.assert_only_proxy(proxy, destination());
+    let mut acked = BTreeMap::new();
+    for line in out.stdout().lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match event["name"].as_str() {
+            Some("producer_send_success") => {
+                let key = (
+                    event["partition"].as_i64().unwrap() as i32,
+                    event["offset"].as_i64().unwrap(),
+                );
+                let value = event["value"].as_str().unwrap().to_string();
+                assert!(
+                    acked.insert(key, value).is_none(),
+                    "offset {key:?} acked twice"
+                );
+            }
+            Some("producer_send_error") => panic!("producer saw an error: {line}"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        acked.len(),
+        600,
+        "every record acknowledged\n{}",
+        out.text()
+    );
+    acked
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("mg-forward-{name}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// "partition offset value" lines as a map.
+fn records(lines: &[String]) -> BTreeMap<(i32, i64), String> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let p = parts.next().unwrap().parse().unwrap();
+            let o = parts.next().unwrap().parse().unwrap();
+            ((p, o), parts.next().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn producers_write_a_forwarded_mirror_at_the_offsets_they_are_told() {
+    let source = source();
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-fwd")),
+    );
+    let topic = unique("forwarded");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "3", "--replication-factor", "1"],
+    );
+    let link = link_and_mirror_with(&proxy, &source, &topic, FORWARD);
+
+    let idempotent = verifiable_producer(
+        &proxy,
+        &topic,
+        1,
+        "enable.idempotence=true\nacks=all\nretries=2147483647\n",
+    );
+    let plain = verifiable_producer(
+        &proxy,
+        &topic,
+        2,
+        "enable.idempotence=false\nacks=1\nretries=2147483647\nmax.in.flight.requests.per.connection=1\n",
+    );
+    // librdkafka, idempotent: every delivery reported, none failed.
+    let values: String = (0..400).map(|i| format!("3.{i}\n")).collect();
+    let out = kcat(
+        &[
+            "-b",
+            &proxy.bootstrap,
+            "-P",
+            "-t",
+            &topic,
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+        ],
+        Some(&values),
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+    assert!(
+        !out.text().contains("ERROR") && !out.text().contains("failed"),
+        "{}",
+        out.text()
+    );
+    out.assert_only_proxy(&proxy, destination());
+
+    // The writes are on the source at the offsets the clients were told ...
+    let on_source = records(&dump(&source.bootstrap, &topic));
+    for (at, value) in idempotent.iter().chain(&plain) {
+        assert_eq!(on_source.get(at), Some(value), "source at {at:?}");
+    }
+    let librdkafka: BTreeSet<&str> = on_source
+        .values()
+        .filter(|v| v.starts_with("3."))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(librdkafka.len(), 400, "every kcat record once");
+    assert_eq!(on_source.len(), 1_600, "nothing written twice");
+    // ... and the mirror holds the same records at the same offsets.
+    wait_identical(&proxy, &source, &topic);
+
+    let metrics = proxy.metrics();
+    let forwarded = metrics
+        .lines()
+        .find(|l| l.starts_with("mirrorgate_produce_forwarded_requests_total") && l.contains(&link))
+        .unwrap_or_else(|| panic!("no forwarded count for {link}:\n{metrics}"));
+    let count: f64 = forwarded.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count > 0.0, "{forwarded}");
+    assert!(
+        metrics.contains("mirrorgate_produce_forwarded_bytes_total"),
+        "{metrics}"
+    );
+}
+
+fn idempotent_batch(producer_id: i64, epoch: i16, sequence: i32, values: &[&str]) -> bytes::Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: sequence + i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_to(
+    topic: &str,
+    id: uuid::Uuid,
+    batch: &bytes::Bytes,
+    transactional: Option<&str>,
+) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_transactional_id(
+            transactional.map(|t| TransactionalId(StrBytes::from_string(t.into()))),
+        )
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(common::kafka::topic_name(topic))
+            .with_topic_id(id)
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch.clone()))])])
+}
+
+fn answer(response: &ProduceResponse) -> (i16, i64, Option<String>) {
+    let p = &response.responses[0].partition_responses[0];
+    (
+        p.error_code,
+        p.base_offset,
+        p.error_message.as_ref().map(|m| m.to_string()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_idempotent_batch_is_written_once_and_transactions_are_still_refused() {
+    let source = source();
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-fwd-retry")),
+    );
+    let topic = unique("forward-retry");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    // Source producer ids are taken first, so a client's destination id is likely
+    // one the source also handed out: forwarded batches must not carry it there.
+    let out = kcat(
+        &[
+            "-b",
+            &source.bootstrap,
+            "-P",
+            "-t",
+            &topic,
+            "-X",
+            "enable.idempotence=true",
+        ],
+        Some("direct-0\n"),
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+    link_and_mirror_with(&proxy, &source, &topic, FORWARD);
+
+    let mut conn = connect(&proxy.bootstrap).await;
+    let meta = metadata(&mut conn, &[&topic], 12).await;
+    let id = topic_id(&meta, &topic);
+    let init = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let leader = mirrorgate::kafka::admin::leader_of(&meta, &topic, 0).expect("leader");
+    let mut conn = connect(&leader).await;
+
+    let first = idempotent_batch(init.producer_id.0, init.producer_epoch, 0, &["a", "b"]);
+    let sent = conn
+        .call(&produce_to(&topic, id, &first, None), 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer(&sent),
+        (0, 1, None),
+        "written after the source's record"
+    );
+    // The same batch again, as a producer retries it after a lost answer.
+    let retried = conn
+        .call(&produce_to(&topic, id, &first, None), 9)
+        .await
+        .unwrap();
+    assert_eq!(answer(&retried).0, 0, "{:?}", answer(&retried));
+    assert_eq!(
+        answer(&retried).1,
+        1,
+        "the retry is answered with the original offset"
+    );
+    let next = idempotent_batch(init.producer_id.0, init.producer_epoch, 2, &["c"]);
+    let sent = conn
+        .call(&produce_to(&topic, id, &next, None), 9)
+        .await
+        .unwrap();
+    assert_eq!(answer(&sent), (0, 3, None));
+    assert_eq!(
+        dump(&source.bootstrap, &topic),
+        ["0 0 direct-0", "0 1 a", "0 2 b", "0 3 c"],
+        "each record once on the source"
+    );
+
+    let txn = idempotent_batch(init.producer_id.0, init.producer_epoch, 3, &["t"]);
+    let refused = conn
+        .call(&produce_to(&topic, id, &txn, Some("tx-1")), 9)
+        .await
+        .unwrap();
+    let (code, _, message) = answer(&refused);
+    assert_eq!(code, 42, "INVALID_REQUEST");
+    assert_eq!(
+        message.as_deref(),
+        Some(format!("Cannot append records to read-only mirror topic '{topic}'").as_str())
+    );
+
+    // A link in the default mode refuses, as before.
+    let rejecting = unique("rejecting");
+    common::create_topic(
+        &source,
+        &rejecting,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    link_and_mirror_with(&proxy, &source, &rejecting, "");
+    let mut conn = connect(&proxy.bootstrap).await;
+    let meta = metadata(&mut conn, &[&rejecting], 12).await;
+    let leader = mirrorgate::kafka::admin::leader_of(&meta, &rejecting, 0).expect("leader");
+    let mut conn = connect(&leader).await;
+    let plain = idempotent_batch(-1, -1, -1, &["x"]);
+    let refused = conn
+        .call(
+            &produce_to(&rejecting, topic_id(&meta, &rejecting), &plain, None),
+            9,
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer(&refused).0, 42, "INVALID_REQUEST");
+    assert_eq!(dump(&source.bootstrap, &rejecting), Vec::<String>::new());
+}
