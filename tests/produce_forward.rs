@@ -10,7 +10,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::kafka::{connect, metadata, topic_id};
-use common::replication::{dump, link_and_mirror_with, replicating, source, wait_identical};
+use common::replication::{
+    cli, dump, link_and_mirror_with, replicating, source, text, wait_identical,
+};
 use common::{destination, kafka_tool, kcat, unique, Proxy};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -244,7 +246,7 @@ fn answer(response: &ProduceResponse) -> (i16, i64, Option<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_retried_idempotent_batch_is_written_once_and_transactions_are_still_refused() {
+async fn a_retried_batch_is_written_once_and_goes_on_at_the_destination_after_promote() {
     let source = source();
     let proxy = Proxy::start(
         destination(),
@@ -334,6 +336,34 @@ async fn a_retried_idempotent_batch_is_written_once_and_transactions_are_still_r
     assert_eq!(
         message.as_deref(),
         Some(format!("Cannot append records to read-only mirror topic '{topic}'").as_str())
+    );
+
+    // After the promote the same producer goes on writing, now to the destination: the
+    // destination never saw its id (the copier writes with its own), so it takes the
+    // next sequence as it comes, at the next offset.
+    wait_identical(&proxy, &source, &topic);
+    let out =
+        tokio::task::block_in_place(|| cli(&proxy, &["mirrors", "--promote", "--topics", &topic]));
+    assert!(out.status.success(), "{}", text(&out));
+    let after = idempotent_batch(init.producer_id.0, init.producer_epoch, 3, &["d"]);
+    let sent = conn
+        .call(&produce_to(&topic, id, &after, None), 9)
+        .await
+        .unwrap();
+    assert_eq!(answer(&sent), (0, 4, None), "continued on the destination");
+    let retried = conn
+        .call(&produce_to(&topic, id, &after, None), 9)
+        .await
+        .unwrap();
+    assert_eq!(answer(&retried).1, 4, "and deduplicated there");
+    assert_eq!(
+        dump(&proxy.bootstrap, &topic),
+        ["0 0 direct-0", "0 1 a", "0 2 b", "0 3 c", "0 4 d"]
+    );
+    assert_eq!(
+        dump(&source.bootstrap, &topic).len(),
+        4,
+        "the source no longer written"
     );
 
     // A link in the default mode refuses, as before.
