@@ -482,3 +482,58 @@ fn answer_of(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_response::{
+        LeaderIdAndEpoch, PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{BrokerId, ProduceResponse};
+    use std::sync::Mutex;
+
+    use super::{answer_of, forget_leader, Leaders, REQUEST_TIMED_OUT};
+    use crate::kafka::admin::topic_name;
+
+    #[test]
+    fn the_answer_keeps_the_write_and_drops_source_leader_hints() {
+        let source = PartitionProduceResponse::default()
+            .with_index(2)
+            .with_base_offset(41)
+            .with_log_start_offset(7)
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(5))
+                    .with_leader_epoch(3),
+            );
+        let response =
+            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_name(topic_name("src"))
+                .with_partition_responses(vec![source])]);
+        let answer = answer_of(Some(&response), "src", 2);
+        assert_eq!((answer.index, answer.error_code), (2, 0));
+        assert_eq!((answer.base_offset, answer.log_start_offset), (41, 7));
+        assert_eq!(answer.current_leader, LeaderIdAndEpoch::default());
+
+        // A partition the source left out, or no answer at all: retriable.
+        assert_eq!(
+            answer_of(Some(&response), "src", 3).error_code,
+            REQUEST_TIMED_OUT
+        );
+        assert_eq!(answer_of(None, "src", 2).error_code, REQUEST_TIMED_OUT);
+    }
+
+    #[test]
+    fn leaders_are_forgotten_by_partition_or_by_broker() {
+        let leaders: Mutex<Leaders> = Mutex::default();
+        {
+            let mut l = leaders.lock().unwrap();
+            l.entry("a".into()).or_default().insert(0, "b1:9092".into());
+            l.entry("a".into()).or_default().insert(1, "b2:9092".into());
+            l.entry("c".into()).or_default().insert(0, "b1:9092".into());
+        }
+        forget_leader(&leaders, |t, p, _| t == "a" && p == 1);
+        assert_eq!(leaders.lock().unwrap()["a"].len(), 1);
+        forget_leader(&leaders, |_, _, addr| addr == "b1:9092");
+        assert!(leaders.lock().unwrap().is_empty());
+    }
+}

@@ -112,3 +112,24 @@ fn fit_version(mut p: PartitionProduceResponse, version: i16) -> PartitionProduc
     }
     p
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+    use kafka_protocol::protocol::StrBytes;
+
+    use super::fit_version;
+
+    #[test]
+    fn fields_a_version_cannot_carry_are_cleared() {
+        let full = PartitionProduceResponse::default()
+            .with_error_code(6)
+            .with_log_start_offset(3)
+            .with_error_message(Some(StrBytes::from_static_str("moved")));
+        let v4 = fit_version(full.clone(), 4);
+        assert_eq!((v4.error_message, v4.log_start_offset), (None, -1));
+        let v7 = fit_version(full.clone(), 7);
+        assert_eq!((v7.error_message, v7.log_start_offset), (None, 3));
+        assert_eq!(fit_version(full.clone(), 9), full);
+    }
+}
