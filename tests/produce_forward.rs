@@ -389,3 +389,61 @@ async fn a_retried_batch_is_written_once_and_goes_on_at_the_destination_after_pr
     assert_eq!(answer(&refused).0, 42, "INVALID_REQUEST");
     assert_eq!(dump(&source.bootstrap, &rejecting), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_resent_through_another_instance_is_written_once() {
+    let source = source();
+    let metadata_topic = unique("_mirrorgate-metadata-fwd-fleet");
+    let first = Proxy::start(destination(), replicating(&metadata_topic));
+    let second = Proxy::start(destination(), replicating(&metadata_topic));
+    let topic = unique("forward-fleet");
+    common::create_topic(
+        &source,
+        &topic,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    link_and_mirror_with(&first, &source, &topic, FORWARD);
+
+    let mut conn = connect(&first.bootstrap).await;
+    let init = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(-1)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+            4,
+        )
+        .await
+        .unwrap();
+    let batch = idempotent_batch(init.producer_id.0, init.producer_epoch, 0, &["once"]);
+    let mut sent = Vec::new();
+    // The producer's first instance "dies" after writing; it re-sends through the other.
+    for proxy in [&first, &second] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let response = loop {
+            let mut conn = connect(&proxy.bootstrap).await;
+            let meta = metadata(&mut conn, &[&topic], 12).await;
+            let leader = mirrorgate::kafka::admin::leader_of(&meta, &topic, 0).expect("leader");
+            let mut conn = connect(&leader).await;
+            let request = produce_to(&topic, topic_id(&meta, &topic), &batch, None);
+            let response = conn.call(&request, 9).await.unwrap();
+            // The second instance may not have read the mirror yet (retriable refusal).
+            if answer(&response).0 == 0 || std::time::Instant::now() > deadline {
+                break response;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
+        sent.push(answer(&response));
+    }
+    assert_eq!(
+        sent,
+        [(0, 0, None), (0, 0, None)],
+        "the re-send is answered with the original offset"
+    );
+    assert_eq!(
+        dump(&source.bootstrap, &topic),
+        ["0 0 once"],
+        "written once"
+    );
+}

@@ -38,6 +38,14 @@ pub const MIRROR_PREFIX: &str = "mirror/";
 /// adopted, so whichever instance runs the link next tells source changes from
 /// operator changes. Last write wins; only the link's owner writes it.
 pub const SYNCED_CONFIGS_PREFIX: &str = "configs/";
+/// Forward mode's producer ids (`produce_forward`): `producer/<link>/<client producer
+/// id>/<client epoch>` holds the source producer id standing for that client, so every
+/// instance forwards a producer's batches with the same one. The first record of a key
+/// wins; later ones are stale.
+pub const PRODUCER_PREFIX: &str = "producer/";
+/// Most producer records kept; past this a new one is ignored (by every instance alike)
+/// and its writer keeps the id to itself.
+pub const MAX_PRODUCER_RECORDS: usize = 65_536;
 
 /// Why a metadata record was not applied; the label of
 /// `mirrorgate_metadata_records_invalid_total` (a fixed set).
@@ -115,6 +123,20 @@ pub struct Catalog {
     links: BTreeMap<String, LinkEntry>,
     mirrors: BTreeMap<String, MirrorEntry>,
     synced_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// `producer/` records by the rest of their key.
+    producers: BTreeMap<String, SourceProducer>,
+}
+
+/// A source producer id and epoch, as a `producer/` record holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceProducer {
+    pub id: i64,
+    pub epoch: i16,
+}
+
+/// The rest of a `producer/` key after the prefix.
+pub fn producer_key(link: &str, client_id: i64, client_epoch: i16) -> String {
+    format!("{link}/{client_id}/{client_epoch}")
 }
 
 impl Catalog {
@@ -137,6 +159,18 @@ impl Catalog {
     /// The config sync's stored memory of mirror `topic`.
     pub fn synced_configs(&self, topic: &str) -> Option<&BTreeMap<String, String>> {
         self.synced_configs.get(topic)
+    }
+
+    /// The source producer standing for a client's producer in forward mode.
+    pub fn source_producer(
+        &self,
+        link: &str,
+        client_id: i64,
+        client_epoch: i16,
+    ) -> Option<SourceProducer> {
+        self.producers
+            .get(&producer_key(link, client_id, client_epoch))
+            .copied()
     }
 
     /// The topics clients may not write to.
@@ -210,6 +244,8 @@ impl Catalog {
             self.apply_mirror(topic, outcome)
         } else if let Some(topic) = key.strip_prefix(SYNCED_CONFIGS_PREFIX) {
             self.apply_synced_configs(topic, parse_synced_configs(key, value))
+        } else if let Some(rest) = key.strip_prefix(PRODUCER_PREFIX) {
+            self.apply_producer(rest, parse_json(key, value))
         } else {
             Outcome::Ignored
         }
@@ -310,6 +346,40 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    fn apply_producer(&mut self, rest: &str, parsed: Parsed<SourceProducer>) -> Outcome {
+        match parsed {
+            Parsed::Delete => {
+                self.producers.remove(rest);
+                Outcome::Applied
+            }
+            Parsed::Record(producer) | Parsed::Unopened(producer, _) => {
+                if self.producers.contains_key(rest) {
+                    return Outcome::Stale;
+                }
+                if self.producers.len() >= MAX_PRODUCER_RECORDS {
+                    return Outcome::Ignored;
+                }
+                self.producers.insert(rest.to_string(), producer);
+                Outcome::Applied
+            }
+            Parsed::Bad(reason, detail) => Outcome::Invalid(reason, detail),
+        }
+    }
+}
+
+/// A JSON record value, bounded.
+fn parse_json<T: serde::de::DeserializeOwned>(key: &str, value: Option<&[u8]>) -> Parsed<T> {
+    match bounded(key, value) {
+        Ok(Some(v)) => match serde_json::from_slice(v) {
+            Ok(record) => Parsed::Record(record),
+            Err(e) => Parsed::Bad(Invalid::Json, format!("{key}: {e}")),
+        },
+        Ok(None) => Parsed::Delete,
+        Err((reason, detail)) => Parsed::Bad(reason, detail),
+    }
+}
+
 /// Version 0 predates versions and always applies; otherwise only a newer one does.
 fn is_stale(incoming: u64, current: Option<u64>) -> bool {
     incoming != 0 && current.is_some_and(|c| incoming <= c)
@@ -369,14 +439,7 @@ fn parse_mirror(key: &str, value: Option<&[u8]>) -> Parsed<MirrorRecord> {
 }
 
 fn parse_synced_configs(key: &str, value: Option<&[u8]>) -> Parsed<BTreeMap<String, String>> {
-    match bounded(key, value) {
-        Ok(Some(v)) => match serde_json::from_slice(v) {
-            Ok(configs) => Parsed::Record(configs),
-            Err(e) => Parsed::Bad(Invalid::Json, format!("{key}: {e}")),
-        },
-        Ok(None) => Parsed::Delete,
-        Err((reason, detail)) => Parsed::Bad(reason, detail),
-    }
+    parse_json(key, value)
 }
 
 /// What the replicator sizes by a mirror record: tasks and status per partition, and

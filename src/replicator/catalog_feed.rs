@@ -115,17 +115,26 @@ impl CatalogFeed {
         offset: i64,
         within: Duration,
     ) -> Result<Arc<CatalogView>, WaitError> {
-        let mut rx = self.view.clone();
-        let wait = async move {
-            rx.wait_for(|v| v.next_offset > offset)
-                .await
-                .map(|view| view.clone())
-        };
-        match tokio::time::timeout(within, wait).await {
-            Ok(Ok(view)) => Ok(view),
-            Ok(Err(_)) => Err(WaitError::Stopped),
-            Err(_) => Err(WaitError::Timeout(offset)),
-        }
+        applied(self.view.clone(), offset, within).await
+    }
+}
+
+/// The first view of `views` that includes the record at `offset`.
+pub async fn applied(
+    mut views: watch::Receiver<Arc<CatalogView>>,
+    offset: i64,
+    within: Duration,
+) -> Result<Arc<CatalogView>, WaitError> {
+    let wait = async move {
+        views
+            .wait_for(|v| v.next_offset > offset)
+            .await
+            .map(|view| view.clone())
+    };
+    match tokio::time::timeout(within, wait).await {
+        Ok(Ok(view)) => Ok(view),
+        Ok(Err(_)) => Err(WaitError::Stopped),
+        Err(_) => Err(WaitError::Timeout(offset)),
     }
 }
 

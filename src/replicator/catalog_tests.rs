@@ -306,3 +306,32 @@ fn only_active_mirrors_of_forward_links_are_forwarded() {
     );
     assert!(catalog.forwarded().is_empty(), "an unknown mode refuses");
 }
+
+#[test]
+fn the_first_producer_record_of_a_key_wins() {
+    let mut catalog = Catalog::default();
+    let key = format!("{PRODUCER_PREFIX}{}", producer_key("l", 7, 0));
+    let first = apply(
+        &mut catalog,
+        key.as_bytes(),
+        Some(r#"{"id":1000,"epoch":0}"#),
+    );
+    assert_eq!(first, Outcome::Applied);
+    let second = apply(
+        &mut catalog,
+        key.as_bytes(),
+        Some(r#"{"id":2000,"epoch":0}"#),
+    );
+    assert_eq!(second, Outcome::Stale, "a racing writer loses");
+    assert_eq!(
+        catalog.source_producer("l", 7, 0),
+        Some(SourceProducer { id: 1000, epoch: 0 })
+    );
+    assert_eq!(catalog.source_producer("l", 7, 1), None, "per epoch");
+    assert!(matches!(
+        apply(&mut catalog, key.as_bytes(), Some("[]")),
+        Outcome::Invalid(Invalid::Json, _)
+    ));
+    assert_eq!(apply(&mut catalog, key.as_bytes(), None), Outcome::Applied);
+    assert_eq!(catalog.source_producer("l", 7, 0), None);
+}

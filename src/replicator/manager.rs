@@ -151,6 +151,7 @@ impl Replicator {
             &shutdown,
         );
         registry.set_forwarder(Arc::new(super::produce_forward::Forwarder::new(
+            dest.clone(),
             feed.subscribe(),
             shutdown.child_token(),
         )));

@@ -12,10 +12,13 @@
 //! own producer id, so after the cut-over the destination has no state for the
 //! client's id and takes its next sequence as it comes.
 //!
-//! The map lives in this instance's memory, bounded ([`MAX_PRODUCERS`], oldest out).
-//! A producer whose batch was in flight when its instance died, and that retries it
-//! through another instance, gets a new source id there: that one retry is not
-//! deduplicated by the source.
+//! The map is the fleet's: the first instance to see a client producer takes a source
+//! id and writes it to the metadata topic (`producer/` records, first one wins), then
+//! uses the one the catalog holds. So a producer that re-sends a batch through another
+//! instance (its own died mid-request) re-sends it with the same source id, and the
+//! source answers it with the original offset. Each instance caches what it used,
+//! bounded ([`MAX_PRODUCERS`], oldest out). If the record cannot be written, or the
+//! catalog is full, the id stays this instance's own (and that case is logged).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,10 +31,12 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::catalog::{producer_key, SourceProducer};
 use super::catalog_feed::CatalogView;
 use super::forward_conn::{self, Call};
 use super::link_config::LinkConfig;
 use super::source::Source;
+use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{rewrite_for_produce, RecordBatches};
@@ -44,8 +49,11 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 /// Retriable: the outcome of a write the source did not answer is unknown.
 const REQUEST_TIMED_OUT: i16 = 7;
 const CORRUPT_MESSAGE: i16 = 2;
+/// How long a new producer's first write waits for its record to be read back.
+const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Forwarder {
+    dest: Destination,
     catalog: watch::Receiver<Arc<CatalogView>>,
     links: Mutex<HashMap<String, Arc<LinkForward>>>,
     stop: CancellationToken,
@@ -53,6 +61,9 @@ pub struct Forwarder {
 
 /// One link's way to its source: leaders, connections, producer ids.
 struct LinkForward {
+    name: String,
+    dest: Destination,
+    catalog: watch::Receiver<Arc<CatalogView>>,
     config: BTreeMap<String, String>,
     source: Source,
     /// Source topic -> partition -> leader address; an entry goes when the source
@@ -76,8 +87,13 @@ struct ProducerMap {
 }
 
 impl Forwarder {
-    pub fn new(catalog: watch::Receiver<Arc<CatalogView>>, stop: CancellationToken) -> Self {
+    pub fn new(
+        dest: Destination,
+        catalog: watch::Receiver<Arc<CatalogView>>,
+        stop: CancellationToken,
+    ) -> Self {
         Self {
+            dest,
             catalog,
             links: Mutex::new(HashMap::new()),
             stop,
@@ -101,6 +117,9 @@ impl Forwarder {
         let source = Source::from_config(&config)?;
         let stop = self.stop.child_token();
         let forward = Arc::new(LinkForward {
+            name: name.to_string(),
+            dest: self.dest.clone(),
+            catalog: self.catalog.clone(),
             config: record.config.clone(),
             source,
             leaders: Arc::default(),
@@ -327,11 +346,47 @@ impl LinkForward {
         Ok(if rewritten { out.freeze() } else { records })
     }
 
-    /// The source producer id standing for the client's (`id`, `epoch`).
+    /// The source producer id standing for the client's (`id`, `epoch`): this
+    /// instance's cache, else the fleet's record, else a fresh one recorded for all.
     async fn source_producer(&self, id: i64, epoch: i16) -> Result<ProducerIdentity, String> {
         if let Some(known) = self.lock_producers().ids.get(&(id, epoch)) {
             return Ok(*known);
         }
+        let recorded = |view: &CatalogView| {
+            view.catalog
+                .source_producer(&self.name, id, epoch)
+                .map(|p| ProducerIdentity {
+                    id: p.id,
+                    epoch: p.epoch,
+                })
+        };
+        let known = recorded(&self.catalog.borrow());
+        let chosen = match known {
+            Some(known) => known,
+            None => {
+                let fresh = self.fresh_source_producer().await?;
+                match self.record(id, epoch, fresh).await {
+                    Ok(view) => recorded(&view).unwrap_or(fresh),
+                    Err(e) => {
+                        tracing::warn!(link = %self.name, error = %e, "source producer id not recorded for the fleet; kept here");
+                        fresh
+                    }
+                }
+            }
+        };
+        let mut producers = self.lock_producers();
+        if producers.order.len() >= MAX_PRODUCERS {
+            if let Some(oldest) = producers.order.pop_front() {
+                producers.ids.remove(&oldest);
+            }
+        }
+        if producers.ids.insert((id, epoch), chosen).is_none() {
+            producers.order.push_back((id, epoch));
+        }
+        Ok(chosen)
+    }
+
+    async fn fresh_source_producer(&self) -> Result<ProducerIdentity, String> {
         let any = self
             .source
             .bootstrap
@@ -347,22 +402,29 @@ impl LinkForward {
         {
             self.forget_broker(&any);
         }
-        let fresh = rx
+        rx.await
+            .map_err(|_| "source connection closed".to_string())?
+    }
+
+    /// Writes the mapping to the metadata topic and waits until the catalog has read
+    /// it back (the first record of the key is the one everyone uses).
+    async fn record(
+        &self,
+        id: i64,
+        epoch: i16,
+        fresh: ProducerIdentity,
+    ) -> Result<Arc<CatalogView>, String> {
+        let key = producer_key(&self.name, id, epoch);
+        let value = SourceProducer {
+            id: fresh.id,
+            epoch: fresh.epoch,
+        };
+        let offset = store::put_producer(&self.dest, &key, &value)
             .await
-            .map_err(|_| "source connection closed".to_string())??;
-        let mut producers = self.lock_producers();
-        // Of two connections of one producer asking at once, the first answer wins.
-        if let Some(known) = producers.ids.get(&(id, epoch)) {
-            return Ok(*known);
-        }
-        if producers.order.len() >= MAX_PRODUCERS {
-            if let Some(oldest) = producers.order.pop_front() {
-                producers.ids.remove(&oldest);
-            }
-        }
-        producers.ids.insert((id, epoch), fresh);
-        producers.order.push_back((id, epoch));
-        Ok(fresh)
+            .map_err(|e| e.to_string())?;
+        super::catalog_feed::applied(self.catalog.clone(), offset, RECORD_WAIT)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     fn lock_producers(&self) -> std::sync::MutexGuard<'_, ProducerMap> {

@@ -159,6 +159,21 @@ pub async fn put_synced_configs(
     put(dest, format!("{SYNCED_CONFIGS_PREFIX}{topic}"), Some(value)).await
 }
 
+/// Writes forward mode's source producer for a client producer (see `PRODUCER_PREFIX`).
+pub async fn put_producer(
+    dest: &Destination,
+    key_rest: &str,
+    producer: &super::catalog::SourceProducer,
+) -> Result<i64, StoreError> {
+    let value = serde_json::to_vec(producer).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(
+        dest,
+        format!("{}{key_rest}", super::catalog::PRODUCER_PREFIX),
+        Some(value),
+    )
+    .await
+}
+
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
     let record = Record {
         transactional: false,
