@@ -29,6 +29,9 @@
 //! (SOURCE_UNAVAILABLE) and the `link_jobs`: `auto_create` of mirrors, `config_sync`,
 //! `offset_sync`. `final_sync` runs their final rounds on promote and failover;
 //! `source_watch` keeps partition counts in step.
+//!
+//! For the proxy, `produce_forward` (with one `forward_conn` per source broker) writes
+//! Produce to mirrors of links in `mirror.produce.mode=forward` to their source.
 
 pub mod auto_create;
 pub mod budget;
