@@ -61,7 +61,10 @@ pub fn snapshot() -> &'static Snapshot {
         // As after the catalog has loaded (no link mirrors): the config's mirrors guarded,
         // other topics not.
         let registry = Registry::new(Snapshot::build(config().clone()).unwrap());
-        registry.set_link_mirrors(Default::default(), Default::default(), true, None);
+        registry.set_link_mirrors(mirrorgate::registry::LinkMirrors {
+            loaded: true,
+            ..Default::default()
+        });
         let snapshot = Snapshot::clone(&registry.load());
         assert!(snapshot.has_read_only_topics());
         snapshot

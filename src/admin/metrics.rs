@@ -53,6 +53,10 @@ pub struct ProxyMetrics {
     /// Client connections closed for sending no whole request in time.
     pub idle_closed: Counter,
     pub connections_refused: Counter,
+    /// Produce requests parked at a cut-over's fence, and those answered for waiting
+    /// too long.
+    pub produce_parked: Counter,
+    pub produce_park_timeouts: Counter,
     /// Indexed by API key.
     requests: Vec<Option<RequestMetrics>>,
     refused_by_topic: DashMap<String, Counter>,
@@ -84,6 +88,8 @@ impl ProxyMetrics {
             malformed_frames: metrics::counter!("mirrorgate_malformed_frames_total"),
             idle_closed: metrics::counter!("mirrorgate_client_idle_closed_total"),
             connections_refused: metrics::counter!("mirrorgate_connections_refused_total"),
+            produce_parked: metrics::counter!("mirrorgate_produce_parked_total"),
+            produce_park_timeouts: metrics::counter!("mirrorgate_produce_park_timeouts_total"),
             requests,
             refused_by_topic: DashMap::new(),
             tls_failures: DashMap::new(),

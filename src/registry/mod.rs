@@ -1,6 +1,7 @@
 //! The one source of truth the proxy reads on every request: an immutable `Snapshot`
 //! behind an `ArcSwap`. Writers build a new snapshot and swap it in; readers never lock.
 
+pub mod fence;
 pub mod forward;
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,7 @@ use rustls::{ClientConfig, ServerConfig};
 use crate::config::Config;
 use crate::proxy::routing::Routing;
 use crate::tls::{self, TlsError};
+use fence::{Fence, InFlight};
 use forward::{ForwardTarget, ProduceForwarder};
 
 /// What the proxy needs to decide about a request, frozen at one point in time:
@@ -35,6 +37,8 @@ pub struct Snapshot {
     forwarded: Arc<HashMap<String, ForwardTarget>>,
     /// Who forwards them (installed by the replicator at start).
     forwarder: Option<Arc<dyn ProduceForwarder>>,
+    /// Topics under a cut-over's fence: their Produce is parked (`produce_fence`).
+    fenced: Arc<HashMap<String, Fence>>,
     /// What the catalog feed knows: until it has read the metadata topic up to its end,
     /// any topic may be a mirror.
     catalog: CatalogStatus,
@@ -64,6 +68,9 @@ pub enum Guard {
     /// Any topic while the catalog is not loaded: it may be a mirror, so writes are
     /// refused with a retriable error until it is known.
     CatalogLoading,
+    /// Produce parked at a cut-over's fence for as long as it may wait: answered with a
+    /// retriable error, so the producer sends it again.
+    Fenced,
 }
 
 impl Snapshot {
@@ -96,6 +103,7 @@ impl Snapshot {
             link_mirrors: Arc::default(),
             forwarded: Arc::default(),
             forwarder: None,
+            fenced: Arc::default(),
             catalog: CatalogStatus::default(),
         })
     }
@@ -121,6 +129,15 @@ impl Snapshot {
     /// True when some mirror's Produce is forwarded.
     pub fn forwards_any(&self) -> bool {
         !self.forwarded.is_empty()
+    }
+
+    /// The fence holding Produce to `topic`, if a cut-over fences it.
+    pub fn fence_of(&self, topic: &str) -> Option<&Fence> {
+        self.fenced.get(topic)
+    }
+
+    pub fn fences_any(&self) -> bool {
+        !self.fenced.is_empty()
     }
 
     pub fn catalog(&self) -> &CatalogStatus {
@@ -155,10 +172,23 @@ impl Snapshot {
     }
 }
 
+/// What the catalog feed publishes: the read-only set and what the proxy does about it.
+#[derive(Debug, Default)]
+pub struct LinkMirrors {
+    pub read_only: HashSet<String>,
+    pub forwarded: HashMap<String, ForwardTarget>,
+    pub fenced: HashMap<String, Fence>,
+    pub loaded: bool,
+    pub problem: Option<String>,
+}
+
 pub struct Registry {
     current: ArcSwap<Snapshot>,
     /// Serializes writers (config reload, replicator) so neither loses the other's part.
     writers: std::sync::Mutex<()>,
+    /// Ticks on every change of the link mirrors: parked writes look again.
+    changes: tokio::sync::watch::Sender<()>,
+    in_flight: Arc<InFlight>,
 }
 
 impl Registry {
@@ -166,7 +196,19 @@ impl Registry {
         Self {
             current: ArcSwap::from_pointee(snapshot),
             writers: std::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(()),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Changes of the link mirrors (and fences), from now on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// Forwarded Produce requests still on their way to a source.
+    pub fn in_flight(&self) -> &Arc<InFlight> {
+        &self.in_flight
     }
 
     /// The snapshot to use for one request; in-flight work keeps the one it loaded.
@@ -182,28 +224,25 @@ impl Registry {
         snapshot.link_mirrors = current.link_mirrors.clone();
         snapshot.forwarded = current.forwarded.clone();
         snapshot.forwarder = current.forwarder.clone();
+        snapshot.fenced = current.fenced.clone();
         snapshot.catalog = current.catalog.clone();
         self.current.store(Arc::new(snapshot));
     }
 
-    /// Replaces the set of read-only cluster-link mirror topics (and which of them are
-    /// forwarded) and the catalog status.
-    pub fn set_link_mirrors(
-        &self,
-        topics: HashSet<String>,
-        forwarded: HashMap<String, ForwardTarget>,
-        loaded: bool,
-        problem: Option<String>,
-    ) {
+    /// Replaces the set of read-only cluster-link mirror topics (which of them are
+    /// forwarded, which fenced) and the catalog status.
+    pub fn set_link_mirrors(&self, mirrors: LinkMirrors) {
         let _writer = self.writers.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = Snapshot::clone(&self.current.load());
-        next.link_mirrors = Arc::new(topics);
-        next.forwarded = Arc::new(forwarded);
+        next.link_mirrors = Arc::new(mirrors.read_only);
+        next.forwarded = Arc::new(mirrors.forwarded);
+        next.fenced = Arc::new(mirrors.fenced);
         next.catalog = CatalogStatus {
-            loaded,
-            problem: problem.map(Arc::from),
+            loaded: mirrors.loaded,
+            problem: mirrors.problem.map(Arc::from),
         };
         self.current.store(Arc::new(next));
+        self.changes.send_replace(());
     }
 
     /// Installs who forwards Produce for mirrors in forward mode.

@@ -21,6 +21,13 @@ use super::link_config::ProduceMode;
 use super::secrets::{open_config, Sealer};
 use super::store::{LinkRecord, MirrorRecord, MirrorState};
 use crate::registry::forward::ForwardTarget;
+pub use cutover::{
+    ack_key, AckRecord, CutoverRecord, CutoverStep, InstanceRecord, CUTOVER_ACK_PREFIX,
+    CUTOVER_PREFIX, INSTANCE_PREFIX, MAX_CUTOVER_TOPICS,
+};
+
+#[path = "catalog_cutover.rs"]
+mod cutover;
 
 /// Longest key: `mirror/` plus a topic name (Kafka allows 249 characters), with room.
 const MAX_KEY_BYTES: usize = 512;
@@ -125,6 +132,11 @@ pub struct Catalog {
     synced_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// `producer/` records by the rest of their key.
     producers: BTreeMap<String, SourceProducer>,
+    /// The cut-over's records (`catalog_cutover`): by link, by `<link>/<instance>`, by
+    /// instance id.
+    cutovers: BTreeMap<String, CutoverRecord>,
+    acks: BTreeMap<String, AckRecord>,
+    instances: BTreeMap<String, InstanceRecord>,
 }
 
 /// A source producer id and epoch, as a `producer/` record holds it.
@@ -216,6 +228,8 @@ impl Catalog {
                 .get(topic)
                 .and_then(|m| m.record.as_ref())
                 .map(|r| r.version)
+        } else if let Some(link) = key.strip_prefix(CUTOVER_PREFIX) {
+            self.cutover_version(link)
         } else {
             None
         };
@@ -246,6 +260,12 @@ impl Catalog {
             self.apply_synced_configs(topic, parse_synced_configs(key, value))
         } else if let Some(rest) = key.strip_prefix(PRODUCER_PREFIX) {
             self.apply_producer(rest, parse_json(key, value))
+        } else if let Some(link) = key.strip_prefix(CUTOVER_PREFIX) {
+            self.apply_cutover(link, key, value)
+        } else if let Some(rest) = key.strip_prefix(CUTOVER_ACK_PREFIX) {
+            self.apply_ack(rest, key, value)
+        } else if let Some(id) = key.strip_prefix(INSTANCE_PREFIX) {
+            self.apply_instance(id, key, value)
         } else {
             Outcome::Ignored
         }

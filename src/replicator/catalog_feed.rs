@@ -26,7 +26,7 @@ use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
 use crate::kafka::record_batch::RecordBatches;
 use crate::kafka::record_codec::decode_records;
-use crate::registry::Registry;
+use crate::registry::{LinkMirrors, Registry};
 
 /// Bytes asked for per fetch (a soft limit: one larger batch comes whole, KIP-74; the
 /// client's frame limit bounds that).
@@ -312,12 +312,16 @@ impl Tail {
                 problem.or_else(|| Some("reading the metadata topic".into()))
             },
         };
-        let read_only = view.catalog.read_only();
-        let forwarded = view.catalog.forwarded();
-        let reason = view.problem.clone();
         metrics::gauge!("mirrorgate_catalog_loaded").set(if view.loaded { 1.0 } else { 0.0 });
-        self.registry
-            .set_link_mirrors(read_only, forwarded, view.loaded, reason);
+        // Before the view goes out: whoever acts on a view (a fence's confirmation)
+        // finds the proxy already enforcing it.
+        self.registry.set_link_mirrors(LinkMirrors {
+            read_only: view.catalog.read_only(),
+            forwarded: view.catalog.forwarded(),
+            fenced: view.catalog.fenced(),
+            loaded: view.loaded,
+            problem: view.problem.clone(),
+        });
         self.tx.send_replace(Arc::new(view));
     }
 }

@@ -80,6 +80,8 @@ pub struct Inner {
     pub(super) replicating: bool,
     /// Membership of the fleet's group (replicating instances only).
     pub(super) fleet: Option<Fleet>,
+    /// Heartbeats and cut-over fence confirmations of this instance.
+    pub(super) member: super::fence_member::FenceMember,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -155,6 +157,13 @@ impl Replicator {
             feed.subscribe(),
             shutdown.child_token(),
         )));
+        let member = super::fence_member::FenceMember::start(
+            dest.clone(),
+            registry.clone(),
+            feed.subscribe(),
+            replicating,
+            &shutdown,
+        );
         let (snapshot_tx, snapshots) = watch::channel(Arc::default());
         let (events, events_rx) = mpsc::channel(controller::EVENT_ROOM);
         let inner = Arc::new(Inner {
@@ -167,10 +176,12 @@ impl Replicator {
             feed,
             replicating,
             fleet,
+            member,
         });
         controller::spawn(inner.clone(), events_rx, snapshot_tx);
         if replicating {
             tokio::spawn(super::source_watch::watch_sources(inner.clone()));
+            tokio::spawn(super::cutover::supervise(inner.clone()));
         }
         Self { inner }
     }

@@ -12,7 +12,6 @@ use super::source::Source;
 use super::store::{self, MirrorRecord};
 use super::transitions;
 use super::{now_ms, Destination};
-use crate::kafka::offsets;
 
 impl Replicator {
     /// Applies `change` to each of `topics` (never an implied "all": an empty list is
@@ -161,17 +160,10 @@ async fn fresh_lag(
         )
     };
     let source = source.ok_or_else(|| format!("Cluster link '{link}' cannot run."))?;
-    let mut any = source.connect_any().await.map_err(|e| unreachable(&e))?;
-    let source_ends = offsets::end_offsets(
-        &mut any,
-        |addr| {
-            let source = source.clone();
-            async move { source.connect(&addr).await }
-        },
-        &record.source_topic,
-    )
-    .await
-    .map_err(|e| unreachable(&e))?;
+    let source_ends = source
+        .end_offsets(&record.source_topic)
+        .await
+        .map_err(|e| unreachable(&e))?;
     let mut any = dest.connect_any().await.map_err(|e| e.to_string())?;
     let mirror_ends = dest
         .end_offsets(&mut any, &record.topic)

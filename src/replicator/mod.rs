@@ -32,6 +32,11 @@
 //!
 //! For the proxy, `produce_forward` (with one `forward_conn` per source broker) writes
 //! Produce to mirrors of links in `mirror.produce.mode=forward` to their source.
+//!
+//! A cut-over (`cutover_ops` -> `cutover`) moves a link's mirrors to the destination
+//! under a fleet-wide fence: every instance's `fence_member` confirms that its proxy
+//! parks Produce to them before the source is checked, the mirrors promoted and the
+//! fence lifted.
 
 pub mod auto_create;
 pub mod budget;
@@ -39,10 +44,14 @@ pub mod budget;
 pub mod catalog;
 /// Tails the metadata topic into the catalog and publishes the read-only set.
 pub mod catalog_feed;
+/// `mirrorgate cutover`: fence, verify, promote, release, resumable from its record.
+mod cutover;
+mod cutover_ops;
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
 /// The only writer of the replicator's state; everything else reads its snapshots.
 mod controller;
+mod fence_member;
 mod fetcher;
 mod final_sync;
 /// This instance's share of the work, through the fleet's consumer group.

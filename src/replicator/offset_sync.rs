@@ -373,6 +373,24 @@ pub fn changes(last: &Written, planned: Vec<CommittedOffset>) -> Vec<CommittedOf
         .collect()
 }
 
+/// Consumer groups with members on the source right now ("group (state)"): who still
+/// reads the source directly, for a cut-over's dry run.
+pub(super) async fn active_source_groups(source: &Source) -> anyhow::Result<Vec<String>> {
+    let mut src = Pool::new(Side::Source(source));
+    let mut errors = Vec::new();
+    let groups = src
+        .list_groups(ACTIVE_STATES, &mut errors)
+        .await
+        .context("listing the source's active consumer groups")?;
+    if let Some(error) = errors.first() {
+        anyhow::bail!("{error}");
+    }
+    Ok(groups
+        .into_iter()
+        .map(|g| format!("{} ({})", g.group_id, g.state))
+        .collect())
+}
+
 enum Side<'a> {
     Source(&'a Source),
     Destination(&'a Destination),

@@ -132,6 +132,24 @@ impl Source {
         )
         .await
     }
+
+    /// The end offset (high watermark) of each partition of `topic` on the source now.
+    pub async fn end_offsets(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, i64>, anyhow::Error> {
+        let mut any = self.connect_any().await?;
+        let ends = crate::kafka::offsets::end_offsets(
+            &mut any,
+            |addr| {
+                let source = self.clone();
+                async move { source.connect(&addr).await }
+            },
+            topic,
+        )
+        .await?;
+        Ok(ends)
+    }
 }
 
 /// `name="value"` from a JAAS line such as

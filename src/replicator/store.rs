@@ -174,6 +174,19 @@ pub async fn put_producer(
     .await
 }
 
+/// Writes a JSON record under `key` (the cut-over's records), or deletes it (`None`).
+pub async fn put_json<T: serde::Serialize>(
+    dest: &Destination,
+    key: String,
+    value: Option<&T>,
+) -> Result<i64, StoreError> {
+    let value = value
+        .map(serde_json::to_vec)
+        .transpose()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(dest, key, value).await
+}
+
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
     let record = Record {
         transactional: false,

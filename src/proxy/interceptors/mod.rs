@@ -7,6 +7,7 @@ pub mod api_versions;
 pub mod fetch_fillers;
 pub mod fleet_group_guard;
 pub mod internal_guard;
+pub mod produce_fence;
 pub mod produce_forward;
 pub mod produce_guard;
 pub mod write_guard;
@@ -121,10 +122,7 @@ pub async fn on_request(
         ApiKey::FindCoordinator => forward(frame, OnResponse::FindCoordinator),
         ApiKey::DescribeCluster => forward(frame, OnResponse::DescribeCluster),
         ApiKey::Fetch => return fetch_fillers::on_request(shared, frame).await,
-        ApiKey::Produce => {
-            let snapshot = shared.registry.load();
-            return produce_guard::on_request(shared, &snapshot, frame).await;
-        }
+        ApiKey::Produce => return produce_guard::on_request(shared, frame).await,
         ApiKey::DeleteRecords => return guarded::<write_guard::DeleteRecords>(shared, frame),
         ApiKey::CreatePartitions => return guarded::<write_guard::CreatePartitions>(shared, frame),
         ApiKey::AlterConfigs => return guarded::<write_guard::AlterConfigs>(shared, frame),

@@ -15,6 +15,7 @@ use super::{Later, RequestAction};
 use crate::kafka::codec::encode_request;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
+use crate::registry::fence::Entered;
 use crate::registry::forward::{ForwardRequest, ProduceForwarder};
 use crate::registry::Snapshot;
 
@@ -34,6 +35,7 @@ pub async fn split(
     snapshot: &Snapshot,
     rest: Cut<Produce>,
     forwarded: Vec<TopicProduceData>,
+    entered: Option<Entered>,
 ) -> Result<RequestAction, ConnError> {
     let (upstream, refused) = match rest {
         Cut::Untouched(rest) => (rest, Vec::new()),
@@ -80,6 +82,8 @@ pub async fn split(
     }
     let version = frame.api_version;
     let later: Later = Box::pin(async move {
+        // Counted as on the way to the source until every answer is in.
+        let _entered = entered;
         let mut entries = refused;
         for (names, wait) in waits {
             for ((name, id), partitions) in names.into_iter().zip(wait.await) {

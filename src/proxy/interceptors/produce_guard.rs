@@ -1,7 +1,8 @@
 //! Produce to a read-only mirror topic is refused per partition with INVALID_REQUEST
 //! and Confluent's message; other partitions of the same request still go through.
 //! While the catalog is not loaded every topic is refused with NOT_ENOUGH_REPLICAS,
-//! which producers retry until their delivery timeout.
+//! which producers retry until their delivery timeout. Produce to a topic under a
+//! cut-over's fence is parked first (`produce_fence`).
 
 use std::sync::Arc;
 
@@ -12,12 +13,13 @@ use super::write_guard::{
     self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
     NOT_ENOUGH_REPLICAS,
 };
+use super::produce_fence::{self, Held};
 use super::{addresses, produce_forward, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::{Guard, Snapshot};
+use crate::registry::Guard;
 
 /// First version whose response may carry NodeEndpoints (KIP-951).
 const NODE_ENDPOINTS_SINCE: i16 = 10;
@@ -84,9 +86,9 @@ impl GuardedApi for Produce {
 
 pub async fn on_request(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
+    let mut snapshot = shared.registry.load();
     let version = frame.api_version;
     let expects_response = peek_acks(&frame).map_err(ConnError::ClientFrame)? != 0;
     let on_response = if version >= NODE_ENDPOINTS_SINCE {
@@ -95,7 +97,10 @@ pub async fn on_request(
         OnResponse::Forward
     };
     let by_id = version >= TOPIC_IDS_SINCE;
-    if snapshot.has_read_only_topics() || shared.may_name_internal(snapshot, &frame.bytes, by_id) {
+    if snapshot.has_read_only_topics()
+        || snapshot.fences_any()
+        || shared.may_name_internal(&snapshot, &frame.bytes, by_id)
+    {
         if version < ApiKey::Produce.valid_versions().min {
             // v0-2 bodies cannot be decoded, so they cannot be checked.
             return Ok(RequestAction::Close(format!(
@@ -107,19 +112,53 @@ pub async fn on_request(
         if by_id {
             resolve_topic_names(shared, &mut request).await;
         }
+        let mut entered = None;
+        let mut timed_out = false;
+        if snapshot.fences_any() || snapshot.forwards_any() {
+            let names: Vec<String> = request
+                .topic_data
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            match produce_fence::hold(shared, &names, request.timeout_ms).await {
+                Held::Go {
+                    snapshot: now,
+                    entered: counted,
+                } => {
+                    snapshot = now;
+                    entered = counted;
+                }
+                Held::TimedOut(now) => {
+                    snapshot = now;
+                    timed_out = true;
+                }
+                Held::Closing => return Ok(RequestAction::Close("shutting down".into())),
+            }
+        }
         // v13 topics left without a name have an id the destination does not know.
         let guard_of = |name: &str| match name {
             "" if by_id => Some(Guard::UnknownTopicId),
+            // Held too long: retriable, whether it was fenced or about to be forwarded.
+            name if timed_out
+                && (snapshot.fence_of(name).is_some() || snapshot.forward_of(name).is_some()) =>
+            {
+                Some(Guard::Fenced)
+            }
             name => snapshot.guard_of(name),
         };
         // Transactions live on the destination's coordinator: never forwarded.
-        if expects_response && request.transactional_id.is_none() && snapshot.forwards_any() {
+        if expects_response
+            && !timed_out
+            && request.transactional_id.is_none()
+            && snapshot.forwards_any()
+        {
             let forwarded = take_where(&mut request.topic_data, |t| {
                 snapshot.forward_of(t.name.as_str()).is_some()
             });
             if !forwarded.is_empty() {
                 let rest = write_guard::cut::<Produce>(&frame, request, &guard_of, true)?;
-                return produce_forward::split(&frame, snapshot, rest, forwarded).await;
+                return produce_forward::split(&frame, &snapshot, rest, forwarded, entered).await;
             }
         }
         if let Some(action) =

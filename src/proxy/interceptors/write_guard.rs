@@ -52,7 +52,7 @@ pub fn refusal_code(guard: Guard, mirror_code: i16) -> i16 {
         Guard::Mirror => mirror_code,
         Guard::Internal => TOPIC_AUTHORIZATION_FAILED,
         Guard::UnknownTopicId => UNKNOWN_TOPIC_ID,
-        Guard::CatalogLoading => REQUEST_TIMED_OUT,
+        Guard::CatalogLoading | Guard::Fenced => REQUEST_TIMED_OUT,
     }
 }
 
@@ -75,6 +75,9 @@ pub fn refusal_text(guard: Guard, what: &str, topic: &str) -> StrBytes {
         Guard::UnknownTopicId => "This server does not host this topic ID.".to_string(),
         Guard::CatalogLoading => format!(
             "mirrorgate has not yet read which topics are read-only mirrors; retry the write to '{topic}'"
+        ),
+        Guard::Fenced => format!(
+            "mirrorgate held the write to '{topic}' for a cut-over longer than it may; retry it"
         ),
     })
 }

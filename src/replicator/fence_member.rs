@@ -1,0 +1,142 @@
+//! This instance's part in a fleet-wide cut-over fence, on every instance (replicating
+//! or not): it says it is alive (`instance/<id>` heartbeats), and once the proxy here
+//! parks Produce to a cut-over's topics and none of its forwarded writes to them is
+//! still on the way to the source, it confirms the fence (`cutover-ack/<link>/<id>`).
+//! The cut-over goes on only when every live instance confirmed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::catalog::{
+    ack_key, AckRecord, CutoverStep, InstanceRecord, CUTOVER_ACK_PREFIX, INSTANCE_PREFIX,
+};
+use super::catalog_feed::CatalogView;
+use super::{now_ms, store, Destination};
+use crate::registry::Registry;
+
+/// Well within `catalog::LIVE_WITHIN_MS`, so one lost write does not make us "gone".
+const HEARTBEAT: Duration = Duration::from_secs(3);
+/// How often unconfirmed fences are looked at again, besides every catalog change.
+const RECHECK: Duration = Duration::from_millis(500);
+
+/// The running member; dropping it stops heartbeats and confirmations.
+pub struct FenceMember {
+    pub id: Arc<str>,
+    _stop: DropGuard,
+}
+
+impl FenceMember {
+    pub fn start(
+        dest: Destination,
+        registry: Arc<Registry>,
+        views: watch::Receiver<Arc<CatalogView>>,
+        replicating: bool,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let id: Arc<str> = match &registry.load().config.replicator.instance_id {
+            Some(id) => Arc::from(id.as_str()),
+            None => Arc::from(format!("mirrorgate-{}", uuid::Uuid::new_v4().simple()).as_str()),
+        };
+        let stop = shutdown.child_token();
+        let member = Member {
+            id: id.clone(),
+            dest,
+            registry,
+            replicating,
+            started_ms: now_ms(),
+        };
+        tokio::spawn(member.clone().heartbeat(stop.clone()));
+        tokio::spawn(member.confirm(views, stop.clone()));
+        Self {
+            id,
+            _stop: stop.drop_guard(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Member {
+    id: Arc<str>,
+    dest: Destination,
+    registry: Arc<Registry>,
+    replicating: bool,
+    started_ms: i64,
+}
+
+impl Member {
+    async fn heartbeat(self, stop: CancellationToken) {
+        let key = format!("{INSTANCE_PREFIX}{}", self.id);
+        loop {
+            let record = InstanceRecord {
+                heartbeat_ms: now_ms(),
+                started_ms: self.started_ms,
+                replicating: self.replicating,
+            };
+            if let Err(e) = store::put_json(&self.dest, key.clone(), Some(&record)).await {
+                tracing::debug!(side = "upstream", error = %e, "heartbeat not written");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(HEARTBEAT) => {}
+            }
+        }
+        // Leaving: no cut-over should wait for us (best effort; silence does it too).
+        let leave = store::put_json::<InstanceRecord>(&self.dest, key, None);
+        let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
+    }
+
+    async fn confirm(self, mut views: watch::Receiver<Arc<CatalogView>>, stop: CancellationToken) {
+        let mut confirmed: HashSet<(String, String)> = HashSet::new();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = views.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+            let view = views.borrow_and_update().clone();
+            let catalog = &view.catalog;
+            let wanted: Vec<(String, String, Vec<String>, u64)> = catalog
+                .cutovers()
+                .iter()
+                .filter(|(_, c)| c.step == CutoverStep::Fencing)
+                .filter(|(link, c)| {
+                    !catalog.acked(link, &self.id, &c.id)
+                        && !confirmed.contains(&((*link).clone(), c.id.clone()))
+                })
+                .map(|(link, c)| (link.clone(), c.id.clone(), c.topics.clone(), c.timeout_ms))
+                .collect();
+            for (link, id, topics, timeout_ms) in wanted {
+                // The registry took the fence before this view was sent (catalog_feed),
+                // so new writes to these topics are parked; wait out those already sent.
+                let in_flight = self.registry.in_flight().clone();
+                let within = Duration::from_millis(timeout_ms);
+                let drained = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    drained = in_flight.drained(&topics, within) => drained,
+                };
+                if !drained {
+                    tracing::warn!(link, cutover = id, "forwarded writes still unanswered; fence not confirmed");
+                    continue;
+                }
+                let ack = AckRecord {
+                    id: id.clone(),
+                    at_ms: now_ms(),
+                };
+                let key = format!("{CUTOVER_ACK_PREFIX}{}", ack_key(&link, &self.id));
+                match store::put_json(&self.dest, key, Some(&ack)).await {
+                    Ok(_) => {
+                        tracing::info!(link, cutover = id, "fence holds here; confirmed");
+                        confirmed.insert((link, id));
+                    }
+                    Err(e) => {
+                        tracing::warn!(side = "upstream", link, error = %e, "fence confirmation not written; retrying")
+                    }
+                }
+            }
+        }
+    }
+}
