@@ -40,6 +40,9 @@ enum Command {
     /// Create, list, describe, pause, resume, promote and fail over mirror topics
     /// (flags of kafka-mirrors).
     Mirrors(mirrorgate::admin::cli::Mirrors),
+    /// Move a link's mirror topics to the destination under a fleet-wide fence, without
+    /// an error for the clients writing and reading them through mirrorgate.
+    Cutover(mirrorgate::admin::cli_cutover::Cutover),
     /// Run the proxy in front of the destination cluster.
     Run {
         /// TOML config file (see config/mirrorgate.example.toml).
@@ -89,6 +92,9 @@ fn main() -> ExitCode {
             return client_exit(mirrorgate::admin::cli::cluster_links(args))
         }
         Command::Mirrors(args) => return client_exit(mirrorgate::admin::cli::mirrors(args)),
+        Command::Cutover(args) => {
+            return client_exit(mirrorgate::admin::cli_cutover::cutover(args))
+        }
     };
     let set_log_level = init_logging(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {

@@ -120,7 +120,7 @@ pub struct Mirrors {
     target: Target,
 }
 
-struct Api {
+pub(super) struct Api {
     base: String,
     /// The admin listener itself, for mirrorgate's own paths (`/admin/...`).
     root: String,
@@ -129,7 +129,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(target: &Target) -> anyhow::Result<Self> {
+    pub(super) fn new(target: &Target) -> anyhow::Result<Self> {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
@@ -148,7 +148,7 @@ impl Api {
 
     /// Every state-changing call says `Content-Type: application/json` (the admin API
     /// refuses it otherwise); a body-less POST sends `{}`.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         self.call_url(method, format!("{}{path}", self.base), body)
     }
 

@@ -32,7 +32,7 @@ pub fn routes() -> Router<AdminState> {
         )
 }
 
-fn error(e: ApiError) -> Response {
+pub(super) fn error(e: ApiError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     json_error(status, e.to_string())
 }

@@ -4,7 +4,9 @@
 //! token check; the probes `/healthz` and `/readyz` are outside both.
 
 mod auth;
+mod cutover;
 pub mod cli;
+pub mod cli_cutover;
 mod guard;
 mod links;
 pub mod metrics;
@@ -76,6 +78,7 @@ pub async fn serve(
         .route("/admin/reload", post(reload))
         .route("/admin/fleet", get(fleet))
         .merge(links::routes())
+        .merge(cutover::routes())
         .with_state(state.clone());
     let registry = state.registry.clone();
     let access = Access {

@@ -50,6 +50,10 @@ pub struct CutoverView {
     #[serde(flatten)]
     pub record: CutoverRecord,
     pub instances: Vec<InstanceView>,
+    /// Records the mirrors are behind their source, while the cut-over is under way and
+    /// the source answers (for progress; the driver decides on its own reading).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_lag: Option<i64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -112,7 +116,14 @@ impl Replicator {
         let record = state.catalog.cutover(link).cloned().ok_or_else(|| {
             ApiError::NotFound(format!("Cluster link '{link}' has no cut-over."))
         })?;
-        Ok(view(&state, link, &record))
+        let mut shown = view(&state, link, &record);
+        if !record.step.is_final() {
+            shown.total_lag = cutover::lag(&self.inner, link, &record)
+                .await
+                .ok()
+                .map(|lag| lag.values().sum());
+        }
+        Ok(shown)
     }
 
     /// Aborts the link's cut-over while it can be: once promoting, it is finished.
@@ -327,5 +338,6 @@ fn view(state: &Snapshot, link: &str, record: &CutoverRecord) -> CutoverView {
         link_name: link.to_string(),
         record: record.clone(),
         instances: instances(state, link, &record.id),
+        total_lag: None,
     }
 }

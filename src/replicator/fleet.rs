@@ -84,6 +84,8 @@ impl Share {
 /// This instance as `/admin/fleet` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FleetView {
+    /// The id this instance heartbeats and confirms cut-over fences under.
+    pub instance_id: String,
     pub replicating: bool,
     /// Its group membership (none on an instance that does not replicate).
     pub member: Option<FleetMember>,

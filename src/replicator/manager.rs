@@ -300,6 +300,7 @@ impl Replicator {
     pub async fn fleet(&self) -> FleetView {
         let state = self.inner.snapshot();
         FleetView {
+            instance_id: self.inner.member.id.to_string(),
             replicating: self.inner.replicating,
             member: self.inner.fleet.as_ref().map(|f| f.describe()),
             links: state.runtimes.keys().cloned().collect(),

@@ -47,6 +47,7 @@ pub mod catalog_feed;
 /// `mirrorgate cutover`: fence, verify, promote, release, resumable from its record.
 mod cutover;
 mod cutover_ops;
+pub use cutover_ops::{CutoverRequest, CutoverView, DryRunView};
 /// Topic config sync: mirror topic configs kept in line with their source.
 pub mod config_sync;
 /// The only writer of the replicator's state; everything else reads its snapshots.

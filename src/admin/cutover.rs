@@ -1,0 +1,69 @@
+//! REST resource of a link's cut-over, beside the link's own paths:
+//! `POST .../links/{link}/cutover` starts one (or, with `"dry_run": true`, only checks),
+//! `GET .../links/{link}/cutover` shows where the latest one is, and
+//! `POST .../links/{link}/cutover:abort` aborts it while it can be.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::links::error;
+use super::AdminState;
+use crate::replicator::manager::ApiError;
+use crate::replicator::CutoverRequest;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route(
+            "/kafka/v3/clusters/{cluster_id}/links/{link}/cutover",
+            get(show).post(start),
+        )
+        .route(
+            "/kafka/v3/clusters/{cluster_id}/links/{link}/cutover:abort",
+            post(abort),
+        )
+}
+
+async fn start(
+    State(state): State<AdminState>,
+    Path((_cluster, link)): Path<(String, String)>,
+    body: Result<Json<CutoverRequest>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return error(ApiError::Invalid(rejection.body_text())),
+    };
+    if request.dry_run {
+        return match state.replicator.cutover_dry_run(&link, request).await {
+            Ok(plan) => Json(plan).into_response(),
+            Err(e) => error(e),
+        };
+    }
+    match state.replicator.start_cutover(&link, request).await {
+        Ok(view) => (StatusCode::ACCEPTED, Json(view)).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn show(
+    State(state): State<AdminState>,
+    Path((_cluster, link)): Path<(String, String)>,
+) -> Response {
+    match state.replicator.cutover(&link).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => error(e),
+    }
+}
+
+async fn abort(
+    State(state): State<AdminState>,
+    Path((_cluster, link)): Path<(String, String)>,
+) -> Response {
+    match state.replicator.abort_cutover(&link).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => error(e),
+    }
+}
