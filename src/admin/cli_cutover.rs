@@ -25,8 +25,9 @@ pub struct Cutover {
     /// Comma-separated mirror topics of the link (default: every ACTIVE one).
     #[arg(long)]
     topics: Option<String>,
-    /// Fence only once the mirrors are at most this many records behind in all.
-    #[arg(long, default_value_t = 0)]
+    /// Fence only once the mirrors are at most this many records behind in all (the
+    /// rest is copied under the fence).
+    #[arg(long, default_value_t = 10_000)]
     max_lag_records: i64,
     /// Longest the fence may hold (parked writes wait at most this long) before the
     /// cut-over aborts.

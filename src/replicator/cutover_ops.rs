@@ -16,6 +16,9 @@ use super::{now_ms, offset_sync};
 /// producer's delivery timeout (2 minutes by default) would bear.
 const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1_000..=600_000;
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// The fence goes up once the mirrors are this close; the rest is copied under it. Lag
+/// under steady writes is seldom 0, so 0 would wait for a quiet moment that may not come.
+const DEFAULT_MAX_LAG_RECORDS: i64 = 10_000;
 
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +26,7 @@ pub struct CutoverRequest {
     /// Mirror topics of the link; empty means every ACTIVE one.
     #[serde(default)]
     pub topics: Vec<String>,
-    #[serde(default)]
+    #[serde(default = "default_max_lag")]
     pub max_lag_records: i64,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
@@ -33,6 +36,10 @@ pub struct CutoverRequest {
 
 fn default_timeout() -> u64 {
     DEFAULT_TIMEOUT_MS
+}
+
+fn default_max_lag() -> i64 {
+    DEFAULT_MAX_LAG_RECORDS
 }
 
 #[derive(Debug, Clone, serde::Serialize)]

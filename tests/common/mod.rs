@@ -430,6 +430,48 @@ pub fn traced_with_hosts(
     timeout: Duration,
     hosts: Option<&Path>,
 ) -> Traced {
+    let mut running = spawn_traced(program, args, stdin.is_some(), timeout, hosts);
+    if let (Some(input), Some(mut pipe)) = (stdin, running.child.stdin.take()) {
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    running.wait()
+}
+
+/// A traced client still running (`spawn_traced`); its stdin is open when asked for.
+pub struct Running {
+    pub child: Child,
+    trace: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Waits for the client to exit (closing its stdin first).
+    pub fn wait(mut self) -> Traced {
+        drop(self.child.stdin.take());
+        let status = self.child.wait().expect("wait for client");
+        let read = |name: &str| std::fs::read(self._dir.path().join(name)).unwrap_or_default();
+        let output = Output {
+            status,
+            stdout: read("stdout"),
+            stderr: read("stderr"),
+        };
+        let text = std::fs::read_to_string(&self.trace).unwrap_or_default();
+        Traced {
+            output,
+            connected_ports: parse_connect_ports(&text),
+        }
+    }
+}
+
+/// Starts `program args` under `strace -f` (connect calls only) and `timeout`, without
+/// waiting: for clients that run while a test does something else.
+pub fn spawn_traced(
+    program: &Path,
+    args: &[&str],
+    with_stdin: bool,
+    timeout: Duration,
+    hosts: Option<&Path>,
+) -> Running {
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("connect.trace");
     let mut command = Command::new("timeout");
@@ -449,29 +491,27 @@ pub fn traced_with_hosts(
         "trace=connect",
         "-o",
     ];
-    let mut child = command
+    let child = command
         .args(strace)
         .arg(&trace)
         .arg("--")
         .arg(program)
         .args(args)
-        .stdin(if stdin.is_some() {
+        .stdin(if with_stdin {
             Stdio::piped()
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // Files, not pipes: a client running in the background must never block on a
+        // full pipe nobody reads yet.
+        .stdout(std::fs::File::create(dir.path().join("stdout")).expect("stdout file"))
+        .stderr(std::fs::File::create(dir.path().join("stderr")).expect("stderr file"))
         .spawn()
         .expect("spawn strace");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes()).expect("write stdin");
-    }
-    let output = child.wait_with_output().expect("wait for client");
-    let text = std::fs::read_to_string(&trace).unwrap_or_default();
-    Traced {
-        output,
-        connected_ports: parse_connect_ports(&text),
+    Running {
+        child,
+        trace,
+        _dir: dir,
     }
 }
 

@@ -1,0 +1,412 @@
+//! `mirrorgate cutover` against a fleet of two instances on real brokers: producers
+//! (Java, idempotent and not, and librdkafka) write a mirror in `forward` mode through
+//! one instance while a Java consumer group and a librdkafka consumer group read it
+//! through the other; the cut-over moves the topic to the destination under them, and
+//! no client sees an error, restarts or loses its place. A producer writing to the
+//! source directly makes the cut-over abort with that reason, losing nothing; the
+//! instance driving a cut-over may be killed mid-way and another one ends it.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::replication::{cli, dump, link_and_mirror_with, replicating, source, text};
+use common::{destination, repo_root, spawn_traced, unique, Cluster, Proxy, Running, Traced};
+
+const FORWARD: &str = ",mirror.produce.mode=forward";
+/// Records each producer writes, and at what rate: long enough that the cut-over
+/// happens in the middle.
+const PER_PRODUCER: usize = 2_400;
+const RATE: usize = 150;
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("mg-cutover-{name}")));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Two replicating instances on one metadata topic.
+fn fleet(name: &str) -> (Proxy, Proxy) {
+    let metadata_topic = unique(&format!("_mirrorgate-metadata-{name}"));
+    let mut options = replicating(&metadata_topic);
+    options.extra_tables.push_str("session_timeout_ms = 6000\n");
+    (
+        Proxy::start(destination(), options.clone()),
+        Proxy::start(destination(), options),
+    )
+}
+
+fn source_topic(source: &Cluster, prefix: &str, partitions: u32) -> String {
+    let topic = unique(prefix);
+    common::create_topic(
+        source,
+        &topic,
+        &[
+            "--partitions",
+            &partitions.to_string(),
+            "--replication-factor",
+            "1",
+        ],
+    );
+    topic
+}
+
+/// Waits until `proxy` describes `topic` as a mirror in `state`.
+fn wait_state(proxy: &Proxy, topic: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(proxy, &["mirrors", "--describe", "--topics", topic]);
+        if text(&out).contains(&format!("State: {state}")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not {state}: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// A Java verifiable producer at `RATE` records/s, through `proxy`.
+fn java_producer(proxy: &Proxy, topic: &str, prefix: u32, config: &str) -> Running {
+    let dir = tempdir(&format!("producer-{prefix}"));
+    let file = dir.join("producer.properties");
+    std::fs::write(&file, config).unwrap();
+    let count = PER_PRODUCER.to_string();
+    let rate = RATE.to_string();
+    let prefix = prefix.to_string();
+    spawn_traced(
+        &repo_root().join("testbed/kafka"),
+        &[
+            "tool",
+            "kafka-verifiable-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            topic,
+            "--max-messages",
+            &count,
+            "--throughput",
+            &rate,
+            "--value-prefix",
+            &prefix,
+            "--producer.config",
+            file.to_str().unwrap(),
+        ],
+        false,
+        Duration::from_secs(180),
+        None,
+    )
+}
+
+/// An idempotent librdkafka producer (kcat) fed `prefix.N` lines at `RATE` per second.
+fn kcat_producer(proxy: &Proxy, topic: &str, prefix: u32) -> Running {
+    let mut running = spawn_traced(
+        Path::new("kcat"),
+        &[
+            "-b",
+            &proxy.bootstrap,
+            "-P",
+            "-t",
+            topic,
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+            "-X",
+            "linger.ms=5",
+        ],
+        true,
+        Duration::from_secs(180),
+        None,
+    );
+    let mut stdin = running.child.stdin.take().expect("kcat stdin");
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..PER_PRODUCER {
+            let due = start + Duration::from_secs_f64(i as f64 / RATE as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if writeln!(stdin, "{prefix}.{i}").is_err() {
+                return;
+            }
+            let _ = stdin.flush();
+        }
+    });
+    running
+}
+
+/// A Java console consumer in group `group`, through `proxy`, until `count` records.
+fn java_consumer(proxy: &Proxy, topic: &str, group: &str, count: usize) -> Running {
+    let count = count.to_string();
+    spawn_traced(
+        &repo_root().join("testbed/kafka"),
+        &[
+            "tool",
+            "kafka-console-consumer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--from-beginning",
+            "--max-messages",
+            &count,
+            "--timeout-ms",
+            "90000",
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.offset=true",
+        ],
+        false,
+        Duration::from_secs(180),
+        None,
+    )
+}
+
+/// A librdkafka consumer group (kcat -G), through `proxy`, until `count` records.
+fn kcat_consumer(proxy: &Proxy, topic: &str, group: &str, count: usize) -> Running {
+    let count = count.to_string();
+    spawn_traced(
+        Path::new("kcat"),
+        &[
+            "-b",
+            &proxy.bootstrap,
+            "-G",
+            group,
+            topic,
+            "-X",
+            "auto.offset.reset=earliest",
+            "-c",
+            &count,
+            "-q",
+            "-f",
+            "%p %o %s\\n",
+        ],
+        false,
+        Duration::from_secs(180),
+        None,
+    )
+}
+
+/// (partition, offset) -> value the verifiable producer was told was written; panics on
+/// any error it reports.
+fn acked(out: &Traced) -> BTreeMap<(i32, i64), String> {
+    let mut acked = BTreeMap::new();
+    for line in out.stdout().lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match event["name"].as_str() {
+            Some("producer_send_success") => {
+                let at = (
+                    event["partition"].as_i64().unwrap() as i32,
+                    event["offset"].as_i64().unwrap(),
+                );
+                let value = event["value"].as_str().unwrap().to_string();
+                assert!(acked.insert(at, value).is_none(), "{at:?} acked twice");
+            }
+            Some("producer_send_error") => panic!("producer saw an error: {line}"),
+            _ => {}
+        }
+    }
+    assert_eq!(acked.len(), PER_PRODUCER, "every record acked\n{}", out.text());
+    acked
+}
+
+/// "partition offset value" lines as a map, each (partition, offset) once.
+fn records(lines: &[String]) -> BTreeMap<(i32, i64), String> {
+    let mut records = BTreeMap::new();
+    for line in lines {
+        let mut parts = line.splitn(3, ' ');
+        let p = parts.next().unwrap().parse().unwrap();
+        let o = parts.next().unwrap().parse().unwrap();
+        let value = parts.next().unwrap_or_default().to_string();
+        assert!(
+            records.insert((p, o), value).is_none(),
+            "({p}, {o}) read twice"
+        );
+    }
+    records
+}
+
+/// The console consumer's `Partition:P\tOffset:O\tvalue` lines as "P O value".
+fn console_lines(out: &Traced) -> Vec<String> {
+    out.stdout()
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split('\t');
+            let p = fields.next()?.strip_prefix("Partition:")?;
+            let o = fields.next()?.strip_prefix("Offset:")?;
+            Some(format!("{p} {o} {}", fields.collect::<Vec<_>>().join("\t")))
+        })
+        .collect()
+}
+
+/// Every sequence number of every producer exactly once, and each producer's in order
+/// within a partition.
+fn assert_exactly_once_in_order(topic_records: &BTreeMap<(i32, i64), String>, prefixes: &[u32]) {
+    let mut seen: BTreeMap<u32, BTreeSet<usize>> = BTreeMap::new();
+    let mut last: BTreeMap<(u32, i32), usize> = BTreeMap::new();
+    for ((p, o), value) in topic_records {
+        let (prefix, seq) = value.split_once('.').expect("prefix.seq");
+        let (prefix, seq): (u32, usize) = (prefix.parse().unwrap(), seq.parse().unwrap());
+        assert!(
+            seen.entry(prefix).or_default().insert(seq),
+            "{value} twice (at {p} {o})"
+        );
+        if let Some(before) = last.insert((prefix, *p), seq) {
+            assert!(
+                before < seq,
+                "{value} at {p} {o} after {prefix}.{before}: out of order"
+            );
+        }
+    }
+    for prefix in prefixes {
+        let got = seen.get(prefix).map_or(0, BTreeSet::len);
+        assert_eq!(got, PER_PRODUCER, "producer {prefix}: every record once");
+    }
+    assert_eq!(topic_records.len(), PER_PRODUCER * prefixes.len());
+}
+
+fn assert_no_kcat_error(out: &Traced) {
+    assert!(out.output.status.success(), "{}", out.text());
+    let text = out.text();
+    assert!(
+        !text.contains("ERROR") && !text.contains("failed") && !text.contains("Fail"),
+        "{text}"
+    );
+}
+
+const IDEMPOTENT: &str = "enable.idempotence=true\nacks=all\nretries=2147483647\n";
+const NOT_IDEMPOTENT: &str = "enable.idempotence=false\nacks=all\nretries=2147483647\nmax.in.flight.requests.per.connection=1\n";
+
+#[test]
+fn producers_and_consumers_run_straight_through_a_cutover_without_an_error() {
+    let source = source();
+    let (writer, reader) = fleet("cutover");
+    let topic = source_topic(&source, "cutover", 3);
+    let link = link_and_mirror_with(&writer, &source, &topic, FORWARD);
+    wait_state(&reader, &topic, "ACTIVE");
+
+    let total = PER_PRODUCER * 3;
+    let java_group = unique("cutover-java");
+    let kcat_group = unique("cutover-kcat");
+    let java_reader = java_consumer(&reader, &topic, &java_group, total);
+    let kcat_reader = kcat_consumer(&reader, &topic, &kcat_group, total);
+    let idempotent = java_producer(&writer, &topic, 1, IDEMPOTENT);
+    let plain = java_producer(&writer, &topic, 2, NOT_IDEMPOTENT);
+    let librdkafka = kcat_producer(&writer, &topic, 3);
+
+    // A few seconds of forwarded writes first; the cut-over is started on the other
+    // instance, which need not be the one driving it.
+    std::thread::sleep(Duration::from_secs(5));
+    let out = cli(
+        &reader,
+        &["cutover", "--link", &link, "--timeout-ms", "30000"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("completed"), "{}", text(&out));
+    wait_state(&writer, &topic, "STOPPED");
+
+    let idempotent = idempotent.wait();
+    let plain = plain.wait();
+    let librdkafka = librdkafka.wait();
+    let java_reader = java_reader.wait();
+    let kcat_reader = kcat_reader.wait();
+    for client in [&idempotent, &plain, &librdkafka] {
+        client.assert_only_proxy(&writer, destination());
+    }
+    for client in [&java_reader, &kcat_reader] {
+        client.assert_only_proxy(&reader, destination());
+    }
+    assert_no_kcat_error(&librdkafka);
+
+    // Every record on the destination at the offset its producer was told, once each,
+    // in order; some written before the flip (forwarded, copied), some after.
+    let on_destination = records(&dump(&destination().bootstrap, &topic));
+    for (at, value) in acked(&idempotent).iter().chain(&acked(&plain)) {
+        assert_eq!(on_destination.get(at), Some(value), "destination at {at:?}");
+    }
+    assert_exactly_once_in_order(&on_destination, &[1, 2, 3]);
+    let on_source = dump(&source.bootstrap, &topic).len();
+    assert!(
+        on_source > 0 && on_source < total,
+        "{on_source} of {total} written before the flip: the cut-over happened mid-run"
+    );
+
+    // Both groups read every record exactly once, across the flip, never restarted.
+    let java_read = records(&console_lines(&java_reader));
+    let kcat_read = records(&kcat_reader.stdout().lines().map(String::from).collect::<Vec<_>>());
+    assert_eq!(java_read, on_destination, "Java group\n{}", java_reader.stderr());
+    assert_eq!(kcat_read, on_destination, "kcat group\n{}", kcat_reader.stderr());
+
+    let metrics = writer.metrics();
+    assert!(
+        metrics.contains("mirrorgate_produce_parked_total"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_producer_writing_to_the_source_directly_aborts_the_cutover_and_nothing_is_lost() {
+    let source = source();
+    let (first, second) = fleet("cutover-bypass");
+    let topic = source_topic(&source, "cutover-bypass", 1);
+    let link = link_and_mirror_with(&first, &source, &topic, FORWARD);
+    wait_state(&second, &topic, "ACTIVE");
+
+    let through = java_producer(&first, &topic, 1, IDEMPOTENT);
+    // Somebody who never moved: writing to the source cluster itself.
+    let direct = {
+        let mut running = spawn_traced(
+            Path::new("kcat"),
+            &["-b", &source.bootstrap, "-P", "-t", &topic],
+            true,
+            Duration::from_secs(180),
+            None,
+        );
+        let mut stdin = running.child.stdin.take().expect("kcat stdin");
+        std::thread::spawn(move || {
+            for i in 0..PER_PRODUCER {
+                std::thread::sleep(Duration::from_millis(1000 / RATE as u64));
+                if writeln!(stdin, "9.{i}").and_then(|_| stdin.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        running
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let out = cli(
+        &second,
+        &["cutover", "--link", &link, "--timeout-ms", "30000"],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("writes to the source directly"),
+        "{}",
+        text(&out)
+    );
+    let describe = cli(&first, &["cutover", "--link", &link, "--describe"]);
+    assert!(text(&describe).contains("Step: ABORTED"), "{}", text(&describe));
+
+    let through = through.wait();
+    assert_no_kcat_error(&direct.wait());
+    through.assert_only_proxy(&first, destination());
+    // The producer through mirrorgate kept going (parked, then forwarded again): every
+    // record acked, each on the source and the mirror at its offset.
+    let acked = acked(&through);
+    wait_state(&first, &topic, "ACTIVE");
+    common::replication::wait_identical(&first, &source, &topic);
+    let on_source = records(&dump(&source.bootstrap, &topic));
+    for (at, value) in &acked {
+        assert_eq!(on_source.get(at), Some(value), "source at {at:?}");
+    }
+    assert_eq!(on_source.len(), PER_PRODUCER * 2, "nothing lost, nothing twice");
+}
