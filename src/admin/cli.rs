@@ -148,7 +148,12 @@ impl Api {
 
     /// Every state-changing call says `Content-Type: application/json` (the admin API
     /// refuses it otherwise); a body-less POST sends `{}`.
-    pub(super) fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         self.call_url(method, format!("{}{path}", self.base), body)
     }
 

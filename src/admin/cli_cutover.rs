@@ -157,7 +157,10 @@ fn follow(api: &Api, path: &str, started: Value) -> anyhow::Result<()> {
             Ok(next) => {
                 unreachable_since = None;
                 if next["id"].as_str() != Some(id.as_str()) {
-                    bail!("the link's cut-over was replaced by another one ({})", next["id"]);
+                    bail!(
+                        "the link's cut-over was replaced by another one ({})",
+                        next["id"]
+                    );
                 }
                 view = next;
             }

@@ -4,9 +4,9 @@
 //! token check; the probes `/healthz` and `/readyz` are outside both.
 
 mod auth;
-mod cutover;
 pub mod cli;
 pub mod cli_cutover;
+mod cutover;
 mod guard;
 mod links;
 pub mod metrics;

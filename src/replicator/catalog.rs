@@ -23,7 +23,7 @@ use super::store::{LinkRecord, MirrorRecord, MirrorState};
 use crate::registry::forward::ForwardTarget;
 pub use cutover::{
     ack_key, AckRecord, CutoverRecord, CutoverStep, InstanceRecord, CUTOVER_ACK_PREFIX,
-    CUTOVER_PREFIX, INSTANCE_PREFIX, MAX_CUTOVER_TOPICS,
+    CUTOVER_PREFIX, INSTANCE_PREFIX, MAX_CUTOVER_PARTITIONS, MAX_CUTOVER_TOPICS,
 };
 
 #[path = "catalog_cutover.rs"]

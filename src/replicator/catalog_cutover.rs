@@ -10,7 +10,7 @@
 //! - `instance/<id>`: a heartbeat; an instance whose last one is older than
 //!   `LIVE_WITHIN_MS` is taken for gone and not waited for.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{is_stale, parse_json, Catalog, Invalid, Outcome, Parsed};
@@ -21,7 +21,10 @@ pub const CUTOVER_ACK_PREFIX: &str = "cutover-ack/";
 pub const INSTANCE_PREFIX: &str = "instance/";
 /// Most topics one cut-over may name (a mirror record's bound on partitions is larger;
 /// a link with more mirrors than this is cut over in several runs).
-pub const MAX_CUTOVER_TOPICS: usize = 10_000;
+pub const MAX_CUTOVER_TOPICS: usize = 1_000;
+/// Most partitions one cut-over may hold the source's fenced end offsets of (so its
+/// record stays well under the metadata topic's record limit).
+pub const MAX_CUTOVER_PARTITIONS: usize = 50_000;
 /// Most instances and confirmations kept; records past these are ignored by all alike.
 pub const MAX_INSTANCES: usize = 1_024;
 pub const MAX_ACKS: usize = 65_536;
@@ -83,6 +86,10 @@ pub struct CutoverRecord {
     /// Why it aborted, or what is being waited for.
     #[serde(default)]
     pub reason: Option<String>,
+    /// The source's end offsets once every instance held the fence, by mirror topic
+    /// (index = partition): from then on they must not move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_source_ends: Option<BTreeMap<String, Vec<i64>>>,
     pub version: u64,
 }
 
@@ -169,7 +176,12 @@ impl Catalog {
                 Outcome::Applied
             }
             Parsed::Record(record) | Parsed::Unopened(record, _) => {
-                if record.topics.len() > MAX_CUTOVER_TOPICS || record.id.len() > 128 {
+                let ends = record.fenced_source_ends.as_ref();
+                let partitions: usize = ends.map_or(0, |e| e.values().map(Vec::len).sum());
+                if record.topics.len() > MAX_CUTOVER_TOPICS
+                    || record.id.len() > 128
+                    || partitions > MAX_CUTOVER_PARTITIONS
+                {
                     return Outcome::Invalid(
                         Invalid::Json,
                         format!("{key}: {} topics", record.topics.len()),

@@ -22,15 +22,16 @@ use anyhow::Context;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use super::catalog::{CutoverRecord, CutoverStep, CUTOVER_PREFIX};
+use super::catalog::{CutoverRecord, CutoverStep, CUTOVER_PREFIX, MAX_CUTOVER_PARTITIONS};
 use super::manager::{Change, Inner, Replicator};
-use super::store::{self, MirrorState};
 use super::now_ms;
+use super::store::{self, MirrorState};
 use crate::kafka::backoff::{Backoff, Jitter};
 
 /// How often the supervisor looks for cut-overs this instance should drive.
 const TICK: Duration = Duration::from_millis(300);
-/// How long the source's end offsets must stand still under the fence.
+/// How long the source's end offsets must stand still under the fence, at least (they
+/// are checked against those read first under it for the whole step).
 const QUIET: Duration = Duration::from_secs(1);
 /// Polling while a step waits on the fleet or the mirrors.
 const POLL: Duration = Duration::from_millis(200);
@@ -148,13 +149,34 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
                 );
                 return abort(inner, link, record, reason).await;
             }
-            let moved = moving_source(inner, link, record).await?;
+            let now_ends = source_ends(inner, link, record).await?;
+            let Some(fenced) = &record.fenced_source_ends else {
+                // First look under the fence: these ends must hold from now on.
+                let mut next = record.clone();
+                next.fenced_source_ends = Some(as_recorded(&now_ends));
+                // The quiet period counts from here.
+                next.step_time_ms = now_ms();
+                next.version = record.version + 1;
+                if next.fenced_source_ends.as_ref().map_or(0, partitions) > MAX_CUTOVER_PARTITIONS {
+                    let reason = format!(
+                        "more than {MAX_CUTOVER_PARTITIONS} partitions in one cut-over; cut over fewer topics at once"
+                    );
+                    return abort(inner, link, record, reason).await;
+                }
+                return write(inner, link, next).await;
+            };
+            let moved = moved(&from_recorded(fenced), &now_ends);
             if !moved.is_empty() {
                 let reason = format!(
                     "the source's end offsets moved while every instance held the fence, so a producer writes to the source directly, bypassing mirrorgate: {}",
                     moved.join(", ")
                 );
                 return abort(inner, link, record, reason).await;
+            }
+            // The source must stand still a while, not only between two reads.
+            let quiet_ms = i64::try_from(QUIET.as_millis()).unwrap_or(i64::MAX);
+            if now.saturating_sub(record.step_time_ms) < quiet_ms {
+                return Ok(Next::Again(POLL));
             }
             let lag = lag(inner, link, record).await?;
             if lag.values().all(|l| *l <= 0) {
@@ -220,8 +242,18 @@ async fn abort(
     record: &CutoverRecord,
     reason: String,
 ) -> anyhow::Result<Next> {
-    tracing::warn!(link, cutover = record.id, reason, "cut-over aborted; the fence is lifted");
-    write(inner, link, advanced(record, CutoverStep::Aborted, Some(reason))).await
+    tracing::warn!(
+        link,
+        cutover = record.id,
+        reason,
+        "cut-over aborted; the fence is lifted"
+    );
+    write(
+        inner,
+        link,
+        advanced(record, CutoverStep::Aborted, Some(reason)),
+    )
+    .await
 }
 
 /// Writes the next record and waits until this instance applied it; a record another
@@ -300,6 +332,26 @@ pub(super) async fn moving_source(
     tokio::time::sleep(QUIET).await;
     let after = source_ends(inner, link, record).await?;
     Ok(moved(&before, &after))
+}
+
+/// End offsets as a cut-over record keeps them: by topic, index = partition.
+fn as_recorded(ends: &BTreeMap<String, BTreeMap<i32, i64>>) -> BTreeMap<String, Vec<i64>> {
+    ends.iter()
+        .map(|(topic, by_partition)| (topic.clone(), by_partition.values().copied().collect()))
+        .collect()
+}
+
+fn from_recorded(ends: &BTreeMap<String, Vec<i64>>) -> BTreeMap<String, BTreeMap<i32, i64>> {
+    ends.iter()
+        .map(|(topic, offsets)| {
+            let by_partition = (0..).zip(offsets.iter().copied()).collect();
+            (topic.clone(), by_partition)
+        })
+        .collect()
+}
+
+fn partitions(ends: &BTreeMap<String, Vec<i64>>) -> usize {
+    ends.values().map(Vec::len).sum()
 }
 
 /// "topic partition: before -> after" for every partition whose end moved.

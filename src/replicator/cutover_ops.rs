@@ -108,6 +108,7 @@ impl Replicator {
             started_ms: now,
             step_time_ms: now,
             fenced_ms: None,
+            fenced_source_ends: None,
             reason: None,
             version: state
                 .catalog
@@ -115,14 +116,19 @@ impl Replicator {
                 .map_or(1, |c| c.version.saturating_add(1)),
         };
         let applied = self.inner.put_cutover(link, &record).await?;
-        Ok(view(&applied, link, &applied.catalog.cutover(link).cloned().unwrap_or(record)))
+        Ok(view(
+            &applied,
+            link,
+            &applied.catalog.cutover(link).cloned().unwrap_or(record),
+        ))
     }
 
     pub async fn cutover(&self, link: &str) -> Result<CutoverView, ApiError> {
         let state = self.inner.loaded_state()?;
-        let record = state.catalog.cutover(link).cloned().ok_or_else(|| {
-            ApiError::NotFound(format!("Cluster link '{link}' has no cut-over."))
-        })?;
+        let record =
+            state.catalog.cutover(link).cloned().ok_or_else(|| {
+                ApiError::NotFound(format!("Cluster link '{link}' has no cut-over."))
+            })?;
         let mut shown = view(&state, link, &record);
         if !record.step.is_final() {
             shown.total_lag = cutover::lag(&self.inner, link, &record)
@@ -136,9 +142,10 @@ impl Replicator {
     /// Aborts the link's cut-over while it can be: once promoting, it is finished.
     pub async fn abort_cutover(&self, link: &str) -> Result<CutoverView, ApiError> {
         let state = self.inner.current_state().await?;
-        let current = state.catalog.cutover(link).cloned().ok_or_else(|| {
-            ApiError::NotFound(format!("Cluster link '{link}' has no cut-over."))
-        })?;
+        let current =
+            state.catalog.cutover(link).cloned().ok_or_else(|| {
+                ApiError::NotFound(format!("Cluster link '{link}' has no cut-over."))
+            })?;
         match current.step {
             CutoverStep::WaitingForLag | CutoverStep::Fencing | CutoverStep::Verifying => {}
             CutoverStep::Syncing => {
@@ -176,6 +183,7 @@ impl Replicator {
             started_ms: 0,
             step_time_ms: 0,
             fenced_ms: None,
+            fenced_source_ends: None,
             reason: None,
             version: 0,
         };
@@ -195,7 +203,10 @@ impl Replicator {
         let instances = instances(&state, link, "");
         let total_lag: i64 = lag.values().sum();
         let mut plan = vec![if total_lag <= request.max_lag_records {
-            format!("1. lag {total_lag} is within {}: fence at once", request.max_lag_records)
+            format!(
+                "1. lag {total_lag} is within {}: fence at once",
+                request.max_lag_records
+            )
         } else {
             format!(
                 "1. lag {total_lag} is over {}: wait for the mirrors first",
@@ -265,7 +276,11 @@ impl Inner {
 
 /// The topics a request names, checked: ACTIVE mirrors of `link` (all of them when it
 /// names none), and sane limits.
-fn checked(state: &Snapshot, link: &str, request: &CutoverRequest) -> Result<Vec<String>, ApiError> {
+fn checked(
+    state: &Snapshot,
+    link: &str,
+    request: &CutoverRequest,
+) -> Result<Vec<String>, ApiError> {
     let mut errors = Vec::new();
     if !state.links.contains_key(link) {
         return Err(ApiError::NotFound(format!(

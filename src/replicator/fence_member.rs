@@ -119,7 +119,11 @@ impl Member {
                     drained = in_flight.drained(&topics, within) => drained,
                 };
                 if !drained {
-                    tracing::warn!(link, cutover = id, "forwarded writes still unanswered; fence not confirmed");
+                    tracing::warn!(
+                        link,
+                        cutover = id,
+                        "forwarded writes still unanswered; fence not confirmed"
+                    );
                     continue;
                 }
                 let ack = AckRecord {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 
+use super::produce_fence::{self, Held};
 use super::write_guard::{
     self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
     NOT_ENOUGH_REPLICAS,
 };
-use super::produce_fence::{self, Held};
 use super::{addresses, produce_forward, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
