@@ -623,3 +623,39 @@ fn in_reject_mode_a_producer_arriving_at_the_fence_is_parked_not_refused() {
         .collect();
     assert_eq!(values, expected);
 }
+
+/// The dry run fences nothing, and names a consumer group still reading the source
+/// directly (it has not moved to mirrorgate).
+#[test]
+fn a_dry_run_names_a_group_still_reading_the_source() {
+    let source = source();
+    let (first, _second) = fleet("cutover-dry");
+    let topic = source_topic(&source, "cutover-dry", 1);
+    let link = link_and_mirror_with(&first, &source, &topic, FORWARD);
+    let group = unique("still-on-source");
+    let on_source = spawn_traced(
+        Path::new("kcat"),
+        &["-b", &source.bootstrap, "-G", &group, &topic, "-q"],
+        false,
+        Duration::from_secs(90),
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let out = cli(&first, &["cutover", "--link", &link, "--dry-run"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let shown = text(&out);
+        if shown.contains(&group) || Instant::now() > deadline {
+            break shown;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut on_source = on_source;
+    let _ = on_source.child.kill();
+    assert!(shown.contains(&format!("Group on the source: {group}")), "{shown}");
+    assert!(shown.contains("nothing is fenced"), "{shown}");
+    // Nothing was started: the link has no cut-over, and the mirror is still ACTIVE.
+    let describe = cli(&first, &["cutover", "--link", &link, "--describe"]);
+    assert!(!describe.status.success(), "{}", text(&describe));
+    wait_state(&first, &topic, "ACTIVE");
+}
