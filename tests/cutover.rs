@@ -652,7 +652,10 @@ fn a_dry_run_names_a_group_still_reading_the_source() {
     };
     let mut on_source = on_source;
     let _ = on_source.child.kill();
-    assert!(shown.contains(&format!("Group on the source: {group}")), "{shown}");
+    assert!(
+        shown.contains(&format!("Group on the source: {group}")),
+        "{shown}"
+    );
     assert!(shown.contains("nothing is fenced"), "{shown}");
     // Nothing was started: the link has no cut-over, and the mirror is still ACTIVE.
     let describe = cli(&first, &["cutover", "--link", &link, "--describe"]);
