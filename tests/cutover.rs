@@ -662,3 +662,97 @@ fn a_dry_run_names_a_group_still_reading_the_source() {
     assert!(!describe.status.success(), "{}", text(&describe));
     wait_state(&first, &topic, "ACTIVE");
 }
+
+/// A live instance that cannot confirm the fence is waited for (here: stopped with
+/// SIGSTOP, so its heartbeat goes stale only after 10 s). A transactional producer
+/// started meanwhile is held (AddPartitionsToTxn retried, Produce parked) and commits
+/// every transaction on the promoted topic once the fence lifts.
+#[test]
+fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
+    let source = source();
+    let (first, _second) = fleet("cutover-txn");
+    let topic = source_topic(&source, "cutover-txn", 2);
+    let link = link_and_mirror_with(&first, &source, &topic, "");
+    // A third instance (not replicating) on the same metadata topic, that will not
+    // answer.
+    let config = std::fs::read_to_string(first.config_path()).unwrap();
+    let line = config
+        .lines()
+        .find(|l| l.starts_with("metadata_topic"))
+        .expect("metadata_topic in the config")
+        .to_string();
+    let silent = Proxy::start(
+        destination(),
+        common::ProxyOptions {
+            extra_tables: format!("\n[replicator]\nenabled = false\n{line}\n"),
+            ..Default::default()
+        },
+    );
+    // Heartbeating: listed as live by the others.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cutover_instances_live(&first, &link, 3) {
+        assert!(
+            Instant::now() < deadline,
+            "the third instance never showed up"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &silent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    start_cutover(&first, &link);
+    assert_eq!(
+        wait_step(&first, &link, &["FENCING"], Duration::from_millis(50)),
+        "FENCING"
+    );
+    let producer = spawn_traced(
+        &repo_root().join("testbed/kafka"),
+        &[
+            "tool",
+            "kafka-producer-perf-test",
+            "--topic",
+            &topic,
+            "--num-records",
+            "3000",
+            "--record-size",
+            "100",
+            "--throughput",
+            "300",
+            "--transactional-id",
+            &unique("cutover-txn-id"),
+            "--transaction-duration-ms",
+            "300",
+            "--producer-props",
+            &format!("bootstrap.servers={}", first.bootstrap),
+            "acks=all",
+        ],
+        false,
+        Duration::from_secs(180),
+        None,
+    );
+    let ended = wait_step(&first, &link, &[], Duration::from_millis(200));
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &silent.pid().to_string()])
+        .status();
+    assert_eq!(ended, "DONE");
+    let producer = producer.wait();
+    assert!(producer.output.status.success(), "{}", producer.text());
+    assert!(
+        !producer.text().contains("Exception"),
+        "{}",
+        producer.text()
+    );
+    producer.assert_only_proxy(&first, destination());
+    // Read committed (kcat's default): every record of every committed transaction.
+    assert_eq!(dump(&destination().bootstrap, &topic).len(), 3000);
+}
+
+/// True once the cut-over view (or, before one exists, a dry run) lists `n` live
+/// instances for `link`.
+fn cutover_instances_live(proxy: &Proxy, link: &str, n: usize) -> bool {
+    let out = cli(proxy, &["cutover", "--link", link, "--dry-run"]);
+    text(&out).contains(&format!("on {n} live instance(s)"))
+}

@@ -77,7 +77,7 @@ pub fn refusal_text(guard: Guard, what: &str, topic: &str) -> StrBytes {
             "mirrorgate has not yet read which topics are read-only mirrors; retry the write to '{topic}'"
         ),
         Guard::Fenced => format!(
-            "mirrorgate held the write to '{topic}' for a cut-over longer than it may; retry it"
+            "'{topic}' is being cut over to this cluster (writes are held meanwhile); retry it"
         ),
     })
 }
@@ -103,6 +103,12 @@ pub trait GuardedApi: 'static {
 
     /// Adds the refusals to the response.
     fn add(response: &mut Self::Response, refused: Vec<Self::Refused>);
+
+    /// How a topic is guarded for this API; writes other than Produce and
+    /// AddPartitionsToTxn treat a fenced mirror as the mirror it still is.
+    fn guard_of(snapshot: &Snapshot, topic: &str) -> Option<Guard> {
+        snapshot.guard_of(topic)
+    }
 
     /// Last touch on a merged response before it is encoded.
     fn finish(_shared: &Arc<Shared>, _response: &mut Self::Response) -> Result<(), ConnError> {
@@ -155,7 +161,7 @@ pub fn guard<A: GuardedApi>(
     snapshot: &Snapshot,
 ) -> Result<Option<RequestAction>, ConnError> {
     let request: A::Request = decode_request(frame).map_err(ConnError::client_codec)?;
-    apply::<A>(frame, request, &|topic| snapshot.guard_of(topic), true)
+    apply::<A>(frame, request, &|topic| A::guard_of(snapshot, topic), true)
 }
 
 /// The guard on an already decoded request. Without `expects_response` (Produce
@@ -405,13 +411,23 @@ config_guard!(
 /// Clients use v0-3 (one transaction per request; v4+ is inter-broker and not offered).
 /// Like a broker refusing part of a transaction, the whole request is answered: the
 /// read-only partitions with INVALID_REQUEST, the others with OPERATION_NOT_ATTEMPTED.
-/// While the catalog loads, CONCURRENT_TRANSACTIONS, which producers retry.
+/// While the catalog loads, or the topic is under a cut-over's fence,
+/// CONCURRENT_TRANSACTIONS, which producers retry.
 pub struct AddPartitionsToTxn;
 impl GuardedApi for AddPartitionsToTxn {
     const KEY: ApiKey = ApiKey::AddPartitionsToTxn;
     type Request = AddPartitionsToTxnRequest;
     type Response = AddPartitionsToTxnResponse;
     type Refused = AddPartitionsToTxnTopicResult;
+
+    /// A transactional producer arriving at a cut-over's fence retries until it lifts,
+    /// then adds the promoted topic.
+    fn guard_of(snapshot: &Snapshot, topic: &str) -> Option<Guard> {
+        match snapshot.guard_of(topic) {
+            Some(Guard::Mirror) if snapshot.fence_of(topic).is_some() => Some(Guard::Fenced),
+            other => other,
+        }
+    }
 
     fn split(request: &mut Self::Request, _: i16, guard_of: GuardOf) -> Vec<Self::Refused> {
         let topics = &mut request.v3_and_below_topics;
@@ -422,6 +438,8 @@ impl GuardedApi for AddPartitionsToTxn {
             .into_iter()
             .map(|topic| {
                 let code = match guard_of(&topic.name) {
+                    // Retried by the producer until the fence lifts.
+                    Some(Guard::Fenced) => CONCURRENT_TRANSACTIONS,
                     Some(guard) => {
                         refusal_code_with(guard, INVALID_REQUEST, CONCURRENT_TRANSACTIONS)
                     }
