@@ -193,7 +193,6 @@ fn kcat_consumer(proxy: &Proxy, topic: &str, group: &str, count: usize) -> Runni
             "auto.offset.reset=earliest",
             "-c",
             &count,
-            "-q",
             "-f",
             "%p %o %s\\n",
         ],
@@ -377,6 +376,9 @@ fn producers_and_consumers_run_straight_through_a_cutover_without_an_error() {
         "kcat group\n{}",
         kcat_reader.stderr()
     );
+    // librdkafka reports each assignment: one, at the start; the flip caused none.
+    let assignments = kcat_reader.stderr().matches("assigned:").count();
+    assert_eq!(assignments, 1, "{}", kcat_reader.stderr());
 
     let metrics = writer.metrics();
     assert!(

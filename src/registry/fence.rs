@@ -1,13 +1,44 @@
-//! The cut-over fence as the proxy sees it: which topics' Produce is parked, and how
-//! many forwarded Produce requests are still on their way to a source. An instance
-//! confirms a fence only once none to a fenced topic is left, so after every instance
-//! confirmed, nothing more reaches the source through mirrorgate.
+//! The cut-over fence as the proxy sees it: which topics' Produce is parked, how many
+//! forwarded Produce requests are still on their way to a source, and this instance's
+//! lease on forwarding. An instance confirms a fence only once none to a fenced topic is
+//! left, so after every instance confirmed, nothing more reaches the source through
+//! mirrorgate. An instance that stops confirming (frozen, cut off from the metadata
+//! topic) is taken for gone by the others only after its lease has run out, so by then
+//! it no longer forwards.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+/// How long a heartbeat the metadata topic acknowledged lets this instance forward,
+/// counted from when it was sent. Other instances wait `GONE_AFTER` from when they
+/// *saw* it before they stop waiting for this one: well after the lease ran out, on
+/// either clock.
+pub const LEASE_VALID_FOR: Duration = Duration::from_secs(6);
+pub const GONE_AFTER: Duration = Duration::from_secs(12);
+
+/// This instance's lease on forwarding Produce to a source.
+#[derive(Default)]
+pub struct Lease {
+    renewed: Mutex<Option<Instant>>,
+}
+
+impl Lease {
+    /// A heartbeat sent at `sent` was acknowledged.
+    pub fn renew(&self, sent: Instant) {
+        let mut renewed = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        if renewed.is_none_or(|r| r < sent) {
+            *renewed = Some(sent);
+        }
+    }
+
+    pub fn valid(&self) -> bool {
+        let renewed = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        renewed.is_some_and(|r| r.elapsed() < LEASE_VALID_FOR)
+    }
+}
 
 /// A topic under a cut-over's fence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +120,23 @@ impl Drop for Entered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_holds_from_the_send_of_the_last_acknowledged_heartbeat() {
+        let lease = Lease::default();
+        assert!(!lease.valid(), "no heartbeat yet: not forwarding");
+        lease.renew(Instant::now());
+        assert!(lease.valid());
+        let Some(long_ago) = Instant::now().checked_sub(LEASE_VALID_FOR * 2) else {
+            return;
+        };
+        let expired = Lease::default();
+        expired.renew(long_ago);
+        assert!(!expired.valid());
+        // An older acknowledgement arriving late does not move the lease back.
+        lease.renew(long_ago);
+        assert!(lease.valid());
+    }
 
     #[tokio::test]
     async fn drained_waits_for_the_last_request_of_those_topics() {

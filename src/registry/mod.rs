@@ -14,7 +14,7 @@ use rustls::{ClientConfig, ServerConfig};
 use crate::config::Config;
 use crate::proxy::routing::Routing;
 use crate::tls::{self, TlsError};
-use fence::{Fence, InFlight};
+use fence::{Fence, InFlight, Lease};
 use forward::{ForwardTarget, ProduceForwarder};
 
 /// What the proxy needs to decide about a request, frozen at one point in time:
@@ -189,6 +189,7 @@ pub struct Registry {
     /// Ticks on every change of the link mirrors: parked writes look again.
     changes: tokio::sync::watch::Sender<()>,
     in_flight: Arc<InFlight>,
+    lease: Lease,
 }
 
 impl Registry {
@@ -198,12 +199,18 @@ impl Registry {
             writers: std::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(()),
             in_flight: Arc::default(),
+            lease: Lease::default(),
         }
     }
 
     /// Changes of the link mirrors (and fences), from now on.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<()> {
         self.changes.subscribe()
+    }
+
+    /// This instance's lease on forwarding (renewed by its heartbeats).
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// Forwarded Produce requests still on their way to a source.

@@ -7,8 +7,9 @@
 //! - `cutover/<link>`: the link's latest cut-over, versioned like links and mirrors
 //!   (of two writers that read the same version, the first wins).
 //! - `cutover-ack/<link>/<instance>`: that instance holds the fence of cut-over `id`.
-//! - `instance/<id>`: a heartbeat; an instance whose last one is older than
-//!   `LIVE_WITHIN_MS` is taken for gone and not waited for.
+//! - `instance/<id>`: a heartbeat. The cut-over's driver stops waiting for an instance
+//!   whose heartbeat it has not seen change for a while (`cutover`); `LIVE_WITHIN_MS`
+//!   is only what listings show. Records silent for `STALE_AFTER_MS` are deleted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,7 +30,11 @@ pub const MAX_CUTOVER_PARTITIONS: usize = 50_000;
 pub const MAX_INSTANCES: usize = 1_024;
 pub const MAX_ACKS: usize = 65_536;
 /// An instance heartbeats every few seconds; silent this long, it is taken for gone.
-pub const LIVE_WITHIN_MS: i64 = 10_000;
+pub const LIVE_WITHIN_MS: i64 = 12_000;
+/// A heartbeat this old (by the wall clock) belongs to an instance long gone: its record
+/// and its confirmations are deleted, so instance ids that never come back do not fill
+/// the catalog's room.
+pub const STALE_AFTER_MS: i64 = 600_000;
 
 /// Where a cut-over is. The fence holds in `Fencing`, `Verifying` and `Syncing`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,6 +150,26 @@ impl Catalog {
 
     pub fn instances(&self) -> &std::collections::BTreeMap<String, InstanceRecord> {
         &self.instances
+    }
+
+    /// Keys (after the prefixes) of instances silent for `STALE_AFTER_MS`, each with its
+    /// confirmations, at most `limit` instances.
+    pub fn stale_instances(&self, now_ms: i64, limit: usize) -> Vec<(String, Vec<String>)> {
+        self.instances
+            .iter()
+            .filter(|(_, i)| now_ms.saturating_sub(i.heartbeat_ms) > STALE_AFTER_MS)
+            .take(limit)
+            .map(|(id, _)| {
+                let suffix = format!("/{id}");
+                let acks = self
+                    .acks
+                    .keys()
+                    .filter(|k| k.ends_with(&suffix))
+                    .cloned()
+                    .collect();
+                (id.clone(), acks)
+            })
+            .collect()
     }
 
     /// Topics whose Produce every proxy parks: those of cut-overs in a fencing step.

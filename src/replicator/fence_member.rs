@@ -18,8 +18,11 @@ use super::catalog_feed::CatalogView;
 use super::{now_ms, store, Destination};
 use crate::registry::Registry;
 
-/// Well within `catalog::LIVE_WITHIN_MS`, so one lost write does not make us "gone".
-const HEARTBEAT: Duration = Duration::from_secs(3);
+/// Well within the lease (`registry::fence::LEASE_VALID_FOR`), so one slow write does
+/// not stop forwarding.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+/// Records of long-gone instances deleted per heartbeat, at most.
+const STALE_PER_ROUND: usize = 8;
 /// How often unconfirmed fences are looked at again, besides every catalog change.
 const RECHECK: Duration = Duration::from_millis(500);
 
@@ -44,6 +47,7 @@ impl FenceMember {
         let stop = shutdown.child_token();
         let member = Member {
             id: id.clone(),
+            views: views.clone(),
             dest,
             registry,
             replicating,
@@ -61,6 +65,7 @@ impl FenceMember {
 #[derive(Clone)]
 struct Member {
     id: Arc<str>,
+    views: watch::Receiver<Arc<CatalogView>>,
     dest: Destination,
     registry: Arc<Registry>,
     replicating: bool,
@@ -76,9 +81,12 @@ impl Member {
                 started_ms: self.started_ms,
                 replicating: self.replicating,
             };
-            if let Err(e) = store::put_json(&self.dest, key.clone(), Some(&record)).await {
-                tracing::debug!(side = "upstream", error = %e, "heartbeat not written");
+            let sent = std::time::Instant::now();
+            match store::put_json(&self.dest, key.clone(), Some(&record)).await {
+                Ok(_) => self.registry.lease().renew(sent),
+                Err(e) => tracing::debug!(side = "upstream", error = %e, "heartbeat not written"),
             }
+            self.forget_stale().await;
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(HEARTBEAT) => {}
@@ -87,6 +95,29 @@ impl Member {
         // Leaving: no cut-over should wait for us (best effort; silence does it too).
         let leave = store::put_json::<InstanceRecord>(&self.dest, key, None);
         let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
+    }
+
+    /// Deletes a few records of instances long gone (any instance may: a delete written
+    /// twice is the same delete).
+    async fn forget_stale(&self) {
+        let stale = self
+            .views
+            .borrow()
+            .catalog
+            .stale_instances(now_ms(), STALE_PER_ROUND);
+        for (id, acks) in stale {
+            for ack in acks {
+                let key = format!("{CUTOVER_ACK_PREFIX}{ack}");
+                let _ = store::put_json::<AckRecord>(&self.dest, key, None).await;
+            }
+            let key = format!("{INSTANCE_PREFIX}{id}");
+            if store::put_json::<InstanceRecord>(&self.dest, key, None)
+                .await
+                .is_ok()
+            {
+                tracing::info!(instance = id, "forgot an instance silent for long");
+            }
+        }
     }
 
     async fn confirm(self, mut views: watch::Receiver<Arc<CatalogView>>, stop: CancellationToken) {

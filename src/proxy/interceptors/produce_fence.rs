@@ -5,6 +5,10 @@
 //! held as long as it may wait is answered with REQUEST_TIMED_OUT, which producers
 //! retry. What is parked is bounded by the connections: one request each.
 //!
+//! Produce to a forwarded mirror is held the same way while this instance's lease on
+//! forwarding has run out (`registry::fence::Lease`): it cannot be sure no cut-over
+//! went on without it.
+//!
 //! Produce forwarded to a source is counted (`registry::fence::InFlight`) from before
 //! the last look at the fence until its answer, so an instance confirming a fence knows
 //! nothing of its own is still on the way to the source.
@@ -17,6 +21,10 @@ use tokio::time::Instant;
 use crate::proxy::Shared;
 use crate::registry::fence::Entered;
 use crate::registry::Snapshot;
+
+/// Longest a forwarded write waits for this instance's lease to come back.
+const LEASE_WAIT_MS: u64 = 10_000;
+const LEASE_RECHECK: Duration = Duration::from_millis(100);
 
 /// A parked write is answered before its producer would give up on it: Produce's
 /// `timeout_ms` is the client's request timeout, so keep a margin under it.
@@ -42,7 +50,10 @@ pub async fn hold(shared: &Arc<Shared>, topics: &[&str], timeout_ms: i32) -> Hel
         changes.borrow_and_update();
         let snapshot = registry.load();
         let fence = topics.iter().find_map(|t| snapshot.fence_of(t));
-        let Some(fence) = fence else {
+        let lease_lapsed = fence.is_none()
+            && topics.iter().any(|t| snapshot.forward_of(t).is_some())
+            && !registry.lease().valid();
+        if fence.is_none() && !lease_lapsed {
             let forwarded: Vec<Arc<str>> = topics
                 .iter()
                 .filter(|t| snapshot.forward_of(t).is_some())
@@ -65,10 +76,13 @@ pub async fn hold(shared: &Arc<Shared>, topics: &[&str], timeout_ms: i32) -> Hel
                 };
             }
             continue;
-        };
+        }
+        // Fenced, or this instance cannot be sure it may forward (no recent heartbeat):
+        // held until that changes or the limit.
+        let fence_timeout_ms = fence.map_or(LEASE_WAIT_MS, |f| f.timeout_ms);
         let until = *deadline.get_or_insert_with(|| {
             shared.metrics.produce_parked.increment(1);
-            Instant::now() + park_limit(fence.timeout_ms, timeout_ms)
+            Instant::now() + park_limit(fence_timeout_ms, timeout_ms)
         });
         tokio::select! {
             _ = shared.shutdown.cancelled() => return Held::Closing,
@@ -76,6 +90,8 @@ pub async fn hold(shared: &Arc<Shared>, topics: &[&str], timeout_ms: i32) -> Hel
                 shared.metrics.produce_park_timeouts.increment(1);
                 return Held::TimedOut(registry.load());
             }
+            // A lease is renewed without a catalog change: look again soon.
+            _ = tokio::time::sleep(LEASE_RECHECK), if lease_lapsed => {}
             changed = changes.changed() => {
                 if changed.is_err() {
                     // No more changes can come: wait out the limit.

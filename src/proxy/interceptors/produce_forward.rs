@@ -17,7 +17,8 @@ use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::registry::fence::Entered;
 use crate::registry::forward::{ForwardRequest, ProduceForwarder};
-use crate::registry::Snapshot;
+use crate::registry::{Registry, Snapshot};
+use kafka_protocol::protocol::StrBytes;
 
 /// First versions with these partition answer fields.
 const LOG_START_OFFSET_SINCE: i16 = 5;
@@ -32,6 +33,7 @@ struct LinkPart {
 
 pub async fn split(
     frame: &RequestFrame,
+    registry: &Arc<Registry>,
     snapshot: &Snapshot,
     rest: Cut<Produce>,
     forwarded: Vec<TopicProduceData>,
@@ -81,14 +83,21 @@ pub async fn split(
         waits.push((part.names, wait));
     }
     let version = frame.api_version;
+    let registry = registry.clone();
     let later: Later = Box::pin(async move {
         // Counted as on the way to the source until every answer is in.
         let _entered = entered;
         let mut entries = refused;
         for (names, wait) in waits {
-            for ((name, id), partitions) in names.into_iter().zip(wait.await) {
+            let answers = wait.await;
+            // Answered after this instance's lease ran out: the others may have taken it
+            // for gone and cut the topic over, so the write may never reach the mirror.
+            // Only a retriable error is true either way.
+            let lapsed = !registry.lease().valid();
+            for ((name, id), partitions) in names.into_iter().zip(answers) {
                 let partitions = partitions
                     .into_iter()
+                    .map(|p| if lapsed { lapsed_answer(p) } else { p })
                     .map(|p| fit_version(p, version))
                     .collect();
                 // Both identities are kept; the encoder writes the one of the version.
@@ -103,6 +112,16 @@ pub async fn split(
         Ok(write_guard::merge_of::<Produce>(entries))
     });
     Ok(RequestAction::Await { upstream, later })
+}
+
+/// A source's answer that arrived too late to be trusted, as REQUEST_TIMED_OUT.
+fn lapsed_answer(p: PartitionProduceResponse) -> PartitionProduceResponse {
+    let text = "mirrorgate lost touch with its fleet while this write was on its way to the source; retry it";
+    PartitionProduceResponse::default()
+        .with_index(p.index)
+        .with_error_code(write_guard::REQUEST_TIMED_OUT)
+        .with_base_offset(-1)
+        .with_error_message(Some(StrBytes::from_static_str(text)))
 }
 
 /// Clears what the client's version cannot carry (the encoder refuses such fields).

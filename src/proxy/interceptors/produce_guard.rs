@@ -158,7 +158,15 @@ pub async fn on_request(
             });
             if !forwarded.is_empty() {
                 let rest = write_guard::cut::<Produce>(&frame, request, &guard_of, true)?;
-                return produce_forward::split(&frame, &snapshot, rest, forwarded, entered).await;
+                return produce_forward::split(
+                    &frame,
+                    &shared.registry,
+                    &snapshot,
+                    rest,
+                    forwarded,
+                    entered,
+                )
+                .await;
             }
         }
         if let Some(action) =
