@@ -374,9 +374,20 @@ async fn a_retried_batch_is_written_once_and_goes_on_at_the_destination_after_pr
         &["--partitions", "1", "--replication-factor", "1"],
     );
     link_and_mirror_with(&proxy, &source, &rejecting, "");
-    let mut conn = connect(&proxy.bootstrap).await;
-    let meta = metadata(&mut conn, &[&rejecting], 12).await;
-    let leader = mirrorgate::kafka::admin::leader_of(&meta, &rejecting, 0).expect("leader");
+    // The mirror topic was just created: its leader may take a moment to be elected.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (meta, leader) = loop {
+        let mut conn = connect(&proxy.bootstrap).await;
+        let meta = metadata(&mut conn, &[&rejecting], 12).await;
+        if let Some(leader) = mirrorgate::kafka::admin::leader_of(&meta, &rejecting, 0) {
+            break (meta, leader);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader for {rejecting}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     let mut conn = connect(&leader).await;
     let plain = idempotent_batch(-1, -1, -1, &["x"]);
     let refused = conn
