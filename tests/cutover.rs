@@ -13,7 +13,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, dump, link_and_mirror_with, replicating, source, text};
+use common::replication::{
+    by_offset, cli, dump, link_and_mirror_with, replicating, source, text, verifiable_acks,
+};
 use common::{destination, repo_root, spawn_traced, unique, Cluster, Proxy, Running, Traced};
 
 const FORWARD: &str = ",mirror.produce.mode=forward";
@@ -202,50 +204,12 @@ fn kcat_consumer(proxy: &Proxy, topic: &str, group: &str, count: usize) -> Runni
     )
 }
 
-/// (partition, offset) -> value the verifiable producer was told was written; panics on
-/// any error it reports.
 fn acked(out: &Traced) -> BTreeMap<(i32, i64), String> {
-    let mut acked = BTreeMap::new();
-    for line in out.stdout().lines() {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        match event["name"].as_str() {
-            Some("producer_send_success") => {
-                let at = (
-                    event["partition"].as_i64().unwrap() as i32,
-                    event["offset"].as_i64().unwrap(),
-                );
-                let value = event["value"].as_str().unwrap().to_string();
-                assert!(acked.insert(at, value).is_none(), "{at:?} acked twice");
-            }
-            Some("producer_send_error") => panic!("producer saw an error: {line}"),
-            _ => {}
-        }
-    }
-    assert_eq!(
-        acked.len(),
-        PER_PRODUCER,
-        "every record acked\n{}",
-        out.text()
-    );
-    acked
+    verifiable_acks(out, PER_PRODUCER)
 }
 
-/// "partition offset value" lines as a map, each (partition, offset) once.
 fn records(lines: &[String]) -> BTreeMap<(i32, i64), String> {
-    let mut records = BTreeMap::new();
-    for line in lines {
-        let mut parts = line.splitn(3, ' ');
-        let p = parts.next().unwrap().parse().unwrap();
-        let o = parts.next().unwrap().parse().unwrap();
-        let value = parts.next().unwrap_or_default().to_string();
-        assert!(
-            records.insert((p, o), value).is_none(),
-            "({p}, {o}) read twice"
-        );
-    }
-    records
+    by_offset(lines)
 }
 
 /// The console consumer's `Partition:P\tOffset:O\tvalue` lines as "P O value".
@@ -376,6 +340,27 @@ fn producers_and_consumers_run_straight_through_a_cutover_without_an_error() {
         "kcat group\n{}",
         kcat_reader.stderr()
     );
+    // The Java group's commits after the flip are kept (the offset sync stopped with the
+    // promote): its committed offsets are the topic's end.
+    let described = common::kafka_tool_direct(&[
+        "kafka-consumer-groups",
+        "--bootstrap-server",
+        &destination().bootstrap,
+        "--describe",
+        "--group",
+        &java_group,
+        "--offsets",
+    ]);
+    let described = String::from_utf8_lossy(&described.stdout).into_owned();
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() >= 5 && f[1] == topic)
+        .collect();
+    assert_eq!(rows.len(), 3, "{described}");
+    for row in rows {
+        assert_eq!(row[3], row[4], "committed at the end: {described}");
+    }
     // librdkafka reports each assignment: one, at the start; the flip caused none.
     let assignments = kcat_reader.stderr().matches("assigned:").count();
     assert_eq!(assignments, 1, "{}", kcat_reader.stderr());
@@ -666,9 +651,11 @@ fn a_dry_run_names_a_group_still_reading_the_source() {
 }
 
 /// A live instance that cannot confirm the fence is waited for (here: stopped with
-/// SIGSTOP, so its heartbeat goes stale only after 10 s). A transactional producer
-/// started meanwhile is held (AddPartitionsToTxn retried, Produce parked) and commits
-/// every transaction on the promoted topic once the fence lifts.
+/// SIGSTOP, so the driver stops waiting for it only 12 s later). A transactional
+/// producer started meanwhile is held (AddPartitionsToTxn retried, Produce parked) and
+/// commits every transaction on the promoted topic once the fence lifts; a producer
+/// whose requests time out sooner gets REQUEST_TIMED_OUT for its parked writes, retries
+/// them, and loses none.
 #[test]
 fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
     let source = source();
@@ -735,11 +722,28 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
         Duration::from_secs(180),
         None,
     );
+    // A producer whose requests time out sooner than the fence holds: its parked writes
+    // are answered REQUEST_TIMED_OUT, which it retries until the fence lifts.
+    let impatient = java_producer(
+        &first,
+        &topic,
+        7,
+        "enable.idempotence=true\nacks=all\nretries=2147483647\nrequest.timeout.ms=2000\ndelivery.timeout.ms=120000\n",
+    );
     let ended = wait_step(&first, &link, &[], Duration::from_millis(200));
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &silent.pid().to_string()])
         .status();
     assert_eq!(ended, "DONE");
+    let impatient = impatient.wait();
+    let impatient_acked = acked(&impatient);
+    let timeouts = first
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("mirrorgate_produce_park_timeouts_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(timeouts > 0.0, "a parked write reached its time limit");
     let producer = producer.wait();
     assert!(producer.output.status.success(), "{}", producer.text());
     assert!(
@@ -748,8 +752,13 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
         producer.text()
     );
     producer.assert_only_proxy(&first, destination());
-    // Read committed (kcat's default): every record of every committed transaction.
-    assert_eq!(dump(&destination().bootstrap, &topic).len(), 3000);
+    // Read committed (kcat's default): every record of every committed transaction, and
+    // the impatient producer's, each once.
+    let on_destination = records(&dump(&destination().bootstrap, &topic));
+    for (at, value) in &impatient_acked {
+        assert_eq!(on_destination.get(at), Some(value), "destination at {at:?}");
+    }
+    assert_eq!(on_destination.len(), 3000 + PER_PRODUCER);
 }
 
 /// True once the cut-over view (or, before one exists, a dry run) lists `n` live

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::kafka::{connect, metadata, topic_id};
 use common::replication::{
-    cli, dump, link_and_mirror_with, replicating, source, text, wait_identical,
+    by_offset, cli, dump, link_and_mirror_with, replicating, source, text, verifiable_acks,
+    wait_identical,
 };
 use common::{destination, kafka_tool, kcat, unique, Proxy};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -55,53 +56,13 @@ fn verifiable_producer(
         None,
     );
     out.assert_only_proxy(proxy, destination());
-    let mut acked = BTreeMap::new();
-    for line in out.stdout().lines() {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        match event["name"].as_str() {
-            Some("producer_send_success") => {
-                let key = (
-                    event["partition"].as_i64().unwrap() as i32,
-                    event["offset"].as_i64().unwrap(),
-                );
-                let value = event["value"].as_str().unwrap().to_string();
-                assert!(
-                    acked.insert(key, value).is_none(),
-                    "offset {key:?} acked twice"
-                );
-            }
-            Some("producer_send_error") => panic!("producer saw an error: {line}"),
-            _ => {}
-        }
-    }
-    assert_eq!(
-        acked.len(),
-        600,
-        "every record acknowledged\n{}",
-        out.text()
-    );
-    acked
+    verifiable_acks(&out, 600)
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique(&format!("mg-forward-{name}")));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// "partition offset value" lines as a map.
-fn records(lines: &[String]) -> BTreeMap<(i32, i64), String> {
-    lines
-        .iter()
-        .map(|l| {
-            let mut parts = l.splitn(3, ' ');
-            let p = parts.next().unwrap().parse().unwrap();
-            let o = parts.next().unwrap().parse().unwrap();
-            ((p, o), parts.next().unwrap_or_default().to_string())
-        })
-        .collect()
 }
 
 #[test]
@@ -156,7 +117,7 @@ fn producers_write_a_forwarded_mirror_at_the_offsets_they_are_told() {
     out.assert_only_proxy(&proxy, destination());
 
     // The writes are on the source at the offsets the clients were told ...
-    let on_source = records(&dump(&source.bootstrap, &topic));
+    let on_source = by_offset(&dump(&source.bootstrap, &topic));
     for (at, value) in idempotent.iter().chain(&plain) {
         assert_eq!(on_source.get(at), Some(value), "source at {at:?}");
     }

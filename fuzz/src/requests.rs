@@ -110,6 +110,7 @@ where
         None => assert!(refused.is_empty()),
         Some(RequestAction::Close(_)) => assert!(!expects_response && !refused.is_empty()),
         Some(RequestAction::Await { .. }) => panic!("the guard alone never waits"),
+        Some(RequestAction::Last(_)) => panic!("only a parked Produce ends a connection"),
         Some(RequestAction::Respond(bytes)) => {
             assert!(expects_response && !refused.is_empty() && A::is_empty(&expected));
             answer_decodes::<A>(&bytes, frame);

@@ -272,7 +272,11 @@ async fn request_loop(
         shared.metrics.client_bytes_in.increment(frame.len() as u64);
         let request = RequestFrame::parse(frame).map_err(ConnError::ClientFrame)?;
         let meta = RequestMeta::of(&request);
-        let answer = match interceptors::on_request(shared, request).await? {
+        let (action, last) = match interceptors::on_request(shared, request).await? {
+            RequestAction::Last(action) => (*action, true),
+            action => (action, false),
+        };
+        let answer = match action {
             RequestAction::Forward { bytes, on_response } => {
                 upstream
                     .write_all(&bytes)
@@ -304,6 +308,9 @@ async fn request_loop(
                 })
             }
             RequestAction::Close(reason) => return Err(ConnError::ClientRequest(reason)),
+            RequestAction::Last(_) => {
+                return Err(ConnError::internal("a request's last action was nested"))
+            }
         };
         if let Some(answer) = answer {
             let entry = Pending {
@@ -315,6 +322,16 @@ async fn request_loop(
             if pending.send(entry).await.is_err() {
                 return Ok(());
             }
+        }
+        if last {
+            upstream
+                .flush()
+                .await
+                .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
+            // Dropping `pending` lets the response loop write what is in flight, then
+            // the connection closes.
+            tracing::debug!("read no more requests after a parked write timed out");
+            return Ok(());
         }
         // Batch writes of pipelined requests: flush only when no whole frame is waiting.
         if !client.has_buffered_frame() {

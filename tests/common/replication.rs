@@ -320,3 +320,48 @@ pub fn one_partition_topic(source: &Cluster, prefix: &str, values: &str) -> Stri
     }
     topic
 }
+
+/// (partition, offset) -> value of every record `kafka-verifiable-producer` was told was
+/// written (its JSON events on stdout); panics on any send error it reports, on an
+/// offset acknowledged twice, and unless there are `expected` of them.
+pub fn verifiable_acks(
+    out: &super::Traced,
+    expected: usize,
+) -> std::collections::BTreeMap<(i32, i64), String> {
+    let mut acked = std::collections::BTreeMap::new();
+    for line in out.stdout().lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match event["name"].as_str() {
+            Some("producer_send_success") => {
+                let at = (
+                    event["partition"].as_i64().unwrap() as i32,
+                    event["offset"].as_i64().unwrap(),
+                );
+                let value = event["value"].as_str().unwrap().to_string();
+                assert!(acked.insert(at, value).is_none(), "{at:?} acked twice");
+            }
+            Some("producer_send_error") => panic!("producer saw an error: {line}"),
+            _ => {}
+        }
+    }
+    assert_eq!(acked.len(), expected, "every record acked\n{}", out.text());
+    acked
+}
+
+/// `dump` lines ("partition offset value") as a map; each (partition, offset) once.
+pub fn by_offset(lines: &[String]) -> std::collections::BTreeMap<(i32, i64), String> {
+    let mut records = std::collections::BTreeMap::new();
+    for line in lines {
+        let mut parts = line.splitn(3, ' ');
+        let p = parts.next().unwrap().parse().unwrap();
+        let o = parts.next().unwrap().parse().unwrap();
+        let value = parts.next().unwrap_or_default().to_string();
+        assert!(
+            records.insert((p, o), value).is_none(),
+            "({p}, {o}) read twice"
+        );
+    }
+    records
+}

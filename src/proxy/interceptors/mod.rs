@@ -77,6 +77,9 @@ pub enum RequestAction {
     },
     /// Close the connection; the reason says what the client did.
     Close(String),
+    /// Carry out this action, then read no more requests: the connection closes once the
+    /// answers in flight (this one's included) are written.
+    Last(Box<RequestAction>),
 }
 
 fn forward(frame: RequestFrame, on_response: OnResponse) -> RequestAction {

@@ -172,6 +172,12 @@ pub async fn on_request(
         if let Some(action) =
             write_guard::apply::<Produce>(&frame, request, &guard_of, expects_response)?
         {
+            if timed_out {
+                // The client's later requests, already sent behind this one, must not be
+                // written before it is retried (an idempotent producer's sequence would
+                // have a hole): answer this one, then read no more on this connection.
+                return Ok(RequestAction::Last(Box::new(action)));
+            }
             return Ok(action);
         }
     }
