@@ -5,7 +5,7 @@
 #   benches/cutover.sh [--quick] [--out DIR] [--no-report]
 #
 # Starts a source and a destination cluster (testbed/kafka, one node each: `cut-src` on
-# 127.0.0.1:34092, `cut-dst` on 127.0.0.1:34292) and two replicating mirrorgate
+# 127.0.0.1:25092, `cut-dst` on 127.0.0.1:25292) and two replicating mirrorgate
 # instances (release build). For 1 and 12 partitions, each round mirrors a new topic on
 # a new link in `mirror.produce.mode=forward` and runs two Java producers through the
 # first instance at a fixed rate (idempotent; not idempotent, acks=all, one request in
@@ -21,7 +21,7 @@
 #   --out DIR    scratch directory (default target/cutover-bench)
 #   --no-report  leave BENCHMARKS.md alone
 #
-# Everything listens on 127.0.0.1 (ports 34000-34999) and is stopped on exit.
+# Everything listens on 127.0.0.1 (ports 25000-25999, below the ephemeral range) and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,8 +42,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-SRC=127.0.0.1:34092
-DST=127.0.0.1:34292
+SRC=127.0.0.1:25092
+DST=127.0.0.1:25292
 RATE=400          # records/s per producer
 RECORDS=8000      # per producer: 20 s
 RECORD_SIZE=256
@@ -69,12 +69,12 @@ cargo build --release --locked -q
 step "Clusters cut-src ($SRC) and cut-dst ($DST)"
 kafka fetch
 for c in cut-src cut-dst; do kafka down "$c" >/dev/null 2>&1 || true; done
-kafka up cut-src --nodes 1 --port 34092 >/dev/null
-kafka up cut-dst --nodes 1 --port 34292 >/dev/null
+kafka up cut-src --nodes 1 --port 25092 >/dev/null
+kafka up cut-dst --nodes 1 --port 25292 >/dev/null
 
 # instance INDEX: one replicating instance on its own ports.
 instance() {
-  local i=$1 port=$((34400 + 100 * $1))
+  local i=$1 port=$((25400 + 100 * $1))
   cat >"$OUT/mg$i.toml" <<TOML
 [proxy]
 bind = "127.0.0.1:$port"
@@ -100,8 +100,8 @@ TOML
   done
   die "instance $i not ready"
 }
-admin() { echo "http://127.0.0.1:$((34490 + 100 * $1))"; }
-proxy() { echo "127.0.0.1:$((34400 + 100 * $1))"; }
+admin() { echo "http://127.0.0.1:$((25490 + 100 * $1))"; }
+proxy() { echo "127.0.0.1:$((25400 + 100 * $1))"; }
 mg() { local i=$1; shift; MIRRORGATE_ADMIN_URL="$(admin "$i")" target/release/mirrorgate "$@"; }
 
 step "Two mirrorgate instances"

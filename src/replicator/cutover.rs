@@ -16,20 +16,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use super::catalog::{
-    CutoverRecord, CutoverStep, InstanceRecord, CUTOVER_PREFIX, MAX_CUTOVER_PARTITIONS,
-};
+use super::catalog::{CutoverRecord, CutoverStep, CUTOVER_PREFIX, MAX_CUTOVER_PARTITIONS};
 use super::manager::{Change, Inner, Replicator};
 use super::now_ms;
 use super::store::{self, MirrorState};
 use crate::kafka::backoff::{Backoff, Jitter};
-use crate::registry::fence::GONE_AFTER;
 
 /// How often the supervisor looks for cut-overs this instance should drive.
 const TICK: Duration = Duration::from_millis(300);
@@ -80,7 +77,6 @@ enum Next {
 
 async fn drive(inner: Arc<Inner>, link: String, id: String, stop: CancellationToken) {
     let mut backoff = Backoff::new(POLL, Duration::from_secs(5), Jitter::Equal);
-    let mut seen = Heartbeats::default();
     loop {
         let record = inner
             .snapshot()
@@ -91,7 +87,7 @@ async fn drive(inner: Arc<Inner>, link: String, id: String, stop: CancellationTo
         let Some(record) = record else { return };
         let next = tokio::select! {
             _ = stop.cancelled() => return,
-            next = step(&inner, &link, &record, &mut seen) => next,
+            next = step(&inner, &link, &record) => next,
         };
         let pause = match next {
             Ok(Next::Again(pause)) => pause,
@@ -111,52 +107,7 @@ async fn drive(inner: Arc<Inner>, link: String, id: String, stop: CancellationTo
     }
 }
 
-/// When this driver saw each instance's heartbeat change, on its own clock: an instance
-/// is gone once it has not changed for `GONE_AFTER` (by then its lease on forwarding
-/// ran out, `registry::fence`), or when it was already far older than that by the
-/// wall clock when first seen (an instance killed long ago).
-#[derive(Default)]
-struct Heartbeats {
-    changed: HashMap<String, (i64, Instant)>,
-}
-
-/// Wall-clock age at which a heartbeat is old whatever the clocks' skew.
-const LONG_GONE_MS: i64 = 60_000;
-
-impl Heartbeats {
-    /// Instances the fence must wait for: every instance not gone.
-    fn live(&mut self, instances: &BTreeMap<String, InstanceRecord>, now_ms: i64) -> Vec<String> {
-        let now = Instant::now();
-        self.changed.retain(|id, _| instances.contains_key(id));
-        let mut live = Vec::new();
-        for (id, record) in instances {
-            let first_seen = !self.changed.contains_key(id);
-            let entry = self
-                .changed
-                .entry(id.clone())
-                .or_insert((record.heartbeat_ms, now));
-            if entry.0 != record.heartbeat_ms {
-                *entry = (record.heartbeat_ms, now);
-            }
-            let long_gone = first_seen && now_ms.saturating_sub(record.heartbeat_ms) > LONG_GONE_MS;
-            if long_gone {
-                // Never waited for again by this driver.
-                entry.1 = now.checked_sub(GONE_AFTER).unwrap_or(entry.1);
-            }
-            if entry.1.elapsed() < GONE_AFTER {
-                live.push(id.clone());
-            }
-        }
-        live
-    }
-}
-
-async fn step(
-    inner: &Arc<Inner>,
-    link: &str,
-    record: &CutoverRecord,
-    seen: &mut Heartbeats,
-) -> anyhow::Result<Next> {
+async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow::Result<Next> {
     let now = now_ms();
     let past_deadline = record.deadline_ms().is_some_and(|d| now > d);
     match record.step {
@@ -172,7 +123,9 @@ async fn step(
         CutoverStep::Fencing => {
             let state = inner.snapshot();
             let catalog = &state.catalog;
-            let missing: Vec<String> = seen
+            let missing: Vec<String> = inner
+                .member
+                .heartbeats
                 .live(catalog.instances(), now)
                 .into_iter()
                 .filter(|i| !catalog.acked(link, i, &record.id))

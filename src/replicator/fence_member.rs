@@ -2,11 +2,12 @@
 //! or not): it says it is alive (`instance/<id>` heartbeats), and once the proxy here
 //! parks Produce to a cut-over's topics and none of its forwarded writes to them is
 //! still on the way to the source, it confirms the fence (`cutover-ack/<link>/<id>`).
-//! The cut-over goes on only when every live instance confirmed.
+//! The cut-over goes on only when every live instance confirmed; which are live is
+//! judged by `HeartbeatClock`, fed here from every catalog view.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -16,6 +17,7 @@ use super::catalog::{
 };
 use super::catalog_feed::CatalogView;
 use super::{now_ms, store, Destination};
+use crate::registry::fence::GONE_AFTER;
 use crate::registry::Registry;
 
 /// Well within the lease (`registry::fence::LEASE_VALID_FOR`), so one slow write does
@@ -29,7 +31,55 @@ const RECHECK: Duration = Duration::from_millis(500);
 /// The running member; dropping it stops heartbeats and confirmations.
 pub struct FenceMember {
     pub id: Arc<str>,
+    /// When this instance saw each instance's heartbeat change (for a cut-over's driver).
+    pub heartbeats: Arc<HeartbeatClock>,
     _stop: DropGuard,
+}
+
+/// When this instance saw each instance's heartbeat change, on its own clock, from every
+/// catalog view since it started: an instance is gone once its heartbeat has not changed
+/// for `GONE_AFTER` (by then its lease on forwarding ran out, `registry::fence`), or when
+/// it was already far older than that by the wall clock when first seen here (an
+/// instance killed long ago). Clocks of different machines are never compared closely.
+pub struct HeartbeatClock {
+    changed: Mutex<HashMap<String, (i64, Instant)>>,
+}
+
+/// Wall-clock age at which a heartbeat is old whatever the clocks' skew.
+const LONG_GONE_MS: i64 = 60_000;
+
+impl HeartbeatClock {
+    fn new() -> Self {
+        Self {
+            changed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Notes the heartbeats of `instances`; returns those not gone.
+    pub fn live(&self, instances: &BTreeMap<String, InstanceRecord>, now_ms: i64) -> Vec<String> {
+        let now = Instant::now();
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        changed.retain(|id, _| instances.contains_key(id));
+        let mut live = Vec::new();
+        for (id, record) in instances {
+            let long_gone = now_ms.saturating_sub(record.heartbeat_ms) > LONG_GONE_MS;
+            let seen_at = if long_gone {
+                now.checked_sub(GONE_AFTER).unwrap_or(now)
+            } else {
+                now
+            };
+            let entry = changed
+                .entry(id.clone())
+                .or_insert((record.heartbeat_ms, seen_at));
+            if entry.0 != record.heartbeat_ms {
+                *entry = (record.heartbeat_ms, now);
+            }
+            if entry.1.elapsed() < GONE_AFTER {
+                live.push(id.clone());
+            }
+        }
+        live
+    }
 }
 
 impl FenceMember {
@@ -45,7 +95,9 @@ impl FenceMember {
             None => Arc::from(format!("mirrorgate-{}", uuid::Uuid::new_v4().simple()).as_str()),
         };
         let stop = shutdown.child_token();
+        let heartbeats = Arc::new(HeartbeatClock::new());
         let member = Member {
+            heartbeats: heartbeats.clone(),
             id: id.clone(),
             views: views.clone(),
             dest,
@@ -57,6 +109,7 @@ impl FenceMember {
         tokio::spawn(member.confirm(views, stop.clone()));
         Self {
             id,
+            heartbeats,
             _stop: stop.drop_guard(),
         }
     }
@@ -65,6 +118,7 @@ impl FenceMember {
 #[derive(Clone)]
 struct Member {
     id: Arc<str>,
+    heartbeats: Arc<HeartbeatClock>,
     views: watch::Receiver<Arc<CatalogView>>,
     dest: Destination,
     registry: Arc<Registry>,
@@ -130,6 +184,7 @@ impl Member {
             }
             let view = views.borrow_and_update().clone();
             let catalog = &view.catalog;
+            self.heartbeats.live(catalog.instances(), now_ms());
             let wanted: Vec<(String, String, Vec<String>, u64)> = catalog
                 .cutovers()
                 .iter()
@@ -173,5 +228,38 @@ impl Member {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(at_ms: i64) -> InstanceRecord {
+        InstanceRecord {
+            heartbeat_ms: at_ms,
+            started_ms: 0,
+            replicating: true,
+        }
+    }
+
+    #[test]
+    fn an_instance_is_live_until_its_heartbeat_stands_still() {
+        let clock = HeartbeatClock::new();
+        let now = 1_000_000;
+        let mut instances = BTreeMap::new();
+        instances.insert("a".to_string(), beat(now));
+        // Killed long ago by any clock: not waited for.
+        instances.insert("old".to_string(), beat(now - 10 * LONG_GONE_MS));
+        assert_eq!(clock.live(&instances, now), vec!["a"]);
+        // Seen standing still for longer than GONE_AFTER: gone.
+        if let Some(earlier) = Instant::now().checked_sub(GONE_AFTER * 2) {
+            let mut changed = clock.changed.lock().unwrap_or_else(|e| e.into_inner());
+            changed.insert("a".to_string(), (now, earlier));
+        }
+        assert!(clock.live(&instances, now).is_empty());
+        // A new heartbeat makes it live again.
+        instances.insert("a".to_string(), beat(now + 2_000));
+        assert_eq!(clock.live(&instances, now + 2_000), vec!["a"]);
     }
 }
