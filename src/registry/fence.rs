@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 /// either clock.
 pub const LEASE_VALID_FOR: Duration = Duration::from_secs(6);
 pub const GONE_AFTER: Duration = Duration::from_secs(12);
+const TRUST_MARGIN: Duration = Duration::from_secs(2);
 
 /// This instance's lease on forwarding Produce to a source.
 #[derive(Default)]
@@ -34,9 +35,22 @@ impl Lease {
         }
     }
 
+    /// May a write be sent to a source now.
     pub fn valid(&self) -> bool {
+        self.renewed_within(LEASE_VALID_FOR)
+    }
+
+    /// May a source's answer to a write sent under the lease be believed now: the write
+    /// landed before this moment, and no other instance can have taken this one for gone
+    /// (and cut the topic over without it) before `GONE_AFTER` from its last heartbeat
+    /// the destination acknowledged; a margin is kept for clock rates.
+    pub fn answer_trusted(&self) -> bool {
+        self.renewed_within(GONE_AFTER - TRUST_MARGIN)
+    }
+
+    fn renewed_within(&self, window: Duration) -> bool {
         let renewed = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
-        renewed.is_some_and(|r| r.elapsed() < LEASE_VALID_FOR)
+        renewed.is_some_and(|r| r.elapsed() < window)
     }
 }
 
@@ -127,12 +141,14 @@ mod tests {
         assert!(!lease.valid(), "no heartbeat yet: not forwarding");
         lease.renew(Instant::now());
         assert!(lease.valid());
+        assert!(lease.answer_trusted());
         let Some(long_ago) = Instant::now().checked_sub(LEASE_VALID_FOR * 2) else {
             return;
         };
         let expired = Lease::default();
         expired.renew(long_ago);
         assert!(!expired.valid());
+        assert!(!expired.answer_trusted());
         // An older acknowledgement arriving late does not move the lease back.
         lease.renew(long_ago);
         assert!(lease.valid());

@@ -97,12 +97,15 @@ pub enum StoreError {
     Invalid(String),
 }
 
-/// Creates the metadata topic if it does not exist (compacted, one partition).
+/// Creates the metadata topic if it does not exist (compacted, one partition). Segments
+/// roll hourly: compaction never cleans the active segment, and every instance's
+/// heartbeat (every 2 s) would otherwise pile up for a week (the broker's default) and be
+/// read again by every instance that starts.
 pub async fn ensure_topic(dest: &Destination) -> Result<(), StoreError> {
     let mut conn = dest.connect_any().await?;
     let topic = dest.metadata_topic();
     let replication_factor = dest.metadata_topic_replication_factor();
-    let configs = [("cleanup.policy", "compact")];
+    let configs = [("cleanup.policy", "compact"), ("segment.ms", "3600000")];
     match admin::create_topic(&mut conn, &topic, 1, replication_factor, &configs).await {
         Ok(()) => Ok(()),
         Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => Ok(()),

@@ -90,10 +90,11 @@ pub async fn split(
         let mut entries = refused;
         for (names, wait) in waits {
             let answers = wait.await;
-            // Answered after this instance's lease ran out: the others may have taken it
-            // for gone and cut the topic over, so the write may never reach the mirror.
-            // Only a retriable error is true either way.
-            let lapsed = !registry.lease().valid();
+            // Answered so long after this instance's last heartbeat that the others may
+            // have taken it for gone and cut the topic over: the write may never reach
+            // the mirror, and only a retriable error is true either way. (Sent only under
+            // a valid lease, so this takes a freeze of several seconds mid-request.)
+            let lapsed = !registry.lease().answer_trusted();
             for ((name, id), partitions) in names.into_iter().zip(answers) {
                 let partitions = partitions
                     .into_iter()
