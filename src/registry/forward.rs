@@ -31,10 +31,19 @@ pub type ForwardAnswers = Vec<Vec<PartitionProduceResponse>>;
 
 pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What `forward` did: the wait for the answers, and whether any partition was refused
+/// before it was sent. Then the client's later batches, already on their way behind
+/// this request, must not be sent before it is retried (an idempotent producer's
+/// sequence would have a hole): the proxy reads no more from that connection.
+pub struct Forwarded {
+    pub answers: Boxed<'static, ForwardAnswers>,
+    pub refused_before_sending: bool,
+}
+
 pub trait ProduceForwarder: Send + Sync {
     /// Sends the batches on their way (per partition in call order: the caller awaits
     /// this before it reads the client's next request) and returns the wait for the
     /// answers. Never fails: a partition that cannot be written gets a retriable error
     /// code in its answer.
-    fn forward(&self, request: ForwardRequest) -> Boxed<'_, Boxed<'static, ForwardAnswers>>;
+    fn forward(&self, request: ForwardRequest) -> Boxed<'_, Forwarded>;
 }

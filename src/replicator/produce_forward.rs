@@ -40,7 +40,9 @@ use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{rewrite_for_produce, RecordBatches};
-use crate::registry::forward::{Boxed, ForwardAnswers, ForwardRequest, ProduceForwarder};
+use crate::registry::forward::{
+    Boxed, ForwardAnswers, ForwardRequest, Forwarded, ProduceForwarder,
+};
 
 /// Producer ids mapped per link; the oldest mapping goes first.
 pub const MAX_PRODUCERS: usize = 65_536;
@@ -148,9 +150,7 @@ enum Placed {
 }
 
 impl ProduceForwarder for Forwarder {
-    // Two stages on purpose: the outer future sends, the one it yields waits.
-    #[allow(clippy::async_yields_async)]
-    fn forward(&self, request: ForwardRequest) -> Boxed<'_, Boxed<'static, ForwardAnswers>> {
+    fn forward(&self, request: ForwardRequest) -> Boxed<'_, Forwarded> {
         Box::pin(async move {
             let shape: Vec<Vec<i32>> = request
                 .topics
@@ -169,7 +169,7 @@ impl ProduceForwarder for Forwarder {
     }
 }
 
-fn answered_all(shape: &[Vec<i32>], code: i16, reason: &str) -> Boxed<'static, ForwardAnswers> {
+fn answered_all(shape: &[Vec<i32>], code: i16, reason: &str) -> Forwarded {
     let answers = shape
         .iter()
         .map(|partitions| {
@@ -179,7 +179,10 @@ fn answered_all(shape: &[Vec<i32>], code: i16, reason: &str) -> Boxed<'static, F
                 .collect()
         })
         .collect();
-    Box::pin(std::future::ready(answers))
+    Forwarded {
+        answers: Box::pin(std::future::ready(answers)),
+        refused_before_sending: true,
+    }
 }
 
 fn failed(partition: i32, code: i16, reason: &str) -> PartitionProduceResponse {
@@ -191,11 +194,7 @@ fn failed(partition: i32, code: i16, reason: &str) -> PartitionProduceResponse {
 }
 
 impl LinkForward {
-    async fn forward(
-        &self,
-        request: ForwardRequest,
-        shape: Vec<Vec<i32>>,
-    ) -> Boxed<'static, ForwardAnswers> {
+    async fn forward(&self, request: ForwardRequest, shape: Vec<Vec<i32>>) -> Forwarded {
         self.requests.increment(1);
         let wanted: Vec<(&str, Vec<i32>)> = request
             .topics
@@ -264,6 +263,10 @@ impl LinkForward {
             }
             placed.push(row);
         }
+        let mut refused_before_sending = placed
+            .iter()
+            .flatten()
+            .any(|p| matches!(p, Placed::Answered(_)));
         let mut replies = Vec::with_capacity(per_broker.len());
         for (broker, produce) in per_broker {
             let (tx, rx) = oneshot::channel();
@@ -274,11 +277,12 @@ impl LinkForward {
                 .is_err()
             {
                 self.forget_broker(&broker);
+                refused_before_sending = true;
             }
             replies.push((broker, rx));
         }
         let leaders = self.leaders.clone();
-        Box::pin(async move {
+        let answers: Boxed<'static, ForwardAnswers> = Box::pin(async move {
             let mut responses = Vec::with_capacity(replies.len());
             for (broker, rx) in replies {
                 let response = match rx.await {
@@ -315,7 +319,11 @@ impl LinkForward {
                         .collect()
                 })
                 .collect()
-        })
+        });
+        Forwarded {
+            answers,
+            refused_before_sending,
+        }
     }
 
     /// The client's batches with this link's source producer id in place of theirs

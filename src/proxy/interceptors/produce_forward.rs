@@ -78,9 +78,11 @@ pub async fn split(
     // Sent on their way before the next request of this connection is read, so a
     // producer's batches reach the source in the order it sent them.
     let mut waits = Vec::with_capacity(parts.len());
+    let mut refused_before_sending = false;
     for part in parts {
-        let wait = part.forwarder.forward(part.request).await;
-        waits.push((part.names, wait));
+        let forwarded = part.forwarder.forward(part.request).await;
+        refused_before_sending |= forwarded.refused_before_sending;
+        waits.push((part.names, forwarded.answers));
     }
     let version = frame.api_version;
     let registry = registry.clone();
@@ -112,7 +114,13 @@ pub async fn split(
         }
         Ok(write_guard::merge_of::<Produce>(entries))
     });
-    Ok(RequestAction::Await { upstream, later })
+    let action = RequestAction::Await { upstream, later };
+    if refused_before_sending {
+        // Not written while the client's later batches are already on their way: read
+        // none of them before this one is retried (`registry::forward::Forwarded`).
+        return Ok(RequestAction::Last(Box::new(action)));
+    }
+    Ok(action)
 }
 
 /// A source's answer that arrived too late to be trusted, as REQUEST_TIMED_OUT.
