@@ -391,6 +391,16 @@ pub(super) async fn active_source_groups(source: &Source) -> anyhow::Result<Vec<
         .collect())
 }
 
+/// A coordinator error that clears once the offsets topic is created or loaded.
+fn is_loading(error: &AdminError) -> bool {
+    matches!(
+        error,
+        AdminError::Kafka { code, .. }
+            if *code == groups::COORDINATOR_NOT_AVAILABLE
+                || *code == groups::COORDINATOR_LOAD_IN_PROGRESS
+    )
+}
+
 enum Side<'a> {
     Source(&'a Source),
     Destination(&'a Destination),
@@ -448,8 +458,9 @@ impl<'a> Pool<'a> {
     }
 
     /// ListGroups on every broker: each lists only the groups it coordinates. A
-    /// broker that answers with an error (its coordinators still loading, say) costs
-    /// only its own groups this round: the error is pushed to `errors`.
+    /// broker still loading its coordinators is asked again briefly; one that keeps
+    /// answering with an error costs only its own groups this round: the error is
+    /// pushed to `errors`.
     async fn list_groups(
         &mut self,
         states: &[&str],
@@ -463,10 +474,17 @@ impl<'a> Pool<'a> {
             .collect();
         let mut all = Vec::new();
         for broker in brokers {
-            match groups::list_groups(self.get(&broker).await?, states).await {
-                Ok(listed) => all.extend(listed),
-                Err(AdminError::Client(e)) => return Err(e),
-                Err(e) => errors.push(format!("listing groups on broker {broker}: {e}")),
+            for attempt in 1..=COORDINATOR_ATTEMPTS {
+                match groups::list_groups(self.get(&broker).await?, states).await {
+                    Ok(listed) => all.extend(listed),
+                    Err(AdminError::Client(e)) => return Err(e),
+                    Err(e) if is_loading(&e) && attempt < COORDINATOR_ATTEMPTS => {
+                        tokio::time::sleep(COORDINATOR_BACKOFF * attempt).await;
+                        continue;
+                    }
+                    Err(e) => errors.push(format!("listing groups on broker {broker}: {e}")),
+                }
+                break;
             }
         }
         Ok(all)
@@ -485,12 +503,7 @@ impl<'a> Pool<'a> {
                 let answers = groups::find_coordinators(self.any().await?, &todo).await?;
                 todo.clear();
                 for (group, answer) in answers {
-                    let retriable = matches!(
-                        &answer,
-                        Err(AdminError::Kafka { code, .. })
-                            if *code == groups::COORDINATOR_NOT_AVAILABLE
-                                || *code == groups::COORDINATOR_LOAD_IN_PROGRESS
-                    );
+                    let retriable = matches!(&answer, Err(e) if is_loading(e));
                     if retriable && attempt < COORDINATOR_ATTEMPTS {
                         todo.push(group);
                     } else {
