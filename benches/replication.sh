@@ -25,6 +25,11 @@
 #   BENCH_PRELOAD_MIB   preload size (default 1024 full, 64 quick)
 #   BENCH_MM2           1 to run MirrorMaker 2 in --quick too, 0 to skip it in full
 #   BENCH_STEADY_SECS   steady-state duration (default 60 full, 10 quick)
+#   BENCH_COPY_BASELINE a git revision: its build and this tree's copy the preloaded topic
+#                       in alternating rounds, each a fresh process and link, for the
+#                       CPU-per-GB ratio measured in one run (BENCH_COPY_ROUNDS, default 3)
+#   BENCH_PROFILE       1 to record the copy phase with `perf record -g` (user space)
+#                       and write the hottest functions to $OUT/copy-profile.txt
 #
 # Everything listens on 127.0.0.1 (ports 31000-31999: below the kernel's ephemeral range,
 # so no client socket elsewhere can hold one), and everything started here is
@@ -97,6 +102,7 @@ CLK_TCK="$(getconf CLK_TCK)"
 
 kafka() { testbed/kafka "$@"; }
 tool() { timeout "$TOOL_TIMEOUT" testbed/kafka tool "$@"; }
+MG_BIN=target/release/mirrorgate   # what start_mirrorgate runs
 mg() { target/release/mirrorgate "$@"; }
 # Background clients are started as `"$PY" "$CLIENTS" ... &` so that $! is python's pid.
 CLIENTS=benches/bench_clients.py
@@ -231,7 +237,7 @@ metadata_topic = "_mirrorgate-metadata-$1"
 TOML
   local attempt
   for attempt in 1 2 3; do
-    RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate-$1.toml" 2>"$OUT/mirrorgate-$1.log" &
+    RUST_LOG=warn "$MG_BIN" run --config "$OUT/mirrorgate-$1.toml" 2>"$OUT/mirrorgate-$1.log" &
     MG_PID=$!
     # A listener port briefly held by a client connection elsewhere: try again.
     ((attempt == 3)) || sleep 1
@@ -251,8 +257,9 @@ TOML
   die "mirrorgate's replicator did not answer (see $OUT/mirrorgate-$1.log)"
 }
 stop_mirrorgate() { stop_pid "$MG_PID"; MG_PID=""; }
-create_link() {   # LINK
+create_link() {   # LINK [PREFIX]
   printf 'bootstrap.servers=%s\n' "$SRC" >"$OUT/link-$1.properties"
+  [[ -z "${2:-}" ]] || printf 'cluster.link.prefix=%s\n' "$2" >>"$OUT/link-$1.properties"
   mg cluster-links --create --link "$1" --config-file "$OUT/link-$1.properties" >"$OUT/link-$1.log" 2>&1 \
     || { cat "$OUT/link-$1.log" >&2; die "creating link $1 failed"; }
 }
@@ -283,8 +290,19 @@ start_mirrorgate copy
 create_link bench-link
 printf '%s\t%s\n' mirrorgate "$(cut -d' ' -f1 /proc/loadavg)" >"$OUT/copy-load.tsv"
 t0="$(now)"
+PERF_PID=""
+if [[ "${BENCH_PROFILE:-0}" == 1 ]]; then
+  perf record -F 999 -g --call-graph dwarf,16384 -p "$MG_PID" -o "$OUT/copy.perf.data" 2>"$OUT/perf.log" &
+  PERF_PID=$!
+fi
 create_mirror bench-link "$COPY_TOPIC"
 wait_complete "$DST" "$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-mirrorgate.json"
+if [[ -n "$PERF_PID" ]]; then
+  kill -INT "$PERF_PID"; wait "$PERF_PID" || true
+  perf report -i "$OUT/copy.perf.data" --no-children --stdio --percent-limit 1 -g none \
+    --sort symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 >"$OUT/copy-profile.txt"
+  log "profile of the copy: $OUT/copy-profile.txt"
+fi
 log "mirrorgate: $(cat "$RAW/copy-mirrorgate.json")"
 
 # --- steady state ------------------------------------------------------------------------
@@ -424,6 +442,38 @@ EOF
   kafka down "$MM2_CLUSTER" >/dev/null
 fi
 
+# --- copy: rounds against a baseline build ----------------------------------------------
+COPY_ROUNDS="${BENCH_COPY_ROUNDS:-3}"
+if [[ -n "${BENCH_COPY_BASELINE:-}" ]]; then
+  step "Copy rounds: $BENCH_COPY_BASELINE against this tree, $COPY_ROUNDS rounds"
+  baseline_tree="$OUT/baseline-tree"
+  git worktree add --detach "$baseline_tree" "$BENCH_COPY_BASELINE" >/dev/null 2>&1 \
+    || die "cannot check out $BENCH_COPY_BASELINE"
+  (cd "$baseline_tree" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q) \
+    || die "building $BENCH_COPY_BASELINE failed"
+  cp "$OUT/baseline-target/release/mirrorgate" "$OUT/mirrorgate-baseline"
+  git worktree remove --force "$baseline_tree"
+  rm -rf "$OUT/baseline-target"
+  git rev-parse --short=12 "$BENCH_COPY_BASELINE" >"$RAW/copy-baseline.rev"
+  for ((round = 1; round <= COPY_ROUNDS; round++)); do
+    sides=(baseline current)
+    ((round % 2)) || sides=(current baseline)
+    for side in "${sides[@]}"; do
+      name="r$round-$side"
+      if [[ "$side" == baseline ]]; then MG_BIN="$OUT/mirrorgate-baseline"; else MG_BIN=target/release/mirrorgate; fi
+      start_mirrorgate "$name"
+      create_link "$name" "$name."
+      t0="$(now)"
+      create_mirror "$name" "$name.$COPY_TOPIC"
+      wait_complete "$DST" "$name.$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-round-$name.json"
+      log "$name: $(cat "$RAW/copy-round-$name.json")"
+      stop_mirrorgate
+      tool kafka-topics --bootstrap-server "$DST" --delete --topic "$name.$COPY_TOPIC" >/dev/null 2>&1 || true
+    done
+  done
+  MG_BIN=target/release/mirrorgate
+fi
+
 # --- report ------------------------------------------------------------------------------
 cat >"$OUT/meta.env" <<EOF
 mode=$( ((QUICK)) && echo quick || echo full)
@@ -449,6 +499,7 @@ load_records=$LOAD_RECORDS
 scale_topics=$SCALE_TOPICS
 scale_partitions=$SCALE_PARTITIONS
 scale_per_partition=$SCALE_PER_PARTITION
+copy_rounds=$COPY_ROUNDS
 minutes=$(((SECONDS + 30) / 60))
 EOF
 python3 benches/replication_report.py "$OUT" >"$OUT/sections.md"

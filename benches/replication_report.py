@@ -183,7 +183,57 @@ def copy_section(out, meta):
         verdict = "met" if ratio >= 5 else "not met"
         lines += [f"Ratios are mirrorgate's advantage (time: MM2's divided by mirrorgate's). Goal: at least 5x "
                   f"the MB per CPU-second of MirrorMaker 2; this run: **{ratio:.1f}x ({verdict})**.", ""]
+    lines += rounds_lines(out, meta, mib)
     return "\n".join(lines)
+
+
+def rounds_lines(out, meta, mib):
+    """The copy by a baseline build and by this tree, alternating (BENCH_COPY_BASELINE)."""
+    rev_file = out / "raw" / "copy-baseline.rev"
+    if not rev_file.exists():
+        return []
+    rev = rev_file.read_text().strip()
+    rounds = int(meta.get("copy_rounds") or 0)
+    gb = mib * MIB / 1e9
+    per = {"baseline": [], "current": []}
+    rows = [["round", "side", "time s", "CPU-s", "CPU-s per GB", "MB/s"],
+            ["---:", "---", "---:", "---:", "---:", "---:"]]
+    for r in range(1, rounds + 1):
+        order = ["baseline", "current"] if r % 2 else ["current", "baseline"]
+        for side in order:
+            res = read_json(out / "raw" / f"copy-round-r{r}-{side}.json")
+            if res is None:
+                continue
+            per[side].append(res)
+            rows.append([str(r), side, f"{res['complete_s']:.1f}", f"{res['cpu_s']:.2f}",
+                         f"{res['cpu_s'] / gb:.2f}", f"{mib / res['complete_s']:.1f}"])
+    if not per["baseline"] or not per["current"]:
+        return []
+
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    b_cpu = median([x["cpu_s"] for x in per["baseline"]])
+    c_cpu = median([x["cpu_s"] for x in per["current"]])
+    b_t = median([x["complete_s"] for x in per["baseline"]])
+    c_t = median([x["complete_s"] for x in per["current"]])
+    return [
+        f"### This build against `{rev}`, {rounds} rounds",
+        "",
+        "The same preloaded topic copied again by each build in turn (order alternating), each",
+        "round a fresh process, a link of its own and a fresh mirror topic (`cluster.link.prefix`).",
+        "CPU-seconds from the process start to a complete mirror, per GB of record values",
+        "(10^9 bytes).",
+        "",
+        table(rows),
+        "",
+        f"Medians: CPU-s per GB {b_cpu / gb:.2f} (`{rev}`) and {c_cpu / gb:.2f} (this build): "
+        f"**{c_cpu / b_cpu:.2f}x** the CPU; time to complete {b_t:.1f} s and {c_t:.1f} s "
+        f"({c_t / b_t:.2f}x).",
+        "",
+    ]
 
 
 def steady_section(out, meta):

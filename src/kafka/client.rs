@@ -2,7 +2,9 @@
 //! mirrorgate's own calls (metadata refresh, the replicator's fetches, produces and
 //! admin calls), never on the client data path. `call` is one request at a time;
 //! `send` + `receive` pipeline up to [`MAX_IN_FLIGHT`] requests (a broker answers a
-//! connection's requests in order, so responses are matched first in, first out).
+//! connection's requests in order, so responses are matched first in, first out);
+//! `send_deferred` queues a request to go out with the next write, so a window of
+//! requests costs one syscall instead of one each.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -13,7 +15,7 @@ use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rustls::ClientConfig;
-use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
 use super::transport::{self, BoxIo, ConnectError};
@@ -27,6 +29,10 @@ const API_VERSIONS_VERSION: i16 = 3;
 
 /// Most requests sent and not yet answered on one connection.
 pub const MAX_IN_FLIGHT: usize = 8;
+/// Deferred request bytes written at once when they reach this much.
+const DEFERRED_WRITE_MAX: usize = 1 << 20;
+/// A write buffer grown past this by one large request is not kept for the next.
+const OUT_KEEP_MAX: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -52,7 +58,9 @@ pub enum ClientError {
 
 pub struct KafkaConnection {
     reader: FrameReader<ReadHalf<BoxIo>>,
-    writer: BufWriter<WriteHalf<BoxIo>>,
+    writer: WriteHalf<BoxIo>,
+    /// Encoded requests not written yet (`send_deferred`); reused between writes.
+    out: BytesMut,
     next_correlation_id: i32,
     client_id: StrBytes,
     request_timeout: Duration,
@@ -91,7 +99,8 @@ impl KafkaConnection {
         let (read, write) = tokio::io::split(stream);
         let mut connection = Self {
             reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),
-            writer: BufWriter::new(write),
+            writer: write,
+            out: BytesMut::new(),
             next_correlation_id: 1,
             client_id: StrBytes::from_string(client_id.to_string()),
             request_timeout: Duration::from_secs(30),
@@ -181,19 +190,53 @@ impl KafkaConnection {
         request: &R,
         version: i16,
     ) -> Result<Pending<R>, ClientError> {
+        let pending = self.send_deferred(request, version).await?;
+        self.flush_writes().await?;
+        Ok(pending)
+    }
+
+    /// Like `send`, but the request is only queued: it goes out with the next
+    /// `receive`, `flush_writes` or `send`, or once 1 MiB is queued. The caller must
+    /// flush before it waits on anything but this connection.
+    pub async fn send_deferred<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<Pending<R>, ClientError> {
         if self.in_flight.len() >= MAX_IN_FLIGHT {
             return Err(ClientError::TooManyInFlight);
         }
-        let timeout = self.request_timeout;
-        let correlation_id = tokio::time::timeout(timeout, self.write_request(request, version))
-            .await
-            .map_err(|_| ClientError::Timeout(timeout))??;
+        let correlation_id = self.encode_request(request, version)?;
         self.in_flight.push_back(correlation_id);
+        if self.out.len() >= DEFERRED_WRITE_MAX {
+            self.flush_writes().await?;
+        }
         Ok(Pending {
             correlation_id,
             version,
             request: PhantomData,
         })
+    }
+
+    /// Writes every queued request.
+    pub async fn flush_writes(&mut self) -> Result<(), ClientError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.request_timeout;
+        tokio::time::timeout(timeout, self.write_out())
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    async fn write_out(&mut self) -> Result<(), ClientError> {
+        self.writer.write_all(&self.out).await?;
+        self.writer.flush().await?;
+        self.out.clear();
+        if self.out.capacity() > OUT_KEEP_MAX {
+            self.out = BytesMut::new();
+        }
+        Ok(())
     }
 
     /// Waits for the response to `pending`, which must be the oldest outstanding
@@ -209,6 +252,7 @@ impl KafkaConnection {
                 got: pending.correlation_id,
             });
         }
+        self.flush_writes().await?;
         let timeout = self.request_timeout;
         let response = tokio::time::timeout(
             timeout,
@@ -261,7 +305,19 @@ impl KafkaConnection {
         R::Response::decode(&mut frame, version).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// Queues the request and writes it with whatever was queued before it.
     async fn write_request<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<i32, ClientError> {
+        let correlation_id = self.encode_request(request, version)?;
+        self.write_out().await?;
+        Ok(correlation_id)
+    }
+
+    /// Appends the framed request to the write buffer.
+    fn encode_request<R: Request>(
         &mut self,
         request: &R,
         version: i16,
@@ -278,12 +334,18 @@ impl KafkaConnection {
         let protocol = |e: anyhow::Error| ClientError::Protocol(e.to_string());
         let size = header.compute_size(header_version).map_err(protocol)?
             + request.compute_size(version).map_err(protocol)?;
-        let mut buf = BytesMut::with_capacity(LEN_PREFIX + size);
-        buf.put_i32(i32::try_from(size).map_err(|_| ClientError::Protocol("too large".into()))?);
-        header.encode(&mut buf, header_version).map_err(protocol)?;
-        request.encode(&mut buf, version).map_err(protocol)?;
-        self.writer.write_all(&buf).await?;
-        self.writer.flush().await?;
+        let size32 = i32::try_from(size).map_err(|_| ClientError::Protocol("too large".into()))?;
+        let start = self.out.len();
+        self.out.reserve(LEN_PREFIX + size);
+        self.out.put_i32(size32);
+        let encoded = header
+            .encode(&mut self.out, header_version)
+            .and_then(|()| request.encode(&mut self.out, version));
+        if let Err(e) = encoded {
+            // Nothing half-encoded may reach the wire.
+            self.out.truncate(start);
+            return Err(protocol(e));
+        }
         Ok(correlation_id)
     }
 }

@@ -421,7 +421,11 @@ impl PartitionCopier {
                 // Holes (compaction) or a batch that starts below `cursor` (the source
                 // log start moved into it): re-encode what is at or past `cursor`.
                 let decoding = match &self.budget {
-                    Some(budget) => Some(budget.reserve(decode_bound(&batch)).await),
+                    Some(budget) => {
+                        // Budget is returned as batches are acknowledged: ours must be out.
+                        self.window.write_sent().await?;
+                        Some(budget.reserve(decode_bound(&batch)).await)
+                    }
                     None => None,
                 };
                 let parts = filler::re_encode_from_after(
@@ -445,6 +449,7 @@ impl PartitionCopier {
             cursor = self.window.sent_offset();
         }
         self.fill_to(cursor).await?;
+        self.window.write_sent().await?;
         if let Some(charge) = data.charge {
             self.window.hold_until_acked(serial, charge);
         }

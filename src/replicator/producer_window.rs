@@ -1,6 +1,9 @@
 //! Pipelined idempotent produce to one mirror partition: up to [`MAX_IN_FLIGHT`]
 //! batches sent on the partition's own connection to its destination leader before the
-//! oldest response is read.
+//! oldest response is read. Batches are written in groups: once the window is full it
+//! is drained to [`REFILL_AT`], and the batches sent meanwhile leave in one write when
+//! the next response is awaited or the caller flushes (a batch per syscall was most of
+//! the copy's CPU).
 //!
 //! Appends are conditional. Every copier of a mirror shares one producer id, and a
 //! batch that lands at offset `o` carries base sequence `o mod 2^31` ([`sequence_at`]):
@@ -29,6 +32,9 @@ use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition (the broker's idempotence window).
 pub const MAX_IN_FLIGHT: usize = 5;
+/// In flight when a full window takes new batches again: the broker still has these
+/// queued while the next group is written.
+const REFILL_AT: usize = 2;
 const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// The broker's answers to a batch that does not start at the producer's end.
@@ -143,14 +149,18 @@ impl ProducerWindow {
         decode_budget: Option<&ByteBudget>,
     ) -> Result<Tally, CopyError> {
         let mut acked = Tally::default();
-        while self.in_flight.len() >= MAX_IN_FLIGHT {
-            acked.add(self.complete_one().await?);
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            while self.in_flight.len() > REFILL_AT {
+                acked.add(self.complete_one().await?);
+            }
         }
         let count = batch.last_offset_delta().saturating_add(1);
         // A LogAppendTime batch is decoded and re-encoded: its decoded records count
         // against the link's budget while that runs.
         let decoding = match decode_budget {
             Some(budget) if batch.timestamp_type() == TimestampType::LogAppend => {
+                // The budget comes back as batches are acknowledged: ours must be out.
+                self.write_sent().await?;
                 Some(budget.reserve(decode_bound(batch)).await)
             }
             _ => None,
@@ -174,7 +184,7 @@ impl ProducerWindow {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(self.partition)
                     .with_records(Some(stamped))])]);
-        let pending = self.conn.send(&request, PRODUCE_VERSION).await?;
+        let pending = self.conn.send_deferred(&request, PRODUCE_VERSION).await?;
         self.sent_serial += 1;
         self.in_flight.push_back(InFlight {
             pending,
@@ -195,6 +205,12 @@ impl ProducerWindow {
             Some(last) if last.serial > serial => last.charges.push(charge),
             _ => drop(charge),
         }
+    }
+
+    /// Writes the batches sent since the last write; before the caller waits on
+    /// anything but this window's answers.
+    pub async fn write_sent(&mut self) -> Result<(), CopyError> {
+        Ok(self.conn.flush_writes().await?)
     }
 
     /// Reads every outstanding response.
