@@ -245,6 +245,17 @@ impl KafkaConnection {
         &mut self,
         pending: Pending<R>,
     ) -> Result<R::Response, ClientError> {
+        self.flush_writes().await?;
+        self.read_answer(&pending).await
+    }
+
+    /// Like `receive` without writing queued requests first, and cancel-safe: dropped
+    /// before it completes, the bytes already read stay buffered and `pending` stays
+    /// the oldest, to be awaited again. The caller flushes (`flush_writes`) first.
+    pub async fn read_answer<R: Request>(
+        &mut self,
+        pending: &Pending<R>,
+    ) -> Result<R::Response, ClientError> {
         let expected = self.in_flight.front().copied();
         if expected != Some(pending.correlation_id) {
             return Err(ClientError::CorrelationMismatch {
@@ -252,7 +263,6 @@ impl KafkaConnection {
                 got: pending.correlation_id,
             });
         }
-        self.flush_writes().await?;
         let timeout = self.request_timeout;
         let response = tokio::time::timeout(
             timeout,

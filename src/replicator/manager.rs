@@ -82,6 +82,8 @@ pub struct Inner {
     pub(super) fleet: Option<Fleet>,
     /// Heartbeats and cut-over fence confirmations of this instance.
     pub(super) member: super::fence_member::FenceMember,
+    /// The copiers' shared Produce connections, one per destination broker.
+    pub(super) produce_muxes: super::produce_mux::ProduceMuxes,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -177,6 +179,7 @@ impl Replicator {
             replicating,
             fleet,
             member,
+            produce_muxes: Default::default(),
         });
         controller::spawn(inner.clone(), events_rx, snapshot_tx);
         if replicating {

@@ -70,6 +70,7 @@ pub mod offset_sync;
 pub mod partition;
 /// `mirror.produce.mode=forward`: Produce to a mirror written to its source.
 pub mod produce_forward;
+pub mod produce_mux;
 pub mod producer_window;
 mod reconcile;
 pub mod resume_check;

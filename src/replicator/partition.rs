@@ -30,6 +30,8 @@
 //! log start. When the source log start passes offsets the mirror had not copied yet,
 //! those are counted as lost (`Progress::lost`) and logged.
 
+use std::sync::Arc;
+
 use std::collections::HashSet;
 
 use bytes::Bytes;
@@ -46,6 +48,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use super::budget::{ByteBudget, Charge};
+use super::produce_mux::ProduceMux;
 use super::producer_window::{ProducerWindow, Tally};
 use super::resume_check;
 use crate::kafka::client::{ClientError, KafkaConnection};
@@ -179,13 +182,15 @@ pub struct SourceData {
 
 impl PartitionCopier {
     /// A copier that resumes at the destination partition's log end offset. `source`
-    /// and `dest` are connections to the partition's leaders.
+    /// and `dest` are connections to the partition's leaders, `mux` the destination
+    /// leader's shared Produce connection.
     pub async fn resume(
         source_topic: &str,
         dest_topic: &str,
         partition: i32,
         source: KafkaConnection,
         mut dest: KafkaConnection,
+        mux: Arc<ProduceMux>,
         producer: ProducerIdentity,
     ) -> Result<Self, CopyError> {
         let end = settled_end_offset(&mut dest, dest_topic, partition).await?;
@@ -193,7 +198,7 @@ impl PartitionCopier {
             source_topic: name(source_topic),
             partition,
             source: Some(source),
-            window: ProducerWindow::new(dest, name(dest_topic), partition, producer, end),
+            window: ProducerWindow::new(dest, mux, name(dest_topic), partition, producer, end),
             failed: None,
             max_fillers: max_fillers_per_batch(DEFAULT_MAX_MESSAGE_BYTES),
             log_start_checked: false,
@@ -421,11 +426,7 @@ impl PartitionCopier {
                 // Holes (compaction) or a batch that starts below `cursor` (the source
                 // log start moved into it): re-encode what is at or past `cursor`.
                 let decoding = match &self.budget {
-                    Some(budget) => {
-                        // Budget is returned as batches are acknowledged: ours must be out.
-                        self.window.write_sent().await?;
-                        Some(budget.reserve(decode_bound(&batch)).await)
-                    }
+                    Some(budget) => Some(budget.reserve(decode_bound(&batch)).await),
                     None => None,
                 };
                 let parts = filler::re_encode_from_after(
@@ -449,7 +450,6 @@ impl PartitionCopier {
             cursor = self.window.sent_offset();
         }
         self.fill_to(cursor).await?;
-        self.window.write_sent().await?;
         if let Some(charge) = data.charge {
             self.window.hold_until_acked(serial, charge);
         }

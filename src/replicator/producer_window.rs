@@ -1,9 +1,8 @@
 //! Pipelined idempotent produce to one mirror partition: up to [`MAX_IN_FLIGHT`]
-//! batches sent on the partition's own connection to its destination leader before the
-//! oldest response is read. Batches are written in groups: once the window is full it
-//! is drained to [`REFILL_AT`], and the batches sent meanwhile leave in one write when
-//! the next response is awaited or the caller flushes (a batch per syscall was most of
-//! the copy's CPU).
+//! batches handed to the destination leader's shared connection (`produce_mux`, which
+//! puts the batches of several partitions in one request) before the oldest answer is
+//! awaited. The partition's own connection to the leader serves its other calls
+//! (offsets, DeleteRecords), with nothing in flight.
 //!
 //! Appends are conditional. Every copier of a mirror shares one producer id, and a
 //! batch that lands at offset `o` carries base sequence `o mod 2^31` ([`sequence_at`]):
@@ -19,24 +18,22 @@
 
 use std::collections::VecDeque;
 
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
+use std::sync::Arc;
+
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::records::TimestampType;
+use tokio::sync::oneshot;
 
 use super::budget::{ByteBudget, Charge};
 use super::partition::CopyError;
-use crate::kafka::client::{KafkaConnection, Pending};
+use super::produce_mux::{BatchAnswer, ProduceMux};
+use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{self, BatchView};
 use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition (the broker's idempotence window).
 pub const MAX_IN_FLIGHT: usize = 5;
-/// In flight when a full window takes new batches again: the broker still has these
-/// queued while the next group is written.
-const REFILL_AT: usize = 2;
-const PRODUCE_VERSION: i16 = 9;
-const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// The broker's answers to a batch that does not start at the producer's end.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
@@ -67,7 +64,7 @@ impl Tally {
 }
 
 struct InFlight {
-    pending: Pending<ProduceRequest>,
+    answer: oneshot::Receiver<BatchAnswer>,
     /// The source offset the batch must land at.
     expected: i64,
     count: i32,
@@ -78,7 +75,9 @@ struct InFlight {
 }
 
 pub struct ProducerWindow {
+    /// For calls other than Produce.
     conn: KafkaConnection,
+    mux: Arc<ProduceMux>,
     topic: TopicName,
     partition: i32,
     producer: ProducerIdentity,
@@ -95,6 +94,7 @@ impl ProducerWindow {
     /// A window that starts at `end_offset`, the destination partition's settled end.
     pub fn new(
         conn: KafkaConnection,
+        mux: Arc<ProduceMux>,
         topic: TopicName,
         partition: i32,
         producer: ProducerIdentity,
@@ -102,6 +102,7 @@ impl ProducerWindow {
     ) -> Self {
         Self {
             conn,
+            mux,
             topic,
             partition,
             producer,
@@ -149,18 +150,14 @@ impl ProducerWindow {
         decode_budget: Option<&ByteBudget>,
     ) -> Result<Tally, CopyError> {
         let mut acked = Tally::default();
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            while self.in_flight.len() > REFILL_AT {
-                acked.add(self.complete_one().await?);
-            }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            acked.add(self.complete_one().await?);
         }
         let count = batch.last_offset_delta().saturating_add(1);
         // A LogAppendTime batch is decoded and re-encoded: its decoded records count
         // against the link's budget while that runs.
         let decoding = match decode_budget {
             Some(budget) if batch.timestamp_type() == TimestampType::LogAppend => {
-                // The budget comes back as batches are acknowledged: ours must be out.
-                self.write_sent().await?;
                 Some(budget.reserve(decode_bound(batch)).await)
             }
             _ => None,
@@ -176,18 +173,13 @@ impl ProducerWindow {
             bytes: stamped.len() as u64,
             ..tally
         };
-        let request = ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(self.topic.clone())
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(self.partition)
-                    .with_records(Some(stamped))])]);
-        let pending = self.conn.send_deferred(&request, PRODUCE_VERSION).await?;
+        let answer = self
+            .mux
+            .produce(self.topic.clone(), self.partition, stamped)
+            .await?;
         self.sent_serial += 1;
         self.in_flight.push_back(InFlight {
-            pending,
+            answer,
             expected: self.sent_offset,
             count,
             tally,
@@ -207,12 +199,6 @@ impl ProducerWindow {
         }
     }
 
-    /// Writes the batches sent since the last write; before the caller waits on
-    /// anything but this window's answers.
-    pub async fn write_sent(&mut self) -> Result<(), CopyError> {
-        Ok(self.conn.flush_writes().await?)
-    }
-
     /// Reads every outstanding response.
     pub async fn flush(&mut self) -> Result<Tally, CopyError> {
         let mut acked = Tally::default();
@@ -227,16 +213,7 @@ impl ProducerWindow {
         let Some(sent) = self.in_flight.pop_front() else {
             return Ok(Tally::default());
         };
-        let response = self.conn.receive(sent.pending).await?;
-        let partition = response
-            .responses
-            .into_iter()
-            .flat_map(|t| t.partition_responses)
-            .find(|p| p.index == self.partition)
-            .ok_or(CopyError::Produce {
-                code: -1,
-                message: "no answer for the partition".into(),
-            })?;
+        let partition = sent.answer.await.map_err(|_| ClientError::Closed)??;
         let code = partition.error_code;
         if code == OUT_OF_ORDER_SEQUENCE_NUMBER || code == DUPLICATE_SEQUENCE_NUMBER {
             return Err(CopyError::Refused {
@@ -291,6 +268,7 @@ mod tests {
     use crate::kafka::producer::ProducerIdentity;
     use crate::kafka::record_batch::BatchView;
     use crate::replicator::partition::CopyError;
+    use crate::replicator::produce_mux::ProduceMux;
 
     const VERSION: i16 = 9;
 
@@ -350,12 +328,23 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         tokio::spawn(fake_broker(listener, skewed, skew));
-        let conn = KafkaConnection::connect(&addr, "window-test", Duration::from_secs(5))
+        let produce = KafkaConnection::connect(&addr, "window-test", Duration::from_secs(5))
+            .await
+            .expect("connect");
+        // The window's own connection, for calls other than Produce: none here.
+        let idle = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let idle_addr = idle.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let _held = idle.accept().await;
+            std::future::pending::<()>().await;
+        });
+        let conn = KafkaConnection::connect(&idle_addr, "window-test", Duration::from_secs(5))
             .await
             .expect("connect");
         let producer = ProducerIdentity { id: 1, epoch: 0 };
         let mut window = ProducerWindow::new(
             conn,
+            ProduceMux::start(produce),
             TopicName(StrBytes::from_static_str("t")),
             0,
             producer,

@@ -340,6 +340,11 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         .connect_leader(&job.mirror, job.partition)
         .await
         .context("destination leader")?;
+    let mux = inner
+        .produce_muxes
+        .get(&inner.dest, dest.addr())
+        .await
+        .context("destination leader")?;
     let producer = match job.producer {
         Some(producer) => producer,
         None => {
@@ -357,6 +362,7 @@ async fn start(inner: &Inner, job: &PartitionJob) -> anyhow::Result<PartitionCop
         job.partition,
         source,
         dest,
+        mux,
         producer,
     )
     .await?

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use mirrorgate::kafka::client::KafkaConnection;
 use mirrorgate::kafka::producer::init_producer_id;
 use mirrorgate::replicator::partition::PartitionCopier;
+use mirrorgate::replicator::produce_mux::ProduceMux;
 
 use super::kafka::connect;
 use super::{destination, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
@@ -168,7 +169,12 @@ pub async fn copier(src: &Cluster, topic: &str, mirror: &str) -> PartitionCopier
     let dest_conn = KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
         .await
         .expect("destination leader");
-    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, producer)
+    let mux = ProduceMux::start(
+        KafkaConnection::connect(&dest_leader, "copier-test", Duration::from_secs(10))
+            .await
+            .expect("destination leader"),
+    );
+    PartitionCopier::resume(topic, mirror, 0, source_conn, dest_conn, mux, producer)
         .await
         .expect("copier")
 }
