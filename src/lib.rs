@@ -3,7 +3,7 @@
 //!
 //! Data flow: `proxy` (listener -> connection -> interceptors) reads decisions from the
 //! `registry` snapshot; `replicator` (links -> per-broker fetchers -> per-partition
-//! copiers -> destination leaders, plus each link's sync jobs) publishes which topics
+//! copiers -> one produce connection per destination broker, plus each link's sync jobs) publishes which topics
 //! are mirrors into that registry; `kafka` holds the wire plumbing both use; `admin`
 //! serves the REST API, metrics and the CLI that calls it; `config` and `tls` feed them.
 #![forbid(unsafe_code)]

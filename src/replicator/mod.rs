@@ -15,9 +15,11 @@
 //!        v
 //!   task -> partition copier (fillers, header rewrite; `partition`)
 //!        |
-//!   producer window (idempotent producer id, sequences, up to 5 produces in flight
-//!        |           on the partition's connection to its destination leader; each
-//!        |           base offset checked; the charge is returned on the ack)
+//!   producer window (idempotent producer id, sequences, up to 5 batches in flight;
+//!        |           each base offset checked; the charge is returned on the ack)
+//!        v
+//!   produce_mux (one connection per destination broker, shared by the partitions it
+//!        |       leads: one Produce request carries a batch of each)
 //!        v
 //!   destination leader
 //! ```
