@@ -391,6 +391,38 @@ printf 'idle_cpu_s=%s\nrss_after_kb=%s\n' "$(awk -v a="$cpu0" -v b="$(cpu_second
 log "scale: $(cat "$RAW/scale-partitions.json")"
 stop_mirrorgate
 
+# --- copy: rounds against a baseline build ----------------------------------------------
+COPY_ROUNDS="${BENCH_COPY_ROUNDS:-3}"
+if [[ -n "${BENCH_COPY_BASELINE:-}" ]]; then
+  step "Copy rounds: $BENCH_COPY_BASELINE against this tree, $COPY_ROUNDS rounds"
+  baseline_tree="$OUT/baseline-tree"
+  git worktree add --detach "$baseline_tree" "$BENCH_COPY_BASELINE" >/dev/null 2>&1 \
+    || die "cannot check out $BENCH_COPY_BASELINE"
+  (cd "$baseline_tree" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q) \
+    || die "building $BENCH_COPY_BASELINE failed"
+  cp "$OUT/baseline-target/release/mirrorgate" "$OUT/mirrorgate-baseline"
+  git worktree remove --force "$baseline_tree"
+  rm -rf "$OUT/baseline-target"
+  git rev-parse --short=12 "$BENCH_COPY_BASELINE" >"$RAW/copy-baseline.rev"
+  for ((round = 1; round <= COPY_ROUNDS; round++)); do
+    sides=(baseline current)
+    ((round % 2)) || sides=(current baseline)
+    for side in "${sides[@]}"; do
+      name="r$round-$side"
+      if [[ "$side" == baseline ]]; then MG_BIN="$OUT/mirrorgate-baseline"; else MG_BIN=target/release/mirrorgate; fi
+      start_mirrorgate "$name"
+      create_link "$name" "$name."
+      t0="$(now)"
+      create_mirror "$name" "$name.$COPY_TOPIC"
+      wait_complete "$DST" "$name.$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-round-$name.json"
+      log "$name: $(cat "$RAW/copy-round-$name.json")"
+      stop_mirrorgate
+      tool kafka-topics --bootstrap-server "$DST" --delete --topic "$name.$COPY_TOPIC" >/dev/null 2>&1 || true
+    done
+  done
+  MG_BIN=target/release/mirrorgate
+fi
+
 # --- copy: MirrorMaker 2 -----------------------------------------------------------------
 if [[ -n "$MM2_LIBS" ]]; then
   step "Copy by MirrorMaker 2 (dedicated mode) to a fresh cluster $MM2_CLUSTER ($MM2_DST)"
@@ -440,38 +472,6 @@ EOF
   MM2_DST_LOG_BYTES="$(log_bytes "$MM2_CLUSTER" "src.$COPY_TOPIC")"
   stop_pid "$MM2_PID"; MM2_PID=""
   kafka down "$MM2_CLUSTER" >/dev/null
-fi
-
-# --- copy: rounds against a baseline build ----------------------------------------------
-COPY_ROUNDS="${BENCH_COPY_ROUNDS:-3}"
-if [[ -n "${BENCH_COPY_BASELINE:-}" ]]; then
-  step "Copy rounds: $BENCH_COPY_BASELINE against this tree, $COPY_ROUNDS rounds"
-  baseline_tree="$OUT/baseline-tree"
-  git worktree add --detach "$baseline_tree" "$BENCH_COPY_BASELINE" >/dev/null 2>&1 \
-    || die "cannot check out $BENCH_COPY_BASELINE"
-  (cd "$baseline_tree" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q) \
-    || die "building $BENCH_COPY_BASELINE failed"
-  cp "$OUT/baseline-target/release/mirrorgate" "$OUT/mirrorgate-baseline"
-  git worktree remove --force "$baseline_tree"
-  rm -rf "$OUT/baseline-target"
-  git rev-parse --short=12 "$BENCH_COPY_BASELINE" >"$RAW/copy-baseline.rev"
-  for ((round = 1; round <= COPY_ROUNDS; round++)); do
-    sides=(baseline current)
-    ((round % 2)) || sides=(current baseline)
-    for side in "${sides[@]}"; do
-      name="r$round-$side"
-      if [[ "$side" == baseline ]]; then MG_BIN="$OUT/mirrorgate-baseline"; else MG_BIN=target/release/mirrorgate; fi
-      start_mirrorgate "$name"
-      create_link "$name" "$name."
-      t0="$(now)"
-      create_mirror "$name" "$name.$COPY_TOPIC"
-      wait_complete "$DST" "$name.$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-round-$name.json"
-      log "$name: $(cat "$RAW/copy-round-$name.json")"
-      stop_mirrorgate
-      tool kafka-topics --bootstrap-server "$DST" --delete --topic "$name.$COPY_TOPIC" >/dev/null 2>&1 || true
-    done
-  done
-  MG_BIN=target/release/mirrorgate
 fi
 
 # --- report ------------------------------------------------------------------------------
