@@ -101,20 +101,13 @@ impl ProduceMuxes {
         dest: &Destination,
         addr: &str,
     ) -> Result<Arc<ProduceMux>, ClientError> {
-        if let Some(mux) = self.live(addr) {
+        if let Some(mux) = live(&self.lock(), addr) {
             return Ok(mux);
         }
         let conn = dest.connect(addr).await?;
-        let mut by_broker = self
-            .by_broker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut by_broker = self.lock();
         // Another window may have connected meanwhile: one connection per broker.
-        if let Some(mux) = by_broker
-            .get(addr)
-            .and_then(Weak::upgrade)
-            .filter(|m| !m.is_closed())
-        {
+        if let Some(mux) = live(&by_broker, addr) {
             return Ok(mux);
         }
         by_broker.retain(|_, m| m.strong_count() > 0);
@@ -123,16 +116,19 @@ impl ProduceMuxes {
         Ok(mux)
     }
 
-    fn live(&self, addr: &str) -> Option<Arc<ProduceMux>> {
-        let by_broker = self
-            .by_broker
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<ProduceMux>>> {
+        self.by_broker
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        by_broker
-            .get(addr)
-            .and_then(Weak::upgrade)
-            .filter(|m| !m.is_closed())
+            .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The connection to `addr` if it is still up.
+fn live(by_broker: &HashMap<String, Weak<ProduceMux>>, addr: &str) -> Option<Arc<ProduceMux>> {
+    by_broker
+        .get(addr)
+        .and_then(Weak::upgrade)
+        .filter(|m| !m.is_closed())
 }
 
 /// A request on its way: its batches' repliers, in request order.
@@ -155,7 +151,6 @@ async fn run(
 ) {
     let mut queued: VecDeque<Batch> = VecDeque::new();
     let mut in_flight: VecDeque<Sent> = VecDeque::new();
-    let mut open = true;
     let failure = loop {
         while let Ok(batch) = batches.try_recv() {
             queued.push_back(batch);
@@ -174,15 +169,15 @@ async fn run(
         }
         // Written before waiting, never inside the wait: a write cut short by a new
         // batch would leave half a request on the wire.
-        if let Some(e) = failed.or(conn.flush_writes().await.err()) {
+        if let Some(e) = failed {
             break e;
         }
-        if !open && in_flight.is_empty() {
-            return; // every window let go and every answer is delivered
+        if let Err(e) = conn.flush_writes().await {
+            break e;
         }
         // New batches are taken while answers are awaited, so the broker always has the
         // next request queued; a full pipeline waits for an answer first.
-        let room = open && in_flight.len() < MAX_IN_FLIGHT;
+        let room = in_flight.len() < MAX_IN_FLIGHT;
         let woken = match in_flight.front() {
             Some(oldest) => tokio::select! {
                 () = stop.cancelled() => Woken::Stop,
@@ -195,9 +190,9 @@ async fn run(
             },
         };
         match woken {
-            Woken::Stop => return,
+            // The channel closes only with the mux, whose drop stops this task too.
+            Woken::Stop | Woken::Batch(None) => return,
             Woken::Batch(Some(batch)) => queued.push_back(batch),
-            Woken::Batch(None) => open = false,
             Woken::Answer(Ok(response)) => {
                 if let Some(oldest) = in_flight.pop_front() {
                     deliver(response, oldest.replies);
