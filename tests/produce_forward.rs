@@ -59,6 +59,53 @@ fn verifiable_producer(
     verifiable_acks(&out, 600)
 }
 
+/// Metadata for `topic` through `proxy` once partition 0 has a leader, and that
+/// leader's proxy address: a mirror topic just created may still be electing one.
+async fn leader_through(
+    proxy: &Proxy,
+    topic: &str,
+) -> (kafka_protocol::messages::MetadataResponse, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let mut conn = connect(&proxy.bootstrap).await;
+        let meta = metadata(&mut conn, &[topic], 12).await;
+        if let Some(leader) = mirrorgate::kafka::admin::leader_of(&meta, topic, 0) {
+            return (meta, leader);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader for {topic}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// An idempotent producer id, as a client gets one: a cluster that has just started
+/// answers COORDINATOR_LOAD_IN_PROGRESS (or NOT_COORDINATOR) until it can allocate ids,
+/// and clients ask again.
+async fn init_idempotent(
+    conn: &mut mirrorgate::kafka::client::KafkaConnection,
+) -> kafka_protocol::messages::InitProducerIdResponse {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let init = conn
+            .call(
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(-1)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+                4,
+            )
+            .await
+            .unwrap();
+        if ![14, 15, 16].contains(&init.error_code) || std::time::Instant::now() > deadline {
+            return init;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique(&format!("mg-forward-{name}")));
     std::fs::create_dir_all(&dir).unwrap();
@@ -236,22 +283,11 @@ async fn a_retried_batch_is_written_once_and_goes_on_at_the_destination_after_pr
     assert!(out.output.status.success(), "{}", out.text());
     link_and_mirror_with(&proxy, &source, &topic, FORWARD);
 
-    let mut conn = connect(&proxy.bootstrap).await;
-    let meta = metadata(&mut conn, &[&topic], 12).await;
+    let (meta, leader) = leader_through(&proxy, &topic).await;
     let id = topic_id(&meta, &topic);
-    let init = conn
-        .call(
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(-1)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-            4,
-        )
-        .await
-        .unwrap();
+    let mut conn = connect(&proxy.bootstrap).await;
+    let init = init_idempotent(&mut conn).await;
     assert_eq!(init.error_code, 0);
-    let leader = mirrorgate::kafka::admin::leader_of(&meta, &topic, 0).expect("leader");
     let mut conn = connect(&leader).await;
 
     let first = idempotent_batch(init.producer_id.0, init.producer_epoch, 0, &["a", "b"]);
@@ -335,20 +371,7 @@ async fn a_retried_batch_is_written_once_and_goes_on_at_the_destination_after_pr
         &["--partitions", "1", "--replication-factor", "1"],
     );
     link_and_mirror_with(&proxy, &source, &rejecting, "");
-    // The mirror topic was just created: its leader may take a moment to be elected.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (meta, leader) = loop {
-        let mut conn = connect(&proxy.bootstrap).await;
-        let meta = metadata(&mut conn, &[&rejecting], 12).await;
-        if let Some(leader) = mirrorgate::kafka::admin::leader_of(&meta, &rejecting, 0) {
-            break (meta, leader);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no leader for {rejecting}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
+    let (meta, leader) = leader_through(&proxy, &rejecting).await;
     let mut conn = connect(&leader).await;
     let plain = idempotent_batch(-1, -1, -1, &["x"]);
     let refused = conn
@@ -377,26 +400,14 @@ async fn a_batch_resent_through_another_instance_is_written_once() {
     link_and_mirror_with(&first, &source, &topic, FORWARD);
 
     let mut conn = connect(&first.bootstrap).await;
-    let init = conn
-        .call(
-            &InitProducerIdRequest::default()
-                .with_transactional_id(None)
-                .with_transaction_timeout_ms(-1)
-                .with_producer_id(ProducerId(-1))
-                .with_producer_epoch(-1),
-            4,
-        )
-        .await
-        .unwrap();
+    let init = init_idempotent(&mut conn).await;
     let batch = idempotent_batch(init.producer_id.0, init.producer_epoch, 0, &["once"]);
     let mut sent = Vec::new();
     // The producer's first instance "dies" after writing; it re-sends through the other.
     for proxy in [&first, &second] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let response = loop {
-            let mut conn = connect(&proxy.bootstrap).await;
-            let meta = metadata(&mut conn, &[&topic], 12).await;
-            let leader = mirrorgate::kafka::admin::leader_of(&meta, &topic, 0).expect("leader");
+            let (meta, leader) = leader_through(proxy, &topic).await;
             let mut conn = connect(&leader).await;
             let request = produce_to(&topic, topic_id(&meta, &topic), &batch, None);
             let response = conn.call(&request, 9).await.unwrap();

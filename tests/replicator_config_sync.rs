@@ -150,9 +150,10 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
         .await
         .expect("metadata topic");
     let mut sync = ConfigSync::new();
+    let mirrored = |_: &str| true;
 
     let report = sync
-        .round(&source, &destination, "cfg-link", &mirrors)
+        .round(&source, &destination, "cfg-link", &mirrors, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 0, &missing);
@@ -181,8 +182,24 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     .await;
     wait_topic_config(&src.bootstrap, &topic, "delete.retention.ms", Some("1000")).await;
 
+    // A round that finds the mirror promoted by the time it would write leaves it alone.
+    let promoted = |_: &str| false;
     let report = sync
-        .round(&source, &destination, "cfg-link", &mirrors)
+        .round(&source, &destination, "cfg-link", &mirrors, &promoted)
+        .await
+        .expect("round");
+    assert_report(&report, 0, &missing);
+    assert_eq!(
+        topic_configs(&dest.bootstrap, &mirror)
+            .await
+            .get("retention.ms")
+            .map(String::as_str),
+        Some("3600000"),
+        "a promoted mirror is not written"
+    );
+
+    let report = sync
+        .round(&source, &destination, "cfg-link", &mirrors, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 2, &missing);
@@ -198,7 +215,7 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     );
 
     let report = sync
-        .round(&source, &destination, "cfg-link", &mirrors)
+        .round(&source, &destination, "cfg-link", &mirrors, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 0, &missing);
@@ -210,7 +227,7 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     wait_topic_config(&src.bootstrap, &topic, "retention.ms", None).await;
     wait_topic_config(&dest.bootstrap, &mirror, "max.message.bytes", Some("65536")).await;
     let report = sync
-        .round(&source, &destination, "cfg-link", &mirrors)
+        .round(&source, &destination, "cfg-link", &mirrors, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 2, &missing);
@@ -236,7 +253,7 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
         mirrors[1].clone(),
     ];
     let report = ConfigSync::new()
-        .round(&source, &destination, "cfg-link", &handed_over)
+        .round(&source, &destination, "cfg-link", &handed_over, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 1, &missing);
@@ -249,7 +266,7 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     alter(&src, &topic, &["--add-config", "retention.ms=1800000"]);
     wait_topic_config(&src.bootstrap, &topic, "retention.ms", Some("1800000")).await;
     let report = ConfigSync::new()
-        .round(&source, &destination, "cfg-link", &mirrors)
+        .round(&source, &destination, "cfg-link", &mirrors, &mirrored)
         .await
         .expect("round");
     assert_report(&report, 0, &missing);

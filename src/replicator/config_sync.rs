@@ -154,15 +154,17 @@ impl ConfigSync {
 
     /// Brings every mirror in line with its source. A mirror that cannot be read or
     /// altered is reported in `errors` and the others are still synced; an error is
-    /// returned only when a cluster cannot be reached at all.
+    /// returned only when a cluster cannot be reached at all. `still_mirrored` is asked
+    /// just before writing: a topic promoted meanwhile is not written.
     pub async fn round(
         &mut self,
         source: &Source,
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
+        still_mirrored: &(dyn Fn(&str) -> bool + Sync),
     ) -> anyhow::Result<ConfigSyncReport> {
-        let result = self.sync(source, dest, link, mirrors).await;
+        let result = self.sync(source, dest, link, mirrors, still_mirrored).await;
         let errors = match &result {
             Ok(report) => {
                 metrics::counter!("mirrorgate_config_sync_changes_total", "link" => link.to_string())
@@ -182,6 +184,7 @@ impl ConfigSync {
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
+        still_mirrored: &(dyn Fn(&str) -> bool + Sync),
     ) -> anyhow::Result<ConfigSyncReport> {
         let listed: HashSet<&str> = mirrors.iter().map(|m| m.mirror_topic.as_str()).collect();
         self.written
@@ -230,6 +233,7 @@ impl ConfigSync {
                 plans.insert(topic.clone(), plan);
             }
         }
+        plans.retain(|topic, _| still_mirrored(topic));
         if !plans.is_empty() {
             self.apply(&mut dest_conn, link, plans, &mut report).await?;
         }

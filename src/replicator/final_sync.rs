@@ -11,9 +11,9 @@ use super::config_sync::{ConfigSyncReport, MirrorConfigs};
 use super::controller::Snapshot;
 use super::link_config::LinkConfig;
 use super::link_jobs::{self, LinkSyncs};
+use super::manager::Inner;
 use super::offset_sync::{MirrorOffsets, SyncReport};
 use super::store::MirrorState;
-use super::Destination;
 
 /// How long failover waits for a last offset sync from a source that may be gone.
 const FAILOVER_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +37,7 @@ impl FinalRound {
     /// finds no one to answer: nothing to do).
     pub(super) async fn run(
         self,
-        dest: &Destination,
+        inner: &Arc<Inner>,
         link: &str,
         config: &LinkConfig,
         syncs: &mut LinkSyncs,
@@ -45,12 +45,18 @@ impl FinalRound {
         match self {
             FinalRound::Configs { targets, reply } => {
                 let round =
-                    link_jobs::config_round(dest, link, config, &mut syncs.config, &targets).await;
+                    link_jobs::config_round(inner, link, config, &mut syncs.config, &targets).await;
                 let _ = reply.send(round);
             }
             FinalRound::Offsets { targets, reply } => {
-                let round =
-                    link_jobs::offset_round(dest, link, config, &mut syncs.offsets, &targets).await;
+                let round = link_jobs::offset_round(
+                    &inner.dest,
+                    link,
+                    config,
+                    &mut syncs.offsets,
+                    &targets,
+                )
+                .await;
                 let _ = reply.send(round);
             }
         }

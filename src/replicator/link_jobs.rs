@@ -121,7 +121,7 @@ pub(super) async fn config_sync(
         return;
     }
     let targets = inner.config_targets(link);
-    let round = config_round(&inner.dest, link, config, &mut syncs.config, &targets).await;
+    let round = config_round(inner, link, config, &mut syncs.config, &targets).await;
     report_round(
         status,
         CONFIG_SYNC,
@@ -132,14 +132,22 @@ pub(super) async fn config_sync(
 
 /// One config sync round over `targets` (the link's mirrors not stopped).
 pub(super) async fn config_round(
-    dest: &Destination,
+    inner: &Arc<Inner>,
     link: &str,
     config: &LinkConfig,
     sync: &mut ConfigSync,
     targets: &[MirrorConfigs],
 ) -> anyhow::Result<ConfigSyncReport> {
     let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
-    sync.round(&source, dest, link, targets).await
+    // A mirror promoted while the round ran is the operator's from then on.
+    let still_mirrored = |topic: &str| {
+        inner
+            .config_targets(link)
+            .iter()
+            .any(|m| m.mirror_topic == topic)
+    };
+    sync.round(&source, &inner.dest, link, targets, &still_mirrored)
+        .await
 }
 
 /// Consumer offset sync of the link's filtered groups onto its mirrors.

@@ -196,7 +196,7 @@ async fn run(
             return;
         };
         if let Some(request) = request {
-            request.run(&inner.dest, &link, &config, &mut syncs).await;
+            request.run(&inner, &link, &config, &mut syncs).await;
             continue;
         }
         let now = Instant::now();

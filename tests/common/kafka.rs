@@ -163,18 +163,26 @@ pub async fn topic_configs(bootstrap: &str, topic: &str) -> BTreeMap<String, Str
 
 /// Waits until `key` of `topic` is `expected` (`None`: not set on the topic), as seen
 /// through the first server of `bootstrap` (config changes reach brokers shortly after
-/// the controller accepts them).
+/// the controller accepts them, and a new topic reaches them shortly after it is created).
 pub async fn wait_topic_config(bootstrap: &str, topic: &str, key: &str, expected: Option<&str>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let first = bootstrap.split(',').next().unwrap_or_default();
     loop {
-        let configs = topic_configs(bootstrap, topic).await;
-        if configs.get(key).map(String::as_str) == expected {
-            return;
-        }
+        // A topic just created may not be known to this broker yet.
+        let seen =
+            match mirrorgate::kafka::admin::topic_configs(&mut connect(first).await, topic).await {
+                Ok(configs) => {
+                    let value = configs.into_iter().find(|(k, _)| k == key).map(|(_, v)| v);
+                    if value.as_deref() == expected {
+                        return;
+                    }
+                    format!("{key} is {value:?}")
+                }
+                Err(e) => format!("describe failed: {e}"),
+            };
         assert!(
             std::time::Instant::now() < deadline,
-            "{topic}: {key} is {:?}, expected {expected:?}",
-            configs.get(key)
+            "{topic}: {seen}, expected {key} = {expected:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
