@@ -143,6 +143,33 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
         described.contains("Partition: 1\tState: ACTIVE\tDestLogEndOffset:"),
         "{described}"
     );
+    // The same, for scripts: the API's objects as JSON and as YAML.
+    let out = cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--describe",
+            "--topics",
+            &topic,
+            "--output",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(parsed[0]["mirror_topic_name"], topic.as_str(), "{parsed}");
+    assert_eq!(parsed[0]["link_name"], link.as_str(), "{parsed}");
+    assert_eq!(parsed[0]["mirror_status"], "ACTIVE", "{parsed}");
+    let lags = parsed[0]["mirror_lags"].as_array().expect("mirror_lags");
+    assert_eq!(lags.len(), 2, "{parsed}");
+    assert!(lags.iter().all(|p| p["lag"] == 0), "{parsed}");
+    let out = cli(&proxy, &["cluster-links", "--list", "--output", "yaml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("link_name: {link}")),
+        "{}",
+        text(&out)
+    );
 
     // Replication metrics: per-partition lag (0 now), records copied, mirrors by state.
     let metrics = proxy.metrics();

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::{ArgGroup, Args};
 use serde_json::{json, Value};
 
+use super::cli_output::OutputFormat;
 use crate::replicator::link_config::{parse_inline, parse_properties};
 
 #[derive(Args)]
@@ -78,15 +79,25 @@ pub struct ClusterLinks {
     validate_only: bool,
     #[arg(long)]
     force: bool,
+    /// How --list and --describe print: Confluent's text layout, or the API's objects.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
     #[command(flatten)]
     target: Target,
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover", "alter"])))]
 pub struct Mirrors {
     #[arg(long)]
     create: bool,
+    /// Change the mirrors' own settings (--config, --delete-config):
+    /// mirror.replication.throttled.rate.
+    #[arg(long)]
+    alter: bool,
+    /// With --alter: settings to remove, k1,k2.
+    #[arg(long)]
+    delete_config: Option<String>,
     #[arg(long)]
     list: bool,
     #[arg(long)]
@@ -101,7 +112,8 @@ pub struct Mirrors {
     failover: bool,
     #[arg(long)]
     mirror_topic: Option<String>,
-    /// With --create: topic configs for the mirror, k=v,k2=v2 (override the source's).
+    /// With --create: topic configs for the mirror, k=v,k2=v2 (override the source's),
+    /// and mirror.replication.throttled.rate; with --alter: that rate.
     #[arg(long)]
     config: Option<String>,
     #[arg(long)]
@@ -116,6 +128,9 @@ pub struct Mirrors {
     topics: Option<String>,
     #[arg(long)]
     pending_stopped_only: bool,
+    /// How --list and --describe print: Confluent's text layout, or the API's objects.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
     #[command(flatten)]
     target: Target,
 }
@@ -304,16 +319,27 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
         println!("Cluster link '{link}' {what} successfully completed.");
     } else if args.list || args.describe {
         let links = api.call("GET", "/links", None)?;
-        let mut shown = 0;
-        for link in links["data"].as_array().into_iter().flatten() {
-            if args
-                .link
-                .as_deref()
-                .is_some_and(|l| Some(l) != link["link_name"].as_str())
-            {
-                continue;
-            }
-            shown += 1;
+        let shown: Vec<&Value> = links["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|link| {
+                args.link
+                    .as_deref()
+                    .is_none_or(|l| Some(l) == link["link_name"].as_str())
+            })
+            .collect();
+        if shown.is_empty() && args.link.is_some() {
+            bail!(
+                "Cluster link '{}' does not exist.",
+                args.link.unwrap_or_default()
+            );
+        }
+        if let Some(text) = args.output.render(&json!(shown))? {
+            print!("{text}");
+            return Ok(());
+        }
+        for link in shown {
             println!("{}", link_line(link));
             if args.describe {
                 for (key, value) in link["configs"].as_object().into_iter().flatten() {
@@ -323,12 +349,6 @@ pub fn cluster_links(args: ClusterLinks) -> anyhow::Result<()> {
                     println!("{}", task_line(task));
                 }
             }
-        }
-        if shown == 0 && args.link.is_some() {
-            bail!(
-                "Cluster link '{}' does not exist.",
-                args.link.unwrap_or_default()
-            );
         }
         if args.describe {
             let fleet = api.call_url("GET", format!("{}/admin/fleet", api.root), None)?;
@@ -430,6 +450,10 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
             })
             .filter(|m| !args.pending_stopped_only || m["mirror_status"] == "PENDING_STOPPED")
             .collect();
+        if let Some(text) = args.output.render(&json!(shown))? {
+            print!("{text}");
+            return Ok(());
+        }
         if shown.is_empty() {
             println!("No mirror topics found.");
         }
@@ -447,6 +471,9 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
     }
     if !topics.is_empty() && args.link.is_some() {
         bail!("Cannot specify both --topics and --link.");
+    }
+    if args.alter {
+        return alter_mirrors(&api, &args, topics);
     }
     let (action, verb) = if args.pause {
         ("pause", "pausing")
@@ -507,11 +534,52 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `mirrors --alter --topics T,... [--link L] --config k=v --delete-config k`.
+fn alter_mirrors(api: &Api, args: &Mirrors, topics: Vec<String>) -> anyhow::Result<()> {
+    let mut data: Vec<Value> = match &args.config {
+        Some(inline) => parse_inline(inline)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect(),
+        None => Vec::new(),
+    };
+    for key in args.delete_config.as_deref().unwrap_or("").split(',') {
+        if !key.trim().is_empty() {
+            data.push(json!({ "name": key.trim(), "operation": "DELETE" }));
+        }
+    }
+    if data.is_empty() {
+        bail!("--alter needs --config or --delete-config");
+    }
+    let link = args.link.clone().unwrap_or_else(|| "-".into());
+    let results = api.call(
+        "PUT",
+        &format!("/links/{link}/mirrors:alter"),
+        Some(json!({ "mirror_topic_names": topics, "data": data })),
+    )?;
+    let mut failed = false;
+    for r in results["data"].as_array().into_iter().flatten() {
+        let topic = r["mirror_topic_name"].as_str().unwrap_or("");
+        match r["error_message"].as_str() {
+            None => println!("Mirror topic {topic} alter successfully completed."),
+            Some(message) => {
+                failed = true;
+                eprintln!("Error for topic {topic}: org.apache.kafka.common.errors.InvalidRequestException: {message}");
+            }
+        }
+    }
+    if failed {
+        bail!("some mirror topics were not changed");
+    }
+    Ok(())
+}
+
 /// Confluent's describe layout: a topic line, then a line per partition.
 fn describe(m: &Value) -> String {
     let state_time = m["state_time_ms"].as_i64().unwrap_or(0);
     let mut out = format!(
-        "Topic: {}\tLinkName: {}\tSourceTopic: {}\tState: {}\tStateTime: {}{}\n",
+        "Topic: {}\tLinkName: {}\tSourceTopic: {}\tState: {}\tStateTime: {}{}{}\n",
         m["mirror_topic_name"].as_str().unwrap_or(""),
         m["link_name"].as_str().unwrap_or(""),
         m["source_topic_name"].as_str().unwrap_or(""),
@@ -520,6 +588,10 @@ fn describe(m: &Value) -> String {
         m["reason"]
             .as_str()
             .map(|r| format!("\tReason: {r}"))
+            .unwrap_or_default(),
+        m["throttled_rate"]
+            .as_u64()
+            .map(|r| format!("\tThrottledRate: {r}"))
             .unwrap_or_default(),
     );
     for p in m["mirror_lags"].as_array().into_iter().flatten() {

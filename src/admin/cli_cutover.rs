@@ -11,6 +11,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::cli::{Api, Target};
+use super::cli_output::OutputFormat;
 
 /// How often the cut-over is looked at while followed.
 const POLL: Duration = Duration::from_millis(500);
@@ -42,6 +43,9 @@ pub struct Cutover {
     /// Show the link's latest cut-over and exit.
     #[arg(long)]
     describe: bool,
+    /// How --describe prints: text, or the API's object.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
     #[command(flatten)]
     target: Target,
 }
@@ -50,7 +54,11 @@ pub fn cutover(args: Cutover) -> anyhow::Result<()> {
     let api = Api::new(&args.target)?;
     let path = format!("/links/{}/cutover", args.link);
     if args.describe {
-        print!("{}", describe(&api.call("GET", &path, None)?));
+        let view = api.call("GET", &path, None)?;
+        match args.output.render(&view)? {
+            Some(text) => print!("{text}"),
+            None => print!("{}", describe(&view)),
+        }
         return Ok(());
     }
     if args.abort {

@@ -153,6 +153,9 @@ struct AlterEntry {
 #[derive(Deserialize)]
 struct AlterBody {
     data: Vec<AlterEntry>,
+    /// For `mirrors:alter`: the mirrors to change.
+    #[serde(default)]
+    mirror_topic_names: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -161,16 +164,18 @@ struct ValidateQuery {
     validate_only: bool,
 }
 
-/// `PUT .../links/{link}/configs:alter` with `{"data":[{"name","value"|"operation":"DELETE"}]}`.
+/// `PUT .../links/{link}/configs:alter` with `{"data":[{"name","value"|"operation":"DELETE"}]}`,
+/// and `PUT .../links/{link}/mirrors:alter` with `mirror_topic_names` besides `data`.
 async fn alter_configs(
     State(state): State<AdminState>,
     Path((_cluster, link, action)): Path<(String, String, String)>,
     Query(query): Query<ValidateQuery>,
     Json(body): Json<AlterBody>,
 ) -> Response {
-    if action != "configs:alter" {
+    if action != "configs:alter" && action != "mirrors:alter" {
         return error(ApiError::NotFound(format!("no such action '{action}'")));
     }
+    let topics = body.mirror_topic_names;
     let mut set = BTreeMap::new();
     let mut delete = Vec::new();
     for entry in body.data {
@@ -192,6 +197,16 @@ async fn alter_configs(
                 )))
             }
         }
+    }
+    if action == "mirrors:alter" {
+        return match state
+            .replicator
+            .alter_mirrors(&link, &topics, &set, &delete)
+            .await
+        {
+            Ok(results) => mirror_results(results),
+            Err(e) => error(e),
+        };
     }
     match state
         .replicator
@@ -270,17 +285,23 @@ async fn mirror_action(
         .change(&link, &body.mirror_topic_names, change)
         .await
     {
-        Ok(results) => {
-            let data: Vec<_> = results
-                .into_iter()
-                .map(|(topic, result)| match result {
-                    Ok(()) => json!({ "mirror_topic_name": topic, "error_code": null, "error_message": null }),
-                    Err(message) => json!({ "mirror_topic_name": topic, "error_code": 400, "error_message": message }),
-                })
-                .collect();
-            Json(json!({ "kind": "AlterMirrorStatusResponseDataList", "data": data }))
-                .into_response()
-        }
+        Ok(results) => mirror_results(results),
         Err(e) => error(e),
     }
+}
+
+/// One result per mirror topic, as Confluent answers mirror state changes.
+fn mirror_results(results: Vec<(String, Result<(), String>)>) -> Response {
+    let data: Vec<_> = results
+        .into_iter()
+        .map(|(topic, result)| match result {
+            Ok(()) => {
+                json!({ "mirror_topic_name": topic, "error_code": null, "error_message": null })
+            }
+            Err(message) => {
+                json!({ "mirror_topic_name": topic, "error_code": 400, "error_message": message })
+            }
+        })
+        .collect();
+    Json(json!({ "kind": "AlterMirrorStatusResponseDataList", "data": data })).into_response()
 }

@@ -6,6 +6,7 @@
 mod auth;
 pub mod cli;
 pub mod cli_cutover;
+pub mod cli_output;
 mod cutover;
 mod guard;
 mod links;

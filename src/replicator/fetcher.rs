@@ -6,7 +6,8 @@
 //! [`SourceData`]. The fetcher moves the partition's fetch offset past each whole
 //! batch it delivers, so it fetches ahead while the task's produces are in flight. A
 //! partition whose channel is full is left out of the session until it has room
-//! again; every fetch asks for at most the link budget's room ([`ByteBudget`]).
+//! again; every fetch asks for at most the link budget's room ([`ByteBudget`]) and
+//! what the link's [`Throttle`] allows.
 //!
 //! Any partition error (out of range, leader moved, unknown partition) and any
 //! connection error removes the partition: the error is delivered when the channel
@@ -30,6 +31,7 @@ use super::now_ms;
 use super::partition::SourceData;
 use super::source::Source;
 use super::task::PartitionStatus;
+use super::throttle::Throttle;
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
@@ -61,6 +63,7 @@ pub struct LinkFetchers {
     link: String,
     source: Source,
     budget: ByteBudget,
+    throttle: Arc<Throttle>,
     stop: CancellationToken,
     /// Command channel of the fetcher of each source broker (by address).
     brokers: Mutex<HashMap<String, mpsc::Sender<Subscribe>>>,
@@ -70,9 +73,23 @@ pub struct LinkFetchers {
 #[derive(Default)]
 pub struct Fetchers {
     links: Mutex<HashMap<String, Arc<LinkFetchers>>>,
+    /// Kept apart from the fetchers, which are made anew when a link's source changes.
+    throttles: Mutex<HashMap<String, Arc<Throttle>>>,
+    /// Mirrors' own throttles, by mirror topic.
+    mirror_throttles: Mutex<HashMap<String, Arc<Throttle>>>,
 }
 
 impl Fetchers {
+    /// The throttle of `link` on this instance (unlimited until its rate is set).
+    pub fn throttle(&self, link: &str) -> Arc<Throttle> {
+        self.throttles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(link.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// The fetchers of `link`, made on first use (and anew when the link's source
     /// changed).
     pub fn of_link(
@@ -98,6 +115,7 @@ impl Fetchers {
             link: link.to_string(),
             source: source.clone(),
             budget: ByteBudget::new(max_bytes_in_flight),
+            throttle: self.throttle(link),
             stop: stop.child_token(),
             brokers: Mutex::new(HashMap::new()),
         });
@@ -116,6 +134,32 @@ impl Fetchers {
             fetchers.stop.cancel();
         }
     }
+
+    /// The throttle of mirror `topic` on this instance (unlimited until its rate is set).
+    pub fn mirror_throttle(&self, topic: &str) -> Arc<Throttle> {
+        self.mirror_throttles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(topic.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the throttle of a mirror no longer copied here.
+    pub fn remove_mirror_throttle(&self, topic: &str) {
+        self.mirror_throttles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(topic);
+    }
+
+    /// Forgets the throttle of a link deleted.
+    pub fn remove_throttle(&self, link: &str) {
+        self.throttles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(link);
+    }
 }
 
 struct Subscribe {
@@ -125,11 +169,13 @@ struct Subscribe {
     tx: mpsc::Sender<SourceData>,
     status: Arc<PartitionStatus>,
     last_fetch: metrics::Gauge,
+    throttle: Arc<Throttle>,
 }
 
 impl LinkFetchers {
     /// Starts fetching `topic`/`partition` at `offset` on its leader's fetcher. A later
     /// subscription of the same partition replaces this one.
+    /// `throttle` is the mirror's own (unlimited when it has none).
     pub async fn subscribe(
         &self,
         topic: &str,
@@ -137,6 +183,7 @@ impl LinkFetchers {
         offset: i64,
         status: Arc<PartitionStatus>,
         last_fetch: metrics::Gauge,
+        throttle: Arc<Throttle>,
     ) -> Result<mpsc::Receiver<SourceData>, ClientError> {
         if self.stop.is_cancelled() {
             // Replaced (the link's source or budget changed): the caller starts over
@@ -156,6 +203,7 @@ impl LinkFetchers {
             tx,
             status,
             last_fetch,
+            throttle,
         };
         // Twice at most: a fetcher that ended is replaced once.
         for _ in 0..2 {
@@ -184,6 +232,7 @@ impl LinkFetchers {
             addr: addr.to_string(),
             source: self.source.clone(),
             budget: self.budget.clone(),
+            throttle: self.throttle.clone(),
             commands,
             slots: HashMap::new(),
             session: Session::default(),
@@ -208,17 +257,19 @@ struct Slot {
     tx: mpsc::Sender<SourceData>,
     status: Arc<PartitionStatus>,
     last_fetch: metrics::Gauge,
+    /// The mirror's own throttle.
+    throttle: Arc<Throttle>,
     high_watermark: i64,
     log_start_offset: i64,
 }
 
-/// The broker's view of our fetch session: its id, the next epoch, and the offset
-/// last sent for each partition in it.
+/// The broker's view of our fetch session: its id, the next epoch, and the offset and
+/// byte limit last sent for each partition in it.
 #[derive(Default)]
 struct Session {
     id: i32,
     epoch: i32,
-    sent: HashMap<Key, i64>,
+    sent: HashMap<Key, (i64, usize)>,
 }
 
 impl Session {
@@ -235,6 +286,7 @@ struct BrokerFetcher {
     addr: String,
     source: Source,
     budget: ByteBudget,
+    throttle: Arc<Throttle>,
     commands: mpsc::Receiver<Subscribe>,
     slots: HashMap<Key, Slot>,
     session: Session,
@@ -266,6 +318,10 @@ impl BrokerFetcher {
             let room = tokio::select! {
                 _ = stop.cancelled() => return,
                 room = self.budget.wait_for_room() => room,
+            };
+            let room = tokio::select! {
+                _ = stop.cancelled() => return,
+                allowed = self.throttle.wait_for_tokens() => room.min(allowed),
             };
             let fetched = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -299,6 +355,7 @@ impl BrokerFetcher {
                 tx: command.tx,
                 status: command.status,
                 last_fetch: command.last_fetch,
+                throttle: command.throttle,
                 high_watermark: -1,
                 log_start_offset: -1,
             },
@@ -352,34 +409,40 @@ impl BrokerFetcher {
         if self.session.id == 0 {
             self.session.sent.clear();
         }
-        self.deliver(response);
+        let fetched = self.deliver(response);
+        self.throttle.take(fetched);
         Ok(true)
     }
 
     /// The next Fetch: everything with room on a full fetch; on an incremental one
     /// only partitions added or moved, and partitions to forget.
     fn request(&mut self, room: usize) -> Option<FetchRequest> {
-        let wanted: HashMap<Key, i64> = self
+        let partition_max = PARTITION_MAX_BYTES.min(self.budget.cap());
+        // A partition whose mirror's bucket is empty waits out of the session, as one
+        // whose channel is full.
+        let wanted: HashMap<Key, (i64, usize)> = self
             .slots
             .iter()
             .filter(|(_, slot)| slot.tx.capacity() > 0)
-            .map(|(key, slot)| (key.clone(), slot.offset))
+            .map(|(key, slot)| (key, slot.offset, slot.throttle.available()))
+            .filter(|(_, _, allowed)| *allowed > 0)
+            .map(|(key, offset, allowed)| (key.clone(), (offset, partition_max.min(allowed))))
             .collect();
         if wanted.is_empty() {
             return None;
         }
         let full = self.session.is_full();
-        let partition_max = PARTITION_MAX_BYTES.min(self.budget.cap());
         let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
-        for ((topic, partition), offset) in &wanted {
-            if !full && self.session.sent.get(&(topic.clone(), *partition)) == Some(offset) {
+        for ((topic, partition), (offset, max)) in &wanted {
+            let sent = self.session.sent.get(&(topic.clone(), *partition));
+            if !full && sent == Some(&(*offset, *max)) {
                 continue;
             }
             topics.entry(topic).or_default().push(
                 FetchPartition::default()
                     .with_partition(*partition)
                     .with_fetch_offset(*offset)
-                    .with_partition_max_bytes(clamp(partition_max)),
+                    .with_partition_max_bytes(clamp(*max)),
             );
         }
         let mut forgotten: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
@@ -423,8 +486,9 @@ impl BrokerFetcher {
     }
 
     /// Hands each partition its data and moves its fetch offset past the whole
-    /// batches delivered.
-    fn deliver(&mut self, response: FetchResponse) {
+    /// batches delivered. Returns the record bytes fetched.
+    fn deliver(&mut self, response: FetchResponse) -> usize {
+        let mut fetched = 0;
         let now = now_ms();
         for (key, slot) in &self.slots {
             if self.session.sent.contains_key(key) {
@@ -451,14 +515,18 @@ impl BrokerFetcher {
                 {
                     continue;
                 }
-                let next = RecordBatches::new(records.clone())
+                // A response may end in part of a batch, fetched again next time: only
+                // whole batches count against the throttles.
+                let (next, whole) = RecordBatches::new(records.clone())
                     .map_while(Result::ok)
-                    .last()
-                    .map_or(slot.offset, |b| b.next_offset().max(slot.offset));
+                    .fold((slot.offset, 0), |(next, whole), b| {
+                        (b.next_offset().max(next), whole + b.bytes().len())
+                    });
                 slot.status
                     .source_high_watermark
                     .store(data.high_watermark, Ordering::Relaxed);
-                let charge = (!records.is_empty()).then(|| self.budget.charge(records.len()));
+                let size = records.len();
+                let charge = (size > 0).then(|| self.budget.charge(size));
                 let chunk = SourceData {
                     fetch_offset: slot.offset,
                     error_code: 0,
@@ -470,6 +538,8 @@ impl BrokerFetcher {
                 };
                 match slot.tx.try_send(chunk) {
                     Ok(()) => {
+                        fetched += whole;
+                        slot.throttle.take(whole);
                         slot.offset = next;
                         slot.high_watermark = data.high_watermark;
                         slot.log_start_offset = data.log_start_offset;
@@ -482,6 +552,7 @@ impl BrokerFetcher {
                 }
             }
         }
+        fetched
     }
 }
 
@@ -511,7 +582,7 @@ mod tests {
     use kafka_protocol::messages::FetchRequest;
     use tokio::sync::mpsc;
 
-    use super::{BrokerFetcher, ByteBudget, Session, SourceData, Subscribe};
+    use super::{BrokerFetcher, ByteBudget, Duration, Session, SourceData, Subscribe, Throttle};
     use crate::replicator::link_config::LinkConfig;
     use crate::replicator::source::Source;
 
@@ -526,6 +597,7 @@ mod tests {
             addr: "127.0.0.1:1".into(),
             source: Source::from_config(&config).expect("source"),
             budget: ByteBudget::new(1 << 20),
+            throttle: Arc::default(),
             commands,
             slots: Default::default(),
             session: Session::default(),
@@ -538,6 +610,15 @@ mod tests {
         partition: i32,
         offset: i64,
     ) -> mpsc::Receiver<SourceData> {
+        subscribe_throttled(fetcher, partition, offset, Arc::default())
+    }
+
+    fn subscribe_throttled(
+        fetcher: &mut BrokerFetcher,
+        partition: i32,
+        offset: i64,
+        throttle: Arc<Throttle>,
+    ) -> mpsc::Receiver<SourceData> {
         let (tx, rx) = mpsc::channel(2);
         fetcher.add(Subscribe {
             topic: "t".into(),
@@ -546,6 +627,7 @@ mod tests {
             tx,
             status: Arc::default(),
             last_fetch: metrics::Gauge::noop(),
+            throttle,
         });
         rx
     }
@@ -622,6 +704,36 @@ mod tests {
         while p1.try_recv().is_ok() {}
         let request = fetcher.request(1000).expect("request");
         assert_eq!(asked(&request), (vec![(1, 20)], vec![]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_mirror_out_of_tokens_waits_out_of_the_session_without_holding_up_others() {
+        let mut fetcher = fetcher();
+        let throttle = Arc::new(Throttle::default());
+        throttle.set_rate(Some(100_000));
+        let _p0 = subscribe_throttled(&mut fetcher, 0, 10, throttle.clone());
+        let _p1 = subscribe(&mut fetcher, 1, 20);
+        let request = fetcher.request(1 << 20).expect("request");
+        assert_eq!(
+            asked(&request),
+            (vec![(1, 20)], vec![]),
+            "the bucket starts empty"
+        );
+
+        open_session(&mut fetcher);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let request = fetcher.request(1 << 20).expect("request");
+        assert_eq!(asked(&request), (vec![(0, 10)], vec![]));
+        let max = request.topics[0].partitions[0].partition_max_bytes;
+        assert_eq!(max, 100_000, "at most what the bucket holds");
+
+        throttle.take(100_000);
+        let request = fetcher.request(1 << 20).expect("request");
+        assert_eq!(
+            asked(&request),
+            (vec![], vec![0]),
+            "spent: out of the session"
+        );
     }
 
     #[test]

@@ -129,6 +129,19 @@ pub enum ProduceMode {
 
 pub const PRODUCE_MODE_KEY: &str = "mirror.produce.mode";
 
+/// Bytes per second the whole link (or one mirror) copies at most (unset: unlimited).
+pub const THROTTLED_RATE_KEY: &str = "mirror.replication.throttled.rate";
+
+/// A `mirror.replication.throttled.rate` value: a positive number of bytes per second.
+pub fn parse_throttled_rate(value: &str) -> Result<u64, String> {
+    match value.trim().parse::<u64>() {
+        Ok(rate) if rate > 0 => Ok(rate),
+        _ => Err(format!(
+            "{THROTTLED_RATE_KEY}: '{value}' is not a positive number of bytes per second"
+        )),
+    }
+}
+
 impl ProduceMode {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
@@ -169,6 +182,9 @@ pub struct LinkConfig {
     /// With a prefix: synced consumer groups get it too.
     pub group_prefix: bool,
     pub produce_mode: ProduceMode,
+    /// `mirror.replication.throttled.rate`: bytes per second the whole link copies at
+    /// most, over every instance; None: unlimited.
+    pub replication_throttled_rate: Option<u64>,
 }
 
 /// Keys taken as given (passed to the source connection or kept for later features).
@@ -319,6 +335,14 @@ impl LinkConfig {
                 ProduceMode::Reject
             }),
         };
+        let replication_throttled_rate =
+            get(THROTTLED_RATE_KEY).and_then(|v| match parse_throttled_rate(v) {
+                Ok(rate) => Some(rate),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            });
         if group_prefix && prefix.is_none() {
             errors.push("consumer.group.prefix.enable: needs cluster.link.prefix".into());
         }
@@ -347,6 +371,7 @@ impl LinkConfig {
             "auto.create.mirror.topics.enable",
             "auto.create.mirror.topics.filters",
             PRODUCE_MODE_KEY,
+            THROTTLED_RATE_KEY,
         ];
         for key in raw.keys() {
             if !TYPED.contains(&key.as_str()) && !PASSED_THROUGH.contains(&key.as_str()) {
@@ -374,6 +399,7 @@ impl LinkConfig {
             prefix,
             group_prefix,
             produce_mode,
+            replication_throttled_rate,
         })
     }
 
@@ -470,6 +496,20 @@ mod tests {
     }
 
     #[test]
+    fn the_replication_throttle_is_bytes_per_second_or_unlimited() {
+        let parse = |text: &str| LinkConfig::from_properties(parse_inline(text).unwrap());
+        let limited = parse("bootstrap.servers=h:1,mirror.replication.throttled.rate=1048576");
+        assert_eq!(limited.unwrap().replication_throttled_rate, Some(1 << 20));
+        assert_eq!(
+            parse("bootstrap.servers=h:1")
+                .unwrap()
+                .replication_throttled_rate,
+            None
+        );
+        assert!(parse("bootstrap.servers=h:1,mirror.replication.throttled.rate=-1").is_err());
+    }
+
+    #[test]
     fn properties_syntax() {
         let raw = parse_properties("a = 1\nb: two\nc three\n! comment\nd=x\\\n  y\n").unwrap();
         assert_eq!(raw["a"], "1");
@@ -487,7 +527,7 @@ mod tests {
     #[test]
     fn every_bad_key_is_reported() {
         let raw = parse_inline(
-            "bootstrap.servers=nohost,cluster.link.paused=maybe,mirror.start.offset.spec=soon,typo.key=1,mirror.produce.mode=sideways",
+            "bootstrap.servers=nohost,cluster.link.paused=maybe,mirror.start.offset.spec=soon,typo.key=1,mirror.produce.mode=sideways,mirror.replication.throttled.rate=0",
         )
         .unwrap();
         let errors = LinkConfig::from_properties(raw).unwrap_err();
@@ -497,6 +537,7 @@ mod tests {
             "mirror.start.offset.spec",
             "typo.key",
             "mirror.produce.mode",
+            "mirror.replication.throttled.rate",
         ] {
             assert!(
                 errors.iter().any(|e| e.starts_with(key)),

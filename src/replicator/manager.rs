@@ -20,7 +20,7 @@ use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_T
 use super::controller::{self, Event, MirrorSnapshot, Snapshot, State};
 use super::final_sync;
 use super::fleet::{Fleet, FleetView};
-use super::link_config::LinkConfig;
+use super::link_config::{parse_throttled_rate, LinkConfig, THROTTLED_RATE_KEY};
 use super::offset_sync::MirrorOffsets;
 use super::partition::log_end_offset;
 use super::secrets::Sealer;
@@ -104,6 +104,8 @@ pub struct MirrorView {
     pub mirror_status: String,
     pub reason: Option<String>,
     pub state_time_ms: i64,
+    /// The mirror's own `mirror.replication.throttled.rate` (bytes/s), if any.
+    pub throttled_rate: Option<u64>,
     pub mirror_lags: Vec<PartitionView>,
 }
 
@@ -203,6 +205,14 @@ impl Replicator {
                 "Topic name '{mirror}' is not valid."
             )));
         }
+        // The mirror's own throttle is the replicator's, not a topic config.
+        let mut overrides = overrides.clone();
+        let throttled_rate = overrides
+            .remove(THROTTLED_RATE_KEY)
+            .map(|v| parse_throttled_rate(&v))
+            .transpose()
+            .map_err(ApiError::Invalid)?;
+        let overrides = &overrides;
         let state = self.inner.current_state().await?;
         if !state.links.contains_key(link) {
             return Err(ApiError::NotFound(format!(
@@ -271,6 +281,7 @@ impl Replicator {
             version: catalog.next_version(&key),
             producer_id: Some(producer.id),
             producer_epoch: Some(producer.epoch),
+            throttled_rate,
         };
         // The name is read-only on every instance before the topic exists, so no client
         // write can land in it first.
@@ -388,6 +399,7 @@ fn view(m: &MirrorSnapshot, state: &Snapshot) -> MirrorView {
         mirror_status: state.shown_state(&m.record).to_string(),
         reason: m.record.reason.clone(),
         state_time_ms: m.record.state_time_ms,
+        throttled_rate: m.record.throttled_rate,
         mirror_lags: lags(m),
     }
 }

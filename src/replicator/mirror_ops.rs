@@ -1,12 +1,14 @@
-//! State changes of mirror topics: pause, resume, promote, failover. Each is decided
-//! on facts read from a snapshot, then written to the metadata topic and applied
-//! when read back, like every command (`manager`).
+//! State changes of mirror topics: pause, resume, promote, failover; and `alter`, of a
+//! mirror's own settings. Each is decided on facts read from a snapshot, then written
+//! to the metadata topic and applied when read back, like every command (`manager`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::catalog::{Catalog, MIRROR_PREFIX};
 use super::controller::Snapshot;
 use super::final_sync::FinalSync;
+use super::link_config::{parse_throttled_rate, THROTTLED_RATE_KEY};
 use super::manager::{lost_race, ApiError, Change, Inner, Replicator};
 use super::source::Source;
 use super::store::{self, MirrorRecord};
@@ -47,6 +49,76 @@ impl Replicator {
                 Err(e) => Err(e),
             };
             results.push((topic, result));
+        }
+        Ok(results)
+    }
+}
+
+impl Replicator {
+    /// `mirrors --alter`: sets (`set`) or removes (`delete`) the mirror's own settings,
+    /// today only `mirror.replication.throttled.rate`; applied live, without a restart.
+    /// Every bad key is reported at once; then one result per topic.
+    pub async fn alter_mirrors(
+        &self,
+        link: &str,
+        topics: &[String],
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<Vec<(String, Result<(), String>)>, ApiError> {
+        let mut errors: Vec<String> = set
+            .keys()
+            .chain(delete)
+            .filter(|k| k.as_str() != THROTTLED_RATE_KEY)
+            .map(|k| {
+                format!("{k}: not a mirror setting ({THROTTLED_RATE_KEY} is; topic configs are altered with kafka-configs)")
+            })
+            .collect();
+        let rate = match set.get(THROTTLED_RATE_KEY).map(|v| parse_throttled_rate(v)) {
+            Some(Err(e)) => {
+                errors.push(e);
+                None
+            }
+            Some(Ok(rate)) => Some(rate),
+            None => None,
+        };
+        if topics.is_empty() {
+            errors.push("mirror_topic_names: name the mirror topics".into());
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid(errors.join("; ")));
+        }
+        let removed = delete.iter().any(|k| k == THROTTLED_RATE_KEY);
+        let mut results = Vec::new();
+        for topic in topics {
+            let state = self.inner.current_state().await?;
+            if link != "-" && !state.links.contains_key(link) {
+                return Err(ApiError::NotFound(format!(
+                    "Cluster link '{link}' does not exist."
+                )));
+            }
+            let Some(entry) = state
+                .mirrors
+                .get(topic)
+                .filter(|m| link == "-" || m.record.link == link)
+            else {
+                results.push((
+                    topic.clone(),
+                    Err(format!(
+                        "Topic '{topic}' is not a mirror topic of link '{link}'."
+                    )),
+                ));
+                continue;
+            };
+            let mut record = entry.record.clone();
+            record.throttled_rate = if removed {
+                None
+            } else {
+                rate.or(record.throttled_rate)
+            };
+            let key = format!("{MIRROR_PREFIX}{topic}");
+            record.version = state.catalog.next_version(&key);
+            let result = self.inner.write_mirror(topic, record).await;
+            results.push((topic.clone(), result));
         }
         Ok(results)
     }
@@ -134,12 +206,22 @@ impl Inner {
         record.reason = None;
         record.state_time_ms = now_ms();
         record.version = catalog.next_version(&key);
+        self.write_mirror(topic, record).await
+    }
+
+    /// Writes `record` (its version taken from the snapshot the change was decided on)
+    /// and waits until it is applied; another instance's record written first wins.
+    async fn write_mirror(
+        self: &Arc<Self>,
+        topic: &str,
+        record: MirrorRecord,
+    ) -> Result<(), String> {
         let offset = store::put_mirror(&self.dest, topic, Some(&record))
             .await
             .map_err(|e| e.to_string())?;
         let view = self.commit(offset).await.map_err(|e| e.to_string())?;
         if view.catalog.mirror(topic).and_then(|m| m.record.as_ref()) != Some(&record) {
-            return Err(lost_race(&key).to_string());
+            return Err(lost_race(&format!("{MIRROR_PREFIX}{topic}")).to_string());
         }
         Ok(())
     }

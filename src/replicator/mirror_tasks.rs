@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use super::controller::{source_of, MirrorEntry, State};
 use super::manager::Inner;
-use super::store::MirrorRecord;
+use super::store::{MirrorRecord, MirrorState};
 use super::task::{self, PartitionJob};
+use super::throttle;
 use super::transitions;
 
 impl MirrorEntry {
@@ -40,8 +41,44 @@ impl MirrorEntry {
 
 impl Inner {
     /// Starts the wanted partition tasks of `topic` that are not running and stops the
-    /// others.
+    /// others; the link's throttle then follows this instance's new share.
     pub(super) fn converge(self: &Arc<Self>, state: &mut State, topic: &str) {
+        self.converge_tasks(state, topic);
+        if let Some(entry) = state.mirrors.get(topic) {
+            self.throttle_link(state, &entry.record.link);
+            // The mirror's own rate, shared out like the link's.
+            let rate = throttle::share_of(
+                entry.record.throttled_rate,
+                entry.running.len(),
+                entry.record.partitions.max(0) as usize,
+            );
+            self.fetchers.mirror_throttle(topic).set_rate(rate);
+        }
+    }
+
+    /// This instance's part of the link's `mirror.replication.throttled.rate`: the share
+    /// of the link's copied partitions running here.
+    pub(super) fn throttle_link(&self, state: &State, link: &str) {
+        let rate = state
+            .link_configs
+            .get(link)
+            .and_then(|c| c.replication_throttled_rate);
+        let (here, total) = state
+            .mirrors
+            .values()
+            .filter(|m| m.record.link == link && m.record.state == MirrorState::Active)
+            .fold((0, 0), |(here, total), m| {
+                (
+                    here + m.running.len(),
+                    total + m.record.partitions.max(0) as usize,
+                )
+            });
+        self.fetchers
+            .throttle(link)
+            .set_rate(throttle::share_of(rate, here, total));
+    }
+
+    fn converge_tasks(self: &Arc<Self>, state: &mut State, topic: &str) {
         let Some(entry) = state.mirrors.get_mut(topic) else {
             return;
         };
@@ -81,6 +118,7 @@ impl Inner {
                     producer: task::mirror_producer(&entry.record),
                     source: source.clone(),
                     status: status.clone(),
+                    throttle: self.fetchers.mirror_throttle(&entry.record.topic),
                     stop: stop.clone(),
                 },
             );

@@ -25,7 +25,8 @@
 //! ```
 //!
 //! The per-link `budget` caps bytes fetched and not yet acknowledged, so a slow
-//! destination slows the fetchers down instead of filling memory.
+//! destination slows the fetchers down instead of filling memory; the per-link
+//! `throttle` caps the rate they fetch at (`mirror.replication.throttled.rate`).
 //!
 //! Beside the data path, each link runs a `link_runtime` actor: availability probes
 //! (SOURCE_UNAVAILABLE) and the `link_jobs`: `auto_create` of mirrors, `config_sync`,
@@ -82,6 +83,7 @@ mod source_watch;
 mod start_offsets;
 pub mod store;
 mod task;
+pub mod throttle;
 /// The controller's decisions, pure: what runs here, what a mirror shows.
 mod transitions;
 

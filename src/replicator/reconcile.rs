@@ -51,7 +51,13 @@ impl Inner {
             .filter_map(|(topic, m)| Some((topic, m.record.as_ref()?)))
             // Dropping an entry stops its tasks.
             .collect();
-        state.mirrors.retain(|topic, _| mirrors.contains_key(topic));
+        state.mirrors.retain(|topic, _| {
+            let kept = mirrors.contains_key(topic);
+            if !kept {
+                self.fetchers.remove_mirror_throttle(topic);
+            }
+            kept
+        });
         for (topic, record) in mirrors {
             let entry = state
                 .mirrors
@@ -96,6 +102,7 @@ impl Inner {
     fn reconcile_links(self: &Arc<Self>, state: &mut State, old: &BTreeMap<String, LinkRecord>) {
         for name in old.keys().filter(|n| !state.links.contains_key(*n)) {
             self.fetchers.remove_link(name);
+            self.fetchers.remove_throttle(name);
         }
         self.converge_runtimes(state);
         let changes: Vec<(String, LinkChange)> = state
@@ -111,6 +118,11 @@ impl Inner {
             if change.restarts_tasks() {
                 self.restart_link_tasks(state, &name);
             }
+        }
+        // `mirror.replication.throttled.rate` applies live, without a restart.
+        let names: Vec<String> = state.links.keys().cloned().collect();
+        for name in names {
+            self.throttle_link(state, &name);
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct MirrorRecord {
     pub producer_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub producer_epoch: Option<i16>,
+    /// `mirror.replication.throttled.rate` of this mirror (bytes/s over every
+    /// instance), within its link's; set at creation or by `mirrors --alter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled_rate: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

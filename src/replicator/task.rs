@@ -53,6 +53,8 @@ pub struct PartitionJob {
     pub producer: Option<ProducerIdentity>,
     pub source: Source,
     pub status: Arc<PartitionStatus>,
+    /// The mirror's own throttle on this instance (unlimited when it has none).
+    pub throttle: Arc<super::throttle::Throttle>,
     pub stop: CancellationToken,
 }
 
@@ -297,6 +299,7 @@ async fn subscribe(
             offset,
             job.status.clone(),
             metrics.last_fetch.clone(),
+            job.throttle.clone(),
         )
         .await?)
 }

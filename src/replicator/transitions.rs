@@ -167,6 +167,7 @@ mod tests {
             version: 1,
             producer_id: Some(7),
             producer_epoch: Some(0),
+            throttled_rate: None,
         }
     }
 

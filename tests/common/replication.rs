@@ -140,7 +140,7 @@ pub fn scram_link(proxy: &Proxy, source: &Cluster, dir: &Path) -> String {
 }
 
 /// `cluster-links --create` of a link named from `prefix`, with `args`; asserts success.
-fn new_link(proxy: &Proxy, prefix: &str, args: &[&str]) -> String {
+pub fn new_link(proxy: &Proxy, prefix: &str, args: &[&str]) -> String {
     let link = unique(prefix);
     let mut create = vec!["cluster-links", "--create", "--link", &link];
     create.extend(args);
