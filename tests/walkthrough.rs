@@ -618,3 +618,52 @@ fn alter(proxy: &Proxy, link: &str, config: &str) -> std::process::Output {
         ],
     )
 }
+
+/// `mirrors --create --wait` returns once the mirror has caught up with its source,
+/// printing plain progress lines (not a terminal here); `--promote --wait` once the
+/// mirror stopped.
+#[test]
+fn create_and_promote_wait_for_the_mirror() {
+    let source = Cluster::up("mg-src", 1, test_port_base() + 530);
+    let values: String = (0..3000).map(|i| format!("waited-{i}\n")).collect();
+    let topic = one_partition_topic(&source, "waited", &values);
+    let proxy = Proxy::start(
+        destination(),
+        common::replication::replicating(&unique("_mirrorgate-metadata-wait")),
+    );
+    let config = format!("bootstrap.servers={}", source.bootstrap);
+    let link = common::replication::new_link(&proxy, "wait-link", &["--config", &config]);
+    let out = cli(
+        &proxy,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &topic,
+            "--link",
+            &link,
+            "--wait",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains(&format!("{topic}: ")), "{shown}");
+    assert!(shown.contains("records/s, ETA"), "{shown}");
+    assert!(shown.contains("caught up with the source"), "{shown}");
+    // Returned only once every record is there.
+    assert_eq!(
+        dump(&proxy.bootstrap, &topic),
+        dump(&source.bootstrap, &topic)
+    );
+
+    let out = cli(
+        &proxy,
+        &["mirrors", "--promote", "--topics", &topic, "--wait"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("Mirror topics {topic} stopped.")),
+        "{}",
+        text(&out)
+    );
+}

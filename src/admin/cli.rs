@@ -10,6 +10,7 @@ use clap::{ArgGroup, Args};
 use serde_json::{json, Value};
 
 use super::cli_output::OutputFormat;
+use super::cli_wait::{self, Until};
 use crate::replicator::link_config::{parse_inline, parse_properties};
 
 #[derive(Args)]
@@ -128,6 +129,10 @@ pub struct Mirrors {
     topics: Option<String>,
     #[arg(long)]
     pending_stopped_only: bool,
+    /// With --create: wait until the mirror caught up with its source; with --promote
+    /// or --failover: until the mirrors stopped. Shows the progress meanwhile.
+    #[arg(long)]
+    wait: bool,
     /// How --list and --describe print: Confluent's text layout, or the API's objects.
     #[arg(long, value_enum, default_value_t)]
     output: OutputFormat,
@@ -424,6 +429,9 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
             json!({ "mirror_topic_name": mirror, "source_topic_name": source, "configs": configs });
         api.call("POST", &format!("/links/{link}/mirrors"), Some(body))?;
         println!("Created topic {mirror}.");
+        if args.wait {
+            cli_wait::wait(&api, &link, &[mirror], Until::CaughtUp)?;
+        }
         return Ok(());
     }
     if args.list || args.describe {
@@ -530,6 +538,9 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
     }
     if failed {
         bail!("some mirror topics were not changed");
+    }
+    if args.wait && (args.promote || args.failover) {
+        cli_wait::wait(&api, &link, &topics, Until::Stopped)?;
     }
     Ok(())
 }

@@ -90,6 +90,9 @@ pub struct Inner {
 pub struct PartitionView {
     pub partition: i32,
     pub lag: i64,
+    /// The lag in bytes, estimated from the bytes per record copied so far; -1 before
+    /// any record was copied here.
+    pub lag_bytes: i64,
     pub last_source_fetch_offset: i64,
     pub dest_log_end_offset: i64,
     pub time_since_last_fetch_ms: i64,
@@ -413,9 +416,17 @@ fn lags(m: &MirrorSnapshot) -> Vec<PartitionView> {
             let end = s.dest_end_offset.load(Ordering::Relaxed);
             let hw = s.source_high_watermark.load(Ordering::Relaxed);
             let last = s.last_fetch_ms.load(Ordering::Relaxed);
+            let lag = (hw - end).max(0);
+            let records = s.copied_records.load(Ordering::Relaxed);
+            let bytes = s.copied_bytes.load(Ordering::Relaxed);
+            let lag_bytes = match records {
+                0 => -1,
+                n => (lag as u128 * u128::from(bytes) / u128::from(n)).min(i64::MAX as u128) as i64,
+            };
             PartitionView {
                 partition: partition as i32,
-                lag: (hw - end).max(0),
+                lag,
+                lag_bytes,
                 last_source_fetch_offset: hw,
                 dest_log_end_offset: end,
                 time_since_last_fetch_ms: if last > 0 { now - last } else { -1 },

@@ -3,7 +3,7 @@
 //! errors (leader moves, restarts); a fatal copier error fails the mirror with its
 //! reason.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct PartitionStatus {
     pub dest_end_offset: AtomicI64,
     pub source_high_watermark: AtomicI64,
     pub last_fetch_ms: AtomicI64,
+    /// Copied here so far, for the bytes a lag is estimated at.
+    pub copied_records: AtomicU64,
+    pub copied_bytes: AtomicU64,
 }
 
 /// Retry delays after a copier fails to start or is interrupted: exponential with
@@ -315,6 +318,12 @@ impl PartitionMetrics {
             .set((high_watermark - progress.next_offset).max(0) as f64);
         self.records.increment(progress.records);
         self.bytes.increment(progress.bytes);
+        status
+            .copied_records
+            .fetch_add(progress.records, Ordering::Relaxed);
+        status
+            .copied_bytes
+            .fetch_add(progress.bytes, Ordering::Relaxed);
         self.batches.increment(progress.batches);
         self.records_lost.increment(progress.lost);
         self.fillers.increment(progress.fillers);
