@@ -7,8 +7,8 @@ pub mod kafka;
 pub mod replication;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -348,28 +348,29 @@ impl Drop for Proxy {
     }
 }
 
-/// Minimal HTTP/1.0 GET: (status code, body).
+/// GET `path` of the HTTP server at `addr`: (status code, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     http_request(addr, "GET", path)
 }
 
+/// `method` on `path` (state changes carry `{}`, the admin API's "no body"): (status
+/// code, body); None when the server cannot be reached.
 pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    // State changes are JSON requests for the admin API; `{}` stands for "no body".
-    let body = if method == "GET" { "" } else { "{}" };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let url = format!("http://{addr}{path}");
+    let response = match method {
+        "GET" => agent.get(&url).call(),
+        "DELETE" => agent.delete(&url).call(),
+        "PUT" => agent.put(&url).content_type("application/json").send("{}"),
+        _ => agent.post(&url).content_type("application/json").send("{}"),
+    };
+    let mut response = response.ok()?;
+    let code = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
     Some((code, body))
 }
 
