@@ -46,6 +46,7 @@ pub async fn run(config_path: &Path, set_log_level: SetLogLevel) -> anyhow::Resu
         reloader: reloader.clone(),
         replicator,
         metrics,
+        lag_history: Default::default(),
     };
     crate::admin::serve(admin_bind, admin, shutdown.clone()).await?;
 

@@ -1,5 +1,5 @@
 //! The admin HTTP listener: health, readiness, Prometheus metrics, the active config
-//! and reload. The REST API of links and mirrors joins it. Every request passes the
+//! and reload, the status page (`status`). The REST API of links and mirrors joins it. Every request passes the
 //! browser guard (Host, Origin, Content-Type) and, with a token configured, the bearer
 //! token check; the probes `/healthz` and `/readyz` are outside both.
 
@@ -12,6 +12,7 @@ mod cutover;
 mod guard;
 mod links;
 pub mod metrics;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AdminState {
     pub reloader: Arc<Reloader>,
     pub replicator: Replicator,
     pub metrics: Option<PrometheusHandle>,
+    /// Sampled for the status page while the admin listener runs.
+    pub lag_history: Arc<status::LagHistory>,
 }
 
 /// What the access checks need: the address listened on and the `[admin]` settings of
@@ -70,7 +73,10 @@ pub async fn serve(
     state: AdminState,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // The page holds no data (its requests carry the token), so it is open like the
+    // probes.
     let probes = Router::new()
+        .route("/", get(status::page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state.clone());
@@ -79,6 +85,7 @@ pub async fn serve(
         .route("/admin/config", get(active_config))
         .route("/admin/reload", post(reload))
         .route("/admin/fleet", get(fleet))
+        .route("/admin/lag-history", get(status::lag_history))
         .merge(links::routes())
         .merge(cutover::routes())
         .with_state(state.clone());
@@ -92,6 +99,9 @@ pub async fn serve(
         .await
         .with_context(|| format!("admin.bind {bind}"))?;
     tracing::info!(%bind, "admin listening");
+    state
+        .lag_history
+        .spawn_sampler(state.replicator.clone(), shutdown.child_token());
     tokio::spawn(async move {
         let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = server.await {
