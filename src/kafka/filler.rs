@@ -1,7 +1,7 @@
-//! Filler records (DESIGN.md decision 1): offsets the source has but that cannot be
-//! produced as data (log start above 0, compaction holes, transaction markers, aborted
-//! data) are produced as records with one reserved key and a null value, so the
-//! destination assigns the same offsets as the source.
+//! Filler records (ARCHITECTURE.md, "Identical offsets"): offsets the source has but
+//! that cannot be produced as data (log start above 0, compaction holes, transaction
+//! markers, aborted data) are produced as records with one reserved key and a null
+//! value, so the destination assigns the same offsets as the source.
 //!
 //! Filler batches never mix with real records: the proxy hides a batch from consumers by
 //! swapping it for an empty batch, which works only when every record in it is a filler.

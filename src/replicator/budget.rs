@@ -1,5 +1,5 @@
 //! The cap on bytes in flight per link: fetched from the source and not yet
-//! acknowledged by the destination (DESIGN.md decision 5).
+//! acknowledged by the destination (ARCHITECTURE.md, "Everything bounded").
 //!
 //! A fetcher waits for room before each fetch and asks the broker for at most the
 //! room left; what the broker returns is then charged in full (a fetch's max bytes is

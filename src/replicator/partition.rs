@@ -1,7 +1,8 @@
 //! Copies one source partition to its mirror partition batch for batch, so every
-//! record lands at the offset it has on the source (DESIGN.md decision 1).
+//! record lands at the offset it has on the source (ARCHITECTURE.md, "Identical
+//! offsets").
 //!
-//! Progress is the destination's log end offset (decision 2): a copier starts where
+//! Progress is the destination's log end offset: a copier starts where
 //! the destination log ends, so a restart neither duplicates nor skips. Each batch
 //! goes out with mirrorgate's idempotent producer id and the next sequence, and the
 //! offset the broker assigns must equal the source offset; anything else fails the

@@ -1,5 +1,5 @@
 //! Links and mirrors live in a compacted topic on the destination, `_mirrorgate-metadata`
-//! (DESIGN.md decision 3): one record per link (`link/<name>`) and per mirror
+//! (ARCHITECTURE.md, "State"): one record per link (`link/<name>`) and per mirror
 //! (`mirror/<topic>`), a null value deletes. Every instance tails it (`catalog_feed`)
 //! into a `catalog`; this module holds the record types and the writes.
 

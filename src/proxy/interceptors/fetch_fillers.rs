@@ -1,6 +1,7 @@
-//! Fetch responses of mirror topics: every filler batch (DESIGN.md decision 1) becomes
-//! an empty batch with the same offsets, so consumers through the proxy see exactly the
-//! source's records at the source's offsets (consumers move past an empty batch).
+//! Fetch responses of mirror topics: every filler batch (ARCHITECTURE.md, "Identical
+//! offsets") becomes an empty batch with the same offsets, so consumers through the
+//! proxy see exactly the source's records at the source's offsets (consumers move past
+//! an empty batch).
 //!
 //! mirrorgate's own topics are never served: their partitions answer
 //! TOPIC_AUTHORIZATION_FAILED with no records.
