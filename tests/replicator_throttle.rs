@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::replication::{
-    cli, destination_records, link_and_mirror_with, new_link, replicating, source, text,
+    cli, create_mirror, destination_records, link_and_mirror_with, new_link, replicating, source,
+    text,
 };
 use common::{kafka_tool_direct, unique, Cluster, Proxy};
 
@@ -175,19 +176,8 @@ fn a_mirror_with_its_own_rate_copies_at_it_and_an_alter_lifts_it_live() {
     );
     let config = format!("bootstrap.servers={}", src.bootstrap);
     let link = new_link(&proxy, "throttle-link", &["--config", &config]);
-    let out = cli(
-        &proxy,
-        &[
-            "mirrors",
-            "--create",
-            "--mirror-topic",
-            &topic,
-            "--link",
-            &link,
-            "--config",
-            &format!("mirror.replication.throttled.rate={}", RATE as u64),
-        ],
-    );
+    let rate = format!("mirror.replication.throttled.rate={}", RATE as u64);
+    let out = create_mirror(&proxy, &topic, &link, &["--config", &rate]);
     assert!(out.status.success(), "{}", text(&out));
     let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
     assert!(

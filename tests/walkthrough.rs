@@ -633,18 +633,7 @@ fn create_and_promote_wait_for_the_mirror() {
     );
     let config = format!("bootstrap.servers={}", source.bootstrap);
     let link = common::replication::new_link(&proxy, "wait-link", &["--config", &config]);
-    let out = cli(
-        &proxy,
-        &[
-            "mirrors",
-            "--create",
-            "--mirror-topic",
-            &topic,
-            "--link",
-            &link,
-            "--wait",
-        ],
-    );
+    let out = common::replication::create_mirror(&proxy, &topic, &link, &["--wait"]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = text(&out);
     assert!(shown.contains(&format!("{topic}: ")), "{shown}");

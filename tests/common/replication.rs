@@ -254,6 +254,20 @@ pub fn link_and_mirror_with(proxy: &Proxy, source: &Cluster, topic: &str, extra:
     link
 }
 
+/// `mirrors --create --mirror-topic <topic> --link <link>` with `extra` flags.
+pub fn create_mirror(proxy: &Proxy, topic: &str, link: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "mirrors",
+        "--create",
+        "--mirror-topic",
+        topic,
+        "--link",
+        link,
+    ];
+    args.extend_from_slice(extra);
+    cli(proxy, &args)
+}
+
 pub fn wait_identical(proxy: &Proxy, source: &Cluster, topic: &str) {
     wait_identical_within(proxy, source, topic, Duration::from_secs(120));
 }
