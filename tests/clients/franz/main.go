@@ -1,0 +1,175 @@
+// A franz-go client through mirrorgate: kadm admin calls, an idempotent producer, a
+// transactional producer (one commit, one abort), a read-committed consumer group,
+// then a write to a mirror topic. Prints one JSON object with what each step saw.
+//
+// Usage: franz BOOTSTRAP TOPIC MIRROR_TOPIC GROUP
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func fail(step string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", step, err)
+	os.Exit(1)
+}
+
+func main() {
+	if len(os.Args) != 5 {
+		fail("usage", fmt.Errorf("franz BOOTSTRAP TOPIC MIRROR_TOPIC GROUP"))
+	}
+	bootstrap, topic, mirror, group := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	seen := map[string]any{}
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	if err != nil {
+		fail("admin client", err)
+	}
+	adm := kadm.NewClient(admin)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+		fail("create topic", err)
+	}
+	retention := "7200000"
+	altered, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: &retention}}, topic)
+	if err == nil {
+		_, err = altered.On(topic, nil)
+	}
+	if err != nil {
+		fail("alter configs", err)
+	}
+	described, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		fail("describe configs", err)
+	}
+	for _, rc := range described {
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" && c.Value != nil {
+				seen["retention.ms"] = *c.Value
+			}
+		}
+	}
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		fail("producer", err)
+	}
+	var records []*kgo.Record
+	for i := 0; i < 100; i++ {
+		records = append(records, kgo.StringRecord(fmt.Sprintf("idem-%d", i)))
+	}
+	seen["idempotent_errors"] = errList(producer.ProduceSync(ctx, records...).FirstErr())
+	producer.Close()
+
+	txn, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.DefaultProduceTopic(topic),
+		kgo.TransactionalID(group+"-txn"))
+	if err != nil {
+		fail("transactional producer", err)
+	}
+	for round, prefix := range []string{"txn", "aborted"} {
+		if err := txn.BeginTransaction(); err != nil {
+			fail("begin", err)
+		}
+		count := 50
+		if round == 1 {
+			count = 10
+		}
+		var batch []*kgo.Record
+		for i := 0; i < count; i++ {
+			batch = append(batch, kgo.StringRecord(fmt.Sprintf("%s-%d", prefix, i)))
+		}
+		produceErr := txn.ProduceSync(ctx, batch...).FirstErr()
+		commit := kgo.TryCommit
+		if round == 1 {
+			commit = kgo.TryAbort
+		} else {
+			seen["transactional_errors"] = errList(produceErr)
+		}
+		if err := txn.EndTransaction(ctx, commit); err != nil {
+			fail("end transaction", err)
+		}
+	}
+	txn.Close()
+
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.ConsumerGroup(group),
+		kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
+	if err != nil {
+		fail("consumer", err)
+	}
+	consumed, aborted := 0, 0
+	for consumed < 150 && ctx.Err() == nil {
+		fetches := consumer.PollFetches(ctx)
+		if errs := fetches.Errors(); len(errs) > 0 {
+			fail("poll", errs[0].Err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			consumed++
+			if strings.HasPrefix(string(r.Value), "aborted-") {
+				aborted++
+			}
+		})
+	}
+	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
+		fail("commit", err)
+	}
+	consumer.Close()
+	seen["consumed"] = consumed
+	seen["consumed_aborted"] = aborted
+	offsets, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		fail("fetch offsets", err)
+	}
+	committed := int64(0)
+	offsets.Each(func(o kadm.OffsetResponse) { committed += o.At })
+	seen["committed"] = committed
+
+	toDelete := kadm.Offsets{}
+	toDelete.Add(kadm.Offset{Topic: topic, Partition: 0, At: 10})
+	deleted, err := adm.DeleteRecords(ctx, toDelete)
+	if err != nil {
+		fail("delete records", err)
+	}
+	deleted.Each(func(r kadm.DeleteRecordsResponse) {
+		if r.Err != nil {
+			fail("delete records", r.Err)
+		}
+		seen["low_watermark_after_delete"] = r.LowWatermark
+	})
+
+	// A write to a mirror topic: refused, and the client says why.
+	writer, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.RecordRetries(0))
+	if err != nil {
+		fail("mirror writer", err)
+	}
+	refused := writer.ProduceSync(ctx, &kgo.Record{Topic: mirror, Value: []byte("not allowed")}).FirstErr()
+	seen["mirror_write"] = errText(refused)
+	writer.Close()
+	admin.Close()
+
+	out, _ := json.Marshal(seen)
+	fmt.Println(string(out))
+}
+
+func errList(err error) []string {
+	if err == nil {
+		return []string{}
+	}
+	return []string{err.Error()}
+}
+
+func errText(err error) any {
+	if err == nil {
+		return nil
+	}
+	return err.Error()
+}
