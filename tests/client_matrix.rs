@@ -1,5 +1,5 @@
 //! Real clients nobody here wrote, through the proxy: confluent-kafka (Python,
-//! librdkafka 2.16 from PyPI) and franz-go (Go, with kadm). Each runs what its users do:
+//! librdkafka 2.16 from PyPI), franz-go (with kadm) and IBM/sarama (Go). Each runs what its users do:
 //! admin calls (create a topic, alter and describe configs, delete records), an
 //! idempotent producer, a transactional producer that commits one transaction and
 //! aborts another, a read-committed consumer group that commits its offsets; then it
@@ -75,14 +75,14 @@ fn confluent_kafka_python_works_through_the_proxy_and_is_told_a_mirror_is_read_o
     assert!(message.contains("Broker: Invalid request"), "{seen}");
 }
 
-/// The franz-go client, built from `tests/clients/franz` (modules from the Go proxy).
-fn franz_client() -> PathBuf {
-    let out = repo_root().join("target/test-clients/franz");
+/// A Go client, built from `tests/clients/go/<name>` (modules from the Go proxy).
+fn go_client(name: &str) -> PathBuf {
+    let out = repo_root().join("target/test-clients").join(name);
     let built = Command::new("go")
         .args(["build", "-o"])
         .arg(&out)
-        .arg(".")
-        .current_dir(repo_root().join("tests/clients/franz"))
+        .arg(format!("./{name}"))
+        .current_dir(repo_root().join("tests/clients/go"))
         .output()
         .expect("run go build");
     assert!(
@@ -95,8 +95,21 @@ fn franz_client() -> PathBuf {
 
 #[test]
 fn franz_go_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
-    let (seen, _) = run_client(&franz_client(), &[], "franz");
+    let (seen, _) = run_client(&go_client("franz"), &[], "franz");
     // franz-go reports the code with its own description of it.
     let message = seen["mirror_write"].as_str().unwrap_or_default();
     assert!(message.starts_with("INVALID_REQUEST: "), "{seen}");
+}
+
+#[test]
+fn sarama_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
+    let (seen, _) = run_client(&go_client("sarama"), &[], "sarama");
+    // sarama, too, reports its own text for the code.
+    let message = seen["mirror_write"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "kafka server: This most likely occurs because of a request being malformed"
+        ),
+        "{seen}"
+    );
 }

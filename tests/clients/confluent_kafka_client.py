@@ -6,6 +6,7 @@ Prints one JSON object with what each step saw; exits 1 on an unexpected error.
 """
 import json
 import sys
+import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
@@ -27,8 +28,14 @@ wait(admin.incremental_alter_configs([ConfigResource(
     ConfigResource.Type.TOPIC, topic,
     incremental_configs=[ConfigEntry("retention.ms", "7200000",
                                      incremental_operation=AlterConfigOpType.SET)])]))
-described = admin.describe_configs([resource])[resource].result(timeout=30)
-seen["retention.ms"] = described["retention.ms"].value
+# A config change reaches every broker shortly after the controller took it.
+deadline = time.monotonic() + 10
+while True:
+    described = admin.describe_configs([resource])[resource].result(timeout=30)
+    seen["retention.ms"] = described["retention.ms"].value
+    if seen["retention.ms"] == "7200000" or time.monotonic() > deadline:
+        break
+    time.sleep(0.2)
 
 
 def produce_all(producer, values):

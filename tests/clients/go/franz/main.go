@@ -47,15 +47,21 @@ func main() {
 	if err != nil {
 		fail("alter configs", err)
 	}
-	described, err := adm.DescribeTopicConfigs(ctx, topic)
-	if err != nil {
-		fail("describe configs", err)
-	}
-	for _, rc := range described {
-		for _, c := range rc.Configs {
-			if c.Key == "retention.ms" && c.Value != nil {
-				seen["retention.ms"] = *c.Value
+	// A config change reaches every broker shortly after the controller took it.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		described, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			fail("describe configs", err)
+		}
+		for _, rc := range described {
+			for _, c := range rc.Configs {
+				if c.Key == "retention.ms" && c.Value != nil {
+					seen["retention.ms"] = *c.Value
+				}
 			}
+		}
+		if seen["retention.ms"] == retention {
+			break
 		}
 	}
 
@@ -65,7 +71,7 @@ func main() {
 	}
 	var records []*kgo.Record
 	for i := 0; i < 100; i++ {
-		records = append(records, kgo.StringRecord(fmt.Sprintf("idem-%d", i)))
+		records = append(records, keyed(fmt.Sprintf("idem-%d", i)))
 	}
 	seen["idempotent_errors"] = errList(producer.ProduceSync(ctx, records...).FirstErr())
 	producer.Close()
@@ -85,7 +91,7 @@ func main() {
 		}
 		var batch []*kgo.Record
 		for i := 0; i < count; i++ {
-			batch = append(batch, kgo.StringRecord(fmt.Sprintf("%s-%d", prefix, i)))
+			batch = append(batch, keyed(fmt.Sprintf("%s-%d", prefix, i)))
 		}
 		produceErr := txn.ProduceSync(ctx, batch...).FirstErr()
 		commit := kgo.TryCommit
@@ -172,4 +178,9 @@ func errText(err error) any {
 		return nil
 	}
 	return err.Error()
+}
+
+// keyed is a record whose key is its value, so records spread over the partitions.
+func keyed(value string) *kgo.Record {
+	return &kgo.Record{Key: []byte(value), Value: []byte(value)}
 }
