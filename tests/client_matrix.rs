@@ -1,5 +1,5 @@
 //! Real clients nobody here wrote, through the proxy: confluent-kafka (Python,
-//! librdkafka 2.16 from PyPI), franz-go (with kadm) and IBM/sarama (Go). Each runs what its users do:
+//! librdkafka 2.16 from PyPI), franz-go (with kadm) and IBM/sarama (Go), KafkaJS (npm). Each runs what its users do:
 //! admin calls (create a topic, alter and describe configs, delete records), an
 //! idempotent producer, a transactional producer that commits one transaction and
 //! aborts another, a read-committed consumer group that commits its offsets; then it
@@ -112,4 +112,18 @@ fn sarama_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
         ),
         "{seen}"
     );
+}
+
+#[test]
+fn kafkajs_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
+    let dir = repo_root().join("tests/clients/node");
+    assert!(
+        dir.join("node_modules/kafkajs").exists(),
+        "KafkaJS is missing: testbed/install-deps installs it"
+    );
+    let script = dir.join("kafkajs_client.js");
+    let node = Path::new("/usr/bin/env");
+    let (seen, _) = run_client(node, &["node", script.to_str().unwrap()], "kafkajs");
+    // KafkaJS, too, reports its own text for the code.
+    assert_eq!(seen["mirror_write"]["type"], "INVALID_REQUEST", "{seen}");
 }

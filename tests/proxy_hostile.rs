@@ -548,6 +548,27 @@ async fn internal_topics_are_closed_to_clients_and_inter_broker_apis_not_offered
     let meta = metadata(&mut conn, &[&internal], 12).await;
     assert_eq!(meta.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
     assert!(meta.topics[0].topic_id.is_nil() && meta.topics[0].partitions.is_empty());
+    // A listing of every topic (v12: no list; v0: an empty one) leaves them out, as a
+    // broker leaves out topics a client may not describe.
+    for (version, topics) in [(12, None), (0, Some(Vec::new()))] {
+        let listing = conn
+            .call(
+                &kafka_protocol::messages::MetadataRequest::default().with_topics(topics),
+                version,
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = listing
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect();
+        assert!(!names.is_empty(), "v{version}: a listing");
+        assert!(
+            !names.contains(&internal) && !names.contains(&prefixed),
+            "v{version}: {names:?}"
+        );
+    }
 
     let mut leader = connect(&proxy.broker_addr(0)).await;
     // Produce by name (v9) and by id (v13).

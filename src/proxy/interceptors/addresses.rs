@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::NodeEndpoint;
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
     ProduceResponse,
@@ -57,6 +58,7 @@ pub fn metadata(
     shared: &Arc<Shared>,
     frame: Bytes,
     meta: &RequestMeta,
+    all_topics: bool,
 ) -> Result<Bytes, ConnError> {
     let mut response: MetadataResponse = decode(&frame, meta)?;
     for broker in &mut response.brokers {
@@ -66,19 +68,27 @@ pub fn metadata(
     shared
         .destination
         .learn_topics(&response, &|topic| snapshot.is_internal(topic));
-    hide_internal_topics(&snapshot, &mut response);
+    hide_internal_topics(&snapshot, &mut response, all_topics);
     encode(&response, meta)
 }
 
-/// mirrorgate's own topics answer TOPIC_AUTHORIZATION_FAILED, as a broker does for a
-/// topic the client may not describe: no id, no partitions, so no way to read them.
-fn hide_internal_topics(snapshot: &Snapshot, response: &mut MetadataResponse) {
-    for topic in &mut response.topics {
-        if topic
+/// mirrorgate's own topics are hidden as a broker hides a topic the client may not
+/// describe: left out of a listing of every topic (clients such as KafkaJS fail a
+/// listing with any topic error), and TOPIC_AUTHORIZATION_FAILED, with no id and no
+/// partitions, when asked for by name.
+fn hide_internal_topics(snapshot: &Snapshot, response: &mut MetadataResponse, all_topics: bool) {
+    let internal = |topic: &MetadataResponseTopic| {
+        topic
             .name
             .as_ref()
             .is_some_and(|n| snapshot.is_internal(n.as_str()))
-        {
+    };
+    if all_topics {
+        response.topics.retain(|t| !internal(t));
+        return;
+    }
+    for topic in &mut response.topics {
+        if internal(topic) {
             topic.error_code = TOPIC_AUTHORIZATION_FAILED;
             topic.topic_id = uuid::Uuid::nil();
             topic.partitions.clear();

@@ -15,9 +15,9 @@ pub mod write_guard;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest};
 
-use crate::kafka::codec::{decode_response, encode_response, peek_response_error};
+use crate::kafka::codec::{decode_request, decode_response, encode_response, peek_response_error};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
@@ -28,7 +28,10 @@ use write_guard::Merge;
 pub enum OnResponse {
     Forward,
     ApiVersions,
-    Metadata,
+    /// `all_topics`: the request asked for every topic (v0: an empty list; v1+: none).
+    Metadata {
+        all_topics: bool,
+    },
     FindCoordinator,
     DescribeCluster,
     Fetch,
@@ -121,7 +124,15 @@ pub async fn on_request(
     }
     Ok(match api {
         ApiKey::ApiVersions => forward(frame, OnResponse::ApiVersions),
-        ApiKey::Metadata => forward(frame, OnResponse::Metadata),
+        ApiKey::Metadata => {
+            let request: MetadataRequest =
+                decode_request(&frame).map_err(ConnError::client_codec)?;
+            let all_topics = match request.topics {
+                None => true,
+                Some(topics) => topics.is_empty() && frame.api_version == 0,
+            };
+            forward(frame, OnResponse::Metadata { all_topics })
+        }
         ApiKey::FindCoordinator => forward(frame, OnResponse::FindCoordinator),
         ApiKey::DescribeCluster => forward(frame, OnResponse::DescribeCluster),
         ApiKey::Fetch => return fetch_fillers::on_request(shared, frame).await,
@@ -168,7 +179,9 @@ pub fn on_response(
     match on_response {
         OnResponse::Forward => Ok(frame),
         OnResponse::ApiVersions => api_versions_response(frame, &meta),
-        OnResponse::Metadata => addresses::metadata(shared, frame, &meta),
+        OnResponse::Metadata { all_topics } => {
+            addresses::metadata(shared, frame, &meta, all_topics)
+        }
         OnResponse::FindCoordinator => addresses::find_coordinator(shared, frame, &meta),
         OnResponse::DescribeCluster => addresses::describe_cluster(shared, frame, &meta),
         OnResponse::Fetch => addresses::fetch(shared, frame, &meta),
