@@ -124,7 +124,7 @@ producer() {
 # round KIND PARTITIONS N: a new forwarded mirror, two producers, and (KIND=cutover) a
 # cut-over mid-way.
 round() {
-  local kind=$1 parts=$2 n=$3 name="cb-$1-$2-$3"
+  local kind=$1 parts=$2 name="cb-$1-$2-$3"
   tool kafka-topics --bootstrap-server "$SRC" --create --topic "$name" --partitions "$parts" \
     --replication-factor 1 >/dev/null
   mg 0 cluster-links --create --link "$name" \
