@@ -4,8 +4,8 @@
 //! properties text, inline config, start offset spec, filters JSON, a name to match;
 //! the last 12 bytes, when there, also give a structured timestamp.
 //!
-//! Properties: nothing panics; properties written back as `key=value` lines parse to
-//! the same map; a timestamp spec built from valid fields parses to the same instant
+//! Properties: nothing panics; properties written back (every special character
+//! escaped) parse to the same map; a timestamp spec built from valid fields parses to the same instant
 //! as an independent day count.
 
 use std::collections::BTreeMap;
@@ -56,18 +56,35 @@ fn validate(map: BTreeMap<String, String>) {
     }
 }
 
-/// Writing the map back as properties gives the same map, except where the syntax
-/// cannot say it: a value ending in `\` (a continuation) and a key starting with a
-/// comment character.
+/// Writing the map back as properties (every special character escaped) gives the
+/// same map.
 fn round_trip(map: &BTreeMap<String, String>) {
-    if map
+    let text: String = map
         .iter()
-        .any(|(k, v)| v.ends_with('\\') || k.starts_with(['#', '!']))
-    {
-        return;
-    }
-    let text: String = map.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        .map(|(k, v)| format!("{}={}\n", escape(k), escape(v)))
+        .collect();
     assert_eq!(&parse_properties(&text).unwrap(), map, "{text:?}");
+}
+
+/// A key or value as Java properties text: separators, comment marks, whitespace and
+/// control characters escaped; everything else as UTF-8.
+fn escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        match c {
+            '\\' | '=' | ':' | '#' | '!' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A well-formed timestamp parses to the same milliseconds as a naive day count.

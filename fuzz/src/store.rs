@@ -69,7 +69,10 @@ pub fn check(data: &[u8]) {
         };
         let key = format!("link/{name}");
         let sealed = seal_config(&record.config, Some(sealer()), &key).expect("sealing with a key");
-        assert_eq!(open_config(&sealed, Some(sealer()), &key).unwrap(), record.config);
+        assert_eq!(
+            open_config(&sealed, Some(sealer()), &key).unwrap(),
+            record.config
+        );
         let _ = open_config(&record.config, None, &key);
     }
 }

@@ -9,13 +9,17 @@ use serde::Deserialize;
 
 /// Parses Java properties text as Java does (`key=value`, `key: value` or `key value`;
 /// `#` and `!` comments; a trailing backslash continues the line; `\uXXXX` and other
-/// escapes). Values are trimmed, as Kafka trims config values.
+/// escapes). The text is UTF-8 (Java's `Properties.load(InputStream)` would read
+/// Latin-1 and garble any other character). Values are trimmed, as Kafka trims config
+/// values.
 pub fn parse_properties(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let parsed = java_properties::read(text.as_bytes()).map_err(|e| e.to_string())?;
-    Ok(parsed
-        .into_iter()
-        .map(|(k, v)| (k, v.trim().to_string()))
-        .collect())
+    let mut parsed = BTreeMap::new();
+    java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8)
+        .read_into(|k, v| {
+            parsed.insert(k, v.trim().to_string());
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(parsed)
 }
 
 /// `--config k=v,k2=v2` (values may not contain commas; use --config-file for those).
@@ -457,6 +461,8 @@ mod tests {
         assert_eq!(raw["d"], "xy");
         let escaped = parse_properties("a\\:b = caf\\u00e9\n").unwrap();
         assert_eq!(escaped["a:b"], "caf\u{e9}");
+        let utf8 = parse_properties("sasl.password=pässwörd\n").unwrap();
+        assert_eq!(utf8["sasl.password"], "pässwörd", "UTF-8 text stays UTF-8");
         assert_eq!(
             parse_inline("bootstrap.servers=h:1, cluster.link.paused=true")
                 .unwrap()
