@@ -7,37 +7,29 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"mirrorgate.test/clients/report"
 )
 
-func fail(step string, err error) {
-	fmt.Fprintf(os.Stderr, "%s: %v\n", step, err)
-	os.Exit(1)
-}
-
 func main() {
-	if len(os.Args) != 5 {
-		fail("usage", fmt.Errorf("franz BOOTSTRAP TOPIC MIRROR_TOPIC GROUP"))
-	}
-	bootstrap, topic, mirror, group := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	bootstrap, topic, mirror, group := report.Args("franz")
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	seen := map[string]any{}
 
 	admin, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
 	if err != nil {
-		fail("admin client", err)
+		report.Fail("admin client", err)
 	}
 	adm := kadm.NewClient(admin)
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
-		fail("create topic", err)
+		report.Fail("create topic", err)
 	}
 	retention := "7200000"
 	altered, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: &retention}}, topic)
@@ -45,13 +37,13 @@ func main() {
 		_, err = altered.On(topic, nil)
 	}
 	if err != nil {
-		fail("alter configs", err)
+		report.Fail("alter configs", err)
 	}
 	// A config change reaches every broker shortly after the controller took it.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		described, err := adm.DescribeTopicConfigs(ctx, topic)
 		if err != nil {
-			fail("describe configs", err)
+			report.Fail("describe configs", err)
 		}
 		for _, rc := range described {
 			for _, c := range rc.Configs {
@@ -67,23 +59,23 @@ func main() {
 
 	producer, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.DefaultProduceTopic(topic))
 	if err != nil {
-		fail("producer", err)
+		report.Fail("producer", err)
 	}
 	var records []*kgo.Record
 	for i := 0; i < 100; i++ {
 		records = append(records, keyed(fmt.Sprintf("idem-%d", i)))
 	}
-	seen["idempotent_errors"] = errList(producer.ProduceSync(ctx, records...).FirstErr())
+	seen["idempotent_errors"] = report.Errors(producer.ProduceSync(ctx, records...).FirstErr())
 	producer.Close()
 
 	txn, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.DefaultProduceTopic(topic),
 		kgo.TransactionalID(group+"-txn"))
 	if err != nil {
-		fail("transactional producer", err)
+		report.Fail("transactional producer", err)
 	}
 	for round, prefix := range []string{"txn", "aborted"} {
 		if err := txn.BeginTransaction(); err != nil {
-			fail("begin", err)
+			report.Fail("begin", err)
 		}
 		count := 50
 		if round == 1 {
@@ -98,10 +90,10 @@ func main() {
 		if round == 1 {
 			commit = kgo.TryAbort
 		} else {
-			seen["transactional_errors"] = errList(produceErr)
+			seen["transactional_errors"] = report.Errors(produceErr)
 		}
 		if err := txn.EndTransaction(ctx, commit); err != nil {
-			fail("end transaction", err)
+			report.Fail("end transaction", err)
 		}
 	}
 	txn.Close()
@@ -110,13 +102,13 @@ func main() {
 		kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
-		fail("consumer", err)
+		report.Fail("consumer", err)
 	}
 	consumed, aborted := 0, 0
 	for consumed < 150 && ctx.Err() == nil {
 		fetches := consumer.PollFetches(ctx)
 		if errs := fetches.Errors(); len(errs) > 0 {
-			fail("poll", errs[0].Err)
+			report.Fail("poll", errs[0].Err)
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
 			consumed++
@@ -126,14 +118,14 @@ func main() {
 		})
 	}
 	if err := consumer.CommitUncommittedOffsets(ctx); err != nil {
-		fail("commit", err)
+		report.Fail("commit", err)
 	}
 	consumer.Close()
 	seen["consumed"] = consumed
 	seen["consumed_aborted"] = aborted
 	offsets, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
-		fail("fetch offsets", err)
+		report.Fail("fetch offsets", err)
 	}
 	committed := int64(0)
 	offsets.Each(func(o kadm.OffsetResponse) { committed += o.At })
@@ -143,11 +135,11 @@ func main() {
 	toDelete.Add(kadm.Offset{Topic: topic, Partition: 0, At: 10})
 	deleted, err := adm.DeleteRecords(ctx, toDelete)
 	if err != nil {
-		fail("delete records", err)
+		report.Fail("delete records", err)
 	}
 	deleted.Each(func(r kadm.DeleteRecordsResponse) {
 		if r.Err != nil {
-			fail("delete records", r.Err)
+			report.Fail("delete records", r.Err)
 		}
 		seen["low_watermark_after_delete"] = r.LowWatermark
 	})
@@ -155,29 +147,14 @@ func main() {
 	// A write to a mirror topic: refused, and the client says why.
 	writer, err := kgo.NewClient(kgo.SeedBrokers(bootstrap), kgo.RecordRetries(0))
 	if err != nil {
-		fail("mirror writer", err)
+		report.Fail("mirror writer", err)
 	}
 	refused := writer.ProduceSync(ctx, &kgo.Record{Topic: mirror, Value: []byte("not allowed")}).FirstErr()
-	seen["mirror_write"] = errText(refused)
+	seen["mirror_write"] = report.Text(refused)
 	writer.Close()
 	admin.Close()
 
-	out, _ := json.Marshal(seen)
-	fmt.Println(string(out))
-}
-
-func errList(err error) []string {
-	if err == nil {
-		return []string{}
-	}
-	return []string{err.Error()}
-}
-
-func errText(err error) any {
-	if err == nil {
-		return nil
-	}
-	return err.Error()
+	report.Print(seen)
 }
 
 // keyed is a record whose key is its value, so records spread over the partitions.

@@ -7,24 +7,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"mirrorgate.test/clients/report"
 )
 
-func fail(step string, err error) {
-	fmt.Fprintf(os.Stderr, "%s: %v\n", step, err)
-	os.Exit(1)
-}
-
 func main() {
-	if len(os.Args) != 5 {
-		fail("usage", fmt.Errorf("kafkago BOOTSTRAP TOPIC MIRROR_TOPIC GROUP"))
-	}
-	bootstrap, topic, mirror, group := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	bootstrap, topic, mirror, group := report.Args("kafkago")
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	seen := map[string]any{}
@@ -37,7 +29,7 @@ func main() {
 		err = created.Errors[topic]
 	}
 	if err != nil {
-		fail("create topic", err)
+		report.Fail("create topic", err)
 	}
 	altered, err := client.IncrementalAlterConfigs(ctx, &kafka.IncrementalAlterConfigsRequest{
 		Resources: []kafka.IncrementalAlterConfigsRequestResource{{
@@ -52,7 +44,7 @@ func main() {
 		err = altered.Resources[0].Error
 	}
 	if err != nil {
-		fail("alter configs", err)
+		report.Fail("alter configs", err)
 	}
 	// A config change reaches every broker shortly after the controller took it.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -62,7 +54,7 @@ func main() {
 			}},
 		})
 		if err != nil {
-			fail("describe configs", err)
+			report.Fail("describe configs", err)
 		}
 		for _, r := range described.Resources {
 			for _, e := range r.ConfigEntries {
@@ -83,7 +75,7 @@ func main() {
 		v := fmt.Sprintf("plain-%d", i)
 		messages = append(messages, kafka.Message{Key: []byte(v), Value: []byte(v)})
 	}
-	seen["producer_errors"] = errList(writer.WriteMessages(ctx, messages...))
+	seen["producer_errors"] = report.Errors(writer.WriteMessages(ctx, messages...))
 	writer.Close()
 
 	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{bootstrap}, GroupID: group,
@@ -92,11 +84,11 @@ func main() {
 	for consumed < 150 {
 		message, err := reader.FetchMessage(ctx)
 		if err != nil {
-			fail("fetch", err)
+			report.Fail("fetch", err)
 		}
 		consumed++
 		if err := reader.CommitMessages(ctx, message); err != nil {
-			fail("commit", err)
+			report.Fail("commit", err)
 		}
 	}
 	reader.Close()
@@ -105,7 +97,7 @@ func main() {
 	fetched, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group,
 		Topics: map[string][]int{topic: {0, 1}}})
 	if err != nil {
-		fail("offset fetch", err)
+		report.Fail("offset fetch", err)
 	}
 	committed := int64(0)
 	for _, p := range fetched.Topics[topic] {
@@ -118,23 +110,8 @@ func main() {
 	// A write to a mirror topic: refused, and the client says why.
 	refusing := &kafka.Writer{Addr: kafka.TCP(bootstrap), Topic: mirror, MaxAttempts: 1,
 		RequiredAcks: kafka.RequireAll, BatchTimeout: 10 * time.Millisecond}
-	seen["mirror_write"] = errText(refusing.WriteMessages(ctx, kafka.Message{Value: []byte("not allowed")}))
+	seen["mirror_write"] = report.Text(refusing.WriteMessages(ctx, kafka.Message{Value: []byte("not allowed")}))
 	refusing.Close()
 
-	out, _ := json.Marshal(seen)
-	fmt.Println(string(out))
-}
-
-func errList(err error) []string {
-	if err == nil {
-		return []string{}
-	}
-	return []string{err.Error()}
-}
-
-func errText(err error) any {
-	if err == nil {
-		return nil
-	}
-	return err.Error()
+	report.Print(seen)
 }

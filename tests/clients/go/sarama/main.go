@@ -7,19 +7,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
-)
 
-func fail(step string, err error) {
-	fmt.Fprintf(os.Stderr, "%s: %v\n", step, err)
-	os.Exit(1)
-}
+	"mirrorgate.test/clients/report"
+)
 
 func config() *sarama.Config {
 	c := sarama.NewConfig()
@@ -58,32 +53,29 @@ func (c *counter) ConsumeClaim(session sarama.ConsumerGroupSession, claim sarama
 }
 
 func main() {
-	if len(os.Args) != 5 {
-		fail("usage", fmt.Errorf("sarama BOOTSTRAP TOPIC MIRROR_TOPIC GROUP"))
-	}
-	bootstrap, topic, mirror, group := os.Args[1], os.Args[2], os.Args[3], os.Args[4]
+	bootstrap, topic, mirror, group := report.Args("sarama")
 	brokers := []string{bootstrap}
 	seen := map[string]any{}
 
 	admin, err := sarama.NewClusterAdmin(brokers, config())
 	if err != nil {
-		fail("admin", err)
+		report.Fail("admin", err)
 	}
 	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, false); err != nil {
-		fail("create topic", err)
+		report.Fail("create topic", err)
 	}
 	retention := "7200000"
 	set := map[string]sarama.IncrementalAlterConfigsEntry{
 		"retention.ms": {Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &retention},
 	}
 	if err := admin.IncrementalAlterConfig(sarama.TopicResource, topic, set, false); err != nil {
-		fail("alter configs", err)
+		report.Fail("alter configs", err)
 	}
 	// A config change reaches every broker shortly after the controller took it.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic})
 		if err != nil {
-			fail("describe configs", err)
+			report.Fail("describe configs", err)
 		}
 		for _, e := range entries {
 			if e.Name == "retention.ms" {
@@ -106,11 +98,11 @@ func main() {
 	txn.Producer.Transaction.ID = group + "-txn"
 	producer, err := sarama.NewSyncProducer(brokers, txn)
 	if err != nil {
-		fail("transactional producer", err)
+		report.Fail("transactional producer", err)
 	}
 	for round, prefix := range []string{"txn", "aborted"} {
 		if err := producer.BeginTxn(); err != nil {
-			fail("begin", err)
+			report.Fail("begin", err)
 		}
 		count := 50
 		if round == 1 {
@@ -120,10 +112,10 @@ func main() {
 		if round == 0 {
 			seen["transactional_errors"] = errs
 			if err := producer.CommitTxn(); err != nil {
-				fail("commit", err)
+				report.Fail("commit", err)
 			}
 		} else if err := producer.AbortTxn(); err != nil {
-			fail("abort", err)
+			report.Fail("abort", err)
 		}
 	}
 	producer.Close()
@@ -134,14 +126,14 @@ func main() {
 	consumer.Consumer.Offsets.AutoCommit.Enable = false
 	groupClient, err := sarama.NewConsumerGroup(brokers, group, consumer)
 	if err != nil {
-		fail("consumer group", err)
+		report.Fail("consumer group", err)
 	}
 	handler := &counter{want: 150, done: make(chan struct{})}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	go func() {
 		for ctx.Err() == nil {
 			if err := groupClient.Consume(ctx, []string{topic}, handler); err != nil && ctx.Err() == nil {
-				fail("consume", err)
+				report.Fail("consume", err)
 			}
 		}
 	}()
@@ -155,7 +147,7 @@ func main() {
 	seen["consumed_aborted"] = handler.aborted
 	offsets, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: {0, 1}})
 	if err != nil {
-		fail("group offsets", err)
+		report.Fail("group offsets", err)
 	}
 	committed := int64(0)
 	for _, block := range offsets.Blocks[topic] {
@@ -166,15 +158,15 @@ func main() {
 	seen["committed"] = committed
 
 	if err := admin.DeleteRecords(topic, map[int32]int64{0: 10}); err != nil {
-		fail("delete records", err)
+		report.Fail("delete records", err)
 	}
 	client, err := sarama.NewClient(brokers, config())
 	if err != nil {
-		fail("client", err)
+		report.Fail("client", err)
 	}
 	low, err := client.GetOffset(topic, 0, sarama.OffsetOldest)
 	if err != nil {
-		fail("log start", err)
+		report.Fail("log start", err)
 	}
 	seen["low_watermark_after_delete"] = low
 	client.Close()
@@ -186,8 +178,7 @@ func main() {
 	refused := produceTo(brokers, plain, mirror)
 	seen["mirror_write"] = refused
 
-	out, _ := json.Marshal(seen)
-	fmt.Println(string(out))
+	report.Print(seen)
 }
 
 // produce sends count records to topic (with its own producer unless one is given) and
@@ -196,7 +187,7 @@ func produce(brokers []string, c *sarama.Config, topic, prefix string, count int
 	if producer == nil {
 		p, err := sarama.NewSyncProducer(brokers, c)
 		if err != nil {
-			fail("producer", err)
+			report.Fail("producer", err)
 		}
 		defer p.Close()
 		producer = p
@@ -216,7 +207,7 @@ func produce(brokers []string, c *sarama.Config, topic, prefix string, count int
 func produceTo(brokers []string, c *sarama.Config, topic string) any {
 	p, err := sarama.NewSyncProducer(brokers, c)
 	if err != nil {
-		fail("mirror producer", err)
+		report.Fail("mirror producer", err)
 	}
 	defer p.Close()
 	_, _, err = p.SendMessage(&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder("not allowed")})
