@@ -44,9 +44,15 @@ impl Inner {
     /// others; the link's throttle then follows this instance's new share.
     pub(super) fn converge(self: &Arc<Self>, state: &mut State, topic: &str) {
         self.converge_tasks(state, topic);
+        self.throttle_mirror(state, topic);
         if let Some(entry) = state.mirrors.get(topic) {
             self.throttle_link(state, &entry.record.link);
-            // The mirror's own rate, shared out like the link's.
+        }
+    }
+
+    /// The mirror's own rate, shared out like the link's.
+    fn throttle_mirror(&self, state: &State, topic: &str) {
+        if let Some(entry) = state.mirrors.get(topic) {
             let rate = throttle::share_of(
                 entry.record.throttled_rate,
                 entry.running.len(),
@@ -129,8 +135,18 @@ impl Inner {
     /// Every mirror converges (a new share, or a link's config changed).
     pub(super) fn converge_all(self: &Arc<Self>, state: &mut State) {
         let topics: Vec<String> = state.mirrors.keys().cloned().collect();
-        for topic in topics {
-            self.converge(state, &topic);
+        for topic in &topics {
+            self.converge_tasks(state, topic);
+            self.throttle_mirror(state, topic);
+        }
+        // Each link's share once, after every mirror converged.
+        let links: std::collections::BTreeSet<String> = state
+            .mirrors
+            .values()
+            .map(|m| m.record.link.clone())
+            .collect();
+        for link in links {
+            self.throttle_link(state, &link);
         }
     }
 
