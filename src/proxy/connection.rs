@@ -330,7 +330,7 @@ async fn request_loop(
                 .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
             // Dropping `pending` lets the response loop write what is in flight, then
             // the connection closes.
-            tracing::debug!("read no more requests after a parked write timed out");
+            tracing::debug!("read no more requests: a write was answered before it was written (parked too long, or refused before reaching the source)");
             return Ok(());
         }
         // Batch writes of pipelined requests: flush only when no whole frame is waiting.

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -38,6 +39,7 @@ use super::link_config::LinkConfig;
 use super::source::Source;
 use super::{store, Destination};
 use crate::kafka::admin;
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{rewrite_for_produce, RecordBatches};
 use crate::registry::forward::{
@@ -52,7 +54,14 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const REQUEST_TIMED_OUT: i16 = 7;
 const CORRUPT_MESSAGE: i16 = 2;
 /// How long a new producer's first write waits for its record to be read back.
-const RECORD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+/// How long a write waits for what it needs from the source before it can be sent (a
+/// producer id, a partition leader), retrying: a source that has just started answers
+/// COORDINATOR_LOAD_IN_PROGRESS or has no leader yet for a moment, and a refusal would
+/// cost the client its connection (see `Forwarded::refused_before_sending`).
+const SETUP_WAIT: Duration = Duration::from_secs(8);
+const SETUP_RETRY_MIN: Duration = Duration::from_millis(50);
+const SETUP_RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub struct Forwarder {
     dest: Destination,
@@ -203,6 +212,7 @@ impl LinkForward {
             .map(|((source_topic, _), partitions)| (&**source_topic, partitions.clone()))
             .collect();
         if let Err(reason) = self.resolve_leaders(&wanted).await {
+            tracing::debug!(link = %self.name, %reason, "forwarded write refused before sending");
             return answered_all(&shape, NOT_LEADER_OR_FOLLOWER, &reason);
         }
         // One request per source leader, partitions in the client's order.
@@ -263,10 +273,14 @@ impl LinkForward {
             }
             placed.push(row);
         }
-        let mut refused_before_sending = placed
-            .iter()
-            .flatten()
-            .any(|p| matches!(p, Placed::Answered(_)));
+        let mut refused_before_sending = false;
+        for answered in placed.iter().flatten().filter_map(|p| match p {
+            Placed::Answered(answer) => Some(answer),
+            Placed::Sent { .. } => None,
+        }) {
+            refused_before_sending = true;
+            tracing::debug!(link = %self.name, partition = answered.index, code = answered.error_code, reason = ?answered.error_message, "forwarded write refused before sending");
+        }
         let mut replies = Vec::with_capacity(per_broker.len());
         for (broker, produce) in per_broker {
             let (tx, rx) = oneshot::channel();
@@ -394,7 +408,25 @@ impl LinkForward {
         Ok(chosen)
     }
 
+    /// A fresh source producer id, asked again (with backoff) until [`SETUP_WAIT`].
     async fn fresh_source_producer(&self) -> Result<ProducerIdentity, String> {
+        let deadline = tokio::time::Instant::now() + SETUP_WAIT;
+        let mut backoff = Backoff::new(SETUP_RETRY_MIN, SETUP_RETRY_MAX, Jitter::Equal);
+        loop {
+            let error = match self.init_source_producer().await {
+                Ok(identity) => return Ok(identity),
+                Err(error) => error,
+            };
+            let delay = backoff.next_delay();
+            if tokio::time::Instant::now() + delay >= deadline {
+                return Err(error);
+            }
+            tracing::debug!(link = %self.name, %error, "no source producer id yet; asking again");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn init_source_producer(&self) -> Result<ProducerIdentity, String> {
         let any = self
             .source
             .bootstrap
@@ -441,8 +473,28 @@ impl LinkForward {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks up the leaders not known yet (one metadata request for their topics).
+    /// Looks up the leaders not known yet, asking again (with backoff) while some are
+    /// missing, until [`SETUP_WAIT`]; a partition still without one is answered alone.
     async fn resolve_leaders(&self, wanted: &[(&str, Vec<i32>)]) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + SETUP_WAIT;
+        let mut backoff = Backoff::new(SETUP_RETRY_MIN, SETUP_RETRY_MAX, Jitter::Equal);
+        loop {
+            let outcome = self.lookup_leaders(wanted).await;
+            if matches!(outcome, Ok(true)) {
+                return Ok(());
+            }
+            let delay = backoff.next_delay();
+            if tokio::time::Instant::now() + delay >= deadline {
+                return outcome.map(|_| ());
+            }
+            tracing::debug!(link = %self.name, outcome = ?outcome, "source leaders not all known yet; asking again");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One metadata request for the topics with a leader not known yet: `true` once
+    /// every wanted partition has one.
+    async fn lookup_leaders(&self, wanted: &[(&str, Vec<i32>)]) -> Result<bool, String> {
         let missing: Vec<&str> = {
             let leaders = self.leaders.lock().unwrap_or_else(PoisonError::into_inner);
             wanted
@@ -457,7 +509,7 @@ impl LinkForward {
                 .collect()
         };
         if missing.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut conn = self
             .source
@@ -479,7 +531,12 @@ impl LinkForward {
                 }
             }
         }
-        Ok(())
+        Ok(wanted.iter().all(|(topic, partitions)| {
+            let known = leaders.get(*topic);
+            partitions
+                .iter()
+                .all(|p| known.is_some_and(|k| k.contains_key(p)))
+        }))
     }
 
     fn leader(&self, topic: &str, partition: i32) -> Option<String> {
