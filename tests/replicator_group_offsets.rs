@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::replication::{cli, replicating, source, text};
-use common::{destination, kafka_tool_direct, kcat, unique, Cluster, Proxy};
+use common::replication::{cli, consume, group_offsets, replicating, source, text};
+use common::{destination, kcat, unique, Cluster, Proxy};
 
 const RECORDS: usize = 20;
 
@@ -30,62 +29,6 @@ fn topic_with_records(source: &Cluster, prefix: &str) -> String {
     );
     assert!(out.output.status.success(), "{}", out.text());
     topic
-}
-
-/// Reads `count` records as a member of `group` (one record per poll, so the offset
-/// committed on close is exactly the next unread one) and returns their values.
-fn consume(bootstrap: &str, topic: &str, group: &str, count: usize) -> Vec<String> {
-    let count = count.to_string();
-    let out = kafka_tool_direct(&[
-        "kafka-console-consumer",
-        "--bootstrap-server",
-        bootstrap,
-        "--topic",
-        topic,
-        "--group",
-        group,
-        "--from-beginning",
-        "--max-messages",
-        &count,
-        "--timeout-ms",
-        "30000",
-        "--consumer-property",
-        "max.poll.records=1",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// (topic, partition) -> committed offset of `group`, as `kafka-consumer-groups
-/// --describe` shows it.
-fn group_offsets(bootstrap: &str, group: &str) -> BTreeMap<(String, i32), i64> {
-    let out = kafka_tool_direct(&[
-        "kafka-consumer-groups",
-        "--bootstrap-server",
-        bootstrap,
-        "--describe",
-        "--group",
-        group,
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            if cols.first() != Some(&group) {
-                return None;
-            }
-            let partition = cols.get(2)?.parse().ok()?;
-            let offset = cols.get(3)?.parse().ok()?;
-            Some(((cols.get(1)?.to_string(), partition), offset))
-        })
-        .collect()
 }
 
 fn wait_offset(bootstrap: &str, group: &str, topic: &str, expected: i64) {

@@ -88,7 +88,7 @@ pub struct ClusterLinks {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover", "alter"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover", "alter", "truncate_and_restore"])))]
 pub struct Mirrors {
     #[arg(long)]
     create: bool,
@@ -111,6 +111,26 @@ pub struct Mirrors {
     promote: bool,
     #[arg(long)]
     failover: bool,
+    /// On the old primary after a failover, with --link to the new primary: sets aside
+    /// the records past each partition's last mirrored offset, then makes the topic a
+    /// mirror of the new primary's again.
+    #[arg(long)]
+    pub(super) truncate_and_restore: bool,
+    /// With --truncate-and-restore: the only partitions that may have records to set
+    /// aside (0,1,...).
+    #[arg(long)]
+    pub(super) include_partitions: Option<String>,
+    /// With --truncate-and-restore: print what would be set aside; change nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// With --truncate-and-restore: the topic for the set-aside records (default:
+    /// <topic>.mirrorgate-truncated).
+    #[arg(long)]
+    pub(super) set_aside_topic: Option<String>,
+    /// With --truncate-and-restore: the new primary fleet's metadata topic, when its
+    /// name differs from this fleet's.
+    #[arg(long)]
+    pub(super) source_metadata_topic: Option<String>,
     #[arg(long)]
     mirror_topic: Option<String>,
     /// With --create: topic configs for the mirror, k=v,k2=v2 (override the source's),
@@ -120,7 +140,7 @@ pub struct Mirrors {
     #[arg(long)]
     source_topic: Option<String>,
     #[arg(long)]
-    link: Option<String>,
+    pub(super) link: Option<String>,
     /// For --describe: only these links (comma-separated).
     #[arg(long)]
     links: Option<String>,
@@ -474,6 +494,9 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if args.truncate_and_restore {
+        return super::cli_restore::truncate_and_restore(&api, &args, topics);
+    }
     if topics.is_empty() && args.link.is_none() {
         bail!("Specify --topics or --link.");
     }
@@ -605,16 +628,44 @@ fn describe(m: &Value) -> String {
             .map(|r| format!("\tThrottledRate: {r}"))
             .unwrap_or_default(),
     );
-    for p in m["mirror_lags"].as_array().into_iter().flatten() {
+    // Recorded when the mirror stopped: what truncate-and-restore keeps on the old source.
+    let last_mirrored = |partition: &Value| {
+        let found = m["last_mirrored_offsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| &l["partition"] == partition);
+        let Some(l) = found else {
+            return String::new();
+        };
+        let epoch = l["source_leader_epoch"]
+            .as_i64()
+            .map(|e| format!("\tSourceLeaderEpoch: {e}"))
+            .unwrap_or_default();
+        format!("\tLastMirroredOffset: {}{epoch}", l["offset"])
+    };
+    let lags = m["mirror_lags"].as_array().cloned().unwrap_or_default();
+    for p in &lags {
         out.push_str(&format!(
-            "\tPartition: {}\tState: {}\tDestLogEndOffset: {}\tLastFetchSourceHighWatermark: {}\tLag: {}\tTimeSinceLastFetchMs: {}\n",
+            "\tPartition: {}\tState: {}\tDestLogEndOffset: {}\tLastFetchSourceHighWatermark: {}\tLag: {}\tTimeSinceLastFetchMs: {}{}\n",
             p["partition"],
             m["mirror_status"].as_str().unwrap_or(""),
             p["dest_log_end_offset"],
             p["last_source_fetch_offset"],
             p["lag"],
             p["time_since_last_fetch_ms"],
+            last_mirrored(&p["partition"]),
         ));
+    }
+    if lags.is_empty() {
+        for l in m["last_mirrored_offsets"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "\tPartition: {}\tState: {}{}\n",
+                l["partition"],
+                m["mirror_status"].as_str().unwrap_or(""),
+                last_mirrored(&l["partition"]),
+            ));
+        }
     }
     out
 }

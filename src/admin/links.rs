@@ -15,6 +15,7 @@ use serde_json::json;
 
 use super::{json_error, AdminState};
 use crate::replicator::manager::{ApiError, Change};
+use crate::replicator::restore::RestoreOptions;
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -226,6 +227,12 @@ struct MirrorBody {
     mirror_topic_names: Vec<String>,
     #[serde(default)]
     configs: Vec<ConfigEntry>,
+    /// For `mirrors:truncate-and-restore`.
+    include_partitions: Option<Vec<i32>>,
+    #[serde(default)]
+    dry_run: bool,
+    set_aside_topic: Option<String>,
+    source_metadata_topic: Option<String>,
 }
 
 async fn mirror_action(
@@ -267,6 +274,7 @@ async fn mirror_action(
                 Err(e) => error(e),
             };
         }
+        "mirrors:truncate-and-restore" => return truncate_and_restore(&state, &link, body).await,
         "mirrors:pause" => Change::Pause,
         "mirrors:resume" => Change::Resume,
         "mirrors:promote" => Change::Promote,
@@ -304,4 +312,35 @@ fn mirror_results(results: Vec<(String, Result<(), String>)>) -> Response {
         })
         .collect();
     Json(json!({ "kind": "AlterMirrorStatusResponseDataList", "data": data })).into_response()
+}
+
+/// `POST .../links/{link}/mirrors:truncate-and-restore`: one report per topic, in turn.
+async fn truncate_and_restore(state: &AdminState, link: &str, body: MirrorBody) -> Response {
+    if body.mirror_topic_names.is_empty() {
+        return error(ApiError::Invalid(
+            "mirror_topic_names: name the topics to restore".into(),
+        ));
+    }
+    let options = RestoreOptions {
+        include_partitions: body.include_partitions.map(|p| p.into_iter().collect()),
+        dry_run: body.dry_run,
+        set_aside_topic: body.set_aside_topic,
+        source_metadata_topic: body.source_metadata_topic,
+    };
+    let mut data = Vec::new();
+    for topic in &body.mirror_topic_names {
+        match state
+            .replicator
+            .truncate_and_restore(link, topic, &options)
+            .await
+        {
+            Ok(report) => data.push(json!(report)),
+            Err(e) => data.push(json!({
+                "mirror_topic_name": topic,
+                "error_code": e.http_status(),
+                "error_message": e.to_string(),
+            })),
+        }
+    }
+    Json(json!({ "kind": "TruncateAndRestoreResponseDataList", "data": data })).into_response()
 }

@@ -7,6 +7,7 @@ mod auth;
 pub mod cli;
 pub mod cli_cutover;
 pub mod cli_output;
+mod cli_restore;
 mod cli_wait;
 mod cutover;
 mod guard;

@@ -11,7 +11,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 };
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DescribeConfigsRequest,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     IncrementalAlterConfigsRequest, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -20,6 +20,8 @@ use super::client::{ClientError, KafkaConnection};
 
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;
+/// v4: topics by name (v6 adds ids).
+const DELETE_TOPICS_VERSION: i16 = 4;
 const CREATE_PARTITIONS_VERSION: i16 = 3;
 const DESCRIBE_CONFIGS_VERSION: i16 = 4;
 const INCREMENTAL_ALTER_CONFIGS_VERSION: i16 = 1;
@@ -307,4 +309,31 @@ pub async fn create_topic(
         });
     }
     Ok(())
+}
+
+/// Deletes `name`; the broker removes it in the background (metadata says so when it
+/// is gone). A topic that does not exist is not an error.
+pub async fn delete_topic(conn: &mut KafkaConnection, name: &str) -> Result<(), AdminError> {
+    let request = DeleteTopicsRequest::default()
+        .with_topic_names(vec![topic_name(name)])
+        .with_timeout_ms(30_000);
+    let response = conn.call(&request, DELETE_TOPICS_VERSION).await?;
+    let result = response
+        .responses
+        .into_iter()
+        .next()
+        .ok_or(AdminError::Kafka {
+            code: -1,
+            message: "no result for the topic".into(),
+        })?;
+    match result.error_code {
+        0 | UNKNOWN_TOPIC => Ok(()),
+        code => Err(AdminError::Kafka {
+            code,
+            message: result
+                .error_message
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_else(|| format!("cannot delete topic '{name}'")),
+        }),
+    }
 }

@@ -27,6 +27,24 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<KafkaConnection, ClientError>>,
 {
+    Ok(end_offsets_with_epochs(any, connect, topic)
+        .await?
+        .into_iter()
+        .map(|(partition, (offset, _))| (partition, offset))
+        .collect())
+}
+
+/// As [`end_offsets`], with the leader epoch of each partition's last record (-1 when
+/// the broker does not say).
+pub async fn end_offsets_with_epochs<F, Fut>(
+    any: &mut KafkaConnection,
+    connect: F,
+    topic: &str,
+) -> Result<BTreeMap<i32, (i64, i32)>, AdminError>
+where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Result<KafkaConnection, ClientError>>,
+{
     let metadata = admin::metadata(any, Some(&[topic])).await?;
     let count = admin::partition_count(&metadata, topic).map_err(|code| AdminError::Kafka {
         code,
@@ -66,7 +84,7 @@ where
                     message: format!("end offset of {topic}-{}", answer.partition_index),
                 });
             }
-            ends.insert(answer.partition_index, answer.offset);
+            ends.insert(answer.partition_index, (answer.offset, answer.leader_epoch));
         }
     }
     if ends.len() != count as usize {

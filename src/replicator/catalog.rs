@@ -64,6 +64,7 @@ pub enum Invalid {
     Json,
     Partitions,
     StartOffsets,
+    LastMirrored,
     SealedConfig,
 }
 
@@ -76,6 +77,7 @@ impl Invalid {
             Invalid::Json => "json",
             Invalid::Partitions => "partitions",
             Invalid::StartOffsets => "start_offsets",
+            Invalid::LastMirrored => "last_mirrored",
             Invalid::SealedConfig => "sealed_config",
         }
     }
@@ -480,6 +482,26 @@ fn validate_mirror(mirror: &MirrorRecord) -> Result<(), (Invalid, String)> {
             format!(
                 "{} start offsets for {} partitions",
                 mirror.start_offsets.len(),
+                mirror.partitions
+            ),
+        ));
+    }
+    if mirror
+        .restoring
+        .as_ref()
+        .is_some_and(|r| r.set_aside_from.len() > mirror.partitions as usize)
+    {
+        return Err((
+            Invalid::LastMirrored,
+            "more set-aside offsets than partitions".to_string(),
+        ));
+    }
+    if mirror.last_mirrored.len() > mirror.partitions as usize {
+        return Err((
+            Invalid::LastMirrored,
+            format!(
+                "{} last mirrored offsets for {} partitions",
+                mirror.last_mirrored.len(),
                 mirror.partitions
             ),
         ));

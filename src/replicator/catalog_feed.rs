@@ -238,7 +238,8 @@ impl Tail {
         loop {
             let position = self.position.unwrap_or(start);
             let wait = if self.loaded { LONG_POLL_MS } else { 0 };
-            let (records, high_watermark) = match fetch(&mut conn, &topic, position, wait).await {
+            let (records, high_watermark) = match fetch(&mut conn, &topic, 0, position, wait).await
+            {
                 Ok(Fetched::Records(records, hw)) => (records, hw),
                 Ok(Fetched::OutOfRange) => {
                     self.position = None;
@@ -326,14 +327,17 @@ impl Tail {
     }
 }
 
-enum Fetched {
+pub(super) enum Fetched {
     Records(Bytes, i64),
     OutOfRange,
 }
 
-async fn fetch(
+/// One fetch of `topic`-`partition` at `offset` (read uncommitted): its record bytes
+/// and the high watermark.
+pub(super) async fn fetch(
     conn: &mut KafkaConnection,
     topic: &str,
+    partition: i32,
     offset: i64,
     max_wait_ms: i32,
 ) -> Result<Fetched, String> {
@@ -345,6 +349,7 @@ async fn fetch(
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic_name(topic))
             .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
                 .with_fetch_offset(offset)
                 .with_partition_max_bytes(FETCH_MAX_BYTES)])]);
     let response = conn

@@ -335,3 +335,32 @@ fn the_first_producer_record_of_a_key_wins() {
     assert_eq!(apply(&mut catalog, key.as_bytes(), None), Outcome::Applied);
     assert_eq!(catalog.source_producer("l", 7, 0), None);
 }
+
+#[test]
+fn more_last_mirrored_offsets_than_partitions_are_refused() {
+    let mut catalog = Catalog::default();
+    let offsets: Vec<String> = (0..3)
+        .map(|p| format!(r#"{{"partition":{p},"offset":9}}"#))
+        .collect();
+    let record = |count: usize| {
+        mirror_json(2, "STOPPED", 1).replace(
+            r#""version":1"#,
+            &format!(
+                r#""version":1,"last_mirrored":[{}]"#,
+                offsets[..count].join(",")
+            ),
+        )
+    };
+    let outcome = apply(&mut catalog, b"mirror/m", Some(&record(3)));
+    assert!(
+        matches!(outcome, Outcome::Invalid(Invalid::LastMirrored, _)),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        apply(&mut catalog, b"mirror/m", Some(&record(2))),
+        Outcome::Applied
+    );
+    let kept = &catalog.mirror("m").and_then(|m| m.record.clone()).unwrap();
+    assert_eq!(kept.last_mirrored.len(), 2);
+    assert_eq!(kept.last_mirrored[1].offset, 9);
+}

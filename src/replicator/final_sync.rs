@@ -13,7 +13,7 @@ use super::link_config::LinkConfig;
 use super::link_jobs::{self, LinkSyncs};
 use super::manager::Inner;
 use super::offset_sync::{MirrorOffsets, SyncReport};
-use super::store::MirrorState;
+use super::store::{MirrorRecord, MirrorState};
 
 /// How long failover waits for a last offset sync from a source that may be gone.
 const FAILOVER_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,13 +159,21 @@ impl FinalSync {
     }
 }
 
-/// The link's mirrors whose configs follow the source (all but STOPPED and FAILED).
+/// A mirror whose configs and consumer offsets follow its source: all but STOPPED and
+/// FAILED ones, and one being restored (its topic is about to be deleted; offsets
+/// written to it now would be deleted with it, while the sync took them as written).
+fn follows_source(record: &MirrorRecord) -> bool {
+    !matches!(record.state, MirrorState::Stopped | MirrorState::Failed)
+        && record.restoring.is_none()
+}
+
+/// The link's mirrors whose configs follow the source.
 pub(super) fn config_targets(state: &Snapshot, link: &str) -> Vec<MirrorConfigs> {
     state
         .mirrors
         .values()
         .filter(|m| m.record.link == link)
-        .filter(|m| !matches!(m.record.state, MirrorState::Stopped | MirrorState::Failed))
+        .filter(|m| follows_source(&m.record))
         .map(|m| MirrorConfigs {
             source_topic: m.record.source_topic.clone(),
             mirror_topic: m.record.topic.clone(),
@@ -181,7 +189,7 @@ pub(super) fn offset_targets(state: &Snapshot, link: &str) -> Vec<MirrorOffsets>
         .mirrors
         .values()
         .filter(|m| m.record.link == link)
-        .filter(|m| !matches!(m.record.state, MirrorState::Stopped | MirrorState::Failed))
+        .filter(|m| follows_source(&m.record))
         .map(|m| MirrorOffsets {
             source_topic: m.record.source_topic.clone(),
             mirror_topic: m.record.topic.clone(),

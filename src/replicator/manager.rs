@@ -25,7 +25,7 @@ use super::offset_sync::MirrorOffsets;
 use super::partition::log_end_offset;
 use super::secrets::Sealer;
 use super::source::Source;
-use super::store::{self, MirrorRecord, MirrorState};
+use super::store::{self, LastMirrored, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::kafka::producer::init_producer_id;
@@ -110,6 +110,8 @@ pub struct MirrorView {
     /// The mirror's own `mirror.replication.throttled.rate` (bytes/s), if any.
     pub throttled_rate: Option<u64>,
     pub mirror_lags: Vec<PartitionView>,
+    /// Recorded when the mirror stopped (promote, failover); empty before.
+    pub last_mirrored_offsets: Vec<LastMirrored>,
 }
 
 #[derive(Clone)]
@@ -285,6 +287,8 @@ impl Replicator {
             producer_id: Some(producer.id),
             producer_epoch: Some(producer.epoch),
             throttled_rate,
+            last_mirrored: Vec::new(),
+            restoring: None,
         };
         // The name is read-only on every instance before the topic exists, so no client
         // write can land in it first.
@@ -404,6 +408,7 @@ fn view(m: &MirrorSnapshot, state: &Snapshot) -> MirrorView {
         state_time_ms: m.record.state_time_ms,
         throttled_rate: m.record.throttled_rate,
         mirror_lags: lags(m),
+        last_mirrored_offsets: m.record.last_mirrored.clone(),
     }
 }
 

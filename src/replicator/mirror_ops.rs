@@ -11,7 +11,7 @@ use super::final_sync::FinalSync;
 use super::link_config::{parse_throttled_rate, THROTTLED_RATE_KEY};
 use super::manager::{lost_race, ApiError, Change, Inner, Replicator};
 use super::source::Source;
-use super::store::{self, MirrorRecord};
+use super::store::{self, LastMirrored, MirrorRecord, MirrorState};
 use super::transitions;
 use super::{now_ms, Destination};
 
@@ -173,7 +173,13 @@ impl Inner {
             final_sync,
         } = prepared;
         let link = current_record.link.clone();
+        if current_record.restoring.is_some() {
+            return Err(format!(
+                "Topic '{topic}' is being restored by truncate-and-restore; run that command again to finish it."
+            ));
+        }
         let next = transitions::next_state(topic, &link, change, current_record.state)?;
+        let epochs_from = source.clone();
         match change {
             Change::Failover => {
                 if let Some(sync) = &final_sync {
@@ -202,6 +208,10 @@ impl Inner {
         }
         let key = format!("{MIRROR_PREFIX}{topic}");
         let mut record = current_record;
+        if next == MirrorState::Stopped {
+            // Read while the topic is still read-only: only its copiers wrote there.
+            record.last_mirrored = last_mirrored(&self.dest, epochs_from, &record).await;
+        }
         record.state = next;
         record.reason = None;
         record.state_time_ms = now_ms();
@@ -211,7 +221,7 @@ impl Inner {
 
     /// Writes `record` (its version taken from the snapshot the change was decided on)
     /// and waits until it is applied; another instance's record written first wins.
-    async fn write_mirror(
+    pub(super) async fn write_mirror(
         self: &Arc<Self>,
         topic: &str,
         record: MirrorRecord,
@@ -257,4 +267,53 @@ async fn fresh_lag(
         .filter(|(_, lag)| *lag > 0)
         .map(|(p, lag)| format!("partition {p} lag {lag}"))
         .collect())
+}
+
+/// How long a failover waits for the source's leader epochs (it is often down).
+const EPOCHS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The mirror's last offset per partition now, with the source's leader epoch of that
+/// record where the source's end is the same offset. Empty when the destination cannot
+/// say: the mirror still stops (a failover must not wait), and truncate-and-restore
+/// then refuses for want of these figures.
+async fn last_mirrored(
+    dest: &Destination,
+    source: Option<Source>,
+    record: &MirrorRecord,
+) -> Vec<LastMirrored> {
+    let ends = match dest.connect_any().await {
+        Ok(mut any) => dest
+            .end_offsets(&mut any, &record.topic)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let ends = match ends {
+        Ok(ends) => ends,
+        Err(error) => {
+            tracing::warn!(topic = %record.topic, %error, "last mirrored offsets not recorded");
+            return Vec::new();
+        }
+    };
+    let epochs = match source {
+        Some(source) => tokio::time::timeout(
+            EPOCHS_WAIT,
+            source.end_offsets_with_epochs(&record.source_topic),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default(),
+        None => Default::default(),
+    };
+    ends.into_iter()
+        .map(|(partition, end)| LastMirrored {
+            partition,
+            offset: end - 1,
+            source_leader_epoch: epochs
+                .get(&partition)
+                .filter(|(source_end, epoch)| *source_end == end && *epoch >= 0)
+                .map(|(_, epoch)| *epoch),
+        })
+        .collect()
 }

@@ -152,6 +152,26 @@ impl Source {
     }
 }
 
+impl Source {
+    /// As [`Source::end_offsets`], with the leader epoch of each partition's last record.
+    pub async fn end_offsets_with_epochs(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<i32, (i64, i32)>, anyhow::Error> {
+        let mut any = self.connect_any().await?;
+        let ends = crate::kafka::offsets::end_offsets_with_epochs(
+            &mut any,
+            |addr| {
+                let source = self.clone();
+                async move { source.connect(&addr).await }
+            },
+            topic,
+        )
+        .await?;
+        Ok(ends)
+    }
+}
+
 /// `name="value"` from a JAAS line such as
 /// `...ScramLoginModule required username="alice" password="alice-secret";`.
 fn jaas_option(jaas: &str, name: &str) -> Option<String> {

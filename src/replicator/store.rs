@@ -89,6 +89,36 @@ pub struct MirrorRecord {
     /// instance), within its link's; set at creation or by `mirrors --alter`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled_rate: Option<u64>,
+    /// Per partition, the last source offset copied when the mirror was promoted or
+    /// failed over (read from the mirror's end just before it turned STOPPED): what
+    /// `truncate-and-restore` on the old source keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_mirrored: Vec<LastMirrored>,
+    /// Set while `mirrors --truncate-and-restore` turns this topic back into a mirror.
+    /// The topic stays read-only and nothing is copied to it until the restore writes
+    /// the new mirror record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<Restoring>,
+}
+
+/// A truncate-and-restore under way (`restore`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Restoring {
+    /// Where the records past the last mirrored offsets go.
+    pub set_aside_topic: String,
+    /// That topic's end offsets when this restore began: what it wrote is past them,
+    /// so a run that resumes after a crash finds where it stopped.
+    pub set_aside_from: Vec<i64>,
+}
+
+/// The last offset of one partition mirrored before the mirror stopped; -1 when
+/// nothing was. The source leader epoch of that record, when the source could say.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LastMirrored {
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_leader_epoch: Option<i32>,
 }
 
 #[derive(Debug, thiserror::Error)]

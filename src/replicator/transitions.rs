@@ -168,6 +168,8 @@ mod tests {
             producer_id: Some(7),
             producer_epoch: Some(0),
             throttled_rate: None,
+            last_mirrored: Vec::new(),
+            restoring: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Helpers for replicator tests: the CLI against a running mirrorgate, replicating
 //! proxy options, topic dumps, and the shared development certificates.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -384,4 +385,60 @@ pub fn by_offset(lines: &[String]) -> std::collections::BTreeMap<(i32, i64), Str
         );
     }
     records
+}
+
+/// Reads `count` records as a member of `group` (one record per poll, so the offset
+/// committed on close is exactly the next unread one) and returns their values.
+pub fn consume(bootstrap: &str, topic: &str, group: &str, count: usize) -> Vec<String> {
+    let count = count.to_string();
+    let out = super::kafka_tool_direct(&[
+        "kafka-console-consumer",
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--from-beginning",
+        "--max-messages",
+        &count,
+        "--timeout-ms",
+        "30000",
+        "--consumer-property",
+        "max.poll.records=1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// (topic, partition) -> committed offset of `group`, as `kafka-consumer-groups
+/// --describe` shows it.
+pub fn group_offsets(bootstrap: &str, group: &str) -> BTreeMap<(String, i32), i64> {
+    let out = super::kafka_tool_direct(&[
+        "kafka-consumer-groups",
+        "--bootstrap-server",
+        bootstrap,
+        "--describe",
+        "--group",
+        group,
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.first() != Some(&group) {
+                return None;
+            }
+            let partition = cols.get(2)?.parse().ok()?;
+            let offset = cols.get(3)?.parse().ok()?;
+            Some(((cols.get(1)?.to_string(), partition), offset))
+        })
+        .collect()
 }

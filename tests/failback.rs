@@ -1,0 +1,190 @@
+//! Failback after a failover, through two fleets: A's topic mirrored to B, the link cut
+//! (paused) while A takes 1,000 more records, B failed over and written; then
+//! `mirrors --truncate-and-restore` on A's mirrorgate, with a link to B, sets those
+//! 1,000 records aside and makes A's topic a mirror of B's again, record for record at
+//! the same offsets, the consumer group's offsets following.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::replication::{
+    cli, consume, dump, dump_as, group_offsets, new_link, replicating, source, text,
+};
+use common::{destination, kcat, unique, Cluster, Proxy};
+
+const MIRRORED: usize = 100;
+
+/// `count` records `{prefix}{i}` to one partition of `topic`, one batch.
+fn produce(bootstrap: &str, topic: &str, partition: i32, prefix: &str, count: usize) {
+    let values: String = (0..count).map(|i| format!("{prefix}{i}\n")).collect();
+    let partition = partition.to_string();
+    let out = kcat(
+        &["-b", bootstrap, "-P", "-t", topic, "-p", &partition],
+        Some(&values),
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn mirrors(proxy: &Proxy, args: &[&str]) -> String {
+    let mut all = vec!["mirrors"];
+    all.extend_from_slice(args);
+    let out = cli(proxy, &all);
+    assert!(out.status.success(), "{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the_new_one() {
+    let a: Cluster = source();
+    let b = destination();
+    let a_metadata = unique("_mirrorgate-metadata-failback-a");
+    let b_metadata = unique("_mirrorgate-metadata-failback-b");
+    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
+    let proxy_b = Proxy::start(b, replicating(&b_metadata));
+    let topic = unique("failback");
+    common::create_topic(
+        &a,
+        &topic,
+        &["--partitions", "2", "--replication-factor", "1"],
+    );
+    produce(&a.bootstrap, &topic, 0, "p0-a", MIRRORED);
+    produce(&a.bootstrap, &topic, 1, "p1-a", MIRRORED);
+
+    // A -> B, copied whole.
+    let to_b = new_link(
+        &proxy_b,
+        "failback-ab",
+        &["--config", &format!("bootstrap.servers={}", a.bootstrap)],
+    );
+    mirrors(
+        &proxy_b,
+        &["--create", "--mirror-topic", &topic, "--link", &to_b],
+    );
+    wait_until("the mirror on B", || {
+        dump(&b.bootstrap, &topic) == dump(&a.bootstrap, &topic)
+    });
+
+    // Cut off: A takes 1,000 records B never gets; B fails over and is written.
+    mirrors(&proxy_b, &["--pause", "--topics", &topic]);
+    produce(&a.bootstrap, &topic, 0, "p0-only-a", 600);
+    produce(&a.bootstrap, &topic, 1, "p1-only-a", 400);
+    mirrors(&proxy_b, &["--failover", "--topics", &topic]);
+    let described = mirrors(&proxy_b, &["--describe", "--topics", &topic]);
+    for partition in 0..2 {
+        let line = described
+            .lines()
+            .find(|l| l.starts_with(&format!("\tPartition: {partition}\t")))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("\tLastMirroredOffset: {}", MIRRORED - 1)),
+            "{described}"
+        );
+    }
+    produce(&proxy_b.bootstrap, &topic, 0, "p0-b", 20);
+    let group = unique("failback-app");
+    consume(&proxy_b.bootstrap, &topic, &group, 70);
+    let b_offsets = group_offsets(&b.bootstrap, &group);
+    assert!(!b_offsets.is_empty());
+
+    // A comes back: a link to B on A's fleet, with the group's offsets synced.
+    let filters = std::env::temp_dir().join(format!("{group}-filters.json"));
+    std::fs::write(
+        &filters,
+        format!(
+            r#"{{"groupFilters":[{{"name":"{group}","patternType":"LITERAL","filterType":"INCLUDE"}}]}}"#
+        ),
+    )
+    .expect("filters");
+    let to_a = new_link(
+        &proxy_a,
+        "failback-ba",
+        &[
+            "--config",
+            &format!(
+                "bootstrap.servers={},consumer.offset.sync.enable=true,consumer.offset.sync.ms=500",
+                // One is enough; the inline config splits on commas.
+                b.bootstrap.split(',').next().unwrap_or_default()
+            ),
+            "--consumer-group-filters-json-file",
+            &filters.to_string_lossy(),
+        ],
+    );
+    let _ = std::fs::remove_file(filters);
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "--truncate-and-restore",
+            "--topics",
+            &topic,
+            "--link",
+            &to_a,
+            "--source-metadata-topic",
+            &b_metadata,
+        ];
+        args.extend_from_slice(extra);
+        mirrors(&proxy_a, &args)
+    };
+
+    // A dry run counts, and changes nothing.
+    let before = dump(&a.bootstrap, &topic);
+    let dry = restore(&["--dry-run"]);
+    assert!(dry.contains("1000 records would be set aside"), "{dry}");
+    assert!(
+        dry.contains(
+            "Partition: 0\tLastMirroredOffset: 99\tLogEndOffset: 700\tSetAsideRecords: 600"
+        ),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(
+            "Partition: 1\tLastMirroredOffset: 99\tLogEndOffset: 500\tSetAsideRecords: 400"
+        ),
+        "{dry}"
+    );
+    assert_eq!(dump(&a.bootstrap, &topic), before);
+
+    let done = restore(&[]);
+    assert!(done.contains("1000 records set aside"), "{done}");
+
+    // A's topic is B's, record for record at the same offsets.
+    wait_until("A's topic to equal B's", || {
+        dump(&a.bootstrap, &topic) == dump(&b.bootstrap, &topic)
+    });
+    // Exactly the 1,000 records only A had, each with the offset it had.
+    let set_aside = dump_as(
+        &a.bootstrap,
+        &format!("{topic}.mirrorgate-truncated"),
+        "%p %h %s\\n",
+    );
+    let expected: BTreeSet<String> = (0..600)
+        .map(|i| format!("0 mirrorgate.original.offset={} p0-only-a{i}", MIRRORED + i))
+        .chain(
+            (0..400).map(|i| format!("1 mirrorgate.original.offset={} p1-only-a{i}", MIRRORED + i)),
+        )
+        .collect();
+    assert_eq!(set_aside.len(), 1000);
+    assert_eq!(set_aside.into_iter().collect::<BTreeSet<_>>(), expected);
+    // The group's offsets on A are B's.
+    wait_until("the group's offsets on A", || {
+        group_offsets(&a.bootstrap, &group) == b_offsets
+    });
+    // And A's topic is a read-only mirror again.
+    let refused = kcat(
+        &["-b", &proxy_a.bootstrap, "-P", "-t", &topic, "-p", "0"],
+        Some("late\n"),
+    );
+    assert!(
+        refused.text().contains("Broker: Invalid request"),
+        "{}",
+        refused.text()
+    );
+}
