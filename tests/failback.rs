@@ -188,3 +188,80 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
         refused.text()
     );
 }
+
+#[test]
+fn a_bidirectional_pair_mirrors_both_ways_and_never_back() {
+    let a: Cluster = source();
+    let b = destination();
+    let a_metadata = unique("_mirrorgate-metadata-bidi-a");
+    let b_metadata = unique("_mirrorgate-metadata-bidi-b");
+    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
+    let proxy_b = Proxy::start(b, replicating(&b_metadata));
+    let link_config = |bootstrap: &str, remote: &str| {
+        format!("bootstrap.servers={bootstrap},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={remote}")
+    };
+    let from_a = new_link(
+        &proxy_b,
+        "bidi-ab",
+        &["--config", &link_config(&a.bootstrap, &a_metadata)],
+    );
+    let b_first = b.bootstrap.split(',').next().unwrap_or_default();
+    let from_b = new_link(
+        &proxy_a,
+        "bidi-ba",
+        &["--config", &link_config(b_first, &b_metadata)],
+    );
+    let on_a = unique("bidi-on-a");
+    let on_b = unique("bidi-on-b");
+    common::create_topic(
+        &a,
+        &on_a,
+        &["--partitions", "1", "--replication-factor", "1"],
+    );
+    common::create_topic(
+        b,
+        &on_b,
+        &["--partitions", "1", "--replication-factor", "3"],
+    );
+    produce(&a.bootstrap, &on_a, 0, "a", 30);
+    produce(&b.bootstrap, &on_b, 0, "b", 20);
+    mirrors(
+        &proxy_b,
+        &["--create", "--mirror-topic", &on_a, "--link", &from_a],
+    );
+    mirrors(
+        &proxy_a,
+        &["--create", "--mirror-topic", &on_b, "--link", &from_b],
+    );
+
+    // A's mirror on B is never mirrored back to A, under any name.
+    let back = cli(
+        &proxy_a,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &format!("{on_a}-back"),
+            "--source-topic",
+            &on_a,
+            "--link",
+            &from_b,
+        ],
+    );
+    assert!(!back.status.success(), "{}", text(&back));
+    assert!(
+        text(&back).contains("mirroring it back would loop"),
+        "{}",
+        text(&back)
+    );
+
+    // Writes go on on both sides; each topic ends the same on both, nothing twice.
+    produce(&a.bootstrap, &on_a, 0, "a-more", 10);
+    produce(&b.bootstrap, &on_b, 0, "b-more", 10);
+    for (topic, count) in [(&on_a, 40), (&on_b, 30)] {
+        wait_until("the mirrors to catch up", || {
+            let (here, there) = (dump(&a.bootstrap, topic), dump(&b.bootstrap, topic));
+            here == there && here.len() == count
+        });
+    }
+}

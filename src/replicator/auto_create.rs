@@ -55,7 +55,23 @@ pub(super) async fn round(
         .filter(|t| t.error_code == 0 && !t.is_internal)
         .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
         .collect();
-    let existing = inner.mirror_names();
+    let mut existing = inner.mirror_names();
+    if config.bidirectional {
+        // Mirrors of ours on the other side are never mirrored back: skipped as if
+        // mirrored already, without a refusal every round.
+        let ours = inner.destination_cluster_id().await;
+        anyhow::ensure!(!ours.is_empty(), "this cluster's id cannot be read now");
+        let remote = super::remote_catalog::read(&source, &inner.remote_metadata_topic(config))
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("the other side's catalog")?;
+        let prefix = config.prefix.as_deref().unwrap_or("");
+        existing.extend(
+            super::remote_catalog::mirrored_from(&remote, &ours)
+                .into_iter()
+                .map(|t| format!("{prefix}{t}")),
+        );
+    }
     let prefix = config.prefix.as_deref().unwrap_or("");
     let replicator = Replicator::from_inner(inner.clone());
     let mut report = AutoCreateReport::default();

@@ -111,6 +111,14 @@ pub enum ProduceMode {
 
 pub const PRODUCE_MODE_KEY: &str = "mirror.produce.mode";
 
+/// `DESTINATION` (the default: this fleet mirrors from the link's cluster) or
+/// `BIDIRECTIONAL` (each side's fleet has a link to the other, and mirrors copy both
+/// ways: a topic that is a mirror of ours on the other side is never mirrored back).
+pub const LINK_MODE_KEY: &str = "link.mode";
+/// The other fleet's metadata topic, when its name differs from ours: read for
+/// bidirectional links and by truncate-and-restore.
+pub const REMOTE_METADATA_TOPIC_KEY: &str = "mirror.remote.metadata.topic";
+
 /// Bytes per second the whole link (or one mirror) copies at most (unset: unlimited).
 pub const THROTTLED_RATE_KEY: &str = "mirror.replication.throttled.rate";
 
@@ -167,6 +175,10 @@ pub struct LinkConfig {
     /// `mirror.replication.throttled.rate`: bytes per second the whole link copies at
     /// most, over every instance; None: unlimited.
     pub replication_throttled_rate: Option<u64>,
+    /// `link.mode=BIDIRECTIONAL`.
+    pub bidirectional: bool,
+    /// `mirror.remote.metadata.topic`.
+    pub remote_metadata_topic: Option<String>,
 }
 
 /// Keys taken as given (passed to the source connection or kept for later features).
@@ -325,6 +337,25 @@ impl LinkConfig {
                     None
                 }
             });
+        let bidirectional = match get(LINK_MODE_KEY) {
+            None | Some("DESTINATION") => false,
+            Some("BIDIRECTIONAL") => true,
+            Some(other) => {
+                errors.push(format!(
+                    "{LINK_MODE_KEY}: '{other}' is not DESTINATION or BIDIRECTIONAL (source-initiated links are not supported)"
+                ));
+                false
+            }
+        };
+        let remote_metadata_topic = get(REMOTE_METADATA_TOPIC_KEY).map(String::from);
+        if remote_metadata_topic
+            .as_deref()
+            .is_some_and(|t| !crate::config::valid_topic_name(t))
+        {
+            errors.push(format!(
+                "{REMOTE_METADATA_TOPIC_KEY}: not a legal topic name"
+            ));
+        }
         if group_prefix && prefix.is_none() {
             errors.push("consumer.group.prefix.enable: needs cluster.link.prefix".into());
         }
@@ -354,6 +385,8 @@ impl LinkConfig {
             "auto.create.mirror.topics.filters",
             PRODUCE_MODE_KEY,
             THROTTLED_RATE_KEY,
+            LINK_MODE_KEY,
+            REMOTE_METADATA_TOPIC_KEY,
         ];
         for key in raw.keys() {
             if !TYPED.contains(&key.as_str()) && !PASSED_THROUGH.contains(&key.as_str()) {
@@ -382,6 +415,8 @@ impl LinkConfig {
             group_prefix,
             produce_mode,
             replication_throttled_rate,
+            bidirectional,
+            remote_metadata_topic,
         })
     }
 
@@ -450,6 +485,35 @@ mod tests {
             None
         );
         assert!(parse("bootstrap.servers=h:1,mirror.replication.throttled.rate=-1").is_err());
+    }
+
+    #[test]
+    fn a_link_is_bidirectional_only_when_it_says_so() {
+        let parse = |text: &str| LinkConfig::from_properties(parse_inline(text).unwrap());
+        assert!(!parse("bootstrap.servers=h:1").unwrap().bidirectional);
+        assert!(
+            !parse("bootstrap.servers=h:1,link.mode=DESTINATION")
+                .unwrap()
+                .bidirectional
+        );
+        let both =
+            parse("bootstrap.servers=h:1,link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic=_md")
+                .unwrap();
+        assert!(both.bidirectional);
+        assert_eq!(both.remote_metadata_topic.as_deref(), Some("_md"));
+        let errors =
+            parse("bootstrap.servers=h:1,link.mode=SOURCE,mirror.remote.metadata.topic=a b")
+                .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.starts_with("link.mode:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("mirror.remote.metadata.topic:")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -232,6 +232,16 @@ impl Replicator {
         let catalog = state.catalog.clone();
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
         let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
+        if config.bidirectional {
+            let ours = self.inner.destination_cluster_id().await;
+            super::remote_catalog::refuse_loop(
+                &link_source,
+                &self.inner.remote_metadata_topic(&config),
+                &source_topic,
+                &ours,
+            )
+            .await?;
+        }
         let mut source = link_source.connect_any().await.map_err(unavailable)?;
         let metadata = admin::metadata(&mut source, Some(&[source_topic.as_str()]))
             .await
@@ -441,6 +451,14 @@ fn lags(m: &MirrorSnapshot) -> Vec<PartitionView> {
 }
 
 impl Inner {
+    /// The other fleet's metadata topic on `config`'s link: its own key, else our name.
+    pub(super) fn remote_metadata_topic(&self, config: &LinkConfig) -> String {
+        config
+            .remote_metadata_topic
+            .clone()
+            .unwrap_or_else(|| self.dest.metadata_topic())
+    }
+
     /// The controller's latest snapshot.
     pub(super) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshots.borrow().clone()

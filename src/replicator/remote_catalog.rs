@@ -1,13 +1,18 @@
 //! Another fleet's catalog, read once through a link: the new primary's mirrorgate
 //! recorded there where each of its mirrors stopped (`LastMirrored`), which is what
-//! truncate-and-restore on the old primary needs. Read like our own metadata topic
+//! truncate-and-restore on the old primary needs; and on a bidirectional link, which of
+//! its topics are mirrors of ours (never to be mirrored back). Read like our own metadata topic
 //! (`catalog_feed`), with the same bounded decoder; its link records stay sealed (we
 //! hold no key for them) and are not needed.
 
+use std::collections::BTreeSet;
+
 use super::catalog::Catalog;
 use super::catalog_feed::{apply_records, fetch, Fetched};
+use super::manager::ApiError;
 use super::partition::{log_end_offset, log_start_offset};
 use super::source::Source;
+use super::store::MirrorState;
 use crate::kafka::admin::{self, UNKNOWN_TOPIC};
 
 /// Most fetches for one read: the topic is compacted and small; a log that never ends
@@ -58,4 +63,49 @@ pub(super) async fn read(source: &Source, topic: &str) -> Result<Catalog, String
         };
     }
     Err(format!("metadata topic '{topic}': not read to its end"))
+}
+
+/// The topics of the other fleet that are mirrors (not yet stopped) copying from the
+/// cluster whose id is `ours`, or from a link it cannot tell: mirroring one of them
+/// back would copy our own records to us again, and again.
+pub(super) fn mirrored_from(remote: &Catalog, ours: &str) -> BTreeSet<String> {
+    remote
+        .mirrors()
+        .values()
+        .filter_map(|m| m.record.as_ref())
+        .filter(|r| r.state != MirrorState::Stopped)
+        .filter(|r| {
+            remote
+                .link(&r.link)
+                .and_then(|l| l.record.as_ref())
+                .is_none_or(|l| l.source_cluster_id == ours)
+        })
+        .map(|r| r.topic.clone())
+        .collect()
+}
+
+/// On a bidirectional link: `source_topic` must not be a mirror of ours on the other
+/// side (read from its metadata topic, `topic`).
+pub(super) async fn refuse_loop(
+    source: &Source,
+    topic: &str,
+    source_topic: &str,
+    ours: &str,
+) -> Result<(), ApiError> {
+    if ours.is_empty() {
+        return Err(ApiError::Unavailable(
+            "a bidirectional link needs this cluster's id, which cannot be read now".into(),
+        ));
+    }
+    let remote = read(source, topic).await.map_err(|e| {
+        ApiError::Unavailable(format!(
+            "a bidirectional link checks the other side's catalog, which cannot be read: {e}"
+        ))
+    })?;
+    if mirrored_from(&remote, ours).contains(source_topic) {
+        return Err(ApiError::Invalid(format!(
+            "Topic '{source_topic}' is a mirror of this cluster's records on the link's cluster; mirroring it back would loop."
+        )));
+    }
+    Ok(())
 }

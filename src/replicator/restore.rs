@@ -46,7 +46,8 @@ pub struct RestoreOptions {
     pub include_partitions: Option<BTreeSet<i32>>,
     pub dry_run: bool,
     pub set_aside_topic: Option<String>,
-    /// The new primary fleet's metadata topic; `None`: the same name as ours.
+    /// The new primary fleet's metadata topic; `None`: the link's
+    /// `mirror.remote.metadata.topic`, else the same name as ours.
     pub source_metadata_topic: Option<String>,
 }
 
@@ -113,7 +114,7 @@ impl Replicator {
         let remote_topic = options
             .source_metadata_topic
             .clone()
-            .unwrap_or_else(|| self.inner.dest.metadata_topic());
+            .unwrap_or_else(|| self.inner.remote_metadata_topic(&config));
         let remote = remote_catalog::read(&source, &remote_topic)
             .await
             .map_err(|e| unavailable(format!("the link's cluster's catalog: {e}")))?;
