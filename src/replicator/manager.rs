@@ -219,16 +219,7 @@ impl Replicator {
             .map_err(ApiError::Invalid)?;
         let overrides = &overrides;
         let state = self.inner.current_state().await?;
-        if !state.links.contains_key(link) {
-            return Err(ApiError::NotFound(format!(
-                "Cluster link '{link}' does not exist."
-            )));
-        }
-        let config = state.link_config(link).ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "Cluster link '{link}' has a config that cannot run."
-            ))
-        })?;
+        let config = runnable_link(&state, link)?;
         let catalog = state.catalog.clone();
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
         let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
@@ -394,6 +385,20 @@ async fn mirror_configs(
         configs.insert(key.clone(), value.clone());
     }
     Ok(configs)
+}
+
+/// The config of `link` as it runs; the link must exist and its config validate.
+pub(super) fn runnable_link(state: &Snapshot, link: &str) -> Result<Arc<LinkConfig>, ApiError> {
+    if !state.links.contains_key(link) {
+        return Err(ApiError::NotFound(format!(
+            "Cluster link '{link}' does not exist."
+        )));
+    }
+    state.link_config(link).ok_or_else(|| {
+        ApiError::Invalid(format!(
+            "Cluster link '{link}' has a config that cannot run."
+        ))
+    })
 }
 
 pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {

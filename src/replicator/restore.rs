@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::catalog::{Catalog, MIRROR_PREFIX};
-use super::manager::{unavailable, ApiError, Replicator};
+use super::manager::{runnable_link, unavailable, ApiError, Replicator};
 use super::partition::{log_end_offset, log_start_offset};
 use super::set_aside::{self, Copy};
 use super::source::Source;
@@ -87,16 +87,7 @@ impl Replicator {
         options: &RestoreOptions,
     ) -> Result<RestoreReport, ApiError> {
         let state = self.inner.current_state().await?;
-        if !state.links.contains_key(link) {
-            return Err(ApiError::NotFound(format!(
-                "Cluster link '{link}' does not exist."
-            )));
-        }
-        let config = state.link_config(link).ok_or_else(|| {
-            ApiError::Invalid(format!(
-                "Cluster link '{link}' has a config that cannot run."
-            ))
-        })?;
+        let config = runnable_link(&state, link)?;
         let source = Source::from_config(&config).map_err(ApiError::Invalid)?;
         let here = state.mirrors.get(topic).map(|m| m.record.clone());
         let resumed = match &here {
