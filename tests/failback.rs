@@ -265,3 +265,70 @@ fn a_bidirectional_pair_mirrors_both_ways_and_never_back() {
         });
     }
 }
+
+#[test]
+fn a_planned_failback_makes_the_old_topic_a_mirror_in_place() {
+    let a: Cluster = source();
+    let b = destination();
+    let a_metadata = unique("_mirrorgate-metadata-inplace-a");
+    let b_metadata = unique("_mirrorgate-metadata-inplace-b");
+    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
+    let proxy_b = Proxy::start(b, replicating(&b_metadata));
+    let topic = unique("inplace");
+    common::create_topic(
+        &a,
+        &topic,
+        &["--partitions", "2", "--replication-factor", "1"],
+    );
+    produce(&a.bootstrap, &topic, 0, "p0-a", 30);
+    produce(&a.bootstrap, &topic, 1, "p1-a", 20);
+    let to_b = new_link(
+        &proxy_b,
+        "inplace-ab",
+        &["--config", &format!("bootstrap.servers={}", a.bootstrap)],
+    );
+    mirrors(
+        &proxy_b,
+        &["--create", "--mirror-topic", &topic, "--link", &to_b],
+    );
+    wait_until("the mirror on B", || {
+        dump(&b.bootstrap, &topic) == dump(&a.bootstrap, &topic)
+    });
+    // A group read on A; nothing more is written there.
+    let group = unique("inplace-app");
+    consume(&a.bootstrap, &topic, &group, 25);
+    let a_offsets = group_offsets(&a.bootstrap, &group);
+    assert!(!a_offsets.is_empty());
+
+    // B takes over, with nothing lost, and is written.
+    mirrors(&proxy_b, &["--failover", "--topics", &topic]);
+    produce(&proxy_b.bootstrap, &topic, 1, "p1-b", 15);
+
+    let b_first = b.bootstrap.split(',').next().unwrap_or_default();
+    let to_a = new_link(
+        &proxy_a,
+        "inplace-ba",
+        &[
+            "--config",
+            &format!("bootstrap.servers={b_first},mirror.remote.metadata.topic={b_metadata}"),
+        ],
+    );
+    let done = mirrors(
+        &proxy_a,
+        &[
+            "--truncate-and-restore",
+            "--topics",
+            &topic,
+            "--link",
+            &to_a,
+        ],
+    );
+    assert!(done.contains("0 records set aside"), "{done}");
+    assert!(done.contains("(in place"), "{done}");
+    // Not deleted: the group's offsets on A are still there; B's new records arrive.
+    assert_eq!(group_offsets(&a.bootstrap, &group), a_offsets);
+    wait_until("A's topic to equal B's", || {
+        let here = dump(&a.bootstrap, &topic);
+        here == dump(&b.bootstrap, &topic) && here.len() == 65
+    });
+}

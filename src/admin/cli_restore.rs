@@ -76,8 +76,13 @@ fn report(r: &Value, dry_run: bool) -> String {
     let head = if dry_run {
         format!("Topic {topic}: {total} records would be set aside to {set_aside}; nothing was changed.\n")
     } else {
+        let how = if r["kept_in_place"].as_bool() == Some(true) {
+            " (in place: nothing past its last mirrored offsets)"
+        } else {
+            ""
+        };
         format!(
-            "Topic {topic}: {total} records set aside to {set_aside}; it is now a mirror of {}.\n",
+            "Topic {topic}: {total} records set aside to {set_aside}; it is now a mirror of {}{how}.\n",
             r["source_topic_name"].as_str().unwrap_or("")
         )
     };

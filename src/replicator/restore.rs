@@ -14,7 +14,9 @@
 //! 3. Kafka cannot cut a log's tail through its API, so the topic is deleted and
 //!    created again as a mirror of the new primary's (`create_mirror`): the copier
 //!    brings every record back at its offset, those both clusters had included, and
-//!    the offset sync brings the consumer groups' offsets.
+//!    the offset sync brings the consumer groups' offsets. A topic with nothing past
+//!    its last mirrored offsets (a planned failback) is instead made a mirror in place
+//!    (`adopt`): the copier goes on from its end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -22,6 +24,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::catalog::{Catalog, MIRROR_PREFIX};
+use super::config_sync::TIMESTAMP_TYPE;
 use super::manager::{runnable_link, unavailable, ApiError, Replicator};
 use super::partition::{log_end_offset, log_start_offset};
 use super::set_aside::{self, Copy};
@@ -30,6 +33,7 @@ use super::store::{MirrorRecord, MirrorState, Restoring};
 use super::{now_ms, remote_catalog, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::producer::init_producer_id;
 
 /// The set-aside topic's name: the topic's, with this suffix, unless given.
 pub const SET_ASIDE_SUFFIX: &str = ".mirrorgate-truncated";
@@ -57,6 +61,9 @@ pub struct RestoreReport {
     pub source_topic_name: String,
     pub set_aside_topic: String,
     pub dry_run: bool,
+    /// Nothing was past the last mirrored offsets: the topic became a mirror in place
+    /// (not deleted, nothing copied again).
+    pub kept_in_place: bool,
     pub partitions: Vec<PartitionReport>,
 }
 
@@ -140,6 +147,7 @@ impl Replicator {
             source_topic_name: there.topic.clone(),
             set_aside_topic: set_aside_topic.clone(),
             dry_run: options.dry_run,
+            kept_in_place: false,
             partitions: Vec::new(),
         };
         if let Some(partitions) = partitions {
@@ -169,6 +177,14 @@ impl Replicator {
                 None => start(self, topic, link, &there, partitions, &set_aside_topic).await?,
             };
             report.partitions = set_aside_all(dest, topic, partitions, &there, &restoring).await?;
+            let prefix_of_there = report
+                .partitions
+                .iter()
+                .all(|p| p.log_end_offset <= p.last_mirrored_offset + 1);
+            if prefix_of_there && adopt(self, link, topic, &there, partitions).await? {
+                report.kept_in_place = true;
+                return Ok(report);
+            }
             delete_and_wait(dest, topic).await?;
         } else if options.dry_run {
             return Ok(report);
@@ -323,30 +339,98 @@ async fn start(
     let state = inner.current_state().await?;
     let key = format!("{MIRROR_PREFIX}{topic}");
     let record = MirrorRecord {
-        topic: topic.to_string(),
-        source_topic: there.topic.clone(),
-        link: link.to_string(),
-        partitions,
         state: MirrorState::Paused,
         reason: Some(format!(
             "truncate-and-restore: setting records aside to '{set_aside_topic}'"
         )),
-        state_time_ms: now_ms(),
-        source_topic_id: None,
-        overrides: BTreeMap::new(),
-        start_offsets: Vec::new(),
         version: state.catalog.next_version(&key),
-        producer_id: None,
-        producer_epoch: None,
-        throttled_rate: None,
-        last_mirrored: Vec::new(),
         restoring: Some(restoring.clone()),
+        ..mirror_of(topic, there, link, partitions)
     };
     inner
         .write_mirror(topic, record)
         .await
         .map_err(ApiError::Conflict)?;
     Ok(restoring)
+}
+
+/// A record making `topic` here a mirror of `there`'s topic on `link`; the caller sets
+/// state, version and what else it knows.
+fn mirror_of(topic: &str, there: &MirrorRecord, link: &str, partitions: i32) -> MirrorRecord {
+    MirrorRecord {
+        topic: topic.to_string(),
+        source_topic: there.topic.clone(),
+        link: link.to_string(),
+        partitions,
+        state: MirrorState::Paused,
+        reason: None,
+        state_time_ms: now_ms(),
+        source_topic_id: None,
+        overrides: BTreeMap::new(),
+        start_offsets: Vec::new(),
+        version: 0,
+        producer_id: None,
+        producer_epoch: None,
+        throttled_rate: None,
+        last_mirrored: Vec::new(),
+        restoring: None,
+    }
+}
+
+/// Step 3 when the topic holds nothing past its last mirrored offsets: it is a prefix
+/// of the new primary's, so it becomes its mirror in place. The copier goes on from its
+/// end, after the resume check compares its last batch with the new primary's; nothing
+/// is deleted or copied again, and consumers here keep their offsets. `false` when the
+/// partition counts differ: the topic is recreated instead.
+async fn adopt(
+    replicator: &Replicator,
+    link: &str,
+    topic: &str,
+    there: &MirrorRecord,
+    partitions: i32,
+) -> Result<bool, ApiError> {
+    let inner = &replicator.inner;
+    let state = inner.current_state().await?;
+    let config = runnable_link(&state, link)?;
+    let source = Source::from_config(&config).map_err(ApiError::Invalid)?;
+    let mut conn = source.connect_any().await.map_err(unavailable)?;
+    let metadata = admin::metadata(&mut conn, Some(&[there.topic.as_str()]))
+        .await
+        .map_err(unavailable)?;
+    let count = admin::partition_count(&metadata, &there.topic).map_err(|code| {
+        ApiError::NotFound(format!(
+            "Source topic '{}' is not available (error {code}).",
+            there.topic
+        ))
+    })?;
+    if count != partitions {
+        return Ok(false);
+    }
+    let mut dest = inner.dest.connect_any().await.map_err(unavailable)?;
+    // As at creation: a LogAppendTime default would restamp the copied batches.
+    let timestamps = BTreeMap::from([(TIMESTAMP_TYPE.to_string(), Some("CreateTime".to_string()))]);
+    for (_, result) in admin::alter_topic_configs(&mut dest, &[(topic.to_string(), timestamps)])
+        .await
+        .map_err(unavailable)?
+    {
+        result.map_err(unavailable)?;
+    }
+    // Its own producer id, as every mirror has (conditional appends).
+    let producer = init_producer_id(&mut dest).await.map_err(unavailable)?;
+    let key = format!("{MIRROR_PREFIX}{topic}");
+    let record = MirrorRecord {
+        state: MirrorState::Active,
+        source_topic_id: admin::topic_id(&metadata, &there.topic),
+        version: state.catalog.next_version(&key),
+        producer_id: Some(producer.id),
+        producer_epoch: Some(producer.epoch),
+        ..mirror_of(topic, there, link, partitions)
+    };
+    inner
+        .write_mirror(topic, record)
+        .await
+        .map_err(ApiError::Conflict)?;
+    Ok(true)
 }
 
 /// A just-created topic's end offsets, once every partition has a leader.
