@@ -43,14 +43,41 @@ fn mirrors(proxy: &Proxy, args: &[&str]) -> String {
     text(&out)
 }
 
+/// Clusters A (the source cluster) and B (the destination), with a fleet of one
+/// replicating instance in front of each, on metadata topics of their own.
+struct Pair {
+    a: Cluster,
+    a_metadata: String,
+    b_metadata: String,
+    proxy_a: Proxy,
+    proxy_b: Proxy,
+}
+
+fn pair(name: &str) -> Pair {
+    let a = source();
+    let a_metadata = unique(&format!("_mirrorgate-metadata-{name}-a"));
+    let b_metadata = unique(&format!("_mirrorgate-metadata-{name}-b"));
+    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
+    let proxy_b = Proxy::start(destination(), replicating(&b_metadata));
+    Pair {
+        a,
+        a_metadata,
+        b_metadata,
+        proxy_a,
+        proxy_b,
+    }
+}
+
 #[test]
 fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the_new_one() {
-    let a: Cluster = source();
+    let Pair {
+        a,
+        b_metadata,
+        proxy_a,
+        proxy_b,
+        ..
+    } = pair("failback");
     let b = destination();
-    let a_metadata = unique("_mirrorgate-metadata-failback-a");
-    let b_metadata = unique("_mirrorgate-metadata-failback-b");
-    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
-    let proxy_b = Proxy::start(b, replicating(&b_metadata));
     let topic = unique("failback");
     common::create_topic(
         &a,
@@ -191,12 +218,14 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
 
 #[test]
 fn a_bidirectional_pair_mirrors_both_ways_and_never_back() {
-    let a: Cluster = source();
+    let Pair {
+        a,
+        a_metadata,
+        b_metadata,
+        proxy_a,
+        proxy_b,
+    } = pair("bidi");
     let b = destination();
-    let a_metadata = unique("_mirrorgate-metadata-bidi-a");
-    let b_metadata = unique("_mirrorgate-metadata-bidi-b");
-    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
-    let proxy_b = Proxy::start(b, replicating(&b_metadata));
     let link_config = |bootstrap: &str, remote: &str| {
         format!("bootstrap.servers={bootstrap},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={remote}")
     };
@@ -268,12 +297,14 @@ fn a_bidirectional_pair_mirrors_both_ways_and_never_back() {
 
 #[test]
 fn a_planned_failback_makes_the_old_topic_a_mirror_in_place() {
-    let a: Cluster = source();
+    let Pair {
+        a,
+        b_metadata,
+        proxy_a,
+        proxy_b,
+        ..
+    } = pair("inplace");
     let b = destination();
-    let a_metadata = unique("_mirrorgate-metadata-inplace-a");
-    let b_metadata = unique("_mirrorgate-metadata-inplace-b");
-    let proxy_a = Proxy::start(&a, replicating(&a_metadata));
-    let proxy_b = Proxy::start(b, replicating(&b_metadata));
     let topic = unique("inplace");
     common::create_topic(
         &a,
