@@ -2,7 +2,9 @@
 //! (paused) while A takes 1,000 more records, B failed over and written; then
 //! `mirrors --truncate-and-restore` on A's mirrorgate, with a link to B, sets those
 //! 1,000 records aside and makes A's topic a mirror of B's again, record for record at
-//! the same offsets, the consumer group's offsets following.
+//! the same offsets, the consumer group's offsets following. On a healthy pair,
+//! `--reverse-and-start-mirror` and `--reverse-and-pause-mirror` flip the direction
+//! under a producer that sees no error.
 
 mod common;
 
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::replication::{
     cli, consume, dump, dump_as, group_offsets, new_link, replicating, source, text,
 };
-use common::{destination, kcat, unique, Cluster, Proxy};
+use common::{destination, kcat, repo_root, spawn_traced, unique, Cluster, Proxy, Running};
 
 const MIRRORED: usize = 100;
 
@@ -361,5 +363,215 @@ fn a_planned_failback_makes_the_old_topic_a_mirror_in_place() {
     wait_until("A's topic to equal B's", || {
         let here = dump(&a.bootstrap, &topic);
         here == dump(&b.bootstrap, &topic) && here.len() == 65
+    });
+}
+
+/// An idempotent Java verifiable producer through `proxy`: `count` records at `rate`/s.
+fn steady_producer(proxy: &Proxy, topic: &str, count: usize, rate: usize) -> Running {
+    let config = std::env::temp_dir().join(unique("mg-reverse-producer.properties"));
+    std::fs::write(
+        &config,
+        "enable.idempotence=true\nacks=all\nretries=2147483647\n",
+    )
+    .unwrap();
+    spawn_traced(
+        &repo_root().join("testbed/kafka"),
+        &[
+            "tool",
+            "kafka-verifiable-producer",
+            "--bootstrap-server",
+            &proxy.bootstrap,
+            "--topic",
+            topic,
+            "--max-messages",
+            &count.to_string(),
+            "--throughput",
+            &rate.to_string(),
+            "--value-prefix",
+            "7",
+            "--producer.config",
+            config.to_str().unwrap(),
+        ],
+        false,
+        Duration::from_secs(180),
+        None,
+    )
+}
+
+fn describe_line(proxy: &Proxy, topic: &str) -> String {
+    let out = mirrors(proxy, &["--describe", "--topics", topic]);
+    out.lines()
+        .find(|l| l.contains("State:"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A healthy pair flipped both ways: A's topic mirrored to B, then (under a producer
+/// writing through B's mirrorgate, forwarded to A) `--reverse-and-start-mirror` on B
+/// makes B's topic writable and A's an ACTIVE mirror of it, the producer seeing no
+/// error; then `--reverse-and-pause-mirror` on A flips it back, B's a PAUSED mirror.
+#[test]
+fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_flips_it_back() {
+    const PRODUCED: usize = 1_500;
+    let Pair {
+        a,
+        a_metadata,
+        b_metadata,
+        proxy_a,
+        proxy_b,
+    } = pair("reverse");
+    let b = destination();
+    let b_first = b.bootstrap.split(',').next().unwrap_or_default();
+    // One link name on both sides, bidirectional, writes forwarded to the source.
+    let link = new_link(
+        &proxy_b,
+        "reverse",
+        &[
+            "--config",
+            &format!(
+                "bootstrap.servers={},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={a_metadata},mirror.produce.mode=forward",
+                a.bootstrap
+            ),
+        ],
+    );
+    let topic = unique("reverse");
+    common::create_topic(
+        &a,
+        &topic,
+        &["--partitions", "2", "--replication-factor", "1"],
+    );
+    produce(&a.bootstrap, &topic, 0, "a0-", 50);
+    produce(&a.bootstrap, &topic, 1, "a1-", 50);
+    mirrors(
+        &proxy_b,
+        &["--create", "--mirror-topic", &topic, "--link", &link],
+    );
+    // Without the same link on A's side, a reverse is refused before anything is fenced.
+    let refused = cli(
+        &proxy_b,
+        &[
+            "mirrors",
+            "--reverse-and-start-mirror",
+            "--topics",
+            &topic,
+            "--link",
+            &link,
+        ],
+    );
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("has no link"), "{}", text(&refused));
+    assert!(describe_line(&proxy_b, &topic).contains("ACTIVE"));
+
+    let back = cli(
+        &proxy_a,
+        &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &link,
+            "--config",
+            &format!(
+                "bootstrap.servers={b_first},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={b_metadata},mirror.produce.mode=forward"
+            ),
+        ],
+    );
+    assert!(back.status.success(), "{}", text(&back));
+    wait_until("the mirror on B", || {
+        dump(&b.bootstrap, &topic) == dump(&a.bootstrap, &topic)
+    });
+
+    // A dry run checks both sides and changes nothing.
+    let plan = mirrors(
+        &proxy_b,
+        &[
+            "--reverse-and-start-mirror",
+            "--topics",
+            &topic,
+            "--link",
+            &link,
+            "--dry-run",
+        ],
+    );
+    assert!(plan.contains("becomes an ACTIVE mirror"), "{plan}");
+    assert!(describe_line(&proxy_b, &topic).contains("ACTIVE"));
+
+    let producer = steady_producer(&proxy_b, &topic, PRODUCED, 150);
+    std::thread::sleep(Duration::from_secs(3));
+    let done = mirrors(
+        &proxy_b,
+        &[
+            "--reverse-and-start-mirror",
+            "--topics",
+            &topic,
+            "--link",
+            &link,
+        ],
+    );
+    eprintln!("{done}");
+    assert!(done.contains("are ACTIVE mirrors of them"), "{done}");
+    let producer = producer.wait();
+    let acked = common::replication::verifiable_acks(&producer, PRODUCED);
+
+    // B's topic is writable and holds every record once, each at the offset its
+    // producer was told; A's topic is an ACTIVE mirror of it and catches up.
+    assert!(describe_line(&proxy_b, &topic).contains("STOPPED"));
+    let a_line = describe_line(&proxy_a, &topic);
+    assert!(
+        a_line.contains("ACTIVE") && a_line.contains(&link),
+        "{a_line}"
+    );
+    let on_b = common::replication::by_offset(&dump(&b.bootstrap, &topic));
+    for (at, value) in &acked {
+        assert_eq!(on_b.get(at), Some(value), "B at {at:?}");
+    }
+    let values: BTreeSet<&String> = on_b.values().collect();
+    assert_eq!(values.len(), on_b.len(), "no record twice");
+    assert_eq!(on_b.len(), 100 + PRODUCED);
+    // The flip came mid-run: B recorded, on promoting, what it had mirrored from A.
+    let described = mirrors(&proxy_b, &["--describe", "--topics", &topic]);
+    let mirrored: i64 = described
+        .split("LastMirroredOffset: ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<i64>().ok())
+        .map(|last| last + 1)
+        .sum();
+    assert!(
+        mirrored > 100 && mirrored < (100 + PRODUCED) as i64,
+        "{mirrored} records came from A before the flip: {described}"
+    );
+    wait_until("A's topic to equal B's", || {
+        dump(&a.bootstrap, &topic) == dump(&b.bootstrap, &topic)
+    });
+    // Written through A's mirrorgate now, a record is forwarded to B, the source.
+    produce(&proxy_a.bootstrap, &topic, 0, "via-a-", 5);
+    wait_until("A's write on B and back on A", || {
+        let on_b = dump(&b.bootstrap, &topic);
+        on_b.len() == 105 + PRODUCED && on_b == dump(&a.bootstrap, &topic)
+    });
+
+    // And back: A's topic writable again, B's a PAUSED mirror of it.
+    let done = mirrors(
+        &proxy_a,
+        &[
+            "--reverse-and-pause-mirror",
+            "--topics",
+            &topic,
+            "--link",
+            &link,
+        ],
+    );
+    assert!(done.contains("are PAUSED mirrors of them"), "{done}");
+    assert!(describe_line(&proxy_a, &topic).contains("STOPPED"));
+    wait_until("B's topic a PAUSED mirror", || {
+        let line = describe_line(&proxy_b, &topic);
+        line.contains("PAUSED") && line.contains(&link)
+    });
+    produce(&proxy_a.bootstrap, &topic, 1, "a-again-", 10);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(dump(&b.bootstrap, &topic).len(), 105 + PRODUCED, "paused");
+    mirrors(&proxy_b, &["--resume", "--topics", &topic]);
+    wait_until("B to follow A again", || {
+        let on_a = dump(&a.bootstrap, &topic);
+        on_a.len() == 115 + PRODUCED && on_a == dump(&b.bootstrap, &topic)
     });
 }

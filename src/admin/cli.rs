@@ -88,7 +88,7 @@ pub struct ClusterLinks {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover", "alter", "truncate_and_restore"])))]
+#[command(group(ArgGroup::new("action").required(true).args(["create", "list", "describe", "pause", "resume", "promote", "failover", "alter", "truncate_and_restore", "reverse_and_start_mirror", "reverse_and_pause_mirror"])))]
 pub struct Mirrors {
     #[arg(long)]
     create: bool,
@@ -116,11 +116,20 @@ pub struct Mirrors {
     /// mirror of the new primary's again.
     #[arg(long)]
     pub(super) truncate_and_restore: bool,
+    /// On a healthy bidirectional pair, with --link: a cut-over of the mirrors (fenced,
+    /// no write lost) after which their source topics on the link's cluster are ACTIVE
+    /// mirrors of them.
+    #[arg(long)]
+    pub(super) reverse_and_start_mirror: bool,
+    /// As --reverse-and-start-mirror, the source topics there becoming PAUSED mirrors.
+    #[arg(long)]
+    pub(super) reverse_and_pause_mirror: bool,
     /// With --truncate-and-restore: the only partitions that may have records to set
     /// aside (0,1,...).
     #[arg(long)]
     pub(super) include_partitions: Option<String>,
-    /// With --truncate-and-restore: print what would be set aside; change nothing.
+    /// With --truncate-and-restore: print what would be set aside; with a reverse: check
+    /// it and print its plan. Change nothing.
     #[arg(long)]
     pub(super) dry_run: bool,
     /// With --truncate-and-restore: the topic for the set-aside records (default:
@@ -496,6 +505,15 @@ pub fn mirrors(args: Mirrors) -> anyhow::Result<()> {
     }
     if args.truncate_and_restore {
         return super::cli_restore::truncate_and_restore(&api, &args, topics);
+    }
+    if args.reverse_and_start_mirror || args.reverse_and_pause_mirror {
+        let link = args.link.as_deref().context("a reverse needs --link")?;
+        let reverse = if args.reverse_and_start_mirror {
+            "START"
+        } else {
+            "PAUSE"
+        };
+        return super::cli_cutover::reverse(&api, link, topics, reverse, args.dry_run);
     }
     if topics.is_empty() && args.link.is_none() {
         bail!("Specify --topics or --link.");

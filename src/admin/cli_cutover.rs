@@ -113,6 +113,32 @@ pub fn cutover(args: Cutover) -> anyhow::Result<()> {
     follow(&api, &path, started)
 }
 
+/// `mirrors --reverse-and-start-mirror` / `--reverse-and-pause-mirror`: a cut-over of
+/// `topics` (with the defaults of `cutover`) that also turns their source topics on the
+/// link's cluster into mirrors of them; followed like one.
+pub(super) fn reverse(
+    api: &Api,
+    link: &str,
+    topics: Vec<String>,
+    reverse: &str,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let path = format!("/links/{link}/cutover");
+    let body = json!({ "topics": topics, "reverse": reverse, "dry_run": dry_run });
+    if dry_run {
+        let plan = api.call("POST", &path, Some(body))?;
+        print!("{}", self::dry_run(&plan));
+        return Ok(());
+    }
+    let view = api.call("POST", &path, Some(body))?;
+    println!(
+        "Reverse {} of link '{link}' started for {}.",
+        view["id"].as_str().unwrap_or(""),
+        names(&view["topics"])
+    );
+    follow(api, &path, view)
+}
+
 /// Polls the cut-over until it is DONE (Ok) or ABORTED (an error with its reason).
 fn follow(api: &Api, path: &str, started: Value) -> anyhow::Result<()> {
     let id = started["id"].as_str().unwrap_or("").to_string();
@@ -147,8 +173,13 @@ fn follow(api: &Api, path: &str, started: Value) -> anyhow::Result<()> {
         }
         match step.as_str() {
             "DONE" => {
+                let reversed = match view["reverse"].as_str() {
+                    Some("START") => "; their source topics on the link's cluster are ACTIVE mirrors of them",
+                    Some("PAUSE") => "; their source topics on the link's cluster are PAUSED mirrors of them",
+                    _ => "",
+                };
                 println!(
-                    "Cut-over of {} completed in {:.1} s: the topics are writable on the destination.",
+                    "Cut-over of {} completed in {:.1} s: the topics are writable on the destination{reversed}.",
                     names(&view["topics"]),
                     begun.elapsed().as_secs_f64()
                 );
@@ -196,6 +227,7 @@ fn step_text(step: &str) -> String {
             "3/5 verifying: the source stands still and the mirrors reach its end".into()
         }
         "SYNCING" => "4/5 final sync of consumer offsets and configs, then promote".into(),
+        "REVERSING" => "released: parked and new writes go to the destination; the source topics on the link's cluster become mirrors".into(),
         "DONE" => "5/5 released: parked and new writes go to the destination".into(),
         "ABORTED" => "aborted, the fence is lifted".into(),
         other => other.to_string(),

@@ -22,7 +22,7 @@ use super::secrets::{open_config, Sealer};
 use super::store::{LinkRecord, MirrorRecord, MirrorState};
 use crate::registry::forward::ForwardTarget;
 pub use cutover::{
-    ack_key, AckRecord, CutoverRecord, CutoverStep, InstanceRecord, CUTOVER_ACK_PREFIX,
+    ack_key, AckRecord, CutoverRecord, CutoverStep, InstanceRecord, Reverse, CUTOVER_ACK_PREFIX,
     CUTOVER_PREFIX, INSTANCE_PREFIX, MAX_CUTOVER_PARTITIONS, MAX_CUTOVER_TOPICS,
 };
 

@@ -48,6 +48,9 @@ pub enum CutoverStep {
     Verifying,
     /// Steps 4-5: final offset and config sync, promote; released when done.
     Syncing,
+    /// A reverse only, after promoting: the fence is lifted, and the source topics on
+    /// the link's cluster are made mirrors of the promoted ones (`reverse`).
+    Reversing,
     Done,
     Aborted,
 }
@@ -67,6 +70,7 @@ impl CutoverStep {
             Self::Fencing => "FENCING",
             Self::Verifying => "VERIFYING",
             Self::Syncing => "SYNCING",
+            Self::Reversing => "REVERSING",
             Self::Done => "DONE",
             Self::Aborted => "ABORTED",
         }
@@ -95,7 +99,21 @@ pub struct CutoverRecord {
     /// (index = partition): from then on they must not move.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_source_ends: Option<BTreeMap<String, Vec<i64>>>,
+    /// Set by `mirrors --reverse-and-start-mirror` / `--reverse-and-pause-mirror`: the
+    /// source topics on the link's cluster become mirrors of the promoted topics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse: Option<Reverse>,
     pub version: u64,
+}
+
+/// What the source topic on the link's cluster becomes once its mirror here is promoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reverse {
+    /// An ACTIVE mirror: it copies from the promoted topic at once.
+    Start,
+    /// A PAUSED mirror: read-only, copying when resumed there.
+    Pause,
 }
 
 impl CutoverRecord {

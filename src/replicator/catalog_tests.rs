@@ -364,3 +364,41 @@ fn more_last_mirrored_offsets_than_partitions_are_refused() {
     assert_eq!(kept.last_mirrored.len(), 2);
     assert_eq!(kept.last_mirrored[1].offset, 9);
 }
+
+/// A reverse on the other side deletes a STOPPED record before marking the topic:
+/// the topic turns read-only (`reversing`, PAUSED), never forwarded, until the mirror
+/// record that follows replaces it.
+#[test]
+fn a_stopped_topic_being_reversed_is_read_only_until_it_becomes_a_mirror() {
+    let mut catalog = Catalog::default();
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(1, "STOPPED", 4)),
+    );
+    assert_eq!(apply(&mut catalog, b"mirror/m", None), Outcome::Applied);
+    let reversing = mirror_json(1, "PAUSED", 1).replace(
+        r#""version":1"#,
+        r#""version":1,"reversing":{"cutover_id":"c1"}"#,
+    );
+    assert_eq!(
+        apply(&mut catalog, b"mirror/m", Some(&reversing)),
+        Outcome::Applied
+    );
+    assert!(catalog.read_only().contains("m"));
+    assert!(!catalog.forwarded().contains_key("m"));
+    let record = catalog.mirror("m").and_then(|m| m.record.clone()).unwrap();
+    assert_eq!(
+        record.reversing.map(|r| r.cutover_id).as_deref(),
+        Some("c1")
+    );
+    assert_eq!(
+        apply(
+            &mut catalog,
+            b"mirror/m",
+            Some(&mirror_json(1, "ACTIVE", 2))
+        ),
+        Outcome::Applied
+    );
+    assert_eq!(state_of(&catalog, "m"), Some(MirrorState::Active));
+}

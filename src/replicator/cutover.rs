@@ -12,6 +12,10 @@
 //! 4. `SYNCING`: promote (final consumer offset and config sync, then STOPPED).
 //! 5. `DONE` lifts the fence: parked writes go on to the promoted topics.
 //!
+//! A reverse (`reverse`) also makes the source topics read-only on the link's cluster
+//! once every instance holds the fence, and after promoting lifts the fence at
+//! `REVERSING`, where those topics become mirrors of the promoted ones.
+//!
 //! `ABORTED` lifts it too: nothing parked is lost, the mirrors stay mirrors.
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,9 +26,10 @@ use anyhow::Context;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use super::catalog::{CutoverRecord, CutoverStep, CUTOVER_PREFIX, MAX_CUTOVER_PARTITIONS};
+use super::catalog::{CutoverRecord, CutoverStep, Reverse, CUTOVER_PREFIX, MAX_CUTOVER_PARTITIONS};
 use super::manager::{Change, Inner, Replicator};
 use super::now_ms;
+use super::reverse;
 use super::store::{self, MirrorState};
 use crate::kafka::backoff::{Backoff, Jitter};
 
@@ -131,6 +136,26 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
                 .filter(|i| !catalog.acked(link, i, &record.id))
                 .collect();
             if missing.is_empty() {
+                if record.reverse.is_some() {
+                    if let reverse::Held::Refused(reason) =
+                        reverse::hold(inner, link, record).await?
+                    {
+                        return abort(inner, link, record, reason).await;
+                    }
+                    // Made read-only there just now: a write its proxies let through
+                    // before they read that must land before the source is watched.
+                    let moving = moving_source(inner, link, record).await?;
+                    if !moving.is_empty() {
+                        if past_deadline {
+                            let reason = format!(
+                                "the source's end offsets still moved after its topics were made read-only there: {}",
+                                moving.join(", ")
+                            );
+                            return abort(inner, link, record, reason).await;
+                        }
+                        return Ok(Next::Again(POLL));
+                    }
+                }
                 return write(inner, link, advanced(record, CutoverStep::Verifying, None)).await;
             }
             if past_deadline {
@@ -200,7 +225,11 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
                 .cloned()
                 .collect();
             if pending.is_empty() {
-                return write(inner, link, advanced(record, CutoverStep::Done, None)).await;
+                let next = match record.reverse {
+                    Some(_) => CutoverStep::Reversing,
+                    None => CutoverStep::Done,
+                };
+                return write(inner, link, advanced(record, next, None)).await;
             }
             let results = Replicator::from_inner(inner.clone())
                 .change(link, &pending, Change::Promote)
@@ -224,6 +253,14 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
             tracing::warn!(link, failed = %failed.join("; "), "promote failed; retrying");
             Ok(Next::Again(Duration::from_millis(500)))
         }
+        CutoverStep::Reversing => {
+            // Promoted and released here; the other side stays read-only until this ends,
+            // however long its cluster takes to answer.
+            let reverse = record.reverse.unwrap_or(Reverse::Start);
+            let left = reverse::complete(inner, link, record, reverse).await?;
+            let reason = (!left.is_empty()).then(|| left.join("; "));
+            write(inner, link, advanced(record, CutoverStep::Done, reason)).await
+        }
         CutoverStep::Done | CutoverStep::Aborted => Ok(Next::Again(POLL)),
     }
 }
@@ -244,6 +281,10 @@ async fn abort(
     record: &CutoverRecord,
     reason: String,
 ) -> anyhow::Result<Next> {
+    let reason = match release_other_side(inner, link, record).await {
+        Ok(()) => reason,
+        Err(e) => format!("{reason}; {e}"),
+    };
     tracing::warn!(
         link,
         cutover = record.id,
@@ -256,6 +297,23 @@ async fn abort(
         advanced(record, CutoverStep::Aborted, Some(reason)),
     )
     .await
+}
+
+/// A reverse's marks on the link's cluster removed, if it got that far; when that
+/// cluster cannot be reached, the error says how to release its topics there.
+pub(super) async fn release_other_side(
+    inner: &Arc<Inner>,
+    link: &str,
+    record: &CutoverRecord,
+) -> Result<(), String> {
+    if record.reverse.is_none() || record.step == CutoverStep::WaitingForLag {
+        return Ok(());
+    }
+    reverse::release(inner, link, record).await.map_err(|e| {
+        format!(
+            "the source topics on the link's cluster could not be made writable again ({e:#}); fail them over there (mirrors --failover) to release them"
+        )
+    })
 }
 
 /// Writes the next record and waits until this instance applied it; a record another

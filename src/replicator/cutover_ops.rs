@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::catalog::{CutoverRecord, CutoverStep, CUTOVER_PREFIX};
+use super::catalog::{CutoverRecord, CutoverStep, Reverse, CUTOVER_PREFIX};
 use super::controller::Snapshot;
-use super::cutover;
 use super::manager::{lost_race, ApiError, Inner, Replicator};
 use super::store::{self, MirrorState};
+use super::{cutover, reverse};
 use super::{now_ms, offset_sync};
 
 /// Accepted `timeout_ms`: long enough for a fleet to confirm, short of what a
@@ -32,6 +32,22 @@ pub struct CutoverRequest {
     pub timeout_ms: u64,
     #[serde(default)]
     pub dry_run: bool,
+    /// A reverse: the source topics on the link's cluster become mirrors of these
+    /// (`mirrors --reverse-and-start-mirror` / `--reverse-and-pause-mirror`).
+    #[serde(default)]
+    pub reverse: Option<Reverse>,
+}
+
+impl Default for CutoverRequest {
+    fn default() -> Self {
+        Self {
+            topics: Vec::new(),
+            max_lag_records: DEFAULT_MAX_LAG_RECORDS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            dry_run: false,
+            reverse: None,
+        }
+    }
 }
 
 fn default_timeout() -> u64 {
@@ -98,6 +114,9 @@ impl Replicator {
                 )));
             }
         }
+        if let Some(reverse) = request.reverse {
+            reverse::check(&self.inner, link, &topics, reverse).await?;
+        }
         let now = now_ms();
         let record = CutoverRecord {
             id: format!("{now:x}-{:04x}", rand::random::<u16>()),
@@ -110,6 +129,7 @@ impl Replicator {
             fenced_ms: None,
             fenced_source_ends: None,
             reason: None,
+            reverse: request.reverse,
             version: state
                 .catalog
                 .cutover(link)
@@ -148,13 +168,16 @@ impl Replicator {
             })?;
         match current.step {
             CutoverStep::WaitingForLag | CutoverStep::Fencing | CutoverStep::Verifying => {}
-            CutoverStep::Syncing => {
+            CutoverStep::Syncing | CutoverStep::Reversing => {
                 return Err(ApiError::Conflict(format!(
                     "The cut-over of link '{link}' is promoting its topics and cannot be aborted."
                 )))
             }
             CutoverStep::Done | CutoverStep::Aborted => return Ok(view(&state, link, &current)),
         }
+        cutover::release_other_side(&self.inner, link, &current)
+            .await
+            .map_err(ApiError::Unavailable)?;
         let mut record = current.clone();
         record.step = CutoverStep::Aborted;
         record.reason = Some("aborted by the operator".into());
@@ -185,6 +208,7 @@ impl Replicator {
             fenced_ms: None,
             fenced_source_ends: None,
             reason: None,
+            reverse: request.reverse,
             version: 0,
         };
         let unavailable = |e: anyhow::Error| ApiError::Unavailable(format!("{e:#}"));
@@ -233,6 +257,9 @@ impl Replicator {
             "4-5. promote {} after the final offset and config sync, then release parked writes to the destination",
             topics.join(", ")
         ));
+        if let Some(reverse) = request.reverse {
+            plan.extend(reverse::check(&self.inner, link, &topics, reverse).await?);
+        }
         if !source_groups.is_empty() {
             plan.push(format!(
                 "consumer groups still active on the source (not moved to mirrorgate): {}",

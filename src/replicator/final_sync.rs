@@ -160,11 +160,13 @@ impl FinalSync {
 }
 
 /// A mirror whose configs and consumer offsets follow its source: all but STOPPED and
-/// FAILED ones, and one being restored (its topic is about to be deleted; offsets
-/// written to it now would be deleted with it, while the sync took them as written).
+/// FAILED ones, one being restored (its topic is about to be deleted; offsets written
+/// to it now would be deleted with it, while the sync took them as written), and one
+/// being reversed (its source is still a mirror of it, and its groups are its own).
 fn follows_source(record: &MirrorRecord) -> bool {
     !matches!(record.state, MirrorState::Stopped | MirrorState::Failed)
         && record.restoring.is_none()
+        && record.reversing.is_none()
 }
 
 /// The link's mirrors whose configs follow the source.

@@ -290,6 +290,7 @@ impl Replicator {
             throttled_rate,
             last_mirrored: Vec::new(),
             restoring: None,
+            reversing: None,
         };
         // The name is read-only on every instance before the topic exists, so no client
         // write can land in it first.

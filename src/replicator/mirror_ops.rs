@@ -178,6 +178,14 @@ impl Inner {
                 "Topic '{topic}' is being restored by truncate-and-restore; run that command again to finish it."
             ));
         }
+        if let Some(reversing) = &current_record.reversing {
+            if change != Change::Failover {
+                return Err(format!(
+                    "Topic '{topic}' is being reversed by cut-over {} on the link's cluster and becomes a mirror when that ends; to release it here instead, fail it over.",
+                    reversing.cutover_id
+                ));
+            }
+        }
         let next = transitions::next_state(topic, &link, change, current_record.state)?;
         let epochs_from = source.clone();
         match change {

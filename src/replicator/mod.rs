@@ -39,7 +39,8 @@
 //! A cut-over (`cutover_ops` -> `cutover`) moves a link's mirrors to the destination
 //! under a fleet-wide fence: every instance's `fence_member` confirms that its proxy
 //! parks Produce to them before the source is checked, the mirrors promoted and the
-//! fence lifted.
+//! fence lifted. A reverse is a cut-over that also makes the source topics mirrors of
+//! the promoted ones on the link's cluster (`reverse`, writing that fleet's catalog).
 
 pub mod auto_create;
 pub mod budget;
@@ -79,6 +80,7 @@ mod reconcile;
 mod remote_catalog;
 pub mod restore;
 pub mod resume_check;
+mod reverse;
 pub mod secrets;
 mod set_aside;
 pub mod source;

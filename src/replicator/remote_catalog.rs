@@ -3,7 +3,7 @@
 //! truncate-and-restore on the old primary needs; and on a bidirectional link, which of
 //! its topics are mirrors of ours (never to be mirrored back). Read like our own metadata topic
 //! (`catalog_feed`), with the same bounded decoder; its link records stay sealed (we
-//! hold no key for them) and are not needed.
+//! hold no key for them) and are not needed. A reverse (`reverse`) also writes there.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +12,7 @@ use super::catalog_feed::{apply_records, fetch, Fetched};
 use super::manager::ApiError;
 use super::partition::{log_end_offset, log_start_offset};
 use super::source::Source;
-use super::store::MirrorState;
+use super::store::{self, MirrorState};
 use crate::kafka::admin::{self, UNKNOWN_TOPIC};
 
 /// Most fetches for one read: the topic is compacted and small; a log that never ends
@@ -63,6 +63,27 @@ pub(super) async fn read(source: &Source, topic: &str) -> Result<Catalog, String
         };
     }
     Err(format!("metadata topic '{topic}': not read to its end"))
+}
+
+/// Writes one record to the catalog in `topic` on the link's cluster (a reverse turns
+/// a topic there into a mirror, `reverse`); a null value deletes.
+pub(super) async fn write(
+    source: &Source,
+    topic: &str,
+    key: String,
+    value: Option<Vec<u8>>,
+) -> Result<(), String> {
+    let mut any = source.connect_any().await.map_err(|e| e.to_string())?;
+    let metadata = admin::metadata(&mut any, Some(&[topic]))
+        .await
+        .map_err(|e| e.to_string())?;
+    let leader = admin::leader_of(&metadata, topic, 0)
+        .ok_or_else(|| format!("metadata topic '{topic}' on the link's cluster has no leader"))?;
+    let mut conn = source.connect(&leader).await.map_err(|e| e.to_string())?;
+    store::put_on(&mut conn, topic, key, value)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("writing to the link's cluster's {e}"))
 }
 
 /// The topics of the other fleet that are mirrors (not yet stopped) copying from the

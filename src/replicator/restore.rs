@@ -29,7 +29,7 @@ use super::manager::{runnable_link, unavailable, ApiError, Replicator};
 use super::partition::{log_end_offset, log_start_offset};
 use super::set_aside::{self, Copy};
 use super::source::Source;
-use super::store::{MirrorRecord, MirrorState, Restoring};
+use super::store::{self, MirrorRecord, MirrorState, Restoring};
 use super::{now_ms, remote_catalog, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC};
 use crate::kafka::client::KafkaConnection;
@@ -337,6 +337,19 @@ async fn start(
         set_aside_from,
     };
     let state = inner.current_state().await?;
+    if state
+        .mirrors
+        .get(topic)
+        .is_some_and(|m| m.record.state == MirrorState::Stopped)
+    {
+        // A STOPPED record is never replaced (a promoted topic stays writable); no
+        // record reads the same, and a topic mirrored before can be restored again.
+        let offset = store::put_mirror(dest, topic, None)
+            .await
+            .map_err(unavailable)?;
+        inner.commit(offset).await?;
+    }
+    let state = inner.current_state().await?;
     let key = format!("{MIRROR_PREFIX}{topic}");
     let record = MirrorRecord {
         state: MirrorState::Paused,
@@ -374,6 +387,7 @@ fn mirror_of(topic: &str, there: &MirrorRecord, link: &str, partitions: i32) -> 
         throttled_rate: None,
         last_mirrored: Vec::new(),
         restoring: None,
+        reversing: None,
     }
 }
 

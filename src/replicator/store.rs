@@ -18,7 +18,7 @@ use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
 use super::secrets::{seal_config, Sealer};
 use super::Destination;
 use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
-use crate::kafka::client::ClientError;
+use crate::kafka::client::{ClientError, KafkaConnection};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkRecord {
@@ -99,6 +99,17 @@ pub struct MirrorRecord {
     /// the new mirror record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restoring: Option<Restoring>,
+    /// Set while a reverse on the link's cluster (`reverse`) turns this topic, the
+    /// source of a mirror there, into a mirror of that one: read-only through every
+    /// proxy of this fleet, nothing copied to it, until the mirror there is promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reversing: Option<Reversing>,
+}
+
+/// A reverse under way on the link's cluster, by its cut-over there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reversing {
+    pub cutover_id: String,
 }
 
 /// A truncate-and-restore under way (`restore`).
@@ -225,6 +236,19 @@ pub async fn put_json<T: serde::Serialize>(
 }
 
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
+    let topic = dest.metadata_topic();
+    let mut conn = dest.connect_leader(&topic, 0).await?;
+    put_on(&mut conn, &topic, key, value).await
+}
+
+/// Writes one record to partition 0 of the metadata topic `topic` over `conn` (its
+/// leader): ours, or another fleet's through a link (`remote_catalog`).
+pub(super) async fn put_on(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    key: String,
+    value: Option<Vec<u8>>,
+) -> Result<i64, StoreError> {
     let record = Record {
         transactional: false,
         control: false,
@@ -250,16 +274,14 @@ async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<
         },
     )
     .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let topic = dest.metadata_topic();
     let request = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(30_000)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(topic_name(&topic))
+            .with_name(topic_name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(Some(batch.freeze()))])]);
-    let mut conn = dest.connect_leader(&topic, 0).await?;
     let response = tokio::time::timeout(Duration::from_secs(40), conn.call(&request, 9))
         .await
         .map_err(|_| StoreError::Invalid("write timed out".into()))??;

@@ -170,6 +170,7 @@ mod tests {
             throttled_rate: None,
             last_mirrored: Vec::new(),
             restoring: None,
+            reversing: None,
         }
     }
 
