@@ -74,10 +74,10 @@ fn pair(name: &str) -> Pair {
 fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the_new_one() {
     let Pair {
         a,
+        a_metadata,
         b_metadata,
         proxy_a,
         proxy_b,
-        ..
     } = pair("failback");
     let b = destination();
     let topic = unique("failback");
@@ -89,11 +89,17 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
     produce(&a.bootstrap, &topic, 0, "p0-a", MIRRORED);
     produce(&a.bootstrap, &topic, 1, "p1-a", MIRRORED);
 
-    // A -> B, copied whole.
+    // A -> B, copied whole, on one side of a bidirectional pair of links.
     let to_b = new_link(
         &proxy_b,
-        "failback-ab",
-        &["--config", &format!("bootstrap.servers={}", a.bootstrap)],
+        "failback",
+        &[
+            "--config",
+            &format!(
+                "bootstrap.servers={},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={a_metadata}",
+                a.bootstrap
+            ),
+        ],
     );
     mirrors(
         &proxy_b,
@@ -125,7 +131,8 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
     let b_offsets = group_offsets(&b.bootstrap, &group);
     assert!(!b_offsets.is_empty());
 
-    // A comes back: a link to B on A's fleet, with the group's offsets synced.
+    // A comes back: the link of the same name to B on A's fleet, with the group's
+    // offsets synced.
     let filters = std::env::temp_dir().join(format!("{group}-filters.json"));
     std::fs::write(
         &filters,
@@ -134,13 +141,17 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
         ),
     )
     .expect("filters");
-    let to_a = new_link(
+    let to_a = to_b.clone();
+    let created = cli(
         &proxy_a,
-        "failback-ba",
         &[
+            "cluster-links",
+            "--create",
+            "--link",
+            &to_a,
             "--config",
             &format!(
-                "bootstrap.servers={},consumer.offset.sync.enable=true,consumer.offset.sync.ms=500",
+                "bootstrap.servers={},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={b_metadata},consumer.offset.sync.enable=true,consumer.offset.sync.ms=500",
                 // One is enough; the inline config splits on commas.
                 b.bootstrap.split(',').next().unwrap_or_default()
             ),
@@ -148,6 +159,7 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
             &filters.to_string_lossy(),
         ],
     );
+    assert!(created.status.success(), "{}", text(&created));
     let _ = std::fs::remove_file(filters);
     let restore = |extra: &[&str]| {
         let mut args = vec![
@@ -216,6 +228,26 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
         "{}",
         refused.text()
     );
+
+    // Later, planned: A becomes the primary again and B its mirror, in one command
+    // (B's topic, promoted by the failover, becomes a mirror again).
+    let done = mirrors(
+        &proxy_a,
+        &[
+            "--reverse-and-start-mirror",
+            "--topics",
+            &topic,
+            "--link",
+            &to_a,
+        ],
+    );
+    assert!(done.contains("are ACTIVE mirrors of them"), "{done}");
+    let before = dump(&b.bootstrap, &topic).len();
+    produce(&proxy_a.bootstrap, &topic, 1, "p1-a-again", 10);
+    wait_until("B to follow A again", || {
+        let on_a = dump(&a.bootstrap, &topic);
+        on_a.len() == before + 10 && on_a == dump(&b.bootstrap, &topic)
+    });
 }
 
 #[test]
