@@ -1,6 +1,7 @@
 //! Real clients nobody here wrote, through the proxy: confluent-kafka (Python,
 //! librdkafka 2.16 from PyPI), franz-go (with kadm), IBM/sarama and segmentio/kafka-go
-//! (Go), KafkaJS (npm). Each runs what its users do, as far as the client can: admin
+//! (Go), KafkaJS (npm), and a Kafka Streams 4.1 application with exactly_once_v2
+//! (Maven Central; its transactions are Streams' own, committing input offsets). Each runs what its users do, as far as the client can: admin
 //! calls (create a topic, alter and describe configs, delete records), an idempotent
 //! producer, a transactional producer that commits one transaction and aborts another
 //! (kafka-go has neither: a plain writer), a read-committed consumer group that commits
@@ -139,6 +140,47 @@ fn kafka_go_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
     // kafka-go passes the broker's message on.
     let message = seen["mirror_write"].as_str().unwrap_or_default();
     assert!(message.contains("[42] Invalid Request"), "{seen}");
+    assert!(
+        message.contains(&format!(
+            "Cannot append records to read-only mirror topic '{mirror}'"
+        )),
+        "{seen}"
+    );
+}
+
+#[test]
+fn a_kafka_streams_exactly_once_app_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
+    let dir = repo_root().join("tests/clients/java");
+    let built = Command::new("mvn")
+        .args(["-q", "-B", "package"])
+        .current_dir(&dir)
+        .output()
+        .expect("run mvn");
+    assert!(
+        built.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let classpath = format!(
+        "{}:{}/*",
+        dir.join("target/classes").display(),
+        dir.join("target/libs").display()
+    );
+    let (seen, mirror) = run_client(
+        Path::new("/usr/bin/env"),
+        &[
+            "java",
+            "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            "-cp",
+            &classpath,
+            "StreamsEosClient",
+        ],
+        "streams",
+    );
+    // The Java producer inside Streams passes the broker's message on.
+    let message = seen["mirror_write"].as_str().unwrap_or_default();
+    assert!(message.starts_with("InvalidRequestException: "), "{seen}");
     assert!(
         message.contains(&format!(
             "Cannot append records to read-only mirror topic '{mirror}'"
