@@ -45,6 +45,28 @@ fn mirrors(proxy: &Proxy, args: &[&str]) -> String {
     text(&out)
 }
 
+/// A topic of two partitions on `a`, with `count` records `{prefix}{i}` in each.
+fn topic_on_a(a: &Cluster, name: &str, prefixes: [(&str, usize); 2]) -> String {
+    let topic = unique(name);
+    common::create_topic(
+        a,
+        &topic,
+        &["--partitions", "2", "--replication-factor", "1"],
+    );
+    for (partition, (prefix, count)) in (0..).zip(prefixes) {
+        produce(&a.bootstrap, &topic, partition, prefix, count);
+    }
+    topic
+}
+
+/// Creates link `name` on `proxy` (the exact name: both sides of a pair share it).
+fn link_named(proxy: &Proxy, name: &str, args: &[&str]) {
+    let mut all = vec!["cluster-links", "--create", "--link", name];
+    all.extend_from_slice(args);
+    let created = cli(proxy, &all);
+    assert!(created.status.success(), "{}", text(&created));
+}
+
 /// Clusters A (the source cluster) and B (the destination), with a fleet of one
 /// replicating instance in front of each, on metadata topics of their own.
 struct Pair {
@@ -80,14 +102,7 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
         proxy_b,
     } = pair("failback");
     let b = destination();
-    let topic = unique("failback");
-    common::create_topic(
-        &a,
-        &topic,
-        &["--partitions", "2", "--replication-factor", "1"],
-    );
-    produce(&a.bootstrap, &topic, 0, "p0-a", MIRRORED);
-    produce(&a.bootstrap, &topic, 1, "p1-a", MIRRORED);
+    let topic = topic_on_a(&a, "failback", [("p0-a", MIRRORED), ("p1-a", MIRRORED)]);
 
     // A -> B, copied whole, on one side of a bidirectional pair of links.
     let to_b = new_link(
@@ -142,13 +157,10 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
     )
     .expect("filters");
     let to_a = to_b.clone();
-    let created = cli(
+    link_named(
         &proxy_a,
+        &to_a,
         &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &to_a,
             "--config",
             &format!(
                 "bootstrap.servers={},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={b_metadata},consumer.offset.sync.enable=true,consumer.offset.sync.ms=500",
@@ -159,7 +171,6 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
             &filters.to_string_lossy(),
         ],
     );
-    assert!(created.status.success(), "{}", text(&created));
     let _ = std::fs::remove_file(filters);
     let restore = |extra: &[&str]| {
         let mut args = vec![
@@ -339,14 +350,7 @@ fn a_planned_failback_makes_the_old_topic_a_mirror_in_place() {
         ..
     } = pair("inplace");
     let b = destination();
-    let topic = unique("inplace");
-    common::create_topic(
-        &a,
-        &topic,
-        &["--partitions", "2", "--replication-factor", "1"],
-    );
-    produce(&a.bootstrap, &topic, 0, "p0-a", 30);
-    produce(&a.bootstrap, &topic, 1, "p1-a", 20);
+    let topic = topic_on_a(&a, "inplace", [("p0-a", 30), ("p1-a", 20)]);
     let to_b = new_link(
         &proxy_b,
         "inplace-ab",
@@ -466,14 +470,7 @@ fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_
             ),
         ],
     );
-    let topic = unique("reverse");
-    common::create_topic(
-        &a,
-        &topic,
-        &["--partitions", "2", "--replication-factor", "1"],
-    );
-    produce(&a.bootstrap, &topic, 0, "a0-", 50);
-    produce(&a.bootstrap, &topic, 1, "a1-", 50);
+    let topic = topic_on_a(&a, "reverse", [("a0-", 50), ("a1-", 50)]);
     mirrors(
         &proxy_b,
         &["--create", "--mirror-topic", &topic, "--link", &link],
@@ -494,20 +491,16 @@ fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_
     assert!(text(&refused).contains("has no link"), "{}", text(&refused));
     assert!(describe_line(&proxy_b, &topic).contains("ACTIVE"));
 
-    let back = cli(
+    link_named(
         &proxy_a,
+        &link,
         &[
-            "cluster-links",
-            "--create",
-            "--link",
-            &link,
             "--config",
             &format!(
                 "bootstrap.servers={b_first},link.mode=BIDIRECTIONAL,mirror.remote.metadata.topic={b_metadata},mirror.produce.mode=forward"
             ),
         ],
     );
-    assert!(back.status.success(), "{}", text(&back));
     wait_until("the mirror on B", || {
         dump(&b.bootstrap, &topic) == dump(&a.bootstrap, &topic)
     });

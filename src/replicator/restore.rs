@@ -30,7 +30,7 @@ use super::partition::{log_end_offset, log_start_offset};
 use super::set_aside::{self, Copy};
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState, Restoring};
-use super::{now_ms, remote_catalog, Destination};
+use super::{remote_catalog, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC};
 use crate::kafka::client::KafkaConnection;
 use crate::kafka::producer::init_producer_id;
@@ -370,25 +370,7 @@ async fn start(
 /// A record making `topic` here a mirror of `there`'s topic on `link`; the caller sets
 /// state, version and what else it knows.
 fn mirror_of(topic: &str, there: &MirrorRecord, link: &str, partitions: i32) -> MirrorRecord {
-    MirrorRecord {
-        topic: topic.to_string(),
-        source_topic: there.topic.clone(),
-        link: link.to_string(),
-        partitions,
-        state: MirrorState::Paused,
-        reason: None,
-        state_time_ms: now_ms(),
-        source_topic_id: None,
-        overrides: BTreeMap::new(),
-        start_offsets: Vec::new(),
-        version: 0,
-        producer_id: None,
-        producer_epoch: None,
-        throttled_rate: None,
-        last_mirrored: Vec::new(),
-        restoring: None,
-        reversing: None,
-    }
+    MirrorRecord::paused(topic, &there.topic, link, partitions)
 }
 
 /// Step 3 when the topic holds nothing past its last mirrored offsets: it is a prefix

@@ -23,9 +23,9 @@ use super::catalog::{Catalog, CutoverRecord, Reverse, MIRROR_PREFIX};
 use super::config_sync::TIMESTAMP_TYPE;
 use super::link_config::LINK_MODE_KEY;
 use super::manager::{runnable_link, unavailable, ApiError, Inner};
+use super::remote_catalog;
 use super::source::Source;
 use super::store::{MirrorRecord, MirrorState, Reversing};
-use super::{now_ms, remote_catalog};
 use crate::kafka::admin;
 use crate::kafka::producer::init_producer_id;
 
@@ -343,23 +343,5 @@ pub(super) async fn complete(
 /// A record there making `here`'s source topic a mirror of it on the link of the same
 /// name; the caller sets state, version and what else it knows.
 fn mirror_of(here: &MirrorRecord, link: &str) -> MirrorRecord {
-    MirrorRecord {
-        topic: here.source_topic.clone(),
-        source_topic: here.topic.clone(),
-        link: link.to_string(),
-        partitions: here.partitions,
-        state: MirrorState::Paused,
-        reason: None,
-        state_time_ms: now_ms(),
-        source_topic_id: None,
-        overrides: BTreeMap::new(),
-        start_offsets: Vec::new(),
-        version: 0,
-        producer_id: None,
-        producer_epoch: None,
-        throttled_rate: None,
-        last_mirrored: Vec::new(),
-        restoring: None,
-        reversing: None,
-    }
+    MirrorRecord::paused(&here.source_topic, &here.topic, link, here.partitions)
 }

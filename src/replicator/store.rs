@@ -106,6 +106,32 @@ pub struct MirrorRecord {
     pub reversing: Option<Reversing>,
 }
 
+impl MirrorRecord {
+    /// A PAUSED mirror of `source_topic` over `link` with nothing else known yet: its
+    /// writer sets the state, version and the rest.
+    pub fn paused(topic: &str, source_topic: &str, link: &str, partitions: i32) -> Self {
+        Self {
+            topic: topic.to_string(),
+            source_topic: source_topic.to_string(),
+            link: link.to_string(),
+            partitions,
+            state: MirrorState::Paused,
+            reason: None,
+            state_time_ms: super::now_ms(),
+            source_topic_id: None,
+            overrides: BTreeMap::new(),
+            start_offsets: Vec::new(),
+            version: 0,
+            producer_id: None,
+            producer_epoch: None,
+            throttled_rate: None,
+            last_mirrored: Vec::new(),
+            restoring: None,
+            reversing: None,
+        }
+    }
+}
+
 /// A reverse under way on the link's cluster, by its cut-over there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Reversing {
