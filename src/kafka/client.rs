@@ -6,7 +6,7 @@
 //! `send_deferred` queues a request to go out with the next write, so a window of
 //! requests costs one syscall instead of one each.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +67,8 @@ pub struct KafkaConnection {
     addr: String,
     /// Correlation ids sent by `send` and not yet received, oldest first.
     in_flight: VecDeque<i32>,
+    /// The broker's highest version of each API, once asked (`max_version`).
+    max_versions: Option<HashMap<i16, i16>>,
 }
 
 /// A request sent with [`KafkaConnection::send`]; redeem it with `receive`.
@@ -75,6 +77,13 @@ pub struct Pending<R: Request> {
     correlation_id: i32,
     version: i16,
     request: PhantomData<fn() -> R>,
+}
+
+/// v3+ brokers check the software name and version (a dotted word each).
+fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("mirrorgate"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")))
 }
 
 impl KafkaConnection {
@@ -106,6 +115,7 @@ impl KafkaConnection {
             request_timeout: Duration::from_secs(30),
             addr: addr.to_string(),
             in_flight: VecDeque::new(),
+            max_versions: None,
         };
         if let Some(sasl) = sasl {
             super::sasl::authenticate(&mut connection, sasl).await?;
@@ -146,13 +156,39 @@ impl KafkaConnection {
 
     /// One ApiVersions round trip within `timeout`.
     async fn probe(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        let request = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("mirrorgate"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let request = api_versions_request();
         let previous = std::mem::replace(&mut self.request_timeout, timeout);
         let answer = self.call(&request, API_VERSIONS_VERSION).await;
         self.request_timeout = previous;
         answer.map(|_| ())
+    }
+
+    /// The highest version of `api` the broker serves (None: not at all), asked once
+    /// per connection: a call at a version the broker does not know closes the
+    /// connection, so one older brokers lack (e.g. ListGroups v5 before Kafka 3.8) is
+    /// chosen with this.
+    pub async fn max_version(&mut self, api: ApiKey) -> Result<Option<i16>, ClientError> {
+        if self.max_versions.is_none() {
+            let response = self
+                .call(&api_versions_request(), API_VERSIONS_VERSION)
+                .await?;
+            if response.error_code != 0 {
+                return Err(ClientError::Protocol(format!(
+                    "ApiVersions answered error {}",
+                    response.error_code
+                )));
+            }
+            let versions = response
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, k.max_version))
+                .collect();
+            self.max_versions = Some(versions);
+        }
+        Ok(self
+            .max_versions
+            .as_ref()
+            .and_then(|v| v.get(&(api as i16)).copied()))
     }
 
     pub fn addr(&self) -> &str {

@@ -12,7 +12,8 @@ use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopics,
 };
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    ApiKey, FindCoordinatorRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -60,6 +61,20 @@ fn kafka_error(code: i16, message: Option<&StrBytes>) -> AdminError {
     }
 }
 
+/// First ListGroups versions with a state filter, and with group types.
+const STATES_FILTER_SINCE: i16 = 4;
+const GROUP_TYPE_SINCE: i16 = 5;
+
+/// `wanted`, or the broker's highest version of `api` when that is older.
+async fn version(conn: &mut KafkaConnection, api: ApiKey, wanted: i16) -> Result<i16, ClientError> {
+    match conn.max_version(api).await? {
+        Some(max) => Ok(max.min(wanted)),
+        None => Err(ClientError::Protocol(format!(
+            "the broker does not serve {api:?}"
+        ))),
+    }
+}
+
 fn group_id(name: &str) -> GroupId {
     GroupId(StrBytes::from_string(name.to_string()))
 }
@@ -82,13 +97,18 @@ pub async fn list_groups(
     conn: &mut KafkaConnection,
     states: &[&str],
 ) -> Result<Vec<ListedGroup>, AdminError> {
-    let request = ListGroupsRequest::default().with_states_filter(
-        states
+    let version = version(conn, ApiKey::ListGroups, LIST_GROUPS_VERSION).await?;
+    // Before v4 (Kafka 2.6) there is no state filter: filtered here instead.
+    let filter_here = version < STATES_FILTER_SINCE;
+    let filter = match filter_here {
+        true => Vec::new(),
+        false => states
             .iter()
             .map(|s| StrBytes::from_string(s.to_string()))
             .collect(),
-    );
-    let response = conn.call(&request, LIST_GROUPS_VERSION).await?;
+    };
+    let request = ListGroupsRequest::default().with_states_filter(filter);
+    let response = conn.call(&request, version).await?;
     if response.error_code != 0 {
         return Err(kafka_error(response.error_code, None));
     }
@@ -99,7 +119,16 @@ pub async fn list_groups(
             group_id: g.group_id.0.as_str().to_string(),
             protocol_type: g.protocol_type.as_str().to_string(),
             state: g.group_state.as_str().to_string(),
-            group_type: g.group_type.as_str().to_string(),
+            // Before v5 (Kafka 3.8) every group is a classic one.
+            group_type: match version < GROUP_TYPE_SINCE {
+                true => "classic".to_string(),
+                false => g.group_type.as_str().to_string(),
+            },
+        })
+        .filter(|g| {
+            !filter_here
+                || states.is_empty()
+                || states.iter().any(|s| s.eq_ignore_ascii_case(&g.state))
         })
         .collect())
 }
@@ -180,7 +209,8 @@ pub async fn fetch_offsets(
                 })
                 .collect(),
         );
-    let response = conn.call(&request, OFFSET_FETCH_VERSION).await?;
+    let version = version(conn, ApiKey::OffsetFetch, OFFSET_FETCH_VERSION).await?;
+    let response = conn.call(&request, version).await?;
     let mut out = BTreeMap::new();
     for group in response.groups {
         let name = group.group_id.0.as_str().to_string();
@@ -263,7 +293,8 @@ pub async fn commit_offsets(
                 })
                 .collect(),
         );
-    let response = conn.call(&request, OFFSET_COMMIT_VERSION).await?;
+    let version = version(conn, ApiKey::OffsetCommit, OFFSET_COMMIT_VERSION).await?;
+    let response = conn.call(&request, version).await?;
     let mut refused = Vec::new();
     let mut answered = 0usize;
     for topic in response.topics {

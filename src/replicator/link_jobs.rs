@@ -63,10 +63,13 @@ fn report_problems(
                 error_message: items.join("; "),
             })
             .collect(),
-        Err(e) => vec![TaskError {
-            error_code: "SOURCE_UNAVAILABLE".to_string(),
-            error_message: format!("{e:#}"),
-        }],
+        Err(e) => {
+            tracing::debug!(task, error = %format!("{e:#}"), "link job round failed");
+            vec![TaskError {
+                error_code: "SOURCE_UNAVAILABLE".to_string(),
+                error_message: format!("{e:#}"),
+            }]
+        }
     };
     let state = if errors.is_empty() {
         "ACTIVE"

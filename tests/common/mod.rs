@@ -47,12 +47,18 @@ impl Cluster {
     /// A cluster with extra `testbed/kafka up` arguments (e.g. `--security ssl`).
     pub fn up_with(name: &'static str, nodes: u16, port: u16, extra: &[&str]) -> Cluster {
         let (nodes_arg, port_arg) = (nodes.to_string(), port.to_string());
-        let out = Command::new(repo_root().join("testbed/kafka"))
-            .args(["up", name, "--nodes", &nodes_arg, "--port", &port_arg])
+        let mut up = Command::new(repo_root().join("testbed/kafka"));
+        up.args(["up", name, "--nodes", &nodes_arg, "--port", &port_arg])
             .args(extra)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run testbed/kafka up");
+            .stderr(Stdio::inherit());
+        // Source clusters may run another Kafka version than the destination
+        // (`testbed/matrix`); `KAFKA_VERSION` sets the destination's and the tools'.
+        if let Ok(version) = std::env::var("MIRRORGATE_SOURCE_KAFKA_VERSION") {
+            if name.starts_with("mg-src") && !version.is_empty() {
+                up.env("KAFKA_VERSION", version);
+            }
+        }
+        let out = up.output().expect("run testbed/kafka up");
         assert!(out.status.success(), "testbed/kafka up {name} failed");
         let ports: Vec<u16> = (0..nodes).map(|i| port + i).collect();
         let bootstrap = ports
