@@ -13,10 +13,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
 };
+use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
 use mirrorgate::kafka::filler::{filler_batch, is_filler_batch, may_be_filler_batch};
-use mirrorgate::kafka::record_batch::{
-    empty_batch_like, rewrite_for_produce, BatchView, RecordBatches,
-};
+use mirrorgate::kafka::record_batch::{empty_batch_like, BatchView, RecordBatches};
 
 const BATCH_BYTES: usize = 16 * 1024;
 const RESPONSE_BYTES: usize = 1024 * 1024;

@@ -18,9 +18,10 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use mirrorgate::kafka::admin;
+use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
 use mirrorgate::kafka::client::KafkaConnection;
 use mirrorgate::kafka::producer::{init_producer_id, ProducerIdentity};
-use mirrorgate::kafka::record_batch::{rewrite_for_produce, BatchView};
+use mirrorgate::kafka::record_batch::BatchView;
 use mirrorgate::replicator::partition::log_end_offset;
 
 /// The leader-change test stops a broker: the others must not run meanwhile.

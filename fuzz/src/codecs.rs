@@ -11,7 +11,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mirrorgate::kafka::filler::{is_filler_batch, FILLER_KEY};
-use mirrorgate::kafka::record_batch::{rewrite_for_produce, BatchView, CRC_START, HEADER_LEN};
+use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
+use mirrorgate::kafka::record_batch::{BatchView, CRC_START, HEADER_LEN};
 use mirrorgate::kafka::record_codec::{decode_records, RawRecord};
 
 const TIMESTAMP_TYPE_FLAG: i16 = 0x08;

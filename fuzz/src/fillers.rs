@@ -23,7 +23,8 @@ use kafka_protocol::records::{
 use mirrorgate::kafka::filler::{
     filler_batch, is_filler_batch, may_be_filler_batch, re_encode_from,
 };
-use mirrorgate::kafka::record_batch::{rewrite_for_produce, BatchView, RecordBatches};
+use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
+use mirrorgate::kafka::record_batch::{BatchView, RecordBatches};
 use mirrorgate::proxy::interceptors::fetch_fillers::hide_fillers;
 
 /// Batches with more offsets than this are not re-encoded: filling 2^31 offsets is

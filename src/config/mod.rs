@@ -175,6 +175,9 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
+/// The destination's SASL settings are the Kafka client's own credentials.
+pub use crate::kafka::sasl::{SaslConfig, SaslMechanism};
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
@@ -189,40 +192,6 @@ pub struct DestinationConfig {
     /// Present: mirrorgate's own connections authenticate with SASL (clients' SASL
     /// passes through the proxy untouched).
     pub sasl: Option<SaslConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SaslConfig {
-    pub mechanism: SaslMechanism,
-    pub username: String,
-    #[serde(serialize_with = "redacted")]
-    pub password: String,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-pub enum SaslMechanism {
-    #[serde(rename = "PLAIN")]
-    Plain,
-    #[serde(rename = "SCRAM-SHA-256")]
-    ScramSha256,
-    #[serde(rename = "SCRAM-SHA-512")]
-    ScramSha512,
-}
-
-impl SaslMechanism {
-    pub fn name(self) -> &'static str {
-        match self {
-            SaslMechanism::Plain => "PLAIN",
-            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
-            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
-        }
-    }
-}
-
-/// Secrets never leave the process: GET /admin/config shows them as "***".
-fn redacted<S: serde::Serializer>(_: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("***")
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -18,8 +18,8 @@ use rustls::ClientConfig;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
+use super::sasl::SaslConfig;
 use super::transport::{self, BoxIo, ConnectError};
-use crate::config::SaslConfig;
 
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
 const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;

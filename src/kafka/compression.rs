@@ -6,7 +6,9 @@ use std::io::{self, Read, Write};
 use bytes::{Buf, Bytes};
 use kafka_protocol::records::Compression;
 
-use super::record_codec::MAX_DECODED_BYTES;
+/// Most bytes of records one batch may decompress to, for every codec. Far above any
+/// sane `max.message.bytes` times a realistic compression ratio.
+pub const MAX_DECODED_BYTES: usize = 256 * 1024 * 1024;
 
 /// Snappy cannot expand input by more than ~22x (3-byte copy tag for 64 bytes), so a
 /// block claiming more is corrupt; checked before allocating its output.

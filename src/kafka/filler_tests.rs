@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, TimestampType, NO_TIMESTAMP};
 
+use super::batch_rewrite::rewrite_for_produce;
 use super::filler::*;
 use super::record_batch::*;
 use super::record_batch_tests::{

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod backoff;
+pub mod batch_rewrite;
 pub mod client;
 pub mod codec;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use super::batch_rewrite::rewrite_for_produce;
 use super::filler::*;
 use super::record_batch::*;
 use super::record_codec::decode_records;

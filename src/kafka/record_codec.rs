@@ -15,10 +15,9 @@ use kafka_protocol::records::Compression;
 use super::compression::{is_over_limit, PayloadReader, PayloadWriter};
 use super::record_batch::{seal, BatchError, BatchView, Header, HEADER_LEN};
 
-/// Most bytes of records one batch may decompress to, for every codec, and the most
-/// memory [`decode_records`] may hold for one batch. Far above any sane
-/// `max.message.bytes` times a realistic compression ratio.
-pub const MAX_DECODED_BYTES: usize = 256 * 1024 * 1024;
+/// Most bytes of records one batch may decompress to, and so the most memory
+/// [`decode_records`] may hold for one batch.
+pub use super::compression::MAX_DECODED_BYTES;
 
 /// The shortest record on the wire: length, attributes, timestamp delta, offset delta,
 /// null key, null value and header count, one byte each.

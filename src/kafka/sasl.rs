@@ -12,7 +12,43 @@ use rand::Rng;
 use sha2::{Digest, Sha256, Sha512};
 
 use super::client::{ClientError, KafkaConnection};
-use crate::config::{SaslConfig, SaslMechanism};
+use serde::{Deserialize, Serialize};
+
+/// Credentials of mirrorgate's own connections (the `[destination.sasl]` config
+/// table, and a link's `sasl.*` keys).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SaslConfig {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    #[serde(serialize_with = "redacted")]
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// Secrets never leave the process: GET /admin/config shows them as "***".
+fn redacted<S: serde::Serializer>(_: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("***")
+}
 
 const HANDSHAKE_VERSION: i16 = 1;
 const AUTHENTICATE_VERSION: i16 = 2;

@@ -40,8 +40,9 @@ use super::source::Source;
 use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
+use crate::kafka::batch_rewrite::rewrite_for_produce;
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{rewrite_for_produce, RecordBatches};
+use crate::kafka::record_batch::RecordBatches;
 use crate::registry::forward::{
     Boxed, ForwardAnswers, ForwardRequest, Forwarded, ProduceForwarder,
 };

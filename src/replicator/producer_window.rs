@@ -27,9 +27,10 @@ use tokio::sync::oneshot;
 use super::budget::{ByteBudget, Charge};
 use super::partition::CopyError;
 use super::produce_mux::{BatchAnswer, ProduceMux};
+use crate::kafka::batch_rewrite;
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{self, BatchView};
+use crate::kafka::record_batch::BatchView;
 use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition (the broker's idempotence window).
@@ -162,7 +163,7 @@ impl ProducerWindow {
             }
             _ => None,
         };
-        let stamped = record_batch::rewrite_for_produce(
+        let stamped = batch_rewrite::rewrite_for_produce(
             batch,
             self.producer.id,
             self.producer.epoch,

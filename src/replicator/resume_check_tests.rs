@@ -7,8 +7,9 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use super::*;
+use crate::kafka::batch_rewrite::rewrite_for_produce;
 use crate::kafka::filler::{filler_batch, re_encode_from};
-use crate::kafka::record_batch::{rewrite_for_produce, seal, Header};
+use crate::kafka::record_batch::{seal, Header};
 use crate::kafka::record_codec::{BatchBuilder, RawRecord};
 
 const T0: i64 = 1_700_000_000_000;
