@@ -128,8 +128,16 @@ fn seed_walkthrough_link_mirror_refusal_failover() {
     let expected = dump(&source.bootstrap, &topic);
     assert_eq!(expected.len(), 40);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while dump(&proxy.bootstrap, &topic) != expected {
-        assert!(Instant::now() < deadline, "mirror never caught up");
+    loop {
+        let read = dump(&proxy.bootstrap, &topic);
+        if read == expected {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror never caught up: read {read:?} through the proxy, {} on the destination itself, expected {expected:?}",
+            dump(&dest.bootstrap, &topic).len()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let out = cli(&proxy, &["mirrors", "--describe", "--topics", &topic]);

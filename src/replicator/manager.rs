@@ -221,6 +221,15 @@ impl Replicator {
         let state = self.inner.current_state().await?;
         let config = runnable_link(&state, link)?;
         let catalog = state.catalog.clone();
+        // A mirror of that name is never replaced, even while its topic is still being
+        // created (a broker may not list a new topic for a moment): its copiers and
+        // every proxy go by its record. A restore's own record is replaced by design.
+        let existing = catalog.mirror(mirror).and_then(|m| m.record.as_ref());
+        if existing.is_some_and(|r| r.restoring.is_none() && r.state != MirrorState::Stopped) {
+            return Err(ApiError::Conflict(format!(
+                "Topic '{mirror}' already exists."
+            )));
+        }
         let source_topic = source_topic_of(&config, mirror, source_topic)?;
         let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
         if config.bidirectional {
@@ -305,10 +314,19 @@ impl Replicator {
             Ok(()) => Ok(()),
             Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
                 // Created by someone else between the check and now: not ours to mirror.
-                let offset = store::put_mirror(&self.inner.dest, mirror, None)
-                    .await
-                    .map_err(unavailable)?;
-                self.inner.commit(offset).await?;
+                // Our record goes, unless another writer's replaced it meanwhile.
+                let current = self.inner.snapshot();
+                if current
+                    .catalog
+                    .mirror(mirror)
+                    .and_then(|m| m.record.as_ref())
+                    == Some(&record)
+                {
+                    let offset = store::put_mirror(&self.inner.dest, mirror, None)
+                        .await
+                        .map_err(unavailable)?;
+                    self.inner.commit(offset).await?;
+                }
                 Err(ApiError::Conflict(format!(
                     "Topic '{mirror}' already exists."
                 )))

@@ -388,7 +388,7 @@ pub struct Traced {
 
 impl Traced {
     pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
+        without_tool_warnings(&String::from_utf8_lossy(&self.output.stdout))
     }
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.output.stderr).into_owned()
@@ -551,11 +551,23 @@ pub fn kafka_tool(args: &[&str], stdin: Option<&str>) -> Traced {
 
 /// A Kafka CLI tool run straight against a cluster (test setup and checks).
 pub fn kafka_tool_direct(args: &[&str]) -> Output {
-    Command::new(repo_root().join("testbed/kafka"))
+    let mut out = Command::new(repo_root().join("testbed/kafka"))
         .arg("tool")
         .args(args)
         .output()
-        .expect("run kafka tool")
+        .expect("run kafka tool");
+    out.stdout = without_tool_warnings(&String::from_utf8_lossy(&out.stdout)).into_bytes();
+    out
+}
+
+/// Newer Kafka tools (4.2+) print a line to stdout for each option they renamed
+/// (`Option --property is deprecated ...`); the options the tests use work on every
+/// version, so those lines are dropped from what the tests read.
+fn without_tool_warnings(stdout: &str) -> String {
+    stdout
+        .split_inclusive('\n')
+        .filter(|line| !(line.starts_with("Option --") && line.contains(" is deprecated")))
+        .collect()
 }
 
 /// kcat arguments that read a whole topic from the beginning and exit.
