@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use kafka_protocol::messages::ApiKey;
+
 use super::catalog::LINK_PREFIX;
 use super::link_config::LinkConfig;
 use super::link_runtime::TaskStatus;
@@ -315,7 +317,19 @@ fn not_found(link: &str) -> ApiError {
     ApiError::NotFound(format!("Cluster link '{link}' does not exist."))
 }
 
-/// The source's cluster id, proving the link config reaches it.
+/// What copying and the syncs ask of a source broker, at least (Kafka 3.0 and newer
+/// serve all of it; the offset sync takes newer versions where a broker has them).
+const SOURCE_NEEDS: &[(ApiKey, i16)] = &[
+    (ApiKey::Metadata, 12),
+    (ApiKey::Fetch, 12),
+    (ApiKey::ListOffsets, 7),
+    (ApiKey::DescribeConfigs, 4),
+    (ApiKey::FindCoordinator, 4),
+    (ApiKey::OffsetFetch, 8),
+];
+
+/// The source's cluster id, proving the link config reaches it and its brokers serve
+/// what mirrorgate asks of them.
 async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
     let source = Source::from_config(config).map_err(ApiError::Invalid)?;
     let mut conn = tokio::time::timeout(Duration::from_secs(15), source.connect_any())
@@ -328,6 +342,20 @@ async fn source_cluster_id(config: &LinkConfig) -> Result<String, ApiError> {
                 "bootstrap.servers: the source cluster is unreachable: {e}"
             ))
         })?;
+    let mut missing = Vec::new();
+    for &(api, version) in SOURCE_NEEDS {
+        match conn.max_version(api).await.map_err(unavailable)? {
+            Some(max) if max >= version => {}
+            Some(max) => missing.push(format!("{api:?} v{version} (it serves up to v{max})")),
+            None => missing.push(format!("{api:?} (it does not serve it)")),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Invalid(format!(
+            "bootstrap.servers: the source cluster's brokers lack {}; mirrorgate needs Kafka 3.0 or newer",
+            missing.join(", ")
+        )));
+    }
     let metadata = admin::metadata(&mut conn, Some(&[]))
         .await
         .map_err(unavailable)?;
