@@ -137,14 +137,29 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
                 .collect();
             if missing.is_empty() {
                 if record.reverse.is_some() {
-                    if let reverse::Held::Refused(reason) =
-                        reverse::hold(inner, link, record).await?
-                    {
+                    // The other side must answer within the fence's timeout, as every
+                    // instance here must confirm within it. Made read-only there just
+                    // now: a write its proxies let through before they read that must
+                    // land before the source is watched.
+                    let held = async {
+                        let held = reverse::hold(inner, link, record).await?;
+                        let moving = moving_source(inner, link, record).await?;
+                        anyhow::Ok((held, moving))
+                    };
+                    let (held, moving) = match held.await {
+                        Ok(done) => done,
+                        Err(e) if past_deadline => {
+                            let reason = format!(
+                                "the source topics could not be made read-only on the link's cluster within {} ms: {e:#}",
+                                record.timeout_ms
+                            );
+                            return abort(inner, link, record, reason).await;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    if let reverse::Held::Refused(reason) = held {
                         return abort(inner, link, record, reason).await;
                     }
-                    // Made read-only there just now: a write its proxies let through
-                    // before they read that must land before the source is watched.
-                    let moving = moving_source(inner, link, record).await?;
                     if !moving.is_empty() {
                         if past_deadline {
                             let reason = format!(
