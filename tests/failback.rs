@@ -521,7 +521,10 @@ fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_
     assert!(describe_line(&proxy_b, &topic).contains("ACTIVE"));
 
     let producer = steady_producer(&proxy_b, &topic, PRODUCED, 150);
-    std::thread::sleep(Duration::from_secs(3));
+    // Reversed once the producer's writes reach A (forwarded), so the flip is mid-run.
+    wait_until("the producer's first records on A", || {
+        dump(&a.bootstrap, &topic).len() > 100
+    });
     let done = mirrors(
         &proxy_b,
         &[
