@@ -150,23 +150,7 @@ fn kafka_go_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
 
 #[test]
 fn a_kafka_streams_exactly_once_app_works_through_the_proxy_and_is_told_a_mirror_is_read_only() {
-    let dir = repo_root().join("tests/clients/java");
-    let built = Command::new("mvn")
-        .args(["-q", "-B", "package"])
-        .current_dir(&dir)
-        .output()
-        .expect("run mvn");
-    assert!(
-        built.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&built.stdout),
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let classpath = format!(
-        "{}:{}/*",
-        dir.join("target/classes").display(),
-        dir.join("target/libs").display()
-    );
+    let classpath = common::java_clients_classpath();
     let (seen, mirror) = run_client(
         Path::new("/usr/bin/env"),
         &[

@@ -14,9 +14,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::replication::{
-    by_offset, cli, dump, link_and_mirror_with, replicating, source, text, verifiable_acks,
+    by_offset, cli, dump, fleet, link_and_mirror_with, source, source_topic, text, verifiable_acks,
+    wait_state,
 };
-use common::{destination, repo_root, spawn_traced, unique, Cluster, Proxy, Running, Traced};
+use common::{destination, repo_root, spawn_traced, unique, Proxy, Running, Traced};
 
 const FORWARD: &str = ",mirror.produce.mode=forward";
 /// Records each producer writes, and at what rate: long enough that the cut-over
@@ -28,49 +29,6 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(unique(&format!("mg-cutover-{name}")));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Two replicating instances on one metadata topic.
-fn fleet(name: &str) -> (Proxy, Proxy) {
-    let metadata_topic = unique(&format!("_mirrorgate-metadata-{name}"));
-    let mut options = replicating(&metadata_topic);
-    options.extra_tables.push_str("session_timeout_ms = 6000\n");
-    (
-        Proxy::start(destination(), options.clone()),
-        Proxy::start(destination(), options),
-    )
-}
-
-fn source_topic(source: &Cluster, prefix: &str, partitions: u32) -> String {
-    let topic = unique(prefix);
-    common::create_topic(
-        source,
-        &topic,
-        &[
-            "--partitions",
-            &partitions.to_string(),
-            "--replication-factor",
-            "1",
-        ],
-    );
-    topic
-}
-
-/// Waits until `proxy` describes `topic` as a mirror in `state`.
-fn wait_state(proxy: &Proxy, topic: &str, state: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = cli(proxy, &["mirrors", "--describe", "--topics", topic]);
-        if text(&out).contains(&format!("State: {state}")) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{topic} not {state}: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 /// A Java verifiable producer at `RATE` records/s, through `proxy`.

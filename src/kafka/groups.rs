@@ -139,8 +139,17 @@ pub async fn find_coordinators(
     conn: &mut KafkaConnection,
     groups: &[String],
 ) -> Result<BTreeMap<String, Result<String, AdminError>>, ClientError> {
+    find_coordinators_of(conn, GROUP_KEY, groups).await
+}
+
+/// The coordinator (host:port) of each key of `key_type` (0: group, 1: transaction).
+pub async fn find_coordinators_of(
+    conn: &mut KafkaConnection,
+    key_type: i8,
+    groups: &[String],
+) -> Result<BTreeMap<String, Result<String, AdminError>>, ClientError> {
     let request = FindCoordinatorRequest::default()
-        .with_key_type(GROUP_KEY)
+        .with_key_type(key_type)
         .with_coordinator_keys(
             groups
                 .iter()

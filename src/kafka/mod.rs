@@ -32,4 +32,6 @@ pub mod record_batch;
 mod record_batch_tests;
 pub mod record_codec;
 pub mod sasl;
+/// Calls to a transaction coordinator on behalf of a client's transaction.
+pub mod transactions;
 pub mod transport;

@@ -39,6 +39,9 @@ pub struct Snapshot {
     forwarder: Option<Arc<dyn ProduceForwarder>>,
     /// Topics under a cut-over's fence: their Produce is parked (`produce_fence`).
     fenced: Arc<HashMap<String, Fence>>,
+    /// Some client producer's transactions are forwarded to a source: transactional
+    /// requests are looked at even where no mirror is left (`txn_forward`).
+    transactional_forwards: bool,
     /// What the catalog feed knows: until it has read the metadata topic up to its end,
     /// any topic may be a mirror.
     catalog: CatalogStatus,
@@ -104,6 +107,7 @@ impl Snapshot {
             forwarded: Arc::default(),
             forwarder: None,
             fenced: Arc::default(),
+            transactional_forwards: false,
             catalog: CatalogStatus::default(),
         })
     }
@@ -138,6 +142,21 @@ impl Snapshot {
 
     pub fn fences_any(&self) -> bool {
         !self.fenced.is_empty()
+    }
+
+    /// True when some client producer's transactions are forwarded to a source.
+    pub fn forwards_transactions(&self) -> bool {
+        self.transactional_forwards && self.forwarder.is_some()
+    }
+
+    /// Who forwards writes (and transactions) to links' sources, when installed.
+    pub fn forwarder(&self) -> Option<&Arc<dyn ProduceForwarder>> {
+        self.forwarder.as_ref()
+    }
+
+    /// True when some mirror of `link` is forwarded.
+    pub fn forwards_link(&self, link: &str) -> bool {
+        self.forwarded.values().any(|t| &*t.link == link)
     }
 
     pub fn catalog(&self) -> &CatalogStatus {
@@ -178,6 +197,7 @@ pub struct LinkMirrors {
     pub read_only: HashSet<String>,
     pub forwarded: HashMap<String, ForwardTarget>,
     pub fenced: HashMap<String, Fence>,
+    pub transactional_forwards: bool,
     pub loaded: bool,
     pub problem: Option<String>,
 }
@@ -232,6 +252,7 @@ impl Registry {
         snapshot.forwarded = current.forwarded.clone();
         snapshot.forwarder = current.forwarder.clone();
         snapshot.fenced = current.fenced.clone();
+        snapshot.transactional_forwards = current.transactional_forwards;
         snapshot.catalog = current.catalog.clone();
         self.current.store(Arc::new(snapshot));
     }
@@ -244,6 +265,7 @@ impl Registry {
         next.link_mirrors = Arc::new(mirrors.read_only);
         next.forwarded = Arc::new(mirrors.forwarded);
         next.fenced = Arc::new(mirrors.fenced);
+        next.transactional_forwards = mirrors.transactional_forwards;
         next.catalog = CatalogStatus {
             loaded: mirrors.loaded,
             problem: mirrors.problem.map(Arc::from),

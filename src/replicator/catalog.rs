@@ -134,6 +134,8 @@ pub struct Catalog {
     synced_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// `producer/` records by the rest of their key.
     producers: BTreeMap<String, SourceProducer>,
+    /// How many of `producers` are transactional.
+    transactional_producers: usize,
     /// The cut-over's records (`catalog_cutover`): by link, by `<link>/<instance>`, by
     /// instance id.
     cutovers: BTreeMap<String, CutoverRecord>,
@@ -142,11 +144,19 @@ pub struct Catalog {
 }
 
 /// A source producer id and epoch, as a `producer/` record holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceProducer {
     pub id: i64,
     pub epoch: i16,
+    /// Set for a transactional producer: its transactions run on the source's
+    /// coordinator under this id (`replicator::txn_forward`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
 }
+
+/// Longest transactional id a `producer/` record may hold (Kafka's own limit is the
+/// string length, 32,767 bytes).
+pub const MAX_TRANSACTIONAL_ID: usize = 32_767;
 
 /// The rest of a `producer/` key after the prefix.
 pub fn producer_key(link: &str, client_id: i64, client_epoch: i16) -> String {
@@ -184,7 +194,38 @@ impl Catalog {
     ) -> Option<SourceProducer> {
         self.producers
             .get(&producer_key(link, client_id, client_epoch))
-            .copied()
+            .cloned()
+    }
+
+    /// True when some client producer's transactions are forwarded to a source: the
+    /// proxy then checks every transactional request for them.
+    pub fn has_transactional_producers(&self) -> bool {
+        self.transactional_producers > 0
+    }
+
+    /// The latest source session of each transactional id forwarded through `link`
+    /// (highest source epoch): what a cut-over of the link must close on the source.
+    pub fn transactional_sessions(&self, link: &str) -> Vec<(String, SourceProducer)> {
+        let prefix = format!("{link}/");
+        let mut latest: BTreeMap<&str, &SourceProducer> = BTreeMap::new();
+        for (key, producer) in self.producers.range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(txn) = producer.transactional_id.as_deref() else {
+                continue;
+            };
+            let newer = latest
+                .get(txn)
+                .is_none_or(|seen| (seen.id, seen.epoch) < (producer.id, producer.epoch));
+            if newer {
+                latest.insert(txn, producer);
+            }
+        }
+        latest
+            .into_iter()
+            .map(|(txn, p)| (txn.to_string(), p.clone()))
+            .collect()
     }
 
     /// The topics clients may not write to.
@@ -372,7 +413,11 @@ impl Catalog {
     fn apply_producer(&mut self, rest: &str, parsed: Parsed<SourceProducer>) -> Outcome {
         match parsed {
             Parsed::Delete => {
-                self.producers.remove(rest);
+                if let Some(gone) = self.producers.remove(rest) {
+                    if gone.transactional_id.is_some() {
+                        self.transactional_producers -= 1;
+                    }
+                }
                 Outcome::Applied
             }
             Parsed::Record(producer) | Parsed::Unopened(producer, _) => {
@@ -381,6 +426,13 @@ impl Catalog {
                 }
                 if self.producers.len() >= MAX_PRODUCER_RECORDS {
                     return Outcome::Ignored;
+                }
+                if let Some(txn) = &producer.transactional_id {
+                    if txn.is_empty() || txn.len() > MAX_TRANSACTIONAL_ID {
+                        let detail = format!("{rest}: a transactional id of {} bytes", txn.len());
+                        return Outcome::Invalid(Invalid::Json, detail);
+                    }
+                    self.transactional_producers += 1;
                 }
                 self.producers.insert(rest.to_string(), producer);
                 Outcome::Applied

@@ -320,6 +320,7 @@ impl Tail {
             read_only: view.catalog.read_only(),
             forwarded: view.catalog.forwarded(),
             fenced: view.catalog.fenced(),
+            transactional_forwards: view.catalog.has_transactional_producers(),
             loaded: view.loaded,
             problem: view.problem.clone(),
         });

@@ -325,7 +325,11 @@ fn the_first_producer_record_of_a_key_wins() {
     assert_eq!(second, Outcome::Stale, "a racing writer loses");
     assert_eq!(
         catalog.source_producer("l", 7, 0),
-        Some(SourceProducer { id: 1000, epoch: 0 })
+        Some(SourceProducer {
+            id: 1000,
+            epoch: 0,
+            transactional_id: None
+        })
     );
     assert_eq!(catalog.source_producer("l", 7, 1), None, "per epoch");
     assert!(matches!(
@@ -334,6 +338,43 @@ fn the_first_producer_record_of_a_key_wins() {
     ));
     assert_eq!(apply(&mut catalog, key.as_bytes(), None), Outcome::Applied);
     assert_eq!(catalog.source_producer("l", 7, 0), None);
+}
+
+#[test]
+fn transactional_sessions_are_the_latest_per_transactional_id_of_a_link() {
+    let mut catalog = Catalog::default();
+    let mut put = |link: &str, client: i64, value: &str| {
+        let key = format!("{PRODUCER_PREFIX}{}", producer_key(link, client, 0));
+        apply(&mut catalog, key.as_bytes(), Some(value))
+    };
+    assert_eq!(put("l", 1, r#"{"id":5,"epoch":0}"#), Outcome::Applied);
+    assert_eq!(
+        put("l", 2, r#"{"id":9,"epoch":3,"transactional_id":"t"}"#),
+        Outcome::Applied
+    );
+    // The same transactional id again, re-initialised: its source epoch is higher.
+    assert_eq!(
+        put("l", 3, r#"{"id":9,"epoch":4,"transactional_id":"t"}"#),
+        Outcome::Applied
+    );
+    assert_eq!(
+        put("other", 4, r#"{"id":7,"epoch":0,"transactional_id":"u"}"#),
+        Outcome::Applied
+    );
+    assert!(matches!(
+        put("l", 5, r#"{"id":7,"epoch":0,"transactional_id":""}"#),
+        Outcome::Invalid(Invalid::Json, _)
+    ));
+    assert!(catalog.has_transactional_producers());
+    let sessions = catalog.transactional_sessions("l");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!((sessions[0].0.as_str(), sessions[0].1.epoch), ("t", 4));
+    for client in [2, 3, 4] {
+        let link = if client == 4 { "other" } else { "l" };
+        let key = format!("{PRODUCER_PREFIX}{}", producer_key(link, client, 0));
+        assert_eq!(apply(&mut catalog, key.as_bytes(), None), Outcome::Applied);
+    }
+    assert!(!catalog.has_transactional_producers());
 }
 
 #[test]

@@ -31,6 +31,7 @@ use super::manager::{Change, Inner, Replicator};
 use super::now_ms;
 use super::reverse;
 use super::store::{self, MirrorState};
+use super::txn_forward;
 use crate::kafka::backoff::{Backoff, Jitter};
 
 /// How often the supervisor looks for cut-overs this instance should drive.
@@ -136,6 +137,36 @@ async fn step(inner: &Arc<Inner>, link: &str, record: &CutoverRecord) -> anyhow:
                 .filter(|i| !catalog.acked(link, i, &record.id))
                 .collect();
             if missing.is_empty() {
+                // New transactions wait at the fence; those forwarded before it end on
+                // the source (their producers commit them through the fence) before the
+                // source is watched, so no producer is told anything.
+                let sessions = catalog.transactional_sessions(link);
+                if !sessions.is_empty() {
+                    let source = state
+                        .source_of(link)
+                        .with_context(|| format!("cluster link '{link}' cannot run"))?;
+                    let open = match txn_forward::open_on_source(&source, &sessions).await {
+                        Ok(open) => open,
+                        Err(e) if past_deadline => {
+                            let reason = format!("forwarded transactions on the source: {e}");
+                            return abort(inner, link, record, reason).await;
+                        }
+                        Err(e) => return Err(anyhow::anyhow!(e)),
+                    };
+                    if !open.is_empty() {
+                        if past_deadline {
+                            let reason = format!(
+                                "transactions forwarded to the source were still open after {} ms: {} (one whose producer or instance died is aborted by the source after {} s)",
+                                record.timeout_ms,
+                                open.join(", "),
+                                txn_forward::SOURCE_TRANSACTION_TIMEOUT.as_secs()
+                            );
+                            return abort(inner, link, record, reason).await;
+                        }
+                        tracing::info!(link, open = %open.join(", "), "waiting for transactions forwarded to the source to end");
+                        return Ok(Next::Again(POLL));
+                    }
+                }
                 if record.reverse.is_some() {
                     // The other side must answer within the fence's timeout, as every
                     // instance here must confirm within it. Made read-only there just

@@ -91,6 +91,8 @@ mod task;
 pub mod throttle;
 /// The controller's decisions, pure: what runs here, what a mirror shows.
 mod transitions;
+/// Transactions of producers writing to forwarded mirrors, run on the source.
+mod txn_forward;
 
 use std::sync::Arc;
 use std::time::Duration;

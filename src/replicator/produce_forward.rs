@@ -37,14 +37,17 @@ use super::catalog_feed::CatalogView;
 use super::forward_conn::{self, Call};
 use super::link_config::LinkConfig;
 use super::source::Source;
+use super::txn_forward::{is_session_gone, SourceTxns};
 use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::batch_rewrite::rewrite_for_produce;
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::RecordBatches;
+use crate::kafka::transactions::{COORDINATOR_NOT_AVAILABLE, INVALID_TXN_STATE};
 use crate::registry::forward::{
-    Boxed, ForwardAnswers, ForwardRequest, Forwarded, ProduceForwarder,
+    Boxed, ForwardAnswers, ForwardRequest, Forwarded, ProduceForwarder, TxnAdd, TxnProducer,
+    TxnSession,
 };
 
 /// Producer ids mapped per link; the oldest mapping goes first.
@@ -83,6 +86,8 @@ struct LinkForward {
     leaders: Arc<Mutex<Leaders>>,
     brokers: Mutex<HashMap<String, mpsc::Sender<Call>>>,
     producers: Mutex<ProducerMap>,
+    /// Transactions of the link's transactional producers, on the source.
+    txns: SourceTxns,
     requests: metrics::Counter,
     bytes: metrics::Counter,
     stop: CancellationToken,
@@ -112,6 +117,10 @@ impl Forwarder {
         }
     }
 
+    fn lock_links(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LinkForward>>> {
+        self.links.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The link's forwarding state, made anew when its config changed.
     fn link(&self, name: &str) -> Result<Arc<LinkForward>, String> {
         let view = self.catalog.borrow().clone();
@@ -120,7 +129,7 @@ impl Forwarder {
             .link(name)
             .and_then(|l| l.usable())
             .ok_or_else(|| format!("cluster link '{name}' is not usable here"))?;
-        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut links = self.lock_links();
         if let Some(existing) = links.get(name).filter(|l| l.config == record.config) {
             return Ok(existing.clone());
         }
@@ -133,6 +142,12 @@ impl Forwarder {
             dest: self.dest.clone(),
             catalog: self.catalog.clone(),
             config: record.config.clone(),
+            txns: SourceTxns::new(
+                name.to_string(),
+                source.clone(),
+                self.dest.clone(),
+                self.catalog.clone(),
+            ),
             source,
             leaders: Arc::default(),
             brokers: Mutex::default(),
@@ -175,6 +190,84 @@ impl ProduceForwarder for Forwarder {
                 }
             };
             link.forward(request, shape).await
+        })
+    }
+
+    fn transaction_session(&self, producer_id: i64, epoch: i16) -> Option<TxnSession> {
+        let link = {
+            let view = self.catalog.borrow();
+            view.catalog
+                .links()
+                .keys()
+                .find(|link| {
+                    view.catalog
+                        .source_producer(link, producer_id, epoch)
+                        .is_some_and(|p| p.transactional_id.is_some())
+                })
+                .cloned()?
+        };
+        let open_here = self
+            .lock_links()
+            .get(&link)
+            .is_some_and(|l| l.txns.open_here(producer_id, epoch));
+        Some(TxnSession {
+            link: Arc::from(link.as_str()),
+            open_here,
+        })
+    }
+
+    fn transaction_open_on_source(
+        &self,
+        link: Arc<str>,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Boxed<'_, Result<bool, String>> {
+        Box::pin(async move {
+            let link = self.link(&link)?;
+            link.txns.open_there(producer_id, epoch).await
+        })
+    }
+
+    fn add_partitions(&self, request: TxnAdd) -> Boxed<'_, Vec<Vec<i16>>> {
+        Box::pin(async move {
+            let link = match self.link(&request.link) {
+                Ok(link) => link,
+                Err(reason) => {
+                    tracing::warn!(link = %request.link, %reason, "cannot forward AddPartitionsToTxn");
+                    return request
+                        .topics
+                        .iter()
+                        .map(|(_, p)| vec![COORDINATOR_NOT_AVAILABLE; p.len()])
+                        .collect();
+                }
+            };
+            link.requests.increment(1);
+            let p = &request.producer;
+            link.txns
+                .add_partitions(&p.transactional_id, p.producer_id, p.epoch, &request.topics)
+                .await
+        })
+    }
+
+    fn end_transaction(
+        &self,
+        link: Arc<str>,
+        producer: TxnProducer,
+        committed: bool,
+    ) -> Boxed<'_, i16> {
+        Box::pin(async move {
+            let link = match self.link(&link) {
+                Ok(link) => link,
+                Err(reason) => {
+                    tracing::warn!(%link, %reason, "cannot forward EndTxn");
+                    return COORDINATOR_NOT_AVAILABLE;
+                }
+            };
+            link.requests.increment(1);
+            let p = &producer;
+            link.txns
+                .end(&p.transactional_id, p.producer_id, p.epoch, committed)
+                .await
         })
     }
 }
@@ -244,6 +337,12 @@ impl LinkForward {
                     Some(call) => call,
                     None => {
                         let produce = ProduceRequest::default()
+                            .with_transactional_id(
+                                request
+                                    .transactional_id
+                                    .clone()
+                                    .map(kafka_protocol::messages::TransactionalId),
+                            )
                             .with_acks(request.acks)
                             .with_timeout_ms(request.timeout_ms);
                         per_broker.push((leader, produce));
@@ -297,6 +396,7 @@ impl LinkForward {
             replies.push((broker, rx));
         }
         let leaders = self.leaders.clone();
+        let transactional = request.transactional_id.is_some();
         let answers: Boxed<'static, ForwardAnswers> = Box::pin(async move {
             let mut responses = Vec::with_capacity(replies.len());
             for (broker, rx) in replies {
@@ -322,7 +422,12 @@ impl LinkForward {
                                 topic,
                                 partition,
                             } => {
-                                let answer = answer_of(responses[call].as_ref(), &topic, partition);
+                                let mut answer =
+                                    answer_of(responses[call].as_ref(), &topic, partition);
+                                if transactional && is_session_gone(answer.error_code) {
+                                    // Abortable in a Produce answer (never fatal).
+                                    answer.error_code = INVALID_TXN_STATE;
+                                }
                                 if LEADER_MOVED.contains(&answer.error_code) {
                                     forget_leader(&leaders, |t, p, _| {
                                         t == &*topic && p == partition
@@ -353,10 +458,20 @@ impl LinkForward {
                 out.extend_from_slice(batch.bytes());
                 continue;
             }
-            let identity = self
-                .source_producer(batch.producer_id(), batch.producer_epoch())
-                .await
-                .map_err(|e| (REQUEST_TIMED_OUT, e))?;
+            let identity = if batch.is_transactional() {
+                // Only a session its AddPartitionsToTxn began: never made up here.
+                self.txns
+                    .session_of(batch.producer_id(), batch.producer_epoch())
+                    .map(|s| s.producer)
+                    .ok_or_else(|| {
+                        let reason = "this transactional producer's transaction is not forwarded to the source; abort it and start again";
+                        (INVALID_TXN_STATE, reason.to_string())
+                    })?
+            } else {
+                self.source_producer(batch.producer_id(), batch.producer_epoch())
+                    .await
+                    .map_err(|e| (REQUEST_TIMED_OUT, e))?
+            };
             let bytes =
                 rewrite_for_produce(&batch, identity.id, identity.epoch, batch.base_sequence())
                     .map_err(|e| (CORRUPT_MESSAGE, e.to_string()))?;
@@ -459,6 +574,7 @@ impl LinkForward {
         let value = SourceProducer {
             id: fresh.id,
             epoch: fresh.epoch,
+            transactional_id: None,
         };
         let offset = store::put_producer(&self.dest, &key, &value)
             .await

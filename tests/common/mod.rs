@@ -626,3 +626,25 @@ pub fn end_offsets(cluster: &Cluster, topic: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The Java clients of `tests/clients/java` (Maven Central's Kafka client and Streams),
+/// built if needed: their classpath.
+pub fn java_clients_classpath() -> String {
+    let dir = repo_root().join("tests/clients/java");
+    let built = Command::new("mvn")
+        .args(["-q", "-B", "package"])
+        .current_dir(&dir)
+        .output()
+        .expect("run mvn");
+    assert!(
+        built.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&built.stdout),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    format!(
+        "{}:{}/*",
+        dir.join("target/classes").display(),
+        dir.join("target/libs").display()
+    )
+}

@@ -442,3 +442,46 @@ pub fn group_offsets(bootstrap: &str, group: &str) -> BTreeMap<(String, i32), i6
         })
         .collect()
 }
+
+/// Two replicating instances on one metadata topic.
+pub fn fleet(name: &str) -> (Proxy, Proxy) {
+    let metadata_topic = unique(&format!("_mirrorgate-metadata-{name}"));
+    let mut options = replicating(&metadata_topic);
+    options.extra_tables.push_str("session_timeout_ms = 6000\n");
+    (
+        Proxy::start(destination(), options.clone()),
+        Proxy::start(destination(), options),
+    )
+}
+
+pub fn source_topic(source: &Cluster, prefix: &str, partitions: u32) -> String {
+    let topic = unique(prefix);
+    crate::common::create_topic(
+        source,
+        &topic,
+        &[
+            "--partitions",
+            &partitions.to_string(),
+            "--replication-factor",
+            "1",
+        ],
+    );
+    topic
+}
+
+/// Waits until `proxy` describes `topic` as a mirror in `state`.
+pub fn wait_state(proxy: &Proxy, topic: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = cli(proxy, &["mirrors", "--describe", "--topics", topic]);
+        if text(&out).contains(&format!("State: {state}")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not {state}: {}",
+            text(&out)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

@@ -188,6 +188,23 @@ pub fn negotiate(response: &mut ApiVersionsResponse) {
     });
 }
 
+/// Finalized feature whose level 2 lets producers add partitions to a transaction by
+/// writing to them (KIP-890), without an AddPartitionsToTxn the proxy could forward.
+const TRANSACTION_VERSION: &str = "transaction.version";
+
+/// While writes to mirrors are forwarded to a source, producers are told transactions
+/// run at level 1 at most: every partition is then added by an AddPartitionsToTxn,
+/// which the proxy sends to the source when it names forwarded mirrors. Brokers at
+/// level 2 still take level-1 clients.
+pub fn cap_transaction_version(response: &mut ApiVersionsResponse) {
+    for feature in &mut response.finalized_features {
+        if feature.name.as_str() == TRANSACTION_VERSION {
+            feature.max_version_level = feature.max_version_level.min(1);
+            feature.min_version_level = feature.min_version_level.min(feature.max_version_level);
+        }
+    }
+}
+
 /// Answer to an ApiVersions request newer than the proxy knows: always v0, so the
 /// client can read it and retry with a version listed in it.
 pub fn unsupported_version(correlation_id: i32) -> Result<bytes::Bytes, CodecError> {
@@ -204,6 +221,29 @@ pub fn unsupported_version(correlation_id: i32) -> Result<bytes::Bytes, CodecErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transaction_version_is_capped_at_one_and_other_features_kept() {
+        use kafka_protocol::messages::api_versions_response::FinalizedFeatureKey;
+        use kafka_protocol::protocol::StrBytes;
+        let feature = |name: &'static str, min: i16, max: i16| {
+            FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_min_version_level(min)
+                .with_max_version_level(max)
+        };
+        let mut response = ApiVersionsResponse::default().with_finalized_features(vec![
+            feature("transaction.version", 2, 2),
+            feature("metadata.version", 7, 27),
+        ]);
+        cap_transaction_version(&mut response);
+        let levels: Vec<(i16, i16)> = response
+            .finalized_features
+            .iter()
+            .map(|f| (f.min_version_level, f.max_version_level))
+            .collect();
+        assert_eq!(levels, vec![(1, 1), (7, 27)]);
+    }
 
     #[test]
     fn every_kafka_protocol_version_was_reviewed() {

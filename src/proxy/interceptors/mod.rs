@@ -10,6 +10,7 @@ pub mod internal_guard;
 pub mod produce_fence;
 pub mod produce_forward;
 pub mod produce_guard;
+pub mod txn_forward;
 pub mod write_guard;
 
 use std::sync::Arc;
@@ -144,7 +145,17 @@ pub async fn on_request(
             return guarded::<write_guard::IncrementalAlterConfigs>(shared, frame)
         }
         ApiKey::AddPartitionsToTxn => {
-            return guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
+            let snapshot = shared.registry.load();
+            if snapshot.forwards_any() || snapshot.forwards_transactions() {
+                return txn_forward::add_partitions(shared, frame).await;
+            }
+            return guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
+        }
+        ApiKey::EndTxn if shared.registry.load().forwards_transactions() => {
+            return txn_forward::end_txn(shared, frame).await
+        }
+        ApiKey::AddOffsetsToTxn if shared.registry.load().forwards_transactions() => {
+            return txn_forward::add_offsets(shared, frame).await
         }
         ApiKey::DeleteTopics => {
             return internal_guard::on_request::<DeleteTopics>(shared, frame).await
@@ -178,7 +189,11 @@ pub fn on_response(
 ) -> Result<Bytes, ConnError> {
     match on_response {
         OnResponse::Forward => Ok(frame),
-        OnResponse::ApiVersions => api_versions_response(frame, &meta),
+        OnResponse::ApiVersions => {
+            let snapshot = shared.registry.load();
+            let forwarding = snapshot.forwards_any() || snapshot.forwards_transactions();
+            api_versions_response(frame, &meta, forwarding)
+        }
         OnResponse::Metadata { all_topics } => {
             addresses::metadata(shared, frame, &meta, all_topics)
         }
@@ -191,7 +206,11 @@ pub fn on_response(
     }
 }
 
-fn api_versions_response(frame: Bytes, meta: &RequestMeta) -> Result<Bytes, ConnError> {
+fn api_versions_response(
+    frame: Bytes,
+    meta: &RequestMeta,
+    forwarding: bool,
+) -> Result<Bytes, ConnError> {
     // An error answer (UNSUPPORTED_VERSION) is v0-formatted whatever was asked:
     // forward it untouched so the client retries with a version it lists.
     if peek_response_error(&frame, ApiKey::ApiVersions, meta.api_version) != Some(0) {
@@ -201,6 +220,9 @@ fn api_versions_response(frame: Bytes, meta: &RequestMeta) -> Result<Bytes, Conn
         decode_response(&frame, ApiKey::ApiVersions, meta.api_version)
             .map_err(ConnError::upstream)?;
     api_versions::negotiate(&mut response);
+    if forwarding {
+        api_versions::cap_transaction_version(&mut response);
+    }
     encode_response(
         meta.correlation_id,
         ApiKey::ApiVersions,

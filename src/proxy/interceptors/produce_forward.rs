@@ -58,6 +58,7 @@ pub async fn split(
                         link: target.link.clone(),
                         acks: upstream.acks,
                         timeout_ms: upstream.timeout_ms,
+                        transactional_id: upstream.transactional_id.clone().map(|t| t.0),
                         topics: Vec::new(),
                     },
                     names: Vec::new(),

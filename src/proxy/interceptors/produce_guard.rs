@@ -14,12 +14,12 @@ use super::write_guard::{
     self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
     NOT_ENOUGH_REPLICAS,
 };
-use super::{addresses, produce_forward, OnResponse, RequestAction};
+use super::{addresses, produce_forward, txn_forward, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Guard;
+use crate::registry::{Guard, Snapshot};
 
 /// First version whose response may carry NodeEndpoints (KIP-951).
 const NODE_ENDPOINTS_SINCE: i16 = 10;
@@ -112,15 +112,31 @@ pub async fn on_request(
         if by_id {
             resolve_topic_names(shared, &mut request).await;
         }
+        // A transactional producer whose transactions run on a link's source writes to
+        // the mirrors forwarded there; anything else it writes goes as any write.
+        let txn_link = match request.transactional_id {
+            Some(_) if snapshot.forwards_any() => txn_forward::session_link(&snapshot, &request),
+            _ => None,
+        };
+        let names: Vec<String> = request
+            .topic_data
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let forwarded_to = |snapshot: &Snapshot, name: &str| {
+            snapshot
+                .forward_of(name)
+                .is_some_and(|(target, _)| txn_link.as_ref() == Some(&target.link))
+        };
         let mut entered = None;
         let mut timed_out = false;
-        if snapshot.fences_any() || snapshot.forwards_any() {
-            let names: Vec<String> = request
-                .topic_data
-                .iter()
-                .map(|t| t.name.to_string())
-                .collect();
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        if txn_link.is_some() && names.iter().all(|n| forwarded_to(&snapshot, n)) {
+            // Its transaction began on the source before any fence: it ends there, and a
+            // cut-over waits for that (`replicator::txn_forward`), so it is not parked.
+            let topics = names.iter().map(|n| Arc::from(*n)).collect();
+            entered = Some(shared.registry.in_flight().enter(topics));
+        } else if snapshot.fences_any() || snapshot.forwards_any() {
             match produce_fence::hold(shared, &names, request.timeout_ms).await {
                 Held::Go {
                     snapshot: now,
@@ -136,6 +152,7 @@ pub async fn on_request(
                 Held::Closing => return Ok(RequestAction::Close("shutting down".into())),
             }
         }
+        let forwarded_to_session = |name: &str| forwarded_to(&snapshot, name);
         // v13 topics left without a name have an id the destination does not know.
         let guard_of = |name: &str| match name {
             "" if by_id => Some(Guard::UnknownTopicId),
@@ -147,14 +164,20 @@ pub async fn on_request(
             }
             name => snapshot.guard_of(name),
         };
-        // Transactions live on the destination's coordinator: never forwarded.
+        // A transaction is forwarded only when its AddPartitionsToTxn went to the source
+        // (`txn_forward`); any other transactional write to a mirror is refused.
         if expects_response
             && !timed_out
-            && request.transactional_id.is_none()
+            && (request.transactional_id.is_none() || txn_link.is_some())
             && snapshot.forwards_any()
         {
+            let transactional = request.transactional_id.is_some();
             let forwarded = take_where(&mut request.topic_data, |t| {
-                snapshot.forward_of(t.name.as_str()).is_some()
+                let name = t.name.as_str();
+                match transactional {
+                    true => forwarded_to_session(name),
+                    false => snapshot.forward_of(name).is_some(),
+                }
             });
             if !forwarded.is_empty() {
                 let rest = write_guard::cut::<Produce>(&frame, request, &guard_of, true)?;

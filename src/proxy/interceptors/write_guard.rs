@@ -42,6 +42,8 @@ pub const UNKNOWN_TOPIC_ID: i16 = 100;
 pub const REQUEST_TIMED_OUT: i16 = 7;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+/// Fatal for a transactional producer: what it asked cannot be done in its transaction.
+pub const INVALID_TXN_STATE: i16 = 48;
 
 /// What decides whether a topic is guarded, and how.
 pub type GuardOf<'a> = &'a dyn Fn(&str) -> Option<Guard>;
