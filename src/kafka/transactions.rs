@@ -23,9 +23,7 @@ const ADD_PARTITIONS_VERSION: i16 = 3;
 /// v3: flexible; v5 would bump the epoch on every end (transaction version 2).
 const END_TXN_VERSION: i16 = 3;
 
-pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const NOT_COORDINATOR: i16 = 16;
+pub use super::groups::{COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
 pub const INVALID_PRODUCER_EPOCH: i16 = 47;
 pub const INVALID_TXN_STATE: i16 = 48;
 /// To a transactional client's AddPartitionsToTxn or EndTxn: abortable, and then the

@@ -143,12 +143,9 @@ pub async fn end_txn(
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
     let snapshot = shared.registry.load();
-    let Some(forwarder) = snapshot.forwarder().cloned() else {
-        return Ok(forward(frame));
-    };
     let request: EndTxnRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
     let (id, epoch) = (request.producer_id.0, request.producer_epoch);
-    let Some(session) = forwarder.transaction_session(id, epoch) else {
+    let Some((forwarder, session)) = session_of(&snapshot, id, epoch) else {
         return Ok(forward(frame));
     };
     let link = session.link.clone();
@@ -187,13 +184,10 @@ pub async fn add_offsets(
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
     let snapshot = shared.registry.load();
-    let Some(forwarder) = snapshot.forwarder().cloned() else {
-        return Ok(forward(frame));
-    };
     let request: AddOffsetsToTxnRequest =
         decode_request(&frame).map_err(ConnError::client_codec)?;
     let (id, epoch) = (request.producer_id.0, request.producer_epoch);
-    let Some(session) = forwarder.transaction_session(id, epoch) else {
+    let Some((forwarder, session)) = session_of(&snapshot, id, epoch) else {
         return Ok(forward(frame));
     };
     let code = match open_on_source(&snapshot, forwarder.as_ref(), &session, id, epoch).await {
@@ -224,6 +218,17 @@ fn respond_add_offsets(frame: &RequestFrame, code: i16) -> Result<RequestAction,
     )
     .map_err(ConnError::internal)?;
     Ok(RequestAction::Respond(bytes))
+}
+
+/// The forwarder and the session of the client's producer, when it has one.
+fn session_of(
+    snapshot: &Snapshot,
+    id: i64,
+    epoch: i16,
+) -> Option<(Arc<dyn ProduceForwarder>, TxnSession)> {
+    let forwarder = snapshot.forwarder()?.clone();
+    let session = forwarder.transaction_session(id, epoch)?;
+    Some((forwarder, session))
 }
 
 /// Whether the session's transaction is open on its link's source: known here when
