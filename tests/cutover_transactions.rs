@@ -240,11 +240,6 @@ fn a_forwarded_transaction_committing_consumer_offsets_is_refused_and_commits_no
     let producer = txn_producer_with(&writer, &topic, 3, 3, None, Some(&group)).wait();
     assert!(!producer.output.status.success(), "{}", producer.text());
     assert!(
-        producer.stdout().contains("InvalidTxnStateException"),
-        "{}",
-        producer.text()
-    );
-    assert!(
         !producer.stdout().contains("committed"),
         "{}",
         producer.text()
@@ -253,8 +248,12 @@ fn a_forwarded_transaction_committing_consumer_offsets_is_refused_and_commits_no
         dump(&source.bootstrap, &topic).is_empty(),
         "nothing committed"
     );
+    // Refused whichever comes first: the offsets (the transaction is on the source) or
+    // the mirror's partitions (the transaction already holds offsets on the destination).
+    let log = writer.log();
     assert!(
-        writer.log().contains("cannot commit consumer offsets"),
+        log.contains("cannot commit consumer offsets")
+            || log.contains("also names a forwarded mirror"),
         "mirrorgate says why"
     );
 }

@@ -57,7 +57,7 @@ public class TxnRetryProducer {
         props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
         props.put(ProducerConfig.LINGER_MS_CONFIG, "5");
-        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "60000");
+        props.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, System.getProperty("max.block.ms", "60000"));
 
         int aborts = 0;
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
