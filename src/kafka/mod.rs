@@ -1,6 +1,8 @@
 //! Kafka protocol plumbing shared by the proxy and the replicator: wire framing, the
 //! body codec for frames we must look into, and a small client for our own calls.
 
+/// ACLs: bindings, Confluent's filters, describe/create/delete.
+pub mod acls;
 pub mod admin;
 pub mod backoff;
 pub mod batch_rewrite;

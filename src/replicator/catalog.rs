@@ -14,12 +14,14 @@
 //! the link shows FAILED with the reason, and a mirror named by a bad record stays
 //! read-only.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use super::acl_sync::MAX_SYNCED_ACLS;
 use super::link_config::ProduceMode;
 use super::secrets::{open_config, Sealer};
 use super::store::{LinkRecord, MirrorRecord, MirrorState};
+use crate::kafka::acls::AclBinding;
 use crate::registry::forward::ForwardTarget;
 pub use cutover::{
     ack_key, AckRecord, CutoverRecord, CutoverStep, InstanceRecord, Reverse, CUTOVER_ACK_PREFIX,
@@ -45,6 +47,10 @@ pub const MIRROR_PREFIX: &str = "mirror/";
 /// adopted, so whichever instance runs the link next tells source changes from
 /// operator changes. Last write wins; only the link's owner writes it.
 pub const SYNCED_CONFIGS_PREFIX: &str = "configs/";
+/// The ACL sync's memory of a link (`acl_sync`): `acls/<link>` holds the ACLs the link
+/// created on the destination, the only ones it ever deletes there. Last write wins;
+/// only the link's owner writes it.
+pub const ACLS_PREFIX: &str = "acls/";
 /// Forward mode's producer ids (`produce_forward`): `producer/<link>/<client producer
 /// id>/<client epoch>` holds the source producer id standing for that client, so every
 /// instance forwards a producer's batches with the same one. The first record of a key
@@ -132,6 +138,7 @@ pub struct Catalog {
     links: BTreeMap<String, LinkEntry>,
     mirrors: BTreeMap<String, MirrorEntry>,
     synced_configs: BTreeMap<String, BTreeMap<String, String>>,
+    synced_acls: BTreeMap<String, BTreeSet<AclBinding>>,
     /// `producer/` records by the rest of their key.
     producers: BTreeMap<String, SourceProducer>,
     /// How many of `producers` are transactional.
@@ -178,6 +185,11 @@ impl Catalog {
 
     pub fn mirror(&self, topic: &str) -> Option<&MirrorEntry> {
         self.mirrors.get(topic)
+    }
+
+    /// The ACLs link `link` created on the destination (its ACL sync's memory).
+    pub fn synced_acls(&self, link: &str) -> Option<&BTreeSet<AclBinding>> {
+        self.synced_acls.get(link)
     }
 
     /// The config sync's stored memory of mirror `topic`.
@@ -301,6 +313,8 @@ impl Catalog {
             self.apply_mirror(topic, outcome)
         } else if let Some(topic) = key.strip_prefix(SYNCED_CONFIGS_PREFIX) {
             self.apply_synced_configs(topic, parse_synced_configs(key, value))
+        } else if let Some(link) = key.strip_prefix(ACLS_PREFIX) {
+            self.apply_synced_acls(link, parse_synced_acls(key, value))
         } else if let Some(rest) = key.strip_prefix(PRODUCER_PREFIX) {
             self.apply_producer(rest, parse_json(key, value))
         } else if let Some(link) = key.strip_prefix(CUTOVER_PREFIX) {
@@ -403,6 +417,27 @@ impl Catalog {
             // A bad memory is no memory: the sync then keeps every difference.
             Parsed::Bad(reason, detail) => {
                 self.synced_configs.remove(topic);
+                Outcome::Invalid(reason, detail)
+            }
+        }
+    }
+}
+
+impl Catalog {
+    fn apply_synced_acls(&mut self, link: &str, parsed: Parsed<BTreeSet<AclBinding>>) -> Outcome {
+        match parsed {
+            Parsed::Delete => {
+                self.synced_acls.remove(link);
+                Outcome::Applied
+            }
+            Parsed::Record(acls) | Parsed::Unopened(acls, _) => {
+                self.synced_acls.insert(link.to_string(), acls);
+                Outcome::Applied
+            }
+            // A bad memory is no memory: the sync then deletes nothing it did not
+            // create again itself.
+            Parsed::Bad(reason, detail) => {
+                self.synced_acls.remove(link);
                 Outcome::Invalid(reason, detail)
             }
         }
@@ -514,6 +549,25 @@ fn parse_mirror(key: &str, value: Option<&[u8]>) -> Parsed<MirrorRecord> {
 
 fn parse_synced_configs(key: &str, value: Option<&[u8]>) -> Parsed<BTreeMap<String, String>> {
     parse_json(key, value)
+}
+
+/// At most `MAX_SYNCED_ACLS` concrete, bounded bindings.
+fn parse_synced_acls(key: &str, value: Option<&[u8]>) -> Parsed<BTreeSet<AclBinding>> {
+    match parse_json::<Vec<AclBinding>>(key, value) {
+        Parsed::Record(acls) => {
+            if acls.len() > MAX_SYNCED_ACLS {
+                let detail = format!("{key}: {} ACLs, more than {MAX_SYNCED_ACLS}", acls.len());
+                return Parsed::Bad(Invalid::Json, detail);
+            }
+            if let Some(bad) = acls.iter().find(|a| !a.is_valid()) {
+                return Parsed::Bad(Invalid::Json, format!("{key}: not an ACL: {bad:?}"));
+            }
+            Parsed::Record(acls.into_iter().collect())
+        }
+        // parse_json never leaves a record unopened.
+        Parsed::Delete | Parsed::Unopened(..) => Parsed::Delete,
+        Parsed::Bad(reason, detail) => Parsed::Bad(reason, detail),
+    }
 }
 
 /// What the replicator sizes by a mirror record: tasks and status per partition, and

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::kafka::acls::AclFilter;
+
 /// Parses Java properties text as Java does (`key=value`, `key: value` or `key value`;
 /// `#` and `!` comments; a trailing backslash continues the line; `\uXXXX` and other
 /// escapes). The text is UTF-8 (Java's `Properties.load(InputStream)` would read
@@ -179,7 +181,14 @@ pub struct LinkConfig {
     pub bidirectional: bool,
     /// `mirror.remote.metadata.topic`.
     pub remote_metadata_topic: Option<String>,
+    /// `acl.sync.enable`, `acl.sync.ms`, `acl.filters` (`acl_sync`).
+    pub acl_sync: bool,
+    pub acl_sync_interval: Duration,
+    pub acl_filters: Vec<AclFilter>,
 }
+
+/// Shortest `acl.sync.ms`: each round describes ACLs on both clusters.
+const MIN_ACL_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Keys taken as given (passed to the source connection or kept for later features).
 const PASSED_THROUGH: &[&str] = &[
@@ -194,9 +203,6 @@ const PASSED_THROUGH: &[&str] = &[
     "ssl.keystore.certificate.chain",
     "ssl.key.password",
     "ssl.endpoint.identification.algorithm",
-    "acl.sync.enable",
-    "acl.filters",
-    "acl.sync.ms",
 ];
 
 /// Keys whose values are secrets.
@@ -225,7 +231,13 @@ impl LinkConfig {
         let availability_check = ms("availability.check.ms", 60_000, &mut errors);
         let consumer_offset_sync_interval = ms("consumer.offset.sync.ms", 30_000, &mut errors);
         let topic_config_sync_interval = ms("topic.config.sync.ms", 5_000, &mut errors);
-        let _ = ms("acl.sync.ms", 5_000, &mut errors);
+        let acl_sync_interval = ms("acl.sync.ms", 5_000, &mut errors);
+        if acl_sync_interval < MIN_ACL_SYNC_INTERVAL {
+            errors.push(format!(
+                "acl.sync.ms: at least {} ms",
+                MIN_ACL_SYNC_INTERVAL.as_millis()
+            ));
+        }
         let boolean = |key: &str, errors: &mut Vec<String>| match get(key) {
             None | Some("false") => false,
             Some("true") => true,
@@ -237,7 +249,7 @@ impl LinkConfig {
         let paused = boolean("cluster.link.paused", &mut errors);
         let consumer_offset_sync = boolean("consumer.offset.sync.enable", &mut errors);
         let auto_create_mirror_topics = boolean("auto.create.mirror.topics.enable", &mut errors);
-        let _ = boolean("acl.sync.enable", &mut errors);
+        let acl_sync = boolean("acl.sync.enable", &mut errors);
         let group_prefix = boolean("consumer.group.prefix.enable", &mut errors);
 
         let bootstrap_servers: Vec<String> = get("bootstrap.servers")
@@ -312,7 +324,16 @@ impl LinkConfig {
             "topicFilters",
             &mut errors,
         );
-        let _ = filters("acl.filters", "aclFilters", &mut errors);
+        let acl_filters = match get("acl.filters") {
+            None | Some("") => Vec::new(),
+            Some(json) => crate::kafka::acls::parse_filters(json).unwrap_or_else(|e| {
+                errors.push(format!("acl.filters: {e}"));
+                Vec::new()
+            }),
+        };
+        if acl_sync && get("acl.filters").is_none_or(str::is_empty) {
+            errors.push("acl.filters: required with acl.sync.enable=true".into());
+        }
         let prefix = get("cluster.link.prefix").map(String::from);
         if prefix
             .as_ref()
@@ -383,6 +404,9 @@ impl LinkConfig {
             "topic.config.sync.ms",
             "auto.create.mirror.topics.enable",
             "auto.create.mirror.topics.filters",
+            "acl.sync.enable",
+            "acl.sync.ms",
+            "acl.filters",
             PRODUCE_MODE_KEY,
             THROTTLED_RATE_KEY,
             LINK_MODE_KEY,
@@ -417,6 +441,9 @@ impl LinkConfig {
             replication_throttled_rate,
             bidirectional,
             remote_metadata_topic,
+            acl_sync,
+            acl_sync_interval,
+            acl_filters,
         })
     }
 
@@ -462,6 +489,48 @@ fn parse_iso8601_ms(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acl_sync_needs_filters_and_every_bad_key_is_named() {
+        let parse = |pairs: &[(&str, &str)]| {
+            let mut raw: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            raw.insert("bootstrap.servers".into(), "h:9092".into());
+            LinkConfig::from_properties(raw)
+        };
+        let errors = parse(&[("acl.sync.enable", "true")]).unwrap_err();
+        assert_eq!(
+            errors,
+            vec!["acl.filters: required with acl.sync.enable=true"]
+        );
+        let errors = parse(&[
+            (
+                "acl.filters",
+                r#"{"aclFilters":[{"resourceFilter":{"resourceType":"table"}}]}"#,
+            ),
+            ("acl.sync.ms", "5"),
+        ])
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("acl.sync.ms: "), "{errors:?}");
+        assert!(
+            errors[1].starts_with("acl.filters: resourceType: 'table'"),
+            "{errors:?}"
+        );
+        let config = parse(&[
+            ("acl.sync.enable", "true"),
+            (
+                "acl.filters",
+                r#"{"aclFilters":[{"resourceFilter":{"resourceType":"topic"}}]}"#,
+            ),
+        ])
+        .unwrap();
+        assert!(config.acl_sync);
+        assert_eq!(config.acl_filters.len(), 1);
+        assert_eq!(config.acl_sync_interval, Duration::from_secs(5));
+    }
 
     #[test]
     fn parses_the_walkthrough_config_file() {

@@ -1,9 +1,10 @@
 //! The periodic jobs of a cluster link, run by its `link_runtime` task: auto-created
-//! mirrors, topic config sync and consumer offset sync. Each reports its task status
+//! mirrors, topic config sync, consumer offset sync and ACL sync. Each reports its task status
 //! (ACTIVE, IN_ERROR, NOT_CONFIGURED, LINK_PAUSED) on the link.
 
 use std::sync::Arc;
 
+use super::acl_sync::AclSync;
 use super::auto_create;
 use super::config_sync::{ConfigSync, ConfigSyncReport, MirrorConfigs};
 use super::link_config::LinkConfig;
@@ -18,11 +19,13 @@ use super::Destination;
 pub struct LinkSyncs {
     pub config: ConfigSync,
     pub offsets: OffsetSync,
+    pub acls: AclSync,
 }
 
 const AUTO_CREATE: &str = "AutoCreateMirror";
 const CONFIG_SYNC: &str = "TopicConfigsSync";
 const OFFSET_SYNC: &str = "ConsumerOffsetSync";
+const ACL_SYNC: &str = "AclSync";
 
 fn report(
     status: &LinkStatus,
@@ -190,4 +193,33 @@ pub(super) async fn offset_round(
     let prefix = config.prefix.as_deref().filter(|_| config.group_prefix);
     sync.round(link, &source, dest, &config.group_filters, prefix, targets)
         .await
+}
+
+/// ACL sync of the link's filtered ACLs onto the destination.
+pub(super) async fn acl_sync(
+    inner: &Arc<Inner>,
+    link: &str,
+    config: &LinkConfig,
+    status: &LinkStatus,
+    syncs: &mut LinkSyncs,
+) {
+    if !should_run(status, ACL_SYNC, config.acl_sync, config) {
+        return;
+    }
+    let recorded = inner.snapshot().catalog.synced_acls(link).cloned();
+    let round = async {
+        let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
+        syncs
+            .acls
+            .round(
+                &source,
+                &inner.dest,
+                link,
+                &config.acl_filters,
+                recorded.as_ref(),
+            )
+            .await
+    }
+    .await;
+    report_round(status, ACL_SYNC, "ACL_SYNC_FAILED", round.map(|r| r.errors));
 }

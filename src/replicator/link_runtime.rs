@@ -1,7 +1,7 @@
 //! One actor per cluster link whose jobs run here. It owns the link's sync memory and
 //! runs its periodic jobs, each on its own interval: the availability probe (link
 //! state ACTIVE, PAUSED or SOURCE_UNAVAILABLE) here, and the `link_jobs`: auto-created
-//! mirrors, topic config sync, consumer offset sync. Promote and failover ask it for
+//! mirrors, topic config sync, consumer offset sync, ACL sync. Promote and failover ask it for
 //! a final round (`final_sync::FinalRound`) instead of sharing its memory. It takes the
 //! link's config from the latest snapshot each round, so `--alter` applies from the
 //! next round on.
@@ -183,9 +183,9 @@ async fn run(
     } else {
         start + Duration::from_secs(1)
     };
-    let (mut next_topics, mut next_offsets) = (start, start);
+    let (mut next_topics, mut next_offsets, mut next_acls) = (start, start, start);
     loop {
-        let due = next_probe.min(next_topics).min(next_offsets);
+        let due = next_probe.min(next_topics).min(next_offsets).min(next_acls);
         let request = tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(due) => None,
@@ -209,6 +209,10 @@ async fn run(
         if now >= next_offsets {
             next_offsets = now + config.consumer_offset_sync_interval;
             link_jobs::offset_sync(&inner, &link, &config, &status, &mut syncs).await;
+        }
+        if now >= next_acls {
+            next_acls = now + config.acl_sync_interval;
+            link_jobs::acl_sync(&inner, &link, &config, &status, &mut syncs).await;
         }
         if now < next_probe {
             continue;

@@ -42,6 +42,8 @@
 //! fence lifted. A reverse is a cut-over that also makes the source topics mirrors of
 //! the promoted ones on the link's cluster (`reverse`, writing that fleet's catalog).
 
+/// ACL sync: the source's ACLs that `acl.filters` select, kept on the destination.
+pub mod acl_sync;
 pub mod auto_create;
 pub mod budget;
 /// Links and mirrors as the metadata topic says (pure; every instance builds the same).

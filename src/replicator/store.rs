@@ -233,6 +233,21 @@ pub async fn put_synced_configs(
     put(dest, format!("{SYNCED_CONFIGS_PREFIX}{topic}"), Some(value)).await
 }
 
+/// Writes the ACL sync's memory of `link` (see `ACLS_PREFIX`).
+pub async fn put_synced_acls(
+    dest: &Destination,
+    link: &str,
+    acls: &std::collections::BTreeSet<crate::kafka::acls::AclBinding>,
+) -> Result<i64, StoreError> {
+    let value = serde_json::to_vec(acls).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    put(
+        dest,
+        format!("{}{link}", super::catalog::ACLS_PREFIX),
+        Some(value),
+    )
+    .await
+}
+
 /// Writes forward mode's source producer for a client producer (see `PRODUCER_PREFIX`).
 pub async fn put_producer(
     dest: &Destination,

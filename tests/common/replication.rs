@@ -97,6 +97,12 @@ pub fn test_certs() -> PathBuf {
 
 /// A replicating mirrorgate that seals link credentials, with a secret key in `dir`.
 pub fn sealing_proxy(dir: &Path) -> Proxy {
+    Proxy::start(destination(), sealing_options(dir))
+}
+
+/// Options of a replicating mirrorgate that seals link credentials, with a secret key
+/// in `dir`.
+pub fn sealing_options(dir: &Path) -> ProxyOptions {
     let key = dir.join("secret.key");
     std::fs::write(
         &key,
@@ -108,13 +114,10 @@ pub fn sealing_proxy(dir: &Path) -> Proxy {
         "\n[replicator]\nenabled = true\nmetadata_topic = \"{metadata_topic}\"\nsecret_key_file = \"{}\"\n",
         key.display()
     );
-    Proxy::start(
-        destination(),
-        ProxyOptions {
-            extra_tables: tables,
-            ..Default::default()
-        },
-    )
+    ProxyOptions {
+        extra_tables: tables,
+        ..Default::default()
+    }
 }
 
 /// The SCRAM login of the SASL test cluster's user alice, as `sasl.jaas.config`.
