@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::replication::{new_link, sealing_options};
-use common::{kafka_tool, kcat, repo_root, test_port_base, unique, Cluster, Proxy};
+use common::{client_config, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy};
 
 /// What mirrorgate's own connections to the destination log in as.
 const DESTINATION_SASL: &str = "\n[destination.sasl]\nmechanism = \"SCRAM-SHA-512\"\nusername = \"admin\"\npassword = \"admin-secret\"\n";
@@ -26,16 +25,7 @@ fn secured(name: &'static str, offset: u16) -> Cluster {
 
 /// The admin client config of a testbed cluster.
 fn admin_config(cluster: &str) -> String {
-    let out = Command::new(repo_root().join("testbed/kafka"))
-        .args(["client-config", cluster, "scram-512"])
-        .output()
-        .expect("client-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    client_config(cluster, "scram-512")
 }
 
 /// `kafka-acls` against `cluster` as its admin; asserts success.

@@ -3,23 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::replication::test_certs;
-use common::{kafka_tool, kcat, repo_root, test_port_base, unique, Cluster, Proxy, ProxyOptions};
-
-fn client_config(cluster: &str, mechanism: &str) -> String {
-    let out = Command::new(repo_root().join("testbed/kafka"))
-        .args(["client-config", cluster, mechanism])
-        .output()
-        .expect("client-config");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::{
+    client_config, kafka_tool, kcat, test_port_base, unique, Cluster, Proxy, ProxyOptions,
+};
 
 #[test]
 fn the_proxy_speaks_tls_to_the_destination_with_a_client_certificate() {

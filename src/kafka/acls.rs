@@ -286,15 +286,11 @@ pub async fn create(
             .collect(),
     );
     let response = conn.call(&request, ACLS_VERSION).await?;
-    Ok(bindings
-        .iter()
-        .enumerate()
-        .map(|(i, _)| match response.results.get(i) {
-            Some(r) if r.error_code == 0 => None,
-            Some(r) => Some(broker_error(r.error_code, r.error_message.as_ref()).to_string()),
-            None => Some("left out of the broker's answer".into()),
-        })
-        .collect())
+    let results = response.results.into_iter();
+    Ok(outcomes(
+        bindings.len(),
+        results.map(|r| (r.error_code, r.error_message)).collect(),
+    ))
 }
 
 /// Deletes exactly `bindings` (each as a filter matching only itself): the error of
@@ -319,15 +315,22 @@ pub async fn delete(
             .collect(),
     );
     let response = conn.call(&request, ACLS_VERSION).await?;
-    Ok(bindings
-        .iter()
-        .enumerate()
-        .map(|(i, _)| match response.filter_results.get(i) {
-            Some(r) if r.error_code == 0 => None,
-            Some(r) => Some(broker_error(r.error_code, r.error_message.as_ref()).to_string()),
+    let results = response.filter_results.into_iter();
+    Ok(outcomes(
+        bindings.len(),
+        results.map(|r| (r.error_code, r.error_message)).collect(),
+    ))
+}
+
+/// Each of `count` bindings' outcome from the broker's results, in order.
+fn outcomes(count: usize, results: Vec<(i16, Option<StrBytes>)>) -> Vec<Option<String>> {
+    (0..count)
+        .map(|i| match results.get(i) {
+            Some((0, _)) => None,
+            Some((code, message)) => Some(broker_error(*code, message.as_ref()).to_string()),
             None => Some("left out of the broker's answer".into()),
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -648,3 +648,18 @@ pub fn java_clients_classpath() -> String {
         dir.join("target/libs").display()
     )
 }
+
+/// The admin client config file of testbed cluster `cluster` for `mechanism` (plain,
+/// scram-256, scram-512).
+pub fn client_config(cluster: &str, mechanism: &str) -> String {
+    let out = Command::new(repo_root().join("testbed/kafka"))
+        .args(["client-config", cluster, mechanism])
+        .output()
+        .expect("client-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
