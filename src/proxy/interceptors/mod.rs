@@ -191,7 +191,7 @@ pub fn on_response(
         OnResponse::Forward => Ok(frame),
         OnResponse::ApiVersions => {
             let snapshot = shared.registry.load();
-            let forwarding = snapshot.forwards_any() || snapshot.forwards_transactions();
+            let forwarding = snapshot.forwards_any();
             api_versions_response(frame, &meta, forwarding)
         }
         OnResponse::Metadata { all_topics } => {
