@@ -20,9 +20,9 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{ApiKey, BrokerId, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use mirrorgate::config::routing::Routing;
 use mirrorgate::kafka::codec::{decode_response, encode_response};
 use mirrorgate::proxy::destination::Destination;
-use mirrorgate::proxy::routing::Routing;
 
 const BROKERS: i32 = 3;
 const TOPICS: i32 = 20;

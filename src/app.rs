@@ -9,8 +9,8 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::reload::{Reloader, SetLogLevel};
 use crate::config::Config;
+use crate::proxy::reload::{Reloader, SetLogLevel};
 use crate::proxy::Proxy;
 use crate::registry::{Registry, Snapshot};
 use crate::replicator::manager::Replicator;

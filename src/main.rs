@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
-use mirrorgate::config::reload::SetLogLevel;
+use mirrorgate::proxy::reload::SetLogLevel;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter};

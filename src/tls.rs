@@ -13,8 +13,8 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::config::routing::SniRouting;
 use crate::config::{DestinationTlsConfig, ProxyTlsConfig};
-use crate::proxy::routing::SniRouting;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

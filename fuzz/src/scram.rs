@@ -1,4 +1,4 @@
-//! Target `scram`: mirrorgate's SASL client (`kafka::sasl::authenticate`, run by
+//! Target `scram`: mirrorgate's SASL client (`kafka::sasl::Conversation`, run by
 //! `KafkaConnection::connect_with`) against a scripted broker on loopback that answers
 //! SaslHandshake, then SaslAuthenticate with fuzzed server-first and server-final
 //! messages. Input: a flags byte (mechanism, error answers), then the server-first

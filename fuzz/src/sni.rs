@@ -1,4 +1,4 @@
-//! Target `sni`: the proxy's routing (`proxy::routing`): TLS server names mapped to
+//! Target `sni`: the proxy's routing (`config::routing`): TLS server names mapped to
 //! brokers under SNI routing, and broker addresses under both routings. Input: the
 //! first 4 bytes are a node id, the rest fields separated by 0x00 bytes: the broker
 //! pattern's prefix and suffix (around `$(node_id)`), the bootstrap host, a server name.
@@ -8,8 +8,8 @@
 //! (unless it is the bootstrap host, which wins); port routing gives node N the port
 //! base + N when that is a port, and no address otherwise.
 
+use mirrorgate::config::routing::Routing;
 use mirrorgate::config::RoutingMode;
-use mirrorgate::proxy::routing::Routing;
 use mirrorgate::proxy::Target;
 
 use crate::config;

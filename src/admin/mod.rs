@@ -29,8 +29,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::reload::Reloader;
 use crate::config::AdminConfig;
+use crate::proxy::reload::Reloader;
 use crate::proxy::Proxy;
 use crate::registry::Registry;
 use crate::replicator::manager::Replicator;

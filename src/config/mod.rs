@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub mod admin;
-pub mod reload;
+pub mod routing;
 
 pub use admin::AdminConfig;
 

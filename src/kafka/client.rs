@@ -12,13 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use rustls::ClientConfig;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::frame::{FrameReader, LEN_PREFIX, MIN_RESPONSE_BODY};
-use super::sasl::SaslConfig;
+use super::sasl::{Conversation, SaslConfig, ScramError};
 use super::transport::{self, BoxIo, ConnectError};
 
 /// Responses to our own calls (metadata of a large cluster) stay well under this.
@@ -26,6 +29,9 @@ const CLIENT_MAX_FRAME: usize = 256 * 1024 * 1024;
 
 /// ApiVersions version of the bootstrap probe (every broker since 2.4 knows v3).
 const API_VERSIONS_VERSION: i16 = 3;
+/// SaslHandshake v1 frames the exchange in SaslAuthenticate requests (KIP-152).
+const SASL_HANDSHAKE_VERSION: i16 = 1;
+const SASL_AUTHENTICATE_VERSION: i16 = 2;
 
 /// Most requests sent and not yet answered on one connection.
 pub const MAX_IN_FLIGHT: usize = 8;
@@ -47,7 +53,9 @@ pub enum ClientError {
     #[error("protocol: {0}")]
     Protocol(String),
     #[error("SASL authentication: {0}")]
-    Scram(#[from] super::sasl::ScramError),
+    Scram(#[from] ScramError),
+    #[error("SASL authentication: {0}")]
+    Authentication(String),
     #[error("more than {MAX_IN_FLIGHT} requests in flight on one connection")]
     TooManyInFlight,
     #[error(transparent)]
@@ -118,9 +126,52 @@ impl KafkaConnection {
             max_versions: None,
         };
         if let Some(sasl) = sasl {
-            super::sasl::authenticate(&mut connection, sasl).await?;
+            connection.authenticate(sasl).await?;
         }
         Ok(connection)
+    }
+
+    /// Runs a SASL exchange on a fresh connection: the mechanism in SaslHandshake,
+    /// then the conversation's tokens in SaslAuthenticate until it is complete.
+    async fn authenticate(&mut self, sasl: &SaslConfig) -> Result<(), ClientError> {
+        let mut conversation = Conversation::new(sasl.clone());
+        let mechanism = conversation.mechanism();
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
+        let response = self.call(&handshake, SASL_HANDSHAKE_VERSION).await?;
+        if response.error_code != 0 {
+            let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(ClientError::Authentication(format!(
+                "broker refused mechanism {mechanism} (error {}; it offers {offered:?})",
+                response.error_code
+            )));
+        }
+        let mut token = conversation.first_token();
+        loop {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(token.into());
+            let response = self.call(&request, SASL_AUTHENTICATE_VERSION).await?;
+            if response.error_code != 0 {
+                return Err(ClientError::Authentication(
+                    response.error_message.map_or_else(
+                        || format!("error {}", response.error_code),
+                        |m| m.as_str().to_string(),
+                    ),
+                ));
+            }
+            // SCRAM's key derivation is seconds of CPU at high counts: keep it off the
+            // async workers.
+            let (back, next) = tokio::task::spawn_blocking(move || {
+                let next = conversation.answer(&response.auth_bytes);
+                (conversation, next)
+            })
+            .await
+            .map_err(|e| ScramError::Derivation(e.to_string()))?;
+            conversation = back;
+            match next? {
+                Some(next) => token = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// A connection to the first of `servers` that answers (bootstrap semantics).

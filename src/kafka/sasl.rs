@@ -1,18 +1,15 @@
-//! SASL for mirrorgate's own connections to brokers (metadata refresh, later the
-//! replicator): PLAIN and SCRAM-SHA-256/512 (RFC 5802/7677), over SaslHandshake v1 and
-//! SaslAuthenticate. Clients' own SASL exchanges pass through the proxy untouched.
+//! SASL for mirrorgate's own connections to brokers (metadata refresh, the
+//! replicator): PLAIN and SCRAM-SHA-256/512 (RFC 5802/7677) as a [`Conversation`]
+//! without I/O: the tokens to send and the checks of the broker's answers. The
+//! connection (`client.rs`) carries them in SaslHandshake v1 and SaslAuthenticate.
+//! Clients' own SASL exchanges pass through the proxy untouched.
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
-use kafka_protocol::protocol::StrBytes;
 use rand::Rng;
-use sha2::{Digest, Sha256, Sha512};
-
-use super::client::{ClientError, KafkaConnection};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha512};
 
 /// Credentials of mirrorgate's own connections (the `[destination.sasl]` config
 /// table, and a link's `sasl.*` keys).
@@ -50,52 +47,96 @@ fn redacted<S: serde::Serializer>(_: &str, serializer: S) -> Result<S::Ok, S::Er
     serializer.serialize_str("***")
 }
 
-const HANDSHAKE_VERSION: i16 = 1;
-const AUTHENTICATE_VERSION: i16 = 2;
+/// One SASL exchange, step by step: [`Conversation::first_token`], then each of the
+/// broker's answers to [`Conversation::answer`] until it returns `None`. SCRAM's key
+/// derivation is seconds of CPU at high iteration counts, so the caller runs `answer`
+/// off the async workers.
+pub struct Conversation {
+    config: SaslConfig,
+    step: Step,
+}
 
-/// Authenticates a fresh connection.
-pub async fn authenticate(
-    conn: &mut KafkaConnection,
-    sasl: &SaslConfig,
-) -> Result<(), ClientError> {
-    let mechanism = sasl.mechanism.name();
-    let handshake =
-        SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
-    let response = conn.call(&handshake, HANDSHAKE_VERSION).await?;
-    if response.error_code != 0 {
-        let offered: Vec<&str> = response.mechanisms.iter().map(|m| m.as_str()).collect();
-        return Err(auth_error(format!(
-            "broker refused mechanism {mechanism} (error {}; it offers {offered:?})",
-            response.error_code
-        )));
-    }
-    match sasl.mechanism {
-        SaslMechanism::Plain => {
-            let token = format!("\0{}\0{}", sasl.username, sasl.password);
-            exchange(conn, token.into_bytes()).await.map(|_| ())
+enum Step {
+    Start,
+    PlainSent,
+    ScramFirstSent {
+        hash: Hash,
+        nonce: String,
+        client_first_bare: String,
+    },
+    ScramFinalSent {
+        expected: String,
+    },
+    Done,
+}
+
+impl Conversation {
+    pub fn new(config: SaslConfig) -> Self {
+        Self {
+            config,
+            step: Step::Start,
         }
-        SaslMechanism::ScramSha256 => scram(conn, sasl, Hash::Sha256).await,
-        SaslMechanism::ScramSha512 => scram(conn, sasl, Hash::Sha512).await,
     }
-}
 
-fn auth_error(message: String) -> ClientError {
-    ClientError::Protocol(format!("SASL authentication: {message}"))
-}
-
-async fn exchange(conn: &mut KafkaConnection, token: Vec<u8>) -> Result<Bytes, ClientError> {
-    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
-    let response = conn.call(&request, AUTHENTICATE_VERSION).await?;
-    if response.error_code != 0 {
-        let message = response
-            .error_message
-            .as_ref()
-            .map(|m| m.as_str().to_string());
-        return Err(auth_error(
-            message.unwrap_or_else(|| format!("error {}", response.error_code)),
-        ));
+    /// The mechanism to name in SaslHandshake.
+    pub fn mechanism(&self) -> &'static str {
+        self.config.mechanism.name()
     }
-    Ok(response.auth_bytes)
+
+    /// The first SaslAuthenticate token.
+    pub fn first_token(&mut self) -> Vec<u8> {
+        let hash = match self.config.mechanism {
+            SaslMechanism::Plain => {
+                self.step = Step::PlainSent;
+                let (user, password) = (&self.config.username, &self.config.password);
+                return format!("\0{user}\0{password}").into_bytes();
+            }
+            SaslMechanism::ScramSha256 => Hash::Sha256,
+            SaslMechanism::ScramSha512 => Hash::Sha512,
+        };
+        let nonce: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let client_first_bare = format!("n={},r={nonce}", sasl_name(&self.config.username));
+        let token = format!("n,,{client_first_bare}").into_bytes();
+        self.step = Step::ScramFirstSent {
+            hash,
+            nonce,
+            client_first_bare,
+        };
+        token
+    }
+
+    /// The broker's answer to the last token: the next token to send, or `None` when
+    /// the exchange is complete.
+    pub fn answer(&mut self, server: &[u8]) -> Result<Option<Vec<u8>>, ScramError> {
+        match std::mem::replace(&mut self.step, Step::Done) {
+            Step::PlainSent => Ok(None),
+            Step::ScramFirstSent {
+                hash,
+                nonce,
+                client_first_bare,
+            } => {
+                let first = ServerFirst::parse(server, &nonce)?;
+                let salted = hash.salted_password(
+                    self.config.password.as_bytes(),
+                    &first.salt,
+                    first.iterations,
+                )?;
+                let (client_final, expected) =
+                    client_final(hash, &salted, &client_first_bare, &first)?;
+                self.step = Step::ScramFinalSent { expected };
+                Ok(Some(client_final.into_bytes()))
+            }
+            Step::ScramFinalSent { expected } => {
+                verify_server_final(server, &expected)?;
+                Ok(None)
+            }
+            Step::Start | Step::Done => Err(ScramError::OutOfTurn),
+        }
+    }
 }
 
 /// Kafka's SCRAM names: '=' and ',' escaped as in RFC 5802.
@@ -202,33 +243,8 @@ pub enum ScramError {
     BadSignature,
     #[error("key derivation: {0}")]
     Derivation(String),
-}
-
-async fn scram(
-    conn: &mut KafkaConnection,
-    sasl: &SaslConfig,
-    hash: Hash,
-) -> Result<(), ClientError> {
-    let nonce: String = rand::rng()
-        .sample_iter(rand::distr::Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
-    let client_first_bare = format!("n={},r={nonce}", sasl_name(&sasl.username));
-    let server_first = exchange(conn, format!("n,,{client_first_bare}").into_bytes()).await?;
-    let first = ServerFirst::parse(&server_first, &nonce)?;
-    // PBKDF2 is seconds of CPU at high counts: keep it off the async workers.
-    let (password, salt, iterations) =
-        (sasl.password.clone(), first.salt.clone(), first.iterations);
-    let salted = tokio::task::spawn_blocking(move || {
-        hash.salted_password(password.as_bytes(), &salt, iterations)
-    })
-    .await
-    .map_err(|e| ScramError::Derivation(e.to_string()))??;
-    let (client_final, expected) = client_final(hash, &salted, &client_first_bare, &first)?;
-    let server_final = exchange(conn, client_final.into_bytes()).await?;
-    verify_server_final(&server_final, &expected)?;
-    Ok(())
+    #[error("the exchange has no step waiting for an answer")]
+    OutOfTurn,
 }
 
 /// The fields of a server-first-message (RFC 5802 section 7), checked and bounded.
@@ -475,6 +491,60 @@ mod tests {
             verify_server_final(b"", "sig"),
             Err(ScramError::BadSignature)
         );
+    }
+
+    fn config(mechanism: SaslMechanism) -> SaslConfig {
+        SaslConfig {
+            mechanism,
+            username: "user".into(),
+            password: "pencil".into(),
+        }
+    }
+
+    #[test]
+    fn plain_sends_one_token_and_is_done_at_the_answer() {
+        let mut conversation = Conversation::new(config(SaslMechanism::Plain));
+        assert_eq!(conversation.mechanism(), "PLAIN");
+        assert_eq!(conversation.first_token(), b"\0user\0pencil");
+        assert_eq!(conversation.answer(b""), Ok(None));
+        assert_eq!(conversation.answer(b""), Err(ScramError::OutOfTurn));
+    }
+
+    /// A whole SCRAM-SHA-256 exchange, the server side computed as the broker would.
+    #[test]
+    fn a_scram_conversation_proves_the_password_and_checks_the_server() {
+        for forged in [false, true] {
+            let mut conversation = Conversation::new(config(SaslMechanism::ScramSha256));
+            let first = String::from_utf8(conversation.first_token()).unwrap();
+            let bare = first.strip_prefix("n,,").unwrap().to_string();
+            let nonce = bare.strip_prefix("n=user,r=").unwrap();
+            let server_first = format!("r={nonce}server,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096");
+            let client_final = conversation
+                .answer(server_first.as_bytes())
+                .unwrap()
+                .unwrap();
+            let parsed = ServerFirst::parse(server_first.as_bytes(), nonce).unwrap();
+            let salted = Hash::Sha256
+                .salted_password(b"pencil", &parsed.salt, 4096)
+                .unwrap();
+            let (expected_final, signature) = client_final_for(&salted, &bare, &parsed);
+            assert_eq!(String::from_utf8(client_final).unwrap(), expected_final);
+            let server_final = if forged {
+                "v=AAAA".to_string()
+            } else {
+                format!("v={signature}")
+            };
+            let outcome = conversation.answer(server_final.as_bytes());
+            if forged {
+                assert_eq!(outcome, Err(ScramError::BadSignature));
+            } else {
+                assert_eq!(outcome, Ok(None));
+            }
+        }
+    }
+
+    fn client_final_for(salted: &[u8], bare: &str, first: &ServerFirst) -> (String, String) {
+        client_final(Hash::Sha256, salted, bare, first).unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod destination;
 pub mod error;
 pub mod interceptors;
 mod listener;
-pub mod routing;
+pub mod reload;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::metrics::ProxyMetrics;
+pub use crate::config::routing::Target;
 use crate::kafka::frame_budget::FrameBudget;
 use crate::kafka::transport::{self, BoxIo, ConnectError};
 use crate::registry::{Registry, Snapshot};
 use destination::Destination;
-pub use routing::Target;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 
 use rustls::{ClientConfig, ServerConfig};
 
+use crate::config::routing::Routing;
 use crate::config::Config;
-use crate::proxy::routing::Routing;
 use crate::tls::{self, TlsError};
 use fence::{Fence, InFlight, Lease};
 use forward::{ForwardTarget, ProduceForwarder};

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{ProxyConfig, RoutingMode};
+use super::{ProxyConfig, RoutingMode};
 
 const NODE_ID: &str = "$(node_id)";
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::Config;
+use super::Proxy;
 use crate::admin::metrics::ProxyMetrics;
-use crate::proxy::Proxy;
+use crate::config::Config;
 use crate::registry::Snapshot;
 
 /// Sets the log filter (e.g. "info", "mirrorgate=debug").
@@ -68,7 +68,7 @@ impl Reloader {
     async fn apply(&self) -> Result<(), String> {
         let config = Config::load(&self.path).map_err(|e| e.to_string())?;
         // The file's own admin.bind was checked; the listener may be elsewhere.
-        if let Some(e) = super::admin::exposure_error(self.admin_bind, &config.admin) {
+        if let Some(e) = crate::config::admin::exposure_error(self.admin_bind, &config.admin) {
             return Err(format!(
                 "invalid config file {}:\n  {e}",
                 self.path.display()
