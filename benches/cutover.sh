@@ -23,24 +23,16 @@
 #
 # Everything listens on 127.0.0.1 (ports 25000-25999, below the ephemeral range) and is stopped on exit.
 set -euo pipefail
+PROG=cutover-bench
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
-die() { echo "cutover-bench: $*" >&2; exit 1; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
-
-ROUNDS=3
+QUICK=0
 OUT=target/cutover-bench
 REPORT=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --quick) ROUNDS=1; shift ;;
-    --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
-    --no-report) REPORT=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument $1" ;;
-  esac
-done
+parse_flags "$@"
+ROUNDS=$((QUICK ? 1 : 3))
 
 SRC=127.0.0.1:25092
 DST=127.0.0.1:25292
@@ -48,9 +40,8 @@ RATE=400          # records/s per producer
 RECORDS=8000      # per producer: 20 s
 RECORD_SIZE=256
 CUTOVER_AFTER=7   # seconds into the run
-
-kafka() { testbed/kafka "$@"; }
-tool() { timeout 600 testbed/kafka tool "$@"; }
+INSTANCE_PORT_BASE=25400   # instance I: proxy on 25400+100*I, admin API on 25490+100*I
+TOOL_TIMEOUT=600
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -58,55 +49,22 @@ PIDS=()
 cleanup() {
   local rc=$? pid
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  kafka down cut-src >/dev/null 2>&1 || true
-  kafka down cut-dst >/dev/null 2>&1 || true
+  clusters_down cut-src cut-dst
   exit "$rc"
 }
 trap cleanup EXIT
 
-step "Building mirrorgate (release)"
-cargo build --release --locked -q
+build_mirrorgate
 step "Clusters cut-src ($SRC) and cut-dst ($DST)"
 kafka fetch
-for c in cut-src cut-dst; do kafka down "$c" >/dev/null 2>&1 || true; done
+clusters_down cut-src cut-dst
 kafka up cut-src --nodes 1 --port 25092 >/dev/null
 kafka up cut-dst --nodes 1 --port 25292 >/dev/null
 
-# instance INDEX: one replicating instance on its own ports.
-instance() {
-  local i=$1 port=$((25400 + 100 * $1))
-  cat >"$OUT/mg$i.toml" <<TOML
-[proxy]
-bind = "127.0.0.1:$port"
-advertised_host = "127.0.0.1"
-broker_port_base = $((port + 10))
-
-[destination]
-bootstrap_servers = "$DST"
-
-[admin]
-bind = "127.0.0.1:$((port + 90))"
-
-[replicator]
-enabled = true
-metadata_topic = "_mirrorgate-metadata-cutover-bench"
-session_timeout_ms = 6000
-TOML
-  target/release/mirrorgate run --config "$OUT/mg$i.toml" 2>"$OUT/mg$i.log" &
-  PIDS[$i]=$!
-  for _ in $(seq 300); do
-    curl -fs "http://127.0.0.1:$((port + 90))/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "instance $i not ready"
-}
-admin() { echo "http://127.0.0.1:$((25490 + 100 * $1))"; }
-proxy() { echo "127.0.0.1:$((25400 + 100 * $1))"; }
-mg() { local i=$1; shift; MIRRORGATE_ADMIN_URL="$(admin "$i")" target/release/mirrorgate "$@"; }
+proxy() { echo "127.0.0.1:$((INSTANCE_PORT_BASE + 100 * $1))"; }
 
 step "Two mirrorgate instances"
-instance 0
-instance 1
+for i in 0 1; do start_instance "mg$i" "$i" _mirrorgate-metadata-cutover-bench 6000; done
 
 # producer NAME TOPIC IDEMPOTENT: one perf-test producer through instance 0, in the
 # background; its summary goes to $OUT/NAME.txt.
@@ -127,9 +85,9 @@ round() {
   local kind=$1 parts=$2 name="cb-$1-$2-$3"
   tool kafka-topics --bootstrap-server "$SRC" --create --topic "$name" --partitions "$parts" \
     --replication-factor 1 >/dev/null
-  mg 0 cluster-links --create --link "$name" \
+  mg_on 0 cluster-links --create --link "$name" \
     --config "bootstrap.servers=$SRC,mirror.produce.mode=forward" >/dev/null
-  mg 0 mirrors --create --mirror-topic "$name" --link "$name" >/dev/null
+  mg_on 0 mirrors --create --mirror-topic "$name" --link "$name" >/dev/null
   sleep 2
   producer "$name.idempotent" "$name" 1
   local p1=$!
@@ -137,7 +95,7 @@ round() {
   local p2=$!
   if [[ $kind == cutover ]]; then
     sleep "$CUTOVER_AFTER"
-    mg 1 cutover --link "$name" --timeout-ms 30000 >"$OUT/$name.cutover.txt" 2>&1 \
+    mg_on 1 cutover --link "$name" --timeout-ms 30000 >"$OUT/$name.cutover.txt" 2>&1 \
       || die "cut-over of $name failed: $(cat "$OUT/$name.cutover.txt")"
   fi
   wait "$p1" "$p2" || die "a producer of $name failed"

@@ -27,12 +27,10 @@
 #
 # Everything listens on 127.0.0.1 only, and everything started here is stopped on exit.
 set -euo pipefail
+PROG=e2e
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
-die() { echo "e2e: $*" >&2; exit 1; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
-log() { echo "e2e: $*" >&2; }
 
 QUICK=0
 MODE=full
@@ -90,27 +88,13 @@ TOOL_TIMEOUT=900                # seconds; no perf-test run may hang the benchma
 OUT=target/e2e-bench            # scratch (raw tool output, configs, logs); not committed
 RAW="$OUT/raw"
 REPORT=BENCHMARKS.md
-CLK_TCK="$(getconf CLK_TCK)"
 
-kafka() { testbed/kafka "$@"; }
-tool() { timeout "$TOOL_TIMEOUT" testbed/kafka tool "$@"; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# utime+stime (all threads) of a process, in clock ticks. Fields are counted after the
-# ")" that ends the command name, since a name may contain spaces.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
-vm_hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
-# Error text goes into BENCHMARKS.md: keep it free of this machine's paths and of
-# registry host names.
-scrub() { sed -e "s|$PWD|.|g" -e "s|$HOME|~|g" -e 's|https\?://[^/ ]*/|<registry>/|g'; }
-
-for cmd in cargo java mvn curl python3 timeout getconf; do
-  command -v "$cmd" >/dev/null || die "$cmd not found (testbed/install-deps installs the testbed's tools)"
-done
+need_commands cargo java mvn curl python3 timeout getconf
 for p in ${MG_BIND##*:} ${MG_ADMIN##*:} ${MG_TLS_BIND##*:} ${MG_TLS_ADMIN##*:} ${KP_HTTP##*:} \
   $(seq "$MG_BROKER_PORT_BASE" $((MG_BROKER_PORT_BASE + NODES - 1))) \
   $(seq "$MG_TLS_BROKER_PORT_BASE" $((MG_TLS_BROKER_PORT_BASE + NODES - 1))) \
   $(seq "$KP_PORT_BASE" $((KP_PORT_BASE + NODES - 1))); do
-  ! port_open "$p" || die "port $p on 127.0.0.1 is already in use (another benchmark running?)"
+  need_free_port "$p"
 done
 
 rm -rf "$OUT"
@@ -126,24 +110,15 @@ MG_PID=""
 MG_TLS_PID=""
 KP_PID=""
 cleanup() {
-  local rc=$?
-  for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do
-    [[ -n "$pid" ]] || continue
-    kill -TERM "$pid" 2>/dev/null || continue
-    # Bounded wait: mirrorgate drains connections for up to shutdown_grace_ms.
-    for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  kafka down "$CLUSTER" >/dev/null 2>&1 || true
+  local rc=$? pid
+  for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do stop_pid "$pid"; done
+  clusters_down "$CLUSTER"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # --- build -----------------------------------------------------------------------------
-step "Building mirrorgate (release)"
-cargo build --release --locked -q
+build_mirrorgate
 
 if ((QUICK == 0)); then
   # Before Kafka starts, so the micro-benchmarks share the machine with as little as possible.
@@ -225,43 +200,16 @@ cat "$OUT/peers.md" >&2
 # --- cluster and proxies ---------------------------------------------------------------
 step "Starting Kafka cluster $CLUSTER ($NODES nodes on 127.0.0.1:$DEST_PORT..)"
 # A cluster left over from an interrupted run would still hold its topics: start clean.
-kafka down "$CLUSTER" >/dev/null 2>&1 || true
-# The ports lie in the kernel's ephemeral range: a client connection elsewhere on the
-# machine can hold one for a while, so a failed start gets two retries.
-: >"$OUT/cluster-up.log"
-for attempt in 1 2 3; do
-  kafka up "$CLUSTER" --nodes "$NODES" --port "$DEST_PORT" >/dev/null 2>>"$OUT/cluster-up.log" && break
-  kafka down "$CLUSTER" >/dev/null 2>&1 || true
-  ((attempt < 3)) || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
-  log "cluster $CLUSTER did not start (attempt $attempt); retrying"
-  sleep 5
-done
+clusters_down "$CLUSTER"
+up_cluster "$CLUSTER" "$NODES" "$DEST_PORT" "$OUT/cluster-up.log" \
+  || { tail -n 20 "$OUT/cluster-up.log" >&2; die "cluster $CLUSTER did not start"; }
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$CLUSTER/cluster.env")"
-
-wait_http() {   # URL PID LOG NAME
-  for _ in $(seq 300); do
-    curl -fs "$1" >/dev/null 2>&1 && return 0
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "$4 exited during startup"; }
-    sleep 0.1
-  done
-  tail -n 20 "$3" >&2
-  die "$4 not ready after 30s ($1)"
-}
 
 step "Starting mirrorgate on $MG_BIND"
 # One mirror topic is declared (and never written) so the produce guard decodes every
 # Produce request, as it does in a deployment with mirror topics.
-cat >"$OUT/mirrorgate.toml" <<TOML
-[proxy]
-bind = "$MG_BIND"
-advertised_host = "127.0.0.1"
-broker_port_base = $MG_BROKER_PORT_BASE
-
-[destination]
-bootstrap_servers = "$DIRECT"
-
-[admin]
-bind = "$MG_ADMIN"
+mg_config "$MG_BIND" "$MG_BROKER_PORT_BASE" "$DIRECT" "$MG_ADMIN" >"$OUT/mirrorgate.toml"
+cat >>"$OUT/mirrorgate.toml" <<TOML
 
 [[mirror_topics]]
 name = "bench-mirror"
@@ -328,50 +276,41 @@ delete_topic() { tool kafka-topics --bootstrap-server "$DIRECT" --delete --topic
 client_config() {   # BOOTSTRAP
   if [[ "$1" == "$MG_TLS_BIND" ]]; then echo "$TLS_CLIENT"; else echo "$OUT/client-plain.properties"; fi
 }
-produce() {   # BOOTSTRAP TOPIC RECORDS THROUGHPUT OUTFILE
-  tool kafka-producer-perf-test --topic "$2" --num-records "$3" --record-size "$RECORD_SIZE" \
-    --throughput "$4" --producer.config "$(client_config "$1")" \
-    --producer-props bootstrap.servers="$1" acks=all compression.type=lz4 \
-    >"$5" 2>&1 && grep -q ' ms 99.9th' "$5"
-}
-consume() {   # BOOTSTRAP TOPIC RECORDS GROUP OUTFILE
-  tool kafka-consumer-perf-test --bootstrap-server "$1" --topic "$2" --messages "$3" \
-    --consumer.config "$(client_config "$1")" \
-    --group "$4" --timeout 60000 >"$5" 2>&1 && grep -q '^start.time' "$5"
-}
 
 # One round of one side, on a fresh topic: saturated produce, consume of those records,
 # then the fixed-rate latency run. Proxy CPU is sampled around the whole round.
 # On failure FAILED holds the output of the step that failed.
 FAILED=""
 run_round() {   # SIDE ROUND
-  local side="$1" round="$2" bs pid topic t0 t1 base
+  local side="$1" round="$2" bs cfg pid topic t0 t1 base
   bs="$(bootstrap_of "$side")"
+  cfg="$(client_config "$bs")"
   pid="$(pid_of "$side")"
   topic="bench-$side-r$round"
   base="$RAW/$side-r$round"
   create_topic "$topic" || { FAILED=/dev/null; return 1; }
-  [[ -z "$pid" ]] || t0="$(cpu_ticks "$pid")"
+  [[ -z "$pid" ]] || t0="$(cpu_seconds "$pid")"
   FAILED="$base-produce.txt"
-  produce "$bs" "$topic" "$RECORDS" -1 "$FAILED" || return 1
+  produce "$bs" "$topic" "$RECORDS" -1 "$FAILED" "$cfg" || return 1
   FAILED="$base-consume.txt"
-  consume "$bs" "$topic" "$RECORDS" "$topic" "$FAILED" || return 1
+  consume "$bs" "$topic" "$RECORDS" "$topic" "$FAILED" "$cfg" || return 1
   FAILED="$base-latency.txt"
-  produce "$bs" "$topic" "$LAT_RECORDS" "$LAT_RATE" "$FAILED" || return 1
+  produce "$bs" "$topic" "$LAT_RECORDS" "$LAT_RATE" "$FAILED" "$cfg" || return 1
   FAILED=""
   if [[ -n "$pid" ]]; then
-    t1="$(cpu_ticks "$pid")"
-    printf '%s\t%s\t%s\n' "$side" "$round" "$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN {print (b - a) / hz}')" >>"$OUT/cpu.tsv"
+    t1="$(cpu_seconds "$pid")"
+    printf '%s\t%s\t%s\n' "$side" "$round" "$(delta "$t0" "$t1")" >>"$OUT/cpu.tsv"
   fi
   delete_topic "$topic" || true
-  log "$side round $round: $(grep -o '[0-9.]* records/sec ([0-9.]* MB/sec)' "$base-produce.txt" | tail -n 1) produce"
+  log "$side round $round: $(throughput "$base-produce.txt") produce"
 }
 
 step "Warm-up ($WARMUP_RECORDS records produced and consumed per side, not measured)"
 for side in "${SIDES[@]}"; do
+  bs="$(bootstrap_of "$side")"
   create_topic "bench-warmup-$side"
-  if ! { produce "$(bootstrap_of "$side")" "bench-warmup-$side" "$WARMUP_RECORDS" -1 "$OUT/warmup-$side.txt" &&
-    consume "$(bootstrap_of "$side")" "bench-warmup-$side" "$WARMUP_RECORDS" "bench-warmup-$side" "$OUT/warmup-consume-$side.txt"; }; then
+  if ! { produce "$bs" "bench-warmup-$side" "$WARMUP_RECORDS" -1 "$OUT/warmup-$side.txt" "$(client_config "$bs")" &&
+    consume "$bs" "bench-warmup-$side" "$WARMUP_RECORDS" "bench-warmup-$side" "$OUT/warmup-consume-$side.txt" "$(client_config "$bs")"; }; then
     tail -n 5 "$OUT/warmup-$side.txt" "$OUT/warmup-consume-$side.txt" >&2
     die "warm-up via $side failed"
   fi
@@ -406,22 +345,17 @@ fi
 
 for side in "${SIDES[@]}"; do
   pid="$(pid_of "$side")"
-  [[ -z "$pid" ]] || printf '%s\t%s\n' "$side" "$(vm_hwm_kb "$pid")" >>"$OUT/rss.tsv"
+  [[ -z "$pid" ]] || printf '%s\t%s\n' "$side" "$(status_kb "$pid" VmHWM)" >>"$OUT/rss.tsv"
 done
 
 # --- replication -----------------------------------------------------------------------
 # The proxy-overhead cluster and proxies are stopped first: the replication benchmark
 # starts clusters of its own and wants the machine to itself.
-for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do
-  [[ -n "$pid" ]] || continue
-  kill -TERM "$pid" 2>/dev/null || continue
-  for _ in {1..100}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-done
+for pid in "$MG_PID" "$MG_TLS_PID" "$KP_PID"; do stop_pid "$pid"; done
 MG_PID=""
 MG_TLS_PID=""
 KP_PID=""
-kafka down "$CLUSTER" >/dev/null 2>&1 || true
+clusters_down "$CLUSTER"
 REPL_OUT="$OUT/replication"
 if [[ "${BENCH_REPLICATION:-1}" == 0 ]]; then
   log "BENCH_REPLICATION=0: replication benchmark skipped"

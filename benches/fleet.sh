@@ -21,24 +21,15 @@
 #
 # Everything listens on 127.0.0.1 (ports 33000-33999) and is stopped on exit.
 set -euo pipefail
+PROG=fleet
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
-die() { echo "fleet: $*" >&2; exit 1; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 QUICK=0
 OUT=target/fleet-bench
 REPORT=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --quick) QUICK=1; shift ;;
-    --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
-    --no-report) REPORT=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument $1" ;;
-  esac
-done
+parse_flags "$@"
 
 SRC=127.0.0.1:33092
 DST=127.0.0.1:33292
@@ -48,11 +39,8 @@ RECORD_SIZE=1024
 if ((QUICK)); then PRELOAD_MIB=64; KILLS=3; ROUNDS=5; else PRELOAD_MIB=512; KILLS=6; ROUNDS=20; fi
 RECORDS=$((PRELOAD_MIB * 1024 * 1024 / RECORD_SIZE))
 SESSION_MS=6000
-
-kafka() { testbed/kafka "$@"; }
-tool() { timeout 1800 testbed/kafka tool "$@"; }
-mg() { target/release/mirrorgate "$@"; }
-now() { date +%s.%N; }
+INSTANCE_PORT_BASE=33400   # instance I: proxy on 33400+100*I, admin API on 33490+100*I
+TOOL_TIMEOUT=1800
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -60,17 +48,15 @@ PIDS=()
 cleanup() {
   local rc=$? pid
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  kafka down fleet-src >/dev/null 2>&1 || true
-  kafka down fleet-dst >/dev/null 2>&1 || true
+  clusters_down fleet-src fleet-dst
   exit "$rc"
 }
 trap cleanup EXIT
 
-step "Building mirrorgate (release)"
-cargo build --release --locked -q
+build_mirrorgate
 step "Clusters fleet-src ($SRC) and fleet-dst ($DST)"
 kafka fetch
-for c in fleet-src fleet-dst; do kafka down "$c" >/dev/null 2>&1 || true; done
+clusters_down fleet-src fleet-dst
 kafka up fleet-src --nodes 1 --port 33092 >/dev/null
 kafka up fleet-dst --nodes 1 --port 33292 >/dev/null
 
@@ -82,36 +68,6 @@ tool kafka-producer-perf-test --topic "$TOPIC" --num-records "$RECORDS" --record
   linger.ms=5 >"$OUT/preload.txt"
 SOURCE_ENDS="$(tool kafka-get-offsets --bootstrap-server "$SRC" --topic "$TOPIC" | sort)"
 
-# instance NAME INDEX METADATA_TOPIC: starts one replicating instance on its own ports.
-instance() {
-  local name=$1 i=$2 port=$((33400 + 100 * $2))
-  cat >"$OUT/$name.toml" <<TOML
-[proxy]
-bind = "127.0.0.1:$port"
-advertised_host = "127.0.0.1"
-broker_port_base = $((port + 10))
-
-[destination]
-bootstrap_servers = "$DST"
-
-[admin]
-bind = "127.0.0.1:$((port + 90))"
-
-[replicator]
-enabled = true
-metadata_topic = "$3"
-session_timeout_ms = $SESSION_MS
-TOML
-  # Started directly (not through `mg`), so that $! is mirrorgate's own pid.
-  target/release/mirrorgate run --config "$OUT/$name.toml" 2>"$OUT/$name.log" &
-  PIDS[$i]=$!
-  for _ in $(seq 300); do
-    curl -fs "http://127.0.0.1:$((port + 90))/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  die "instance $name not ready"
-}
-admin() { echo "http://127.0.0.1:$((33490 + 100 * $1))"; }
 stop_all() {
   local pid
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -119,18 +75,18 @@ stop_all() {
   PIDS=()
 }
 # The mirror partitions an instance copies.
-held() { curl -fs "$(admin "$1")/admin/fleet" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["mirror_partitions"]))'; }
+held() { curl -fs "$(instance_admin "$1")/admin/fleet" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["mirror_partitions"]))'; }
 
 step "Copy throughput with 1, 2 and 3 instances"
 : >"$OUT/copy.tsv"
 for n in 1 2 3; do
   meta="_mirrorgate-metadata-bench-$n"
-  for ((i = 0; i < n; i++)); do instance "copy$n-$i" "$i" "$meta"; done
+  for ((i = 0; i < n; i++)); do start_instance "copy$n-$i" "$i" "$meta" "$SESSION_MS"; done
   sleep 1
-  MIRRORGATE_ADMIN_URL="$(admin 0)" mg cluster-links --create --link "l$n" \
+  mg_on 0 cluster-links --create --link "l$n" \
     --config "bootstrap.servers=$SRC,cluster.link.prefix=r$n." >/dev/null
   start=$(now)
-  MIRRORGATE_ADMIN_URL="$(admin 0)" mg mirrors --create --mirror-topic "r$n.$TOPIC" --link "l$n" >/dev/null
+  mg_on 0 mirrors --create --mirror-topic "r$n.$TOPIC" --link "l$n" >/dev/null
   want="$(sed "s/^$TOPIC/r$n.$TOPIC/" <<<"$SOURCE_ENDS")"
   until [[ "$(tool kafka-get-offsets --bootstrap-server "$DST" --topic "r$n.$TOPIC" | sort)" == "$want" ]]; do
     sleep 0.2
@@ -142,10 +98,10 @@ done
 
 step "Takeover after SIGKILL ($KILLS kills, session timeout $SESSION_MS ms)"
 meta=_mirrorgate-metadata-bench-takeover
-for i in 0 1 2; do instance "take-$i" "$i" "$meta"; done
-MIRRORGATE_ADMIN_URL="$(admin 0)" mg cluster-links --create --link lt \
+for i in 0 1 2; do start_instance "take-$i" "$i" "$meta" "$SESSION_MS"; done
+mg_on 0 cluster-links --create --link lt \
   --config "bootstrap.servers=$SRC,cluster.link.prefix=t." >/dev/null
-MIRRORGATE_ADMIN_URL="$(admin 0)" mg mirrors --create --mirror-topic "t.$TOPIC" --link lt >/dev/null
+mg_on 0 mirrors --create --mirror-topic "t.$TOPIC" --link lt >/dev/null
 : >"$OUT/takeover.tsv"
 settled() { [[ $(( $(held 0) + $(held 1) + $(held 2) )) -eq $PARTITIONS && $(held 0) -gt 0 && $(held 1) -gt 0 && $(held 2) -gt 0 ]]; }
 for ((k = 0; k < KILLS; k++)); do
@@ -156,7 +112,7 @@ for ((k = 0; k < KILLS; k++)); do
   survivor=$((3 - victim))
   until [[ $(( $(held 0) + $(held "$survivor") )) -eq $PARTITIONS ]]; do sleep 0.05; done
   printf '%s\n' "$(echo "$(now) - $start" | bc -l)" >>"$OUT/takeover.tsv"
-  instance "take-$victim" "$victim" "$meta"
+  start_instance "take-$victim" "$victim" "$meta" "$SESSION_MS"
 done
 
 step "Catalog propagation ($ROUNDS pause/resume rounds, instance 0 -> instance 1)"
@@ -164,9 +120,9 @@ step "Catalog propagation ($ROUNDS pause/resume rounds, instance 0 -> instance 1
 for ((r = 0; r < ROUNDS; r++)); do
   for change in pause resume; do
     want=$([[ $change == pause ]] && echo PAUSED || echo ACTIVE)
-    MIRRORGATE_ADMIN_URL="$(admin 0)" mg mirrors "--$change" --topics "t.$TOPIC" >/dev/null
+    mg_on 0 mirrors "--$change" --topics "t.$TOPIC" >/dev/null
     start=$(now)
-    until curl -fs "$(admin 1)/kafka/v3/clusters/-/links/-/mirrors" | grep -q "\"mirror_status\":\"$want\""; do
+    until curl -fs "$(instance_admin 1)/kafka/v3/clusters/-/links/-/mirrors" | grep -q "\"mirror_status\":\"$want\""; do
       sleep 0.005
     done
     printf '%s\n' "$(echo "$(now) - $start" | bc -l)" >>"$OUT/propagation.tsv"

@@ -35,25 +35,15 @@
 # so no client socket elsewhere can hold one), and everything started here is
 # stopped on exit.
 set -euo pipefail
+PROG=replication
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-usage() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
-die() { echo "replication: $*" >&2; exit 1; }
-step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
-log() { echo "replication: $*" >&2; }
 
 QUICK=0
 OUT=target/replication-bench
 REPORT=1
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --quick) QUICK=1; shift ;;
-    --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
-    --no-report) REPORT=0; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument $1" ;;
-  esac
-done
+parse_flags "$@"
 
 # --- parameters ------------------------------------------------------------------------
 SRC_CLUSTER=bench-src
@@ -98,27 +88,17 @@ COPY_TIMEOUT=3600
 VENV=testbed/.cache/bench-venv
 PY="$VENV/bin/python"
 RAW="$OUT/raw"
-CLK_TCK="$(getconf CLK_TCK)"
 
-kafka() { testbed/kafka "$@"; }
-tool() { timeout "$TOOL_TIMEOUT" testbed/kafka tool "$@"; }
 MG_BIN=target/release/mirrorgate   # what start_mirrorgate runs
 mg() { target/release/mirrorgate "$@"; }
 # Background clients are started as `"$PY" "$CLIENTS" ... &` so that $! is python's pid.
 CLIENTS=benches/bench_clients.py
 clients() { "$PY" "$CLIENTS" "$@"; }
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-cpu_seconds() { sed 's/.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{print ($12 + $13) / hz}'; }
-status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-scrub() { sed -e "s|$PWD|.|g" -e "s|$HOME|~|g" -e 's|https\?://[^/ ]*/|<registry>/|g'; }
-now() { date +%s.%N; }
 
-for cmd in cargo java mvn curl python3 timeout getconf; do
-  command -v "$cmd" >/dev/null || die "$cmd not found (testbed/install-deps installs the testbed's tools)"
-done
+need_commands cargo java mvn curl python3 timeout getconf
 for p in $SRC_PORT $((SRC_PORT + 100)) $DST_PORT $((DST_PORT + 100)) $MM2_PORT $((MM2_PORT + 100)) \
   ${MG_BIND##*:} ${MG_ADMIN##*:} $MG_BROKER_PORT_BASE; do
-  ! port_open "$p" || die "port $p on 127.0.0.1 is already in use (another benchmark running?)"
+  need_free_port "$p"
 done
 
 rm -rf "$OUT"
@@ -129,25 +109,16 @@ START_LOAD="$(cut -d' ' -f1-3 /proc/loadavg)"
 MG_PID=""
 MM2_PID=""
 BG_PIDS=()
-stop_pid() {   # PID: TERM, bounded wait, then KILL
-  [[ -n "$1" ]] || return 0
-  kill -TERM "$1" 2>/dev/null || return 0
-  for _ in {1..100}; do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
 cleanup() {
   local rc=$? pid
   for pid in "${BG_PIDS[@]}" "$MG_PID" "$MM2_PID"; do stop_pid "$pid"; done
-  for c in "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"; do kafka down "$c" >/dev/null 2>&1 || true; done
+  clusters_down "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap_cleanup
 
 # --- setup -----------------------------------------------------------------------------
-step "Building mirrorgate (release)"
-cargo build --release --locked -q
+build_mirrorgate
 
 step "Python client (confluent-kafka) in $VENV"
 if ! "$PY" -c 'import confluent_kafka' 2>/dev/null; then
@@ -170,24 +141,11 @@ if ((RUN_MM2)); then
 fi
 
 step "Starting clusters $SRC_CLUSTER ($SRC) and $DST_CLUSTER ($DST)"
-for c in "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"; do kafka down "$c" >/dev/null 2>&1 || true; done
+clusters_down "$SRC_CLUSTER" "$DST_CLUSTER" "$MM2_CLUSTER"
 kafka fetch
-# These ports lie in the kernel's ephemeral range, so a client connection elsewhere on
-# the machine can hold one for a while: a cluster that fails to start gets two retries.
-up_cluster() {   # NAME PORT LOG
-  local attempt
-  : >"$3"
-  for attempt in 1 2 3; do
-    kafka up "$1" --nodes 1 --port "$2" >/dev/null 2>>"$3" && return 0
-    kafka down "$1" >/dev/null 2>&1 || true
-    ((attempt < 3)) || return 1
-    log "cluster $1 did not start (attempt $attempt; $(grep -o 'failed to bind to [^ ]*' "$3" | tail -n 1)); retrying"
-    sleep 5
-  done
-}
-up_cluster "$SRC_CLUSTER" "$SRC_PORT" "$OUT/src-up.log" &
+up_cluster "$SRC_CLUSTER" 1 "$SRC_PORT" "$OUT/src-up.log" &
 src_up=$!
-up_cluster "$DST_CLUSTER" "$DST_PORT" "$OUT/dst-up.log" \
+up_cluster "$DST_CLUSTER" 1 "$DST_PORT" "$OUT/dst-up.log" \
   || { tail -n 20 "$OUT/dst-up.log" >&2; die "destination cluster did not start"; }
 wait "$src_up" || { tail -n 20 "$OUT/src-up.log" >&2; die "source cluster did not start"; }
 KAFKA_VERSION_RUN="$(sed -n 's/^VERSION=//p' "testbed/.run/$SRC_CLUSTER/cluster.env")"
@@ -196,40 +154,12 @@ create_topic() {   # BOOTSTRAP TOPIC PARTITIONS
   tool kafka-topics --bootstrap-server "$1" --create --topic "$2" --partitions "$3" \
     --replication-factor 1 >/dev/null || die "creating topic $2 on $1 failed"
 }
-produce() {   # BOOTSTRAP TOPIC RECORDS THROUGHPUT OUTFILE
-  tool kafka-producer-perf-test --topic "$2" --num-records "$3" --record-size "$RECORD_SIZE" \
-    --throughput "$4" --producer-props bootstrap.servers="$1" acks=all compression.type=lz4 \
-    >"$5" 2>&1 && grep -q ' ms 99.9th' "$5"
-}
-consume() {   # BOOTSTRAP TOPIC RECORDS GROUP OUTFILE
-  tool kafka-consumer-perf-test --bootstrap-server "$1" --topic "$2" --messages "$3" \
-    --group "$4" --timeout 60000 >"$5" 2>&1 && grep -q '^start.time' "$5"
-}
-
-wait_http() {   # URL PID LOG NAME
-  for _ in $(seq 300); do
-    curl -fs "$1" >/dev/null 2>&1 && return 0
-    kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "$4 exited during startup"; }
-    sleep 0.1
-  done
-  tail -n 20 "$3" >&2
-  die "$4 not ready after 30s ($1)"
-}
 
 # mirrorgate with the replicator on, in front of the destination. Each start gets its own
 # metadata topic, so it knows only the links and mirrors made in its own phase.
 start_mirrorgate() {   # NAME
-  cat >"$OUT/mirrorgate-$1.toml" <<TOML
-[proxy]
-bind = "$MG_BIND"
-advertised_host = "127.0.0.1"
-broker_port_base = $MG_BROKER_PORT_BASE
-
-[destination]
-bootstrap_servers = "$DST"
-
-[admin]
-bind = "$MG_ADMIN"
+  mg_config "$MG_BIND" "$MG_BROKER_PORT_BASE" "$DST" "$MG_ADMIN" >"$OUT/mirrorgate-$1.toml"
+  cat >>"$OUT/mirrorgate-$1.toml" <<TOML
 
 [replicator]
 enabled = true
@@ -282,7 +212,7 @@ produce "$SRC" "$COPY_TOPIC" "$PRELOAD_RECORDS" -1 "$RAW/preload.txt" \
 # Bytes of the topic's log segments (index files are preallocated and would count too).
 log_bytes() { cat "testbed/.run/$1/node-0/data/$2-"*/*.log 2>/dev/null | wc -c; }
 SRC_LOG_BYTES="$(log_bytes "$SRC_CLUSTER" "$COPY_TOPIC")"
-log "preloaded: $(grep -o '[0-9.]* records/sec ([0-9.]* MB/sec)' "$RAW/preload.txt" | tail -n 1)"
+log "preloaded: $(throughput "$RAW/preload.txt")"
 
 # --- copy: mirrorgate --------------------------------------------------------------------
 step "Copy by mirrorgate: mirror $COPY_TOPIC until its end offsets reach $PRELOAD_RECORDS"
@@ -331,7 +261,7 @@ wait "$mirror_consumer" || { cat "$RAW/steady-mirror.json" >&2; die "lag consume
 wait "$source_consumer" || { cat "$RAW/steady-source.json" >&2; die "lag consumer (source) failed"; }
 BG_PIDS=()   # both reaped: never signal their pids again
 cpu1="$(cpu_seconds "$MG_PID")"
-printf 'cpu_s=%s\n' "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {print b - a}')" >"$RAW/steady-cpu.env"
+printf 'cpu_s=%s\n' "$(delta "$cpu0" "$cpu1")" >"$RAW/steady-cpu.env"
 log "through mirrorgate: $(cat "$RAW/steady-mirror.json")"
 log "source, direct: $(cat "$RAW/steady-source.json")"
 
@@ -345,7 +275,7 @@ load_round() {   # LABEL
     || { tail -n 5 "$RAW/load-$1-produce.txt" >&2; die "load produce ($1) failed"; }
   consume "$MG_BIND" "$LOAD_TOPIC" "$LOAD_RECORDS" "bench-load-$1" "$RAW/load-$1-consume.txt" \
     || { tail -n 5 "$RAW/load-$1-consume.txt" >&2; die "load consume ($1) failed"; }
-  log "load $1: $(grep -o '[0-9.]* records/sec ([0-9.]* MB/sec)' "$RAW/load-$1-produce.txt" | tail -n 1) produce"
+  log "load $1: $(throughput "$RAW/load-$1-produce.txt") produce"
 }
 rss_note before
 load_round without
@@ -381,12 +311,12 @@ create_link scale-link
 printf 'rss_idle_kb=%s\n' "$(status_kb "$MG_PID" VmRSS)" >"$RAW/scale-partitions.env"
 t0="$(now)"
 for t in "${scale_topics[@]}"; do create_mirror scale-link "$t"; done
-printf 'create_s=%s\n' "$(awk -v a="$t0" -v b="$(now)" 'BEGIN {print b - a}')" >>"$RAW/scale-partitions.env"
+printf 'create_s=%s\n' "$(delta "$t0" "$(now)")" >>"$RAW/scale-partitions.env"
 wait_complete "$DST" "$SCALE_TOPIC_LIST" "$SCALE_TOTAL" "$MG_PID" "$t0" "$RAW/scale-partitions.json"
 # Ten seconds more of keeping 1,000 caught-up partitions in sync: the idle cost.
 cpu0="$(cpu_seconds "$MG_PID")"
 sleep 10
-printf 'idle_cpu_s=%s\nrss_after_kb=%s\n' "$(awk -v a="$cpu0" -v b="$(cpu_seconds "$MG_PID")" 'BEGIN {print b - a}')" \
+printf 'idle_cpu_s=%s\nrss_after_kb=%s\n' "$(delta "$cpu0" "$(cpu_seconds "$MG_PID")")" \
   "$(status_kb "$MG_PID" VmRSS)" >>"$RAW/scale-partitions.env"
 log "scale: $(cat "$RAW/scale-partitions.json")"
 stop_mirrorgate
@@ -428,7 +358,7 @@ if [[ -n "$MM2_LIBS" ]]; then
   step "Copy by MirrorMaker 2 (dedicated mode) to a fresh cluster $MM2_CLUSTER ($MM2_DST)"
   # Only the source and MM2's own destination stay up while MM2 runs.
   kafka down "$DST_CLUSTER" >/dev/null
-  up_cluster "$MM2_CLUSTER" "$MM2_PORT" "$OUT/mm2-dst-up.log" \
+  up_cluster "$MM2_CLUSTER" 1 "$MM2_PORT" "$OUT/mm2-dst-up.log" \
     || { tail -n 20 "$OUT/mm2-dst-up.log" >&2; die "MirrorMaker 2's destination cluster did not start"; }
   # Defaults, plus what it needs to run here: the clusters, the one flow and topic, and
   # replication factor 1 for the topics it creates (one-node clusters).
