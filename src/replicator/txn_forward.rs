@@ -119,7 +119,7 @@ impl SourceTxns {
         self.give_back(&txn, addr, conn, [0]);
         Ok(states
             .get(&txn)
-            .is_some_and(|(state, producer)| is_open(state) && *producer == session.producer.id))
+            .is_some_and(|d| d.is_open() && d.producer_id == session.producer.id))
     }
 
     /// The source session of the client's transactional producer (`id`, `epoch`).
@@ -285,17 +285,10 @@ impl SourceTxns {
             .await
             .map_err(|e| e.to_string())??;
         let mut conn = self.dest.connect(&addr).await.map_err(|e| e.to_string())?;
-        let request =
-            DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(
-                StrBytes::from_string(txn.to_string()),
-            )]);
-        let response = conn
-            .call(&request, DESCRIBE_TRANSACTIONS_VERSION)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(response.transaction_states.iter().any(|s| {
-            s.error_code == 0 && is_open(s.transaction_state.as_str()) && !s.topics.is_empty()
-        }))
+        let states = describe(&mut conn, &[txn.to_string()]).await?;
+        Ok(states
+            .get(txn)
+            .is_some_and(|d| d.is_open() && d.partitions > 0))
     }
 
     /// A connection to `txn`'s coordinator on the source (an idle one when there is).
@@ -424,7 +417,7 @@ pub(super) async fn open_on_source(
             open.extend(
                 states
                     .into_iter()
-                    .filter(|(_, (state, _))| is_open(state))
+                    .filter(|(_, described)| described.is_open())
                     .map(|(txn, _)| txn),
             );
         }
@@ -438,11 +431,25 @@ fn is_open(state: &str) -> bool {
     matches!(state, "Ongoing" | "PrepareCommit" | "PrepareAbort")
 }
 
-/// Each transactional id's state and producer id, as its coordinator describes it.
+/// A transaction as its coordinator describes it.
+struct Described {
+    state: String,
+    producer_id: i64,
+    /// Partitions in the transaction now.
+    partitions: usize,
+}
+
+impl Described {
+    fn is_open(&self) -> bool {
+        is_open(&self.state)
+    }
+}
+
+/// Each transactional id's transaction, as its coordinator describes it.
 async fn describe(
     conn: &mut KafkaConnection,
     txns: &[String],
-) -> Result<HashMap<String, (String, i64)>, String> {
+) -> Result<HashMap<String, Described>, String> {
     let request = DescribeTransactionsRequest::default().with_transactional_ids(
         txns.iter()
             .map(|t| TransactionalId(StrBytes::from_string(t.clone())))
@@ -456,9 +463,14 @@ async fn describe(
     for s in response.transaction_states {
         match s.error_code {
             0 => {
+                let partitions = s.topics.iter().map(|t| t.partitions.len()).sum();
                 states.insert(
                     s.transactional_id.0.to_string(),
-                    (s.transaction_state.to_string(), s.producer_id.0),
+                    Described {
+                        state: s.transaction_state.to_string(),
+                        producer_id: s.producer_id.0,
+                        partitions,
+                    },
                 );
             }
             // Expired or never used there: nothing open.

@@ -79,21 +79,16 @@ pub async fn add_partitions(
     let session = forwarder.transaction_session(producer.producer_id, producer.epoch);
     let link = match (session, one_link(&snapshot, &names)) {
         (Some(session), Some(link)) if session.link == link => link,
-        // Its transaction is open on a source: it cannot take in anything else.
-        (Some(session), _) if session.open_here => {
-            mixed(&session.link, &producer);
-            return respond_all(&frame, &topics, INVALID_TXN_STATE);
-        }
-        (Some(session), Some(_)) => {
-            mixed(&session.link, &producer);
-            return respond_all(&frame, &topics, INVALID_TXN_STATE);
-        }
-        // A session whose transactions ran on a source (before a cut-over, say) going
-        // on with the destination's topics: as any write.
-        (Some(_), None) | (None, None) => {
-            return super::guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
-        }
         (None, Some(link)) => link,
+        // Its transaction is open on a source, or these are another link's mirrors:
+        // one transaction cannot span two clusters.
+        (Some(session), other) if session.open_here || other.is_some() => {
+            mixed(&session.link, &producer);
+            return respond_all(&frame, &topics, INVALID_TXN_STATE);
+        }
+        // No forwarded mirror, and no transaction open on a source (a session whose
+        // transactions ran there before a cut-over, say): as any write.
+        _ => return super::guarded::<write_guard::AddPartitionsToTxn>(shared, frame),
     };
     let (snapshot, entered) =
         match produce_fence::hold(shared, &names, ADD_PARTITIONS_WAIT_MS).await {
