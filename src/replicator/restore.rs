@@ -313,15 +313,12 @@ async fn start(
     let inner = &replicator.inner;
     let dest = &inner.dest;
     let mut any = dest.connect_any().await.map_err(unavailable)?;
-    match admin::create_topic(&mut any, set_aside_topic, partitions, -1, &[]).await {
-        Ok(()) => {}
-        Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {}
+    let existed = match admin::create_topic(&mut any, set_aside_topic, partitions, -1, &[]).await {
+        Ok(()) => false,
+        Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => true,
         Err(e) => return Err(unavailable(e)),
-    }
-    let metadata = admin::metadata(&mut any, Some(&[set_aside_topic]))
-        .await
-        .map_err(unavailable)?;
-    let count = admin::partition_count(&metadata, set_aside_topic).unwrap_or(0);
+    };
+    let count = partitions_known(&mut any, set_aside_topic, partitions, existed).await?;
     if count < partitions {
         return Err(ApiError::Invalid(format!(
             "The set-aside topic '{set_aside_topic}' has {count} partitions; {partitions} are needed."
@@ -430,6 +427,28 @@ async fn adopt(
 }
 
 /// A just-created topic's end offsets, once every partition has a leader.
+/// The partition count of `topic` once the brokers' metadata has it: a topic just
+/// created may be missing from the first answers (count 0). One that existed before
+/// is taken as it is.
+async fn partitions_known(
+    any: &mut KafkaConnection,
+    topic: &str,
+    needed: i32,
+    existed: bool,
+) -> Result<i32, ApiError> {
+    let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    loop {
+        let metadata = admin::metadata(any, Some(&[topic]))
+            .await
+            .map_err(unavailable)?;
+        let count = admin::partition_count(&metadata, topic).unwrap_or(0);
+        if count >= needed || (existed && count > 0) || tokio::time::Instant::now() > deadline {
+            return Ok(count);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn wait_for_ends(dest: &Destination, topic: &str) -> Result<Vec<i64>, ApiError> {
     let deadline = tokio::time::Instant::now() + DELETE_WAIT;
     loop {

@@ -149,6 +149,20 @@ async fn source_changes_reach_the_mirror_while_overrides_and_operator_changes_st
     store::ensure_topic(&destination)
         .await
         .expect("metadata topic");
+    // A topic just created has no leader for a moment: the round's first write to it
+    // would fail with "no leader" and count as an error of its own.
+    common::eventually_async(
+        "the new metadata topic has a leader",
+        std::time::Duration::from_secs(60),
+        async || {
+            let mut any = common::kafka::connect(&format!("127.0.0.1:{}", dest.ports[0])).await;
+            let response = mirrorgate::kafka::admin::metadata(&mut any, Some(&[metadata.as_str()]))
+                .await
+                .ok()?;
+            mirrorgate::kafka::admin::leader_of(&response, &metadata, 0)
+        },
+    )
+    .await;
     let mut sync = ConfigSync::new();
     let mirrored = |_: &str| true;
 
