@@ -18,7 +18,7 @@ use common::replication::{
     text, ALICE_JAAS,
 };
 use common::{
-    destination, eventually, free_port, test_port_base, unique, Cluster, Proxy, ProxyOptions,
+    destination, eventually, free_ports, test_port_base, unique, Cluster, Proxy, ProxyOptions,
 };
 
 /// One HTTP/1.1 request with exactly these headers (no Host unless given):
@@ -283,13 +283,11 @@ fn a_web_page_cannot_fail_over_a_mirror_and_an_empty_action_changes_nothing() {
 fn a_non_loopback_bind_without_a_token_is_refused_at_start_and_at_reload() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("mirrorgate.toml");
+    let [proxy_port, broker_port_base, admin_port] = free_ports();
     let exposed = format!(
-        "[proxy]\nbind = \"127.0.0.1:{}\"\nadvertised_host = \"127.0.0.1\"\nbroker_port_base = {}\n\n\
-         [destination]\nbootstrap_servers = \"{}\"\n\n[admin]\nbind = \"0.0.0.0:{}\"\n",
-        free_port(),
-        free_port(),
+        "[proxy]\nbind = \"127.0.0.1:{proxy_port}\"\nadvertised_host = \"127.0.0.1\"\nbroker_port_base = {broker_port_base}\n\n\
+         [destination]\nbootstrap_servers = \"{}\"\n\n[admin]\nbind = \"0.0.0.0:{admin_port}\"\n",
         destination().bootstrap,
-        free_port()
     );
     std::fs::write(&config, &exposed).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirrorgate"))

@@ -251,10 +251,17 @@ pub fn testbed(args: &[&str]) {
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct TCP ports nobody listens on right now: all are held while they are
+/// chosen, so two successive choices never hand out the same port.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("free port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("free port").port())
 }
 
 /// A base port with `count` free ports after it (for per-broker listeners).
@@ -356,9 +363,9 @@ impl Proxy {
     /// Starts the process without waiting for readiness.
     pub fn spawn(cluster: &Cluster, options: ProxyOptions) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        let [port, admin_port] = free_ports();
         let broker_port_base = free_port_range(8);
-        let admin = format!("127.0.0.1:{}", free_port());
+        let admin = format!("127.0.0.1:{admin_port}");
         let cluster_bootstrap = cluster.bootstrap.clone();
         let config_path = dir.path().join("mirrorgate.toml");
         let text = render_config(port, broker_port_base, &admin, &cluster_bootstrap, &options);
