@@ -15,7 +15,8 @@ use common::replication::{
     cli, consume, dump, dump_as, group_offsets, new_link, replicating, source, text,
 };
 use common::{
-    destination, eventually, kcat, repo_root, spawn_traced, unique, Cluster, Proxy, Running,
+    destination, end_offsets, eventually, kcat, repo_root, spawn_traced, unique, Cluster, Proxy,
+    Running,
 };
 
 const MIRRORED: usize = 100;
@@ -444,7 +445,8 @@ fn describe_line(proxy: &Proxy, topic: &str) -> String {
 /// error; then `--reverse-and-pause-mirror` on A flips it back, B's a PAUSED mirror.
 #[test]
 fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_flips_it_back() {
-    const PRODUCED: usize = 1_500;
+    // 20 s at 150 records/s: the reverse must begin while it runs, even on a busy machine.
+    const PRODUCED: usize = 3_000;
     let Pair {
         a,
         a_metadata,
@@ -519,7 +521,11 @@ fn reverse_and_start_flips_a_pair_under_a_steady_producer_and_reverse_and_pause_
     let producer = steady_producer(&proxy_b, &topic, PRODUCED, 150);
     // Reversed once the producer's writes reach A (forwarded), so the flip is mid-run.
     eventually("the producer's first records are on A", CONVERGED, || {
-        (dump(&a.bootstrap, &topic).len() > 100).then_some(())
+        let ends: i64 = end_offsets(&a, &topic)
+            .lines()
+            .filter_map(|line| line.rsplit(':').next()?.parse::<i64>().ok())
+            .sum();
+        (ends > 100).then_some(())
     });
     let done = mirrors(
         &proxy_b,
