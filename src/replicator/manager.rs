@@ -225,13 +225,21 @@ impl Replicator {
         // created (a broker may not list a new topic for a moment): its copiers and
         // every proxy go by its record. A restore's own record is replaced by design.
         let existing = catalog.mirror(mirror).and_then(|m| m.record.as_ref());
+        let source_topic = source_topic_of(&config, mirror, source_topic)?;
+        let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
+        // The same command, retried after its topic was not created: finish it.
+        if let Some(pending) = super::mirror_topic::retry_of(existing, link, &source_topic) {
+            let pending = pending.clone();
+            return self
+                .inner
+                .finish_pending_topic(&pending, &link_source)
+                .await;
+        }
         if existing.is_some_and(|r| r.restoring.is_none() && r.state != MirrorState::Stopped) {
             return Err(ApiError::Conflict(format!(
                 "Topic '{mirror}' already exists."
             )));
         }
-        let source_topic = source_topic_of(&config, mirror, source_topic)?;
-        let link_source = Source::from_config(&config).map_err(ApiError::Invalid)?;
         if config.bidirectional {
             let ours = self.inner.destination_cluster_id().await;
             super::remote_catalog::refuse_loop(
@@ -300,6 +308,7 @@ impl Replicator {
             last_mirrored: Vec::new(),
             restoring: None,
             reversing: None,
+            topic_pending: true,
         };
         // The name is read-only on every instance before the topic exists, so no client
         // write can land in it first.
@@ -311,7 +320,13 @@ impl Replicator {
             return Err(lost_race(&key));
         }
         match admin::create_topic(&mut dest, mirror, partitions, -1, &configs).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // Left set, the link's owner clears it later (`mirror_topic`).
+                if let Err(e) = self.inner.clear_topic_pending(mirror).await {
+                    tracing::warn!(mirror, error = %e, "mirror created; its record still says pending");
+                }
+                Ok(())
+            }
             Err(AdminError::Kafka { code, .. }) if code == TOPIC_ALREADY_EXISTS => {
                 // Created by someone else between the check and now: not ours to mirror.
                 // Our record goes, unless another writer's replaced it meanwhile.
@@ -332,7 +347,7 @@ impl Replicator {
                 )))
             }
             // The record stays: the mirror is read-only and its copiers wait for the
-            // topic; a retry of the command answers that it exists.
+            // topic, which a retry of the command or the link's owner creates.
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -384,7 +399,7 @@ fn source_topic_of(
 }
 
 /// The source topic's own configs, then the operator's overrides from `--config`.
-async fn mirror_configs(
+pub(super) async fn mirror_configs(
     source: &mut crate::kafka::client::KafkaConnection,
     topic: &str,
     overrides: &BTreeMap<String, String>,

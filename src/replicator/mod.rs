@@ -71,6 +71,7 @@ pub mod link_runtime;
 pub mod manager;
 mod mirror_ops;
 mod mirror_tasks;
+mod mirror_topic;
 /// Consumer-group offset sync: filtered source groups' offsets copied to mirror topics.
 pub mod offset_sync;
 pub mod partition;

@@ -35,6 +35,7 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
                 .filter_map(|m| Some((m.record.clone(), state.source_of(&m.record.link)?)))
                 .collect()
         };
+        inner.finish_overdue_topics(&active).await;
         for (record, source) in active {
             if let Err(e) = inner.check_source(&record, &source).await {
                 tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");

@@ -104,6 +104,10 @@ pub struct MirrorRecord {
     /// proxy of this fleet, nothing copied to it, until the mirror there is promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reversing: Option<Reversing>,
+    /// Set by `mirrors --create` until the mirror's topic exists on the destination
+    /// (`mirror_topic`): whoever finds it set later creates the topic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub topic_pending: bool,
 }
 
 impl MirrorRecord {
@@ -128,6 +132,7 @@ impl MirrorRecord {
             last_mirrored: Vec::new(),
             restoring: None,
             reversing: None,
+            topic_pending: false,
         }
     }
 }

@@ -171,6 +171,7 @@ mod tests {
             last_mirrored: Vec::new(),
             restoring: None,
             reversing: None,
+            topic_pending: false,
         }
     }
 

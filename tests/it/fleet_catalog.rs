@@ -404,3 +404,129 @@ fn clients_cannot_join_or_leave_the_fleets_group_through_the_proxy() {
     let described = String::from_utf8_lossy(&out.stdout);
     assert!(described.contains("mirrorgate-replicator"), "{described}");
 }
+
+/// Whether the destination has `topic` (its end offsets can be read).
+fn end_offsets_known(topic: &str) -> bool {
+    let out = kafka_tool_direct(&[
+        "kafka-get-offsets",
+        "--bootstrap-server",
+        &destination().bootstrap,
+        "--topic",
+        topic,
+    ]);
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains(topic)
+}
+
+/// The records of `key` in the metadata topic `topic`, oldest first, read past the proxy.
+fn metadata_values(topic: &str, key: &str) -> Vec<serde_json::Value> {
+    let out = kcat(
+        &[
+            "-b",
+            &destination().bootstrap,
+            "-C",
+            "-t",
+            topic,
+            "-e",
+            "-q",
+            "-f",
+            "%k|%s\\n",
+        ],
+        None,
+    );
+    assert!(out.output.status.success(), "{}", out.text());
+    String::from_utf8_lossy(&out.output.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix(&format!("{key}|")))
+        .filter_map(|value| serde_json::from_str(value).ok())
+        .collect()
+}
+
+/// A mirror record as `mirrors --create` leaves it when the topic was never created
+/// (its instance died between the two writes, or the destination did not answer):
+/// `like`'s record for another source topic, marked pending, `age_ms` old.
+fn pending_record(like: &serde_json::Value, topic: &str, age_ms: u64) -> String {
+    let mut record = like.clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    record["topic"] = topic.into();
+    record["source_topic"] = topic.into();
+    record["source_topic_id"] = serde_json::Value::Null;
+    record["version"] = 1.into();
+    record["state_time_ms"] = (now_ms - age_ms).into();
+    record["topic_pending"] = true.into();
+    format!("mirror/{topic}|{record}\n")
+}
+
+#[test]
+fn a_mirror_left_without_its_topic_gets_it_from_a_retry_or_the_links_owner() {
+    let source = source();
+    let metadata = unique("_mirrorgate-metadata-pending");
+    let replicator = Proxy::start(destination(), replicating(&metadata));
+    let first = one_partition_topic(&source, "fleet-first", "a\nb\n");
+    let link = link_and_mirror(&replicator, &source, &first);
+    wait_identical(&replicator, &source, &first);
+    // A mirror created in one go ends with its pending mark cleared.
+    let written = metadata_values(&metadata, &format!("mirror/{first}"));
+    assert_eq!(
+        written.first().map(|r| r["topic_pending"] == true),
+        Some(true)
+    );
+    let created = written.last().cloned().unwrap_or_default();
+    assert!(created.get("topic_pending").is_none(), "{created}");
+
+    // Left pending a moment ago: read-only, no topic yet, and a retry of the command
+    // creates the topic (it used to answer that the mirror exists).
+    let retried = one_partition_topic(&source, "fleet-retried", "x\ny\n");
+    write_metadata_directly(&metadata, &pending_record(&created, &retried, 0));
+    common::eventually(
+        "the pending mirror is known",
+        Duration::from_secs(30),
+        || {
+            let out = cli(
+                &replicator,
+                &["mirrors", "--describe", "--topics", &retried],
+            );
+            out.status.success().then_some(())
+        },
+    );
+    // Nothing is written meanwhile: there is no topic (the test brokers auto-create none).
+    let refused = produce_through(&replicator.bootstrap, &retried, 5_000);
+    assert!(
+        refused.text().contains("Delivery failed"),
+        "{}",
+        refused.text()
+    );
+    assert!(!end_offsets_known(&retried));
+    let retry = cli(
+        &replicator,
+        &[
+            "mirrors",
+            "--create",
+            "--mirror-topic",
+            &retried,
+            "--link",
+            &link,
+        ],
+    );
+    assert!(retry.status.success(), "{}", text(&retry));
+    wait_identical(&replicator, &source, &retried);
+
+    // Left pending long ago (past the grace): the link's owner creates the topic.
+    let orphan = one_partition_topic(&source, "fleet-orphan", "p\nq\nr\n");
+    write_metadata_directly(&metadata, &pending_record(&created, &orphan, 600_000));
+    wait_identical(&replicator, &source, &orphan);
+    for topic in [&retried, &orphan] {
+        common::eventually(
+            "the pending mark is cleared",
+            Duration::from_secs(30),
+            || {
+                let last = metadata_values(&metadata, &format!("mirror/{topic}")).pop()?;
+                last.get("topic_pending").is_none().then_some(())
+            },
+        );
+    }
+    let refused = produce_through(&replicator.bootstrap, &orphan, 10_000);
+    assert!(refused.text().contains(KCAT_REFUSAL), "{}", refused.text());
+}
