@@ -143,6 +143,11 @@ pub struct ReplicatorConfig {
     /// others (the takeover time after a crash); the broker allows 6 s to 30 min.
     #[serde(default = "defaults::session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// Threads of the runtime the mirror partitions are copied on, apart from the
+    /// proxy's (read at start). One copies a GB with the least CPU; more serve
+    /// destinations faster than one core can feed.
+    #[serde(default = "defaults::copy_threads")]
+    pub copy_threads: usize,
 }
 
 impl ReplicatorConfig {
@@ -164,6 +169,7 @@ impl Default for ReplicatorConfig {
             group_id: None,
             instance_id: None,
             session_timeout_ms: defaults::session_timeout_ms(),
+            copy_threads: defaults::copy_threads(),
         }
     }
 }
@@ -239,6 +245,9 @@ mod defaults {
     }
     pub fn session_timeout_ms() -> u64 {
         10_000
+    }
+    pub fn copy_threads() -> usize {
+        1
     }
 }
 
@@ -429,6 +438,10 @@ impl Config {
             "replicator.max_bytes_in_flight_per_link: must be above 0".to_string(),
         );
         check(
+            (1..=64).contains(&self.replicator.copy_threads),
+            "replicator.copy_threads: must be 1..=64".to_string(),
+        );
+        check(
             (6_000..=1_800_000).contains(&self.replicator.session_timeout_ms),
             "replicator.session_timeout_ms: must be 6000..=1800000 (the broker's group limits)"
                 .to_string(),
@@ -555,6 +568,22 @@ name = "users"
         assert_eq!(config.proxy.broker_port_base, 19100);
         assert_eq!(config.mirror_topics[0].name, "users");
         assert_eq!(config.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn copying_runs_on_one_thread_by_default_and_on_1_to_64() {
+        let config = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(config.replicator.copy_threads, 1);
+        let four = format!("{GOOD}\n[replicator]\ncopy_threads = 4\n");
+        let config = Config::parse(&four, Path::new("t.toml")).unwrap();
+        assert_eq!(config.replicator.copy_threads, 4);
+        for bad in [0, 65] {
+            let text = format!("{GOOD}\n[replicator]\ncopy_threads = {bad}\n");
+            let err = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("replicator.copy_threads"), "{err}");
+        }
     }
 
     #[test]

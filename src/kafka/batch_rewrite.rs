@@ -68,14 +68,11 @@ pub fn rewrite_for_produce(
     put(&mut out, PRODUCER_ID, producer_id.to_be_bytes());
     put(&mut out, PRODUCER_EPOCH, producer_epoch.to_be_bytes());
     put(&mut out, BASE_SEQUENCE, base_sequence.to_be_bytes());
-    // One pass over the payload in cache-sized chunks: copy it, verify the source CRC
-    // and compute the new one (CRC-32C in hardware is far cheaper than the memory
-    // traffic; crc32c_combine would avoid the second CRC but costs more per call).
-    let header_crc = |h: &[u8]| crc32c::crc32c(h.get(CRC_START..HEADER_LEN).unwrap_or_default());
-    let (mut old_crc, mut new_crc) = (header_crc(header), header_crc(&out));
+    // One pass over the payload: verify the source CRC while copying. The new CRC
+    // follows from the old one and the header fields that changed (`updated_crc`).
+    let mut old_crc = crc32c::crc32c(header.get(CRC_START..HEADER_LEN).unwrap_or_default());
     for chunk in payload.chunks(16 * 1024) {
         old_crc = crc32c::crc32c_append(old_crc, chunk);
-        new_crc = crc32c::crc32c_append(new_crc, chunk);
         out.extend_from_slice(chunk);
     }
     if old_crc != batch.crc() {
@@ -84,9 +81,68 @@ pub fn rewrite_for_produce(
             computed: old_crc,
         });
     }
+    let new_crc = updated_crc(old_crc, header, &out[..header.len()], payload.len());
     put(&mut out, CRC, new_crc.to_be_bytes());
     Ok(out.freeze())
 }
+
+/// The CRC-32C of a batch whose header changed, from the CRC of the old batch, without
+/// reading the payload again. CRC is linear over equal-length inputs: the two CRCs
+/// differ by the CRC of the header difference carried past the payload's bytes.
+/// Brokers check the result.
+fn updated_crc(old_crc: u32, old_header: &[u8], new_header: &[u8], payload_len: usize) -> u32 {
+    let covered = |h: &[u8]| crc32c::crc32c(h.get(CRC_START..HEADER_LEN).unwrap_or_default());
+    old_crc ^ crc32c_shift(covered(old_header) ^ covered(new_header), payload_len)
+}
+
+/// Reflected CRC-32C (Castagnoli) polynomial.
+const CASTAGNOLI: u32 = 0x82F6_3B78;
+
+/// `crc` carried past `len` zero bytes: multiplication by x^(8 len) modulo the
+/// polynomial, with x^(2^k) from a table. About 50 times cheaper for a 16 KiB batch than
+/// `crc32c::crc32c_combine`, which squares 32x32 bit matrices per bit of the length.
+fn crc32c_shift(crc: u32, len: usize) -> u32 {
+    // x^(8 len) = product of x^(2^k) over the set bits k of 8 len.
+    // Lengths are of one batch: far below 2^61 bytes, so 8 len fits in 64 bits.
+    let (mut power, mut bits, mut k) = (1u32 << 31, (len as u64).wrapping_shl(3), 0);
+    while bits != 0 {
+        if bits & 1 == 1 {
+            power = multiply(X_POW_2K[k], power);
+        }
+        bits >>= 1;
+        k += 1;
+    }
+    multiply(power, crc)
+}
+
+/// Product of two polynomials modulo the CRC-32C polynomial (bit-reflected).
+const fn multiply(a: u32, mut b: u32) -> u32 {
+    let (mut product, mut bit) = (0u32, 1u32 << 31);
+    while bit != 0 {
+        if a & bit != 0 {
+            product ^= b;
+        }
+        bit >>= 1;
+        b = if b & 1 == 1 {
+            (b >> 1) ^ CASTAGNOLI
+        } else {
+            b >> 1
+        };
+    }
+    product
+}
+
+/// x^(2^k) modulo the polynomial, for every bit k of a 64-bit length in bits.
+const X_POW_2K: [u32; 64] = {
+    let mut table = [0u32; 64];
+    table[0] = 1 << 30; // x^1
+    let mut k = 1;
+    while k < 64 {
+        table[k] = multiply(table[k - 1], table[k - 1]);
+        k += 1;
+    }
+    table
+};
 
 fn rewrite_log_append_time(
     batch: &BatchView,
@@ -110,4 +166,56 @@ fn rewrite_log_append_time(
         builder.push(delta, seen, &record)?;
     }
     builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the crate's (slow, reference) combine, over lengths around every power
+    /// of two a batch can have.
+    #[test]
+    fn the_shift_is_the_crates_combine_with_nothing_after() {
+        let mut crc = 0x1234_5678u32;
+        for exponent in 0..25 {
+            for len in [(1usize << exponent) - 1, 1 << exponent, (1 << exponent) + 7] {
+                crc = crc.rotate_left(5) ^ (len as u32).wrapping_mul(0x9E37_79B9);
+                assert_eq!(
+                    crc32c_shift(crc, len),
+                    crc32c::crc32c_combine(crc, 0, len),
+                    "len {len}"
+                );
+            }
+        }
+    }
+
+    /// The CRC of a batch with a changed header, from the old CRC, is the CRC computed
+    /// over the new bytes.
+    #[test]
+    fn an_updated_crc_equals_the_crc_of_the_new_bytes() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for payload_len in [0usize, 1, 100, 16 * 1024, 1 << 20] {
+            let old: Vec<u8> = (0..HEADER_LEN + payload_len)
+                .map(|_| next() as u8)
+                .collect();
+            let mut new = old.clone();
+            for byte in &mut new[CRC_START..HEADER_LEN] {
+                if next() % 3 == 0 {
+                    *byte = next() as u8;
+                }
+            }
+            let old_crc = crc32c::crc32c(&old[CRC_START..]);
+            assert_eq!(
+                updated_crc(old_crc, &old[..HEADER_LEN], &new[..HEADER_LEN], payload_len),
+                crc32c::crc32c(&new[CRC_START..]),
+                "payload of {payload_len} bytes"
+            );
+        }
+    }
 }

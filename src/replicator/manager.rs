@@ -84,6 +84,8 @@ pub struct Inner {
     pub(super) member: super::fence_member::FenceMember,
     /// The copiers' shared Produce connections, one per destination broker.
     pub(super) produce_muxes: super::produce_mux::ProduceMuxes,
+    /// Where the mirror partitions' tasks run (`copy_runtime`).
+    pub(super) copy_runtime: super::copy_runtime::CopyRuntime,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -187,6 +189,7 @@ impl Replicator {
             fleet,
             member,
             produce_muxes: Default::default(),
+            copy_runtime: super::copy_runtime::CopyRuntime::start(config.replicator.copy_threads),
         });
         controller::spawn(inner.clone(), events_rx, snapshot_tx);
         if replicating {

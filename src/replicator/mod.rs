@@ -58,6 +58,7 @@ pub use cutover_ops::{CutoverRequest, CutoverView, DryRunView};
 pub mod config_sync;
 /// The only writer of the replicator's state; everything else reads its snapshots.
 mod controller;
+mod copy_runtime;
 mod fence_member;
 mod fetcher;
 mod final_sync;

@@ -73,7 +73,10 @@ pub fn mirror_producer(record: &MirrorRecord) -> Option<ProducerIdentity> {
 pub fn spawn(inner: Arc<Inner>, job: PartitionJob) {
     let span =
         tracing::info_span!("mirror_partition", mirror = %job.mirror, partition = job.partition);
-    tokio::spawn(run(inner, job).instrument(span));
+    // On the copy runtime: the fetcher and Produce connection this task starts run
+    // there with it.
+    let task = run(inner.clone(), job).instrument(span);
+    inner.copy_runtime.spawn(task);
 }
 
 /// Metric handles of one mirror partition, created once per task.
