@@ -16,6 +16,10 @@ const MIN_REQUEST_BODY: usize = 8;
 /// A response carries at least its correlation id.
 pub const MIN_RESPONSE_BODY: usize = 4;
 const READ_CHUNK: usize = 16 * 1024;
+/// A read into an empty buffer: what an idle connection holds while it waits. Small
+/// requests and responses fit; a larger frame's length is known after it, so the next
+/// read is sized for the rest.
+const FIRST_READ: usize = 512;
 /// Largest single read into a budgeted reader: big enough that a large frame costs few
 /// syscalls, small enough that the budget is taken about as fast as bytes arrive.
 const MAX_BUDGETED_READ: usize = 1024 * 1024;
@@ -87,7 +91,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn with_limit(inner: R, max_frame: MaxFrame, min_frame: usize) -> Self {
         Self {
             inner,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
             max_frame,
             min_frame,
             budget: None,
@@ -119,10 +123,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         loop {
             if let Some(frame) = self.try_split(true)? {
+                self.release_if_empty();
                 return Ok(Some(frame));
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            let want = if self.buf.is_empty() {
+                FIRST_READ
+            } else {
+                READ_CHUNK
+            };
+            if self.buf.capacity() - self.buf.len() < want / 4 {
+                self.buf.reserve(want);
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
                 return self.end_of_stream();
@@ -150,13 +160,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     b.lent = frame.len().min(b.held);
                     b.held -= b.lent;
                 }
+                self.release_if_empty();
                 return Ok(Some(frame));
             }
             let mut want = match peek_len(&self.buf) {
-                Some(len) => (LEN_PREFIX + len.max(0) as usize).saturating_sub(self.buf.len()),
+                Some(len) => (LEN_PREFIX + len.max(0) as usize)
+                    .saturating_sub(self.buf.len())
+                    .clamp(READ_CHUNK, MAX_BUDGETED_READ),
+                None if self.buf.is_empty() => FIRST_READ,
                 None => READ_CHUNK,
-            }
-            .clamp(READ_CHUNK, MAX_BUDGETED_READ);
+            };
             if let Some(b) = &mut self.budget {
                 // The first READ_CHUNK of every reader is outside the budget, so small
                 // requests (Metadata, Fetch, heartbeats) never wait behind large ones:
@@ -178,6 +191,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.inner.read_buf(&mut window).await? == 0 {
                 return self.end_of_stream();
             }
+        }
+    }
+
+    /// With nothing buffered, lets go of the buffer's memory (the frames split off it
+    /// keep theirs), so a connection waiting for its next frame holds only the next
+    /// read's `FIRST_READ`.
+    fn release_if_empty(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
         }
     }
 

@@ -21,6 +21,7 @@ pub mod filler;
 mod filler_tests;
 pub mod frame;
 pub mod frame_budget;
+pub mod frame_writer;
 pub mod groups;
 /// Fleet membership: instances share shards of work through Kafka's group protocol.
 pub mod membership;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWriteExt, BufWriter, ReadHalf, WriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_rustls::TlsAcceptor;
@@ -23,9 +23,12 @@ use super::{Shared, Target};
 use crate::kafka::frame::{
     response_correlation_id, FrameError, FrameReader, MaxFrame, RequestFrame, MIN_RESPONSE_BODY,
 };
+use crate::kafka::frame_writer::FrameWriter;
 use crate::kafka::transport::BoxIo;
 
-/// What the response loop must send back next, in request order.
+/// What the response loop must send back next, in request order. Sent boxed: the
+/// channel allocates its slots 32 at a time up front, and an idle connection should
+/// not hold 32 of these.
 struct Pending {
     meta: RequestMeta,
     received: Instant,
@@ -202,7 +205,7 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
     let (upstream_read, upstream_write) = tokio::io::split(upstream);
     // The upstream write half lives until both loops end: dropping it early would
     // half-close the broker connection while responses are still owed.
-    let mut upstream_write = BufWriter::new(upstream_write);
+    let mut upstream_write = FrameWriter::new(upstream_write);
     let (pending_tx, pending_rx) = mpsc::channel(config.proxy.max_in_flight_per_connection);
     let requests = request_loop(
         shared,
@@ -214,7 +217,7 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
     let responses = response_loop(
         shared,
         FrameReader::with_limit(upstream_read, live_max_frame(shared), MIN_RESPONSE_BODY),
-        BufWriter::new(client_write),
+        FrameWriter::new(client_write),
         pending_rx,
     );
     tokio::try_join!(requests, responses)?;
@@ -247,8 +250,8 @@ async fn request_loop(
     shared: &Arc<Shared>,
     mut client: FrameReader<ReadHalf<BoxIo>>,
     first: Bytes,
-    upstream: &mut BufWriter<WriteHalf<BoxIo>>,
-    pending: mpsc::Sender<Pending>,
+    upstream: &mut FrameWriter<WriteHalf<BoxIo>>,
+    pending: mpsc::Sender<Box<Pending>>,
 ) -> Result<(), ConnError> {
     let mut first = Some(first);
     loop {
@@ -272,14 +275,16 @@ async fn request_loop(
         shared.metrics.client_bytes_in.increment(frame.len() as u64);
         let request = RequestFrame::parse(frame).map_err(ConnError::ClientFrame)?;
         let meta = RequestMeta::of(&request);
-        let (action, last) = match interceptors::on_request(shared, request).await? {
+        // Boxed: the interceptors' futures are large, and a connection waiting for its
+        // next request would otherwise carry their space in its task all along.
+        let (action, last) = match Box::pin(interceptors::on_request(shared, request)).await? {
             RequestAction::Last(action) => (*action, true),
             action => (action, false),
         };
         let answer = match action {
             RequestAction::Forward { bytes, on_response } => {
                 upstream
-                    .write_all(&bytes)
+                    .write(bytes)
                     .await
                     .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
                 match on_response {
@@ -296,14 +301,15 @@ async fn request_loop(
                 upstream: part,
                 later,
             } => {
-                if let Some(bytes) = &part {
+                let upstream_part = part.is_some();
+                if let Some(bytes) = part {
                     upstream
-                        .write_all(bytes)
+                        .write(bytes)
                         .await
                         .map_err(|e| ConnError::upstream(format!("write: {e}")))?;
                 }
                 Some(Answer::Later {
-                    upstream: part.is_some(),
+                    upstream: upstream_part,
                     later,
                 })
             }
@@ -313,11 +319,11 @@ async fn request_loop(
             }
         };
         if let Some(answer) = answer {
-            let entry = Pending {
+            let entry = Box::new(Pending {
                 meta,
                 received,
                 answer,
-            };
+            });
             // Waits while the in-flight limit is reached (backpressure).
             if pending.send(entry).await.is_err() {
                 return Ok(());
@@ -346,15 +352,15 @@ async fn request_loop(
 async fn response_loop(
     shared: &Arc<Shared>,
     mut upstream: FrameReader<ReadHalf<BoxIo>>,
-    mut client: BufWriter<WriteHalf<BoxIo>>,
-    mut pending: mpsc::Receiver<Pending>,
+    mut client: FrameWriter<WriteHalf<BoxIo>>,
+    mut pending: mpsc::Receiver<Box<Pending>>,
 ) -> Result<(), ConnError> {
-    while let Some(Pending {
-        meta,
-        received,
-        answer,
-    }) = pending.recv().await
-    {
+    while let Some(entry) = pending.recv().await {
+        let Pending {
+            meta,
+            received,
+            answer,
+        } = *entry;
         let bytes = match answer {
             Answer::Local(bytes) => bytes,
             Answer::Upstream(on_response) => {
@@ -375,14 +381,11 @@ async fn response_loop(
                 merge.merge(shared, frame, &meta)?
             }
         };
-        client
-            .write_all(&bytes)
-            .await
-            .map_err(ConnError::ClientGone)?;
         shared
             .metrics
             .client_bytes_out
             .increment(bytes.len() as u64);
+        client.write(bytes).await.map_err(ConnError::ClientGone)?;
         if pending.is_empty() {
             client.flush().await.map_err(ConnError::ClientGone)?;
         }
