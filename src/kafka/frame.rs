@@ -19,7 +19,11 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A read into an empty buffer: what an idle connection holds while it waits. Small
 /// requests and responses fit; a larger frame's length is known after it, so the next
 /// read is sized for the rest.
-const FIRST_READ: usize = 512;
+const FIRST_READ: usize = 2048;
+/// Frames up to this size leave no buffer behind when nothing follows them (an idle
+/// connection holds almost nothing). After a larger frame the buffer is kept, so the
+/// next large frame reuses its memory instead of faulting in fresh pages.
+const RELEASE_AFTER_MAX: usize = 64 * 1024;
 /// Largest single read into a budgeted reader: big enough that a large frame costs few
 /// syscalls, small enough that the budget is taken about as fast as bytes arrive.
 const MAX_BUDGETED_READ: usize = 1024 * 1024;
@@ -123,10 +127,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         loop {
             if let Some(frame) = self.try_split(true)? {
-                self.release_if_empty();
+                self.release_if_empty(frame.len());
                 return Ok(Some(frame));
             }
-            let want = if self.buf.is_empty() {
+            let want = if self.buf.capacity() == 0 {
                 FIRST_READ
             } else {
                 READ_CHUNK
@@ -160,14 +164,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     b.lent = frame.len().min(b.held);
                     b.held -= b.lent;
                 }
-                self.release_if_empty();
+                self.release_if_empty(frame.len());
                 return Ok(Some(frame));
             }
             let mut want = match peek_len(&self.buf) {
                 Some(len) => (LEN_PREFIX + len.max(0) as usize)
                     .saturating_sub(self.buf.len())
                     .clamp(READ_CHUNK, MAX_BUDGETED_READ),
-                None if self.buf.is_empty() => FIRST_READ,
+                None if self.buf.capacity() == 0 => FIRST_READ,
                 None => READ_CHUNK,
             };
             if let Some(b) = &mut self.budget {
@@ -194,11 +198,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// With nothing buffered, lets go of the buffer's memory (the frames split off it
-    /// keep theirs), so a connection waiting for its next frame holds only the next
-    /// read's `FIRST_READ`.
-    fn release_if_empty(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 0 {
+    /// With nothing buffered after a small frame, lets go of the buffer's memory (the
+    /// frames split off it keep theirs), so a connection waiting for its next frame
+    /// holds only the next read's `FIRST_READ`.
+    fn release_if_empty(&mut self, frame_len: usize) {
+        if self.buf.is_empty() && frame_len <= RELEASE_AFTER_MAX {
             self.buf = BytesMut::new();
         }
     }
