@@ -398,6 +398,7 @@ kafka_proxy_version=$KAFKA_PROXY_VERSION
 sides=${SIDES[*]}
 minutes=$(((SECONDS + 30) / 60))
 EOF
-python3 benches/e2e_report.py "$OUT" >"$REPORT"
+# Sections other benchmarks wrote (between their markers) are carried over.
+python3 benches/e2e_report.py "$OUT" "$REPORT" >"$OUT/BENCHMARKS.md" && mv "$OUT/BENCHMARKS.md" "$REPORT"
 step "Results (written to $REPORT)"
 sed -n '/^## Proxy overhead/,/^## /p' "$REPORT" | sed '$d'

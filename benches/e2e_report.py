@@ -424,7 +424,20 @@ what TLS itself costs the clients.
 
 {micro_section(out)}{metadata_micro(out)}
 """
-    print(doc.rstrip())
+    print((doc.rstrip() + kept_sections(doc)).rstrip())
+
+
+def kept_sections(doc):
+    """The marked sections other benchmarks wrote into the current BENCHMARKS.md
+    (`<!-- NAME:begin -->` ... `<!-- NAME:end -->`) that this report does not write."""
+    current = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    if current is None or not current.exists():
+        return ""
+    kept = ""
+    for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", current.read_text(), re.S):
+        if f"<!-- {m.group(1)}:begin -->" not in doc:
+            kept += "\n\n" + m.group(0)
+    return kept
 
 
 if __name__ == "__main__":
