@@ -10,6 +10,8 @@ import re
 import statistics
 import sys
 
+from svg_chart import bars
+
 SIDES = ("broker-tls", "mirrorgate-tls", "plaintext")
 BEGIN, END = "<!-- tls:begin -->", "<!-- tls:end -->"
 
@@ -69,10 +71,19 @@ def main():
         lines.append(f"| {r['round']} | {r['side']} | {r['order']} | {r['load']:.2f} | "
                      f"{r['produce']:.1f} | {r['consume']:.0f} | {r['broker_cpu']:.1f} | "
                      f"{r['mg_produce']:.2f} / {r['mg_consume']:.2f} |")
+    chart = pathlib.Path("benches/charts/tls.svg")
+    lines += ["", f"![TLS sides compared]({chart})"]
     lines.append(END)
     text = "\n".join(lines)
     print(text)
     if report == "1":
+        chart.parent.mkdir(parents=True, exist_ok=True)
+        bars("TLS: mirrorgate against the brokers' own TLS (medians)",
+             [("produce", {s: med(s, "produce") for s in SIDES}),
+              ("consume", {s: med(s, "consume") for s in SIDES}),
+              ("broker CPU per GB", {s: cpu_per_gb(s, "broker_cpu") for s in SIDES}),
+              ("mirrorgate CPU per GB", {"mirrorgate-tls": cpu_per_gb("mirrorgate-tls", "mg_cpu")})],
+             list(SIDES), lambda m: "CPU-s/GB" if "CPU" in m else "MB/s", chart)
         bench = pathlib.Path("BENCHMARKS.md")
         current = bench.read_text() if bench.exists() else ""
         if BEGIN in current:
