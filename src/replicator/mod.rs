@@ -31,7 +31,8 @@
 //! Beside the data path, each link runs a `link_runtime` actor: availability probes
 //! (SOURCE_UNAVAILABLE) and the `link_jobs`: `auto_create` of mirrors, `config_sync`,
 //! `offset_sync`. `final_sync` runs their final rounds on promote and failover;
-//! `source_watch` keeps partition counts in step.
+//! `source_watch` keeps partition counts in step and, through `mirror_topic`, creates a
+//! mirror's topic that its `mirrors --create` left uncreated.
 //!
 //! For the proxy, `produce_forward` (with one `forward_conn` per source broker) writes
 //! Produce to mirrors of links in `mirror.produce.mode=forward` to their source.
