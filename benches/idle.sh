@@ -172,8 +172,10 @@ if report == "1":
         head, rest = current.split(BEGIN, 1)
         current = head + text + rest.split(END, 1)[1]
     else:
-        anchor = "### 1,000 mirror partitions"
-        current = current.replace(anchor, text + "\n\n" + anchor, 1) if anchor in current \
+        # After the replication section (under its Scale heading), never inside it:
+        # benches/replication.sh rewrites everything between its markers.
+        anchor = "<!-- replication-bench:end -->"
+        current = current.replace(anchor, anchor + "\n\n" + text, 1) if anchor in current \
             else current.rstrip("\n") + "\n\n" + text + "\n"
     bench.write_text(current)
 PY

@@ -39,8 +39,8 @@ def main():
         return statistics.median(r[key] for r in data if r["side"] == side)
 
     def cpu_per_gb(side, key, gb=gb_per_side_round):
-        runs = [r for r in data if r["side"] == side]
-        return sum(r[key] for r in runs) / (gb * len(runs))
+        # The median round, like the rates: a first round's JIT warm-up stays out.
+        return statistics.median(r[key] for r in data if r["side"] == side) / gb
 
     base_p, base_c = med("broker-tls", "produce"), med("broker-tls", "consume")
     lines = [BEGIN, "## TLS: mirrorgate against the brokers' own TLS (benches/tls.sh)", "",
@@ -52,7 +52,8 @@ def main():
              "reaches the broker in plaintext. \"plaintext\": no TLS anywhere. The clients "
              f"verify the certificates against one development CA. Medians of {rounds} "
              "rounds; the sides take turns and the order rotates each round. CPU-seconds "
-             "per GB count the record bytes produced plus consumed (10^9 bytes per GB).", "",
+             "per GB (median round) count the record bytes produced plus consumed "
+             "(10^9 bytes per GB).", "",
              "| side | produce MB/s | vs broker-tls | consume MB/s | vs broker-tls | broker CPU-s/GB | mirrorgate CPU-s/GB |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for side in SIDES:
