@@ -1,14 +1,14 @@
 //! The proxy's Metadata response rewrite for a cluster of 3 brokers and 1,000 partitions
 //! (20 topics x 50 partitions, replication factor 3), in responses (requests) per second.
 //!
-//! `proxy::interceptors::addresses::metadata` takes an `Arc<Shared>`, which only a
-//! running `Proxy` builds and does not hand out, so the rewrite is reproduced here from
-//! the public pieces it is made of, in its order: decode the response frame, point every
-//! broker at the proxy (routing lookup and recording the real address), learn the topic
-//! ids, encode the frame again. Left out: the registry snapshot load and the
-//! broker-listener check of `Shared::advertise` (an atomic load and a map lookup per
-//! broker). `decode_encode` is the same without the rewrite: the floor of any rewrite that
-//! goes through the message types.
+//! The Metadata chain (`addresses::MetadataBrokers`, `internal_guard::MetadataTopics`)
+//! takes an `Arc<Shared>`, which only a running `Proxy` builds and does not hand out, so
+//! the rewrite is reproduced here from the public pieces it is made of, in its order:
+//! decode the response frame, point every broker at the proxy (routing lookup and
+//! recording the real address), learn the topic ids, encode the frame again. Left out:
+//! the registry snapshot load and the broker-listener check of `Shared::advertise` (an
+//! atomic load and a map lookup per broker). `decode_encode` is the same without the
+//! rewrite: the floor of any rewrite that goes through the message types.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
@@ -76,7 +76,7 @@ fn frame() -> Bytes {
     encode_response(CORRELATION_ID, ApiKey::Metadata, VERSION, &response()).expect("encode")
 }
 
-/// The rewrite of `addresses::metadata`, step for step.
+/// The rewrite of the Metadata chain, step for step.
 fn rewrite(routing: &Routing, destination: &Destination, frame: &Bytes) -> Bytes {
     let mut response: MetadataResponse =
         decode_response(frame, ApiKey::Metadata, VERSION).expect("decode");

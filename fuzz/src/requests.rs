@@ -117,7 +117,7 @@ where
         }
         Some(RequestAction::Forward { bytes, on_response }) => {
             assert!(expects_response && !refused.is_empty() && !A::is_empty(&expected));
-            assert!(matches!(on_response, Some(OnResponse::Merge(_))));
+            assert!(matches!(on_response, Some(OnResponse::Rewrite(_))));
             let forwarded = RequestFrame::parse(bytes).expect("forwarded frame parses");
             assert_eq!(
                 (

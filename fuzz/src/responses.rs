@@ -238,7 +238,7 @@ fn fetch(response: &mut FetchResponse) -> Option<()> {
 }
 
 fn api_versions_response(frame: &Bytes, version: i16) {
-    // As `interceptors::api_versions_response`: only a success answer is rewritten.
+    // As `api_versions::Negotiate`: only a success answer is rewritten.
     if peek_response_error(frame, ApiKey::ApiVersions, version) != Some(0) {
         return;
     }

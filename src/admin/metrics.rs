@@ -62,6 +62,13 @@ pub struct ProxyMetrics {
     refused_by_topic: DashMap<String, Counter>,
     tls_failures: DashMap<&'static str, Counter>,
     reloads: DashMap<&'static str, Counter>,
+    /// By interceptor (or response step) and phase: a fixed set of names.
+    interceptors: DashMap<(&'static str, &'static str), InterceptorMetrics>,
+}
+
+struct InterceptorMetrics {
+    calls: Counter,
+    nanoseconds: Counter,
 }
 
 impl ProxyMetrics {
@@ -94,6 +101,7 @@ impl ProxyMetrics {
             refused_by_topic: DashMap::new(),
             tls_failures: DashMap::new(),
             reloads: DashMap::new(),
+            interceptors: DashMap::new(),
         }
     }
 
@@ -138,5 +146,29 @@ impl ProxyMetrics {
                 || metrics::counter!("mirrorgate_config_reloads_total", "outcome" => outcome),
             )
             .increment(1);
+    }
+
+    /// Time spent in one interceptor's code for one request or answer: `phase` is
+    /// "request" or "response". Waits (a fence, a topic-id lookup) are not counted.
+    pub fn interceptor_time(
+        &self,
+        interceptor: &'static str,
+        phase: &'static str,
+        spent: Duration,
+    ) {
+        let key = (interceptor, phase);
+        if let Some(m) = self.interceptors.get(&key) {
+            m.calls.increment(1);
+            m.nanoseconds.increment(spent.as_nanos() as u64);
+            return;
+        }
+        let labels = [("interceptor", interceptor), ("phase", phase)];
+        let m = InterceptorMetrics {
+            calls: metrics::counter!("mirrorgate_interceptor_calls_total", &labels),
+            nanoseconds: metrics::counter!("mirrorgate_interceptor_nanoseconds_total", &labels),
+        };
+        m.calls.increment(1);
+        m.nanoseconds.increment(spent.as_nanos() as u64);
+        self.interceptors.insert(key, m);
     }
 }

@@ -275,9 +275,10 @@ async fn request_loop(
         shared.metrics.client_bytes_in.increment(frame.len() as u64);
         let request = RequestFrame::parse(frame).map_err(ConnError::ClientFrame)?;
         let meta = RequestMeta::of(&request);
-        // Boxed: the interceptors' futures are large, and a connection waiting for its
-        // next request would otherwise carry their space in its task all along.
-        let (action, last) = match Box::pin(interceptors::on_request(shared, request)).await? {
+        // An interceptor's future is boxed (`interceptors::Decision`): they are large, and
+        // a connection waiting for its next request would otherwise carry their space in
+        // its task all along.
+        let (action, last) = match interceptors::on_request(shared, request).await? {
             RequestAction::Last(action) => (*action, true),
             action => (action, false),
         };
@@ -373,12 +374,12 @@ async fn response_loop(
             } => {
                 // Flush what is written so the client is not kept waiting behind this.
                 client.flush().await.map_err(ConnError::ClientGone)?;
-                let merge = later.await?;
+                let rewrite = later.await?;
                 let frame = match part {
                     true => Some(next_response(&mut upstream, &meta).await?),
                     false => None,
                 };
-                merge.merge(shared, frame, &meta)?
+                rewrite.rewrite(shared, frame, &meta)?
             }
         };
         shared
@@ -386,7 +387,9 @@ async fn response_loop(
             .client_bytes_out
             .increment(bytes.len() as u64);
         client.write(bytes).await.map_err(ConnError::ClientGone)?;
-        if pending.is_empty() {
+        // Answers go out together while the next one has already come; otherwise at
+        // once, so an answer never waits for the broker's next one.
+        if pending.is_empty() || !upstream.has_buffered_frame() {
             client.flush().await.map_err(ConnError::ClientGone)?;
         }
         record(shared, &meta, received);

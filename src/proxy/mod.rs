@@ -61,6 +61,26 @@ pub struct Shared {
 }
 
 impl Shared {
+    fn new(registry: Arc<Registry>, shutdown: CancellationToken) -> Self {
+        let snapshot = registry.load();
+        let proxy = &snapshot.config.proxy;
+        let (max_connections, max_buffered) =
+            (proxy.max_connections, proxy.max_buffered_request_bytes);
+        Self {
+            registry,
+            destination: Destination::default(),
+            metrics: ProxyMetrics::get(),
+            bootstrap_listener: Mutex::new(None),
+            broker_listeners: DashMap::new(),
+            connection_slots: Arc::new(Semaphore::new(max_connections)),
+            request_budget: FrameBudget::new(max_buffered),
+            max_connections: AtomicUsize::new(max_connections),
+            tracker: TaskTracker::new(),
+            shutdown,
+            next_bootstrap: AtomicUsize::new(0),
+        }
+    }
+
     /// Records a destination broker and returns the address clients must use instead.
     /// With port routing, opens the broker's listener first, so the address works by
     /// the time the client reads it.
@@ -260,20 +280,7 @@ impl Proxy {
     /// open as brokers are discovered.
     pub fn start(registry: Arc<Registry>, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let snapshot = registry.load();
-        let max_connections = snapshot.config.proxy.max_connections;
-        let shared = Arc::new(Shared {
-            registry,
-            destination: Destination::default(),
-            metrics: ProxyMetrics::get(),
-            bootstrap_listener: Mutex::new(None),
-            broker_listeners: DashMap::new(),
-            connection_slots: Arc::new(Semaphore::new(max_connections)),
-            request_budget: FrameBudget::new(snapshot.config.proxy.max_buffered_request_bytes),
-            max_connections: AtomicUsize::new(max_connections),
-            tracker: TaskTracker::new(),
-            shutdown,
-            next_bootstrap: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(registry, shutdown));
         let bind = bind_addr(&snapshot)?;
         shared.open_bootstrap_listener(bind)?;
         tokio::spawn(refresh_loop(shared.clone()));
@@ -364,5 +371,33 @@ async fn refresh_loop(shared: Arc<Shared>) {
             _ = shared.shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// A `Shared` for unit tests of the interceptors: no listener, no destination known.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn shared() -> Arc<Shared> {
+        let text = r#"
+[proxy]
+bind = "127.0.0.1:0"
+advertised_host = "127.0.0.1"
+broker_port_base = 19100
+
+[destination]
+bootstrap_servers = "127.0.0.1:9092"
+
+[admin]
+bind = "127.0.0.1:0"
+"#;
+        let config = crate::config::Config::parse(text, std::path::Path::new("test.toml"))
+            .expect("the test config parses");
+        let snapshot = Snapshot::build(config).expect("the test snapshot builds");
+        Arc::new(Shared::new(
+            Arc::new(Registry::new(snapshot)),
+            CancellationToken::new(),
+        ))
     }
 }

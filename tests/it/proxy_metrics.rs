@@ -9,6 +9,7 @@ use std::net::TcpStream;
 
 use common::{destination, kcat, unique, Proxy, ProxyOptions};
 use kafka_protocol::messages::ApiKey;
+use mirrorgate::proxy::interceptors::INTERCEPTORS;
 
 /// Sum of the samples of `name` whose labels contain every `labels` pair.
 fn value(metrics: &str, name: &str, labels: &[&str]) -> f64 {
@@ -125,13 +126,46 @@ fn metrics_move_with_traffic_and_labels_stay_bounded() {
         after.contains("mirrorgate_client_connections_active"),
         "{after}"
     );
+    // Time in each interceptor: requests where they decide, answers where they change.
+    for (interceptor, phase) in [
+        ("produce_guard", "request"),
+        ("fetch_fillers", "request"),
+        ("addresses", "request"),
+        ("addresses", "response"),
+        ("internal_guard", "response"),
+        ("api_versions", "response"),
+    ] {
+        let labels = [
+            format!("interceptor=\"{interceptor}\""),
+            format!("phase=\"{phase}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        assert!(
+            value(&after, "mirrorgate_interceptor_calls_total", &labels) >= 1.0,
+            "{interceptor} {phase} calls:\n{after}"
+        );
+        assert!(
+            value(&after, "mirrorgate_interceptor_nanoseconds_total", &labels) > 0.0,
+            "{interceptor} {phase} time:\n{after}"
+        );
+    }
 
     // Bounded labels: known keys only, API names from the protocol, topics only mirrors,
     // states from the fixed set every instance reports (its catalog's mirrors and links).
     let api_names: BTreeSet<String> = ApiKey::iter().map(|k| format!("{k:?}")).collect();
     let allowed_keys = [
-        "api", "topic", "reason", "outcome", "version", "le", "quantile", "state",
+        "api",
+        "topic",
+        "reason",
+        "outcome",
+        "version",
+        "le",
+        "quantile",
+        "state",
+        "interceptor",
+        "phase",
     ];
+    let interceptors: BTreeSet<&str> = INTERCEPTORS.iter().map(|i| i.name).collect();
     for line in after
         .lines()
         .filter(|l| l.starts_with("mirrorgate_") && l.contains('{'))
@@ -146,6 +180,12 @@ fn metrics_move_with_traffic_and_labels_stay_bounded() {
             );
             if key == "api" {
                 assert!(api_names.contains(val), "unknown api label {val}");
+            }
+            if key == "interceptor" {
+                assert!(interceptors.contains(val), "unknown interceptor {val}");
+            }
+            if key == "phase" {
+                assert!(["request", "response"].contains(&val), "{line}");
             }
             if key == "topic" {
                 assert_eq!(val, mirror, "only mirror topics are labels");

@@ -1,29 +1,62 @@
 //! Every response field that carries a broker address is rewritten to point at the
 //! proxy: Metadata brokers, FindCoordinator (v0-3 top level, v4+ per key),
-//! DescribeCluster brokers, and the KIP-951 NodeEndpoints of Produce and Fetch.
-//! Metadata also hides mirrorgate's own topics.
+//! DescribeCluster brokers, and the KIP-951 NodeEndpoints of Produce and Fetch, each a
+//! step of the answer's chain. Metadata answers also go through `internal_guard`'s step.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::NodeEndpoint;
-use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::{
-    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataResponse,
-    ProduceResponse,
+    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataRequest,
+    MetadataResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
-use super::RequestMeta;
-use crate::kafka::codec::{decode_response, encode_response, response_body};
-use crate::kafka::fetch_scan::scan_fetch_response;
+use super::chain::{Chain, Look, Step};
+use super::internal_guard::MetadataTopics;
+use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::decode_request;
+use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Snapshot;
+use crate::registry::forward::Boxed;
 
 /// DescribeCluster endpoint type of brokers (2 = controllers, which the proxy does not front).
 const BROKER_ENDPOINTS: i8 = 1;
+const NAME: &str = "addresses";
+
+/// The requests whose answers are about brokers; Produce and Fetch answers get the
+/// steps below from their own interceptors.
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: NAME,
+    api_keys: &[
+        ApiKey::Metadata,
+        ApiKey::FindCoordinator,
+        ApiKey::DescribeCluster,
+    ],
+    on_request,
+};
+
+fn on_request(_: &Arc<Shared>, frame: RequestFrame) -> Boxed<'_, Result<RequestAction, ConnError>> {
+    Box::pin(std::future::ready(decide(frame)))
+}
+
+fn decide(frame: RequestFrame) -> Result<RequestAction, ConnError> {
+    let steps = match frame.api_key {
+        ApiKey::Metadata => {
+            let request: MetadataRequest =
+                decode_request(&frame).map_err(ConnError::client_codec)?;
+            let all_topics = match request.topics {
+                None => true,
+                Some(topics) => topics.is_empty() && frame.api_version == 0,
+            };
+            Chain::boxed((MetadataBrokers, MetadataTopics { all_topics }))
+        }
+        ApiKey::FindCoordinator => Chain::boxed((Coordinators,)),
+        ApiKey::DescribeCluster => Chain::boxed((ClusterBrokers,)),
+        _ => return Ok(forward(frame, OnResponse::Forward)),
+    };
+    Ok(forward(frame, OnResponse::Rewrite(steps)))
+}
 
 fn point_at_proxy(
     shared: &Arc<Shared>,
@@ -39,97 +72,76 @@ fn point_at_proxy(
     Ok(())
 }
 
-fn decode<T: kafka_protocol::protocol::Decodable>(
-    frame: &Bytes,
-    meta: &RequestMeta,
-) -> Result<T, ConnError> {
-    decode_response(frame, meta.api_key, meta.api_version).map_err(ConnError::upstream)
-}
+/// Metadata's brokers.
+pub struct MetadataBrokers;
 
-fn encode<T: kafka_protocol::protocol::Encodable>(
-    body: &T,
-    meta: &RequestMeta,
-) -> Result<Bytes, ConnError> {
-    encode_response(meta.correlation_id, meta.api_key, meta.api_version, body)
-        .map_err(ConnError::internal)
-}
+impl Step<MetadataResponse> for MetadataBrokers {
+    const NAME: &'static str = NAME;
 
-pub fn metadata(
-    shared: &Arc<Shared>,
-    frame: Bytes,
-    meta: &RequestMeta,
-    all_topics: bool,
-) -> Result<Bytes, ConnError> {
-    let mut response: MetadataResponse = decode(&frame, meta)?;
-    for broker in &mut response.brokers {
-        point_at_proxy(shared, broker.node_id.0, &mut broker.host, &mut broker.port)?;
-    }
-    let snapshot = shared.registry.load();
-    shared
-        .destination
-        .learn_topics(&response, &|topic| snapshot.is_internal(topic));
-    hide_internal_topics(&snapshot, &mut response, all_topics);
-    encode(&response, meta)
-}
-
-/// mirrorgate's own topics are hidden as a broker hides a topic the client may not
-/// describe: left out of a listing of every topic (clients such as KafkaJS fail a
-/// listing with any topic error), and TOPIC_AUTHORIZATION_FAILED, with no id and no
-/// partitions, when asked for by name.
-fn hide_internal_topics(snapshot: &Snapshot, response: &mut MetadataResponse, all_topics: bool) {
-    let internal = |topic: &MetadataResponseTopic| {
-        topic
-            .name
-            .as_ref()
-            .is_some_and(|n| snapshot.is_internal(n.as_str()))
-    };
-    if all_topics {
-        response.topics.retain(|t| !internal(t));
-        return;
-    }
-    for topic in &mut response.topics {
-        if internal(topic) {
-            topic.error_code = TOPIC_AUTHORIZATION_FAILED;
-            topic.topic_id = uuid::Uuid::nil();
-            topic.partitions.clear();
-            topic.topic_authorized_operations = i32::MIN;
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut MetadataResponse,
+    ) -> Result<bool, ConnError> {
+        for broker in &mut response.brokers {
+            point_at_proxy(shared, broker.node_id.0, &mut broker.host, &mut broker.port)?;
         }
+        Ok(!response.brokers.is_empty())
     }
 }
 
-pub fn find_coordinator(
-    shared: &Arc<Shared>,
-    frame: Bytes,
-    meta: &RequestMeta,
-) -> Result<Bytes, ConnError> {
-    let mut response: FindCoordinatorResponse = decode(&frame, meta)?;
-    if meta.api_version < 4 {
-        if response.error_code == 0 && response.node_id.0 >= 0 {
-            point_at_proxy(
-                shared,
-                response.node_id.0,
-                &mut response.host,
-                &mut response.port,
-            )?;
-        }
-    } else {
-        for c in &mut response.coordinators {
-            // Entries with an error carry no usable address.
-            if c.error_code == 0 && c.node_id.0 >= 0 {
-                point_at_proxy(shared, c.node_id.0, &mut c.host, &mut c.port)?;
+/// FindCoordinator's coordinators (v0-3 top level, v4+ per key).
+pub struct Coordinators;
+
+impl Step<FindCoordinatorResponse> for Coordinators {
+    const NAME: &'static str = NAME;
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        meta: &RequestMeta,
+        response: &mut FindCoordinatorResponse,
+    ) -> Result<bool, ConnError> {
+        let mut changed = false;
+        if meta.api_version < 4 {
+            if response.error_code == 0 && response.node_id.0 >= 0 {
+                point_at_proxy(
+                    shared,
+                    response.node_id.0,
+                    &mut response.host,
+                    &mut response.port,
+                )?;
+                changed = true;
+            }
+        } else {
+            for c in &mut response.coordinators {
+                // Entries with an error carry no usable address.
+                if c.error_code == 0 && c.node_id.0 >= 0 {
+                    point_at_proxy(shared, c.node_id.0, &mut c.host, &mut c.port)?;
+                    changed = true;
+                }
             }
         }
+        Ok(changed)
     }
-    encode(&response, meta)
 }
 
-pub fn describe_cluster(
-    shared: &Arc<Shared>,
-    frame: Bytes,
-    meta: &RequestMeta,
-) -> Result<Bytes, ConnError> {
-    let mut response: DescribeClusterResponse = decode(&frame, meta)?;
-    if response.endpoint_type == BROKER_ENDPOINTS {
+/// DescribeCluster's brokers.
+pub struct ClusterBrokers;
+
+impl Step<DescribeClusterResponse> for ClusterBrokers {
+    const NAME: &'static str = NAME;
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut DescribeClusterResponse,
+    ) -> Result<bool, ConnError> {
+        if response.endpoint_type != BROKER_ENDPOINTS {
+            return Ok(false);
+        }
         for broker in &mut response.brokers {
             point_at_proxy(
                 shared,
@@ -138,64 +150,61 @@ pub fn describe_cluster(
                 &mut broker.port,
             )?;
         }
-    }
-    encode(&response, meta)
-}
-
-/// Fetch v16+: NodeEndpoints appear only when a partition's leader moved; otherwise
-/// the original frame goes back untouched, found so by a walk without decoding.
-pub fn fetch(shared: &Arc<Shared>, frame: Bytes, meta: &RequestMeta) -> Result<Bytes, ConnError> {
-    let walked = response_body(&frame, meta.api_key, meta.api_version)
-        .ok()
-        .and_then(|body| scan_fetch_response(&body, meta.api_version, |_, _, _| {}).ok());
-    if walked.is_some_and(|layout| !layout.node_endpoints) {
-        return Ok(frame);
-    }
-    let mut response: FetchResponse = decode(&frame, meta)?;
-    if response.node_endpoints.is_empty() {
-        return Ok(frame);
-    }
-    point_endpoints_at_proxy(shared, &mut response.node_endpoints)?;
-    encode(&response, meta)
-}
-
-/// Fetch v16+ NodeEndpoints, pointed at the proxy.
-pub fn point_endpoints_at_proxy(
-    shared: &Arc<Shared>,
-    nodes: &mut [NodeEndpoint],
-) -> Result<(), ConnError> {
-    for node in nodes {
-        point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
-    }
-    Ok(())
-}
-
-/// Produce v10+ NodeEndpoints; true when something was rewritten.
-pub fn produce_endpoints(
-    shared: &Arc<Shared>,
-    response: &mut ProduceResponse,
-) -> Result<bool, ConnError> {
-    for node in &mut response.node_endpoints {
-        point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
-    }
-    Ok(!response.node_endpoints.is_empty())
-}
-
-pub fn produce(shared: &Arc<Shared>, frame: Bytes, meta: &RequestMeta) -> Result<Bytes, ConnError> {
-    let mut response: ProduceResponse = decode(&frame, meta)?;
-    if produce_endpoints(shared, &mut response)? {
-        encode(&response, meta)
-    } else {
-        Ok(frame)
+        Ok(!response.brokers.is_empty())
     }
 }
 
-/// Which response APIs carry addresses, for the dispatcher.
-pub fn carries_addresses(api: ApiKey, version: i16) -> bool {
-    match api {
-        ApiKey::Metadata | ApiKey::FindCoordinator | ApiKey::DescribeCluster => true,
-        ApiKey::Produce => version >= 10,
-        ApiKey::Fetch => version >= 16,
-        _ => false,
+/// First Fetch version whose answer may carry NodeEndpoints (KIP-951).
+pub const FETCH_NODE_ENDPOINTS_SINCE: i16 = 16;
+/// First Produce version whose answer may carry NodeEndpoints (KIP-951).
+pub const PRODUCE_NODE_ENDPOINTS_SINCE: i16 = 10;
+
+/// A Fetch answer's NodeEndpoints (v16+). They appear only when a partition's leader
+/// moved, which a walk over the answer tells without decoding it.
+pub struct FetchEndpoints;
+
+impl Step<FetchResponse> for FetchEndpoints {
+    const NAME: &'static str = NAME;
+
+    fn wants(&self, look: &Look<'_>) -> bool {
+        look.meta.api_version >= FETCH_NODE_ENDPOINTS_SINCE
+            && look
+                .fetch_layout()
+                .is_none_or(|layout| layout.node_endpoints)
+    }
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut FetchResponse,
+    ) -> Result<bool, ConnError> {
+        for node in &mut response.node_endpoints {
+            point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
+        }
+        Ok(!response.node_endpoints.is_empty())
+    }
+}
+
+/// A Produce answer's NodeEndpoints (v10+).
+pub struct ProduceEndpoints;
+
+impl Step<ProduceResponse> for ProduceEndpoints {
+    const NAME: &'static str = NAME;
+
+    fn wants(&self, look: &Look<'_>) -> bool {
+        look.meta.api_version >= PRODUCE_NODE_ENDPOINTS_SINCE
+    }
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut ProduceResponse,
+    ) -> Result<bool, ConnError> {
+        for node in &mut response.node_endpoints {
+            point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
+        }
+        Ok(!response.node_endpoints.is_empty())
     }
 }

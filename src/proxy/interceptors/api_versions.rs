@@ -2,10 +2,55 @@
 //! versions reviewed here, drops API keys it does not know or will not carry, and
 //! answers ApiVersions requests newer than it knows with UNSUPPORTED_VERSION v0.
 
+use std::sync::Arc;
+
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
-use crate::kafka::codec::{self, CodecError};
+use super::chain::{Chain, Look, Step};
+use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::{self, peek_response_error, CodecError};
+use crate::kafka::frame::RequestFrame;
+use crate::proxy::error::ConnError;
+use crate::proxy::Shared;
+use crate::registry::forward::Boxed;
+
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "api_versions",
+    api_keys: &[ApiKey::ApiVersions],
+    on_request,
+};
+
+fn on_request(_: &Arc<Shared>, frame: RequestFrame) -> Boxed<'_, Result<RequestAction, ConnError>> {
+    let on_response = OnResponse::Rewrite(Chain::boxed((Negotiate,)));
+    Box::pin(std::future::ready(Ok(forward(frame, on_response))))
+}
+
+/// The broker's answer narrowed to what the proxy offers.
+pub struct Negotiate;
+
+impl Step<ApiVersionsResponse> for Negotiate {
+    const NAME: &'static str = "api_versions";
+
+    fn wants(&self, look: &Look<'_>) -> bool {
+        // An error answer (UNSUPPORTED_VERSION) is v0-formatted whatever was asked: it
+        // goes back untouched so the client retries with a version it lists.
+        peek_response_error(look.frame, ApiKey::ApiVersions, look.meta.api_version) == Some(0)
+    }
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut ApiVersionsResponse,
+    ) -> Result<bool, ConnError> {
+        negotiate(response);
+        if shared.registry.load().forwards_any() {
+            cap_transaction_version(response);
+        }
+        Ok(true)
+    }
+}
 
 pub const UNSUPPORTED_VERSION: i16 = 35;
 

@@ -22,10 +22,12 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
 use uuid::Uuid;
 
+use super::addresses::{FetchEndpoints, FETCH_NODE_ENDPOINTS_SINCE};
+use super::chain::{Chain, Look, Step};
 use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
-use super::{addresses, forward, OnResponse, RequestAction, RequestMeta};
-use crate::kafka::codec::{decode_request, decode_response, encode_response, response_body};
-use crate::kafka::fetch_scan::{scan_fetch_response, ScannedTopic};
+use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::decode_request;
+use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
 use crate::kafka::frame::RequestFrame;
 use crate::kafka::record_batch::{empty_batch_like, RecordBatches};
@@ -37,23 +39,25 @@ use crate::registry::{Guard, Snapshot};
 const TOPIC_IDS_SINCE: i16 = 13;
 /// First Fetch version with fetch sessions.
 const SESSIONS_SINCE: i16 = 7;
+const NAME: &str = "fetch_fillers";
 
-pub async fn on_request(
-    shared: &Arc<Shared>,
-    frame: RequestFrame,
-) -> Result<RequestAction, ConnError> {
-    let plain = if addresses::carries_addresses(ApiKey::Fetch, frame.api_version) {
-        OnResponse::Fetch
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: NAME,
+    api_keys: &[ApiKey::Fetch],
+    on_request: |shared, frame| Box::pin(on_request(shared, frame)),
+};
+
+async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
+    let snapshot = shared.registry.load();
+    let request: FetchRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
+    let on_response = if may_touch_guarded(shared, &snapshot, &request, frame.api_version).await {
+        OnResponse::Rewrite(Chain::boxed((HideFillers, FetchEndpoints)))
+    } else if frame.api_version >= FETCH_NODE_ENDPOINTS_SINCE {
+        OnResponse::Rewrite(Chain::boxed((FetchEndpoints,)))
     } else {
         OnResponse::Forward
     };
-    let snapshot = shared.registry.load();
-    let request: FetchRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
-    if may_touch_guarded(shared, &snapshot, &request, frame.api_version).await {
-        Ok(forward(frame, OnResponse::FetchFillers))
-    } else {
-        Ok(forward(frame, plain))
-    }
+    Ok(forward(frame, on_response))
 }
 
 async fn may_touch_guarded(
@@ -97,109 +101,96 @@ fn guard_of(
     }
 }
 
-/// Replaces the filler batches of mirror partitions and rewrites NodeEndpoints (v16+);
-/// the original frame when neither applies.
-pub fn on_response(
-    shared: &Arc<Shared>,
-    frame: Bytes,
-    meta: &RequestMeta,
-) -> Result<Bytes, ConnError> {
-    let snapshot = shared.registry.load();
-    let by_id = meta.api_version >= TOPIC_IDS_SINCE;
-    if !snapshot.has_read_only_topics() && !shared.may_name_internal(&snapshot, &frame, by_id) {
-        return addresses::fetch(shared, frame, meta);
-    }
-    if !needs_decode(shared, &snapshot, &frame, meta) {
-        return Ok(frame);
-    }
-    let mut response: FetchResponse =
-        decode_response(&frame, meta.api_key, meta.api_version).map_err(ConnError::upstream)?;
-    let mut changed = false;
-    for topic in &mut response.responses {
-        let guard = guard_of(
-            shared,
-            &snapshot,
-            topic.topic.as_str(),
-            &topic.topic_id,
-            meta.api_version,
-        );
-        match guard {
-            // Reads pass while the catalog loads; fillers are hidden in case it is a mirror.
-            Some(Guard::Mirror | Guard::CatalogLoading) => {}
-            Some(_) => {
-                tracing::warn!(side = "client", topic = %topic.topic.as_str(), "refused a fetch of an internal topic");
-                for partition in &mut topic.partitions {
-                    refuse(partition);
-                }
-                changed = true;
-                continue;
-            }
-            None => continue,
-        }
-        for partition in &mut topic.partitions {
-            if let Some(records) = &partition.records {
-                if let Some(hidden) = hide_fillers(records) {
-                    partition.records = Some(hidden);
-                    changed = true;
-                }
-            }
-        }
-    }
-    if !response.node_endpoints.is_empty() {
-        addresses::point_endpoints_at_proxy(shared, &mut response.node_endpoints)?;
-        changed = true;
-    }
-    if !changed {
-        return Ok(frame);
-    }
-    encode_response(
-        meta.correlation_id,
-        meta.api_key,
-        meta.api_version,
-        &response,
-    )
-    .map_err(ConnError::internal)
-}
+/// Filler batches of mirror partitions replaced, partitions of internal topics refused.
+pub struct HideFillers;
 
-/// False when a walk over the response shows nothing to change: no partition of an
-/// internal topic, no batch of a mirror partition that may be a filler, no
-/// NodeEndpoints. Anything the walk cannot read is decoded, which reports it.
-fn needs_decode(shared: &Shared, snapshot: &Snapshot, frame: &Bytes, meta: &RequestMeta) -> bool {
-    let Ok(body) = response_body(frame, meta.api_key, meta.api_version) else {
-        return true;
-    };
-    let mut needed = false;
-    // Partitions of one topic come together: its guard is looked up once.
-    let mut last: Option<(ScannedTopic, Option<Guard>)> = None;
-    let walked = scan_fetch_response(&body, meta.api_version, |topic, _, records| {
-        if needed {
-            return;
+impl Step<FetchResponse> for HideFillers {
+    const NAME: &'static str = NAME;
+
+    /// False when a walk over the answer shows no partition of an internal topic and no
+    /// batch of a mirror partition that may be a filler. Anything the walk cannot read
+    /// is decoded, which reports it.
+    fn wants(&self, look: &Look<'_>) -> bool {
+        let (shared, frame) = (look.shared, look.frame);
+        let snapshot = shared.registry.load();
+        let by_id = look.meta.api_version >= TOPIC_IDS_SINCE;
+        if !snapshot.has_read_only_topics() && !shared.may_name_internal(&snapshot, frame, by_id) {
+            return false;
         }
-        let guard = match &last {
-            Some((seen, guard)) if *seen == topic => *guard,
-            _ => {
-                let guard = match topic {
-                    ScannedTopic::Name(name) => snapshot.guard_of(name),
-                    ScannedTopic::Id(id) => shared
-                        .destination
-                        .topic_name(&Uuid::from_bytes(id))
-                        .and_then(|name| snapshot.guard_of(name.as_str())),
-                };
-                last = Some((topic, guard));
-                guard
-            }
+        let Some(body) = look.body() else {
+            return true;
         };
-        needed = match guard {
-            None => false,
-            Some(Guard::Mirror | Guard::CatalogLoading) => {
-                records.is_some_and(|r| may_hold_filler(&body.slice_ref(r)))
+        let mut needed = false;
+        // Partitions of one topic come together: its guard is looked up once.
+        let mut last: Option<(ScannedTopic, Option<Guard>)> = None;
+        let walked = look.walk_fetch(&body, |topic, _, records| {
+            if needed {
+                return;
             }
-            Some(_) => true,
-        };
-    });
-    match walked {
-        Ok(layout) => needed || layout.node_endpoints,
-        Err(_) => true,
+            let guard = match &last {
+                Some((seen, guard)) if *seen == topic => *guard,
+                _ => {
+                    let guard = match topic {
+                        ScannedTopic::Name(name) => snapshot.guard_of(name),
+                        ScannedTopic::Id(id) => shared
+                            .destination
+                            .topic_name(&Uuid::from_bytes(id))
+                            .and_then(|name| snapshot.guard_of(name.as_str())),
+                    };
+                    last = Some((topic, guard));
+                    guard
+                }
+            };
+            needed = match guard {
+                None => false,
+                Some(Guard::Mirror | Guard::CatalogLoading) => {
+                    records.is_some_and(|r| may_hold_filler(&body.slice_ref(r)))
+                }
+                Some(_) => true,
+            };
+        });
+        needed || walked.is_none()
+    }
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        meta: &RequestMeta,
+        response: &mut FetchResponse,
+    ) -> Result<bool, ConnError> {
+        let snapshot = shared.registry.load();
+        let mut changed = false;
+        for topic in &mut response.responses {
+            let guard = guard_of(
+                shared,
+                &snapshot,
+                topic.topic.as_str(),
+                &topic.topic_id,
+                meta.api_version,
+            );
+            match guard {
+                // Reads pass while the catalog loads; fillers are hidden in case it is a mirror.
+                Some(Guard::Mirror | Guard::CatalogLoading) => {}
+                Some(_) => {
+                    tracing::warn!(side = "client", topic = %topic.topic.as_str(), "refused a fetch of an internal topic");
+                    for partition in &mut topic.partitions {
+                        refuse(partition);
+                    }
+                    changed = true;
+                    continue;
+                }
+                None => continue,
+            }
+            for partition in &mut topic.partitions {
+                if let Some(records) = &partition.records {
+                    if let Some(hidden) = hide_fillers(records) {
+                        partition.records = Some(hidden);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 }
 

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Encodable;
 
-use super::{forward, OnResponse, RequestAction};
+use super::{forward, Interceptor, OnResponse, RequestAction};
 use crate::kafka::codec::{decode_request, encode_response};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
@@ -23,7 +23,19 @@ use crate::proxy::Shared;
 
 pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 
-pub fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "fleet_group_guard",
+    api_keys: &[
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::DeleteGroups,
+    ],
+    on_request: |shared, frame| Box::pin(std::future::ready(on_request(shared, frame))),
+};
+
+fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
     let group = shared.registry.load().config.replicator.group_id();
     if memchr::memmem::find(&frame.bytes, group.as_bytes()).is_none() {
         return Ok(forward(frame, OnResponse::Forward));

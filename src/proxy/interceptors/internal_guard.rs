@@ -24,14 +24,101 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::MetadataResponse;
+
+use super::chain::Step;
 use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::write_guard::{self, refusal_text, take_where, GuardOf, GuardedApi};
-use super::{forward, OnResponse, RequestAction};
+use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use crate::registry::Guard;
+use crate::registry::forward::Boxed;
+use crate::registry::{Guard, Snapshot};
+
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "internal_guard",
+    api_keys: &[
+        ApiKey::DeleteTopics,
+        ApiKey::CreateTopics,
+        ApiKey::OffsetCommit,
+        ApiKey::TxnOffsetCommit,
+        ApiKey::OffsetDelete,
+    ],
+    on_request: dispatch,
+};
+
+fn dispatch(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Boxed<'_, Result<RequestAction, ConnError>> {
+    match frame.api_key {
+        ApiKey::DeleteTopics => Box::pin(on_request::<DeleteTopics>(shared, frame)),
+        ApiKey::CreateTopics => Box::pin(on_request::<CreateTopics>(shared, frame)),
+        ApiKey::OffsetCommit => Box::pin(on_request::<OffsetCommit>(shared, frame)),
+        ApiKey::TxnOffsetCommit => Box::pin(on_request::<TxnOffsetCommit>(shared, frame)),
+        ApiKey::OffsetDelete => Box::pin(on_request::<OffsetDelete>(shared, frame)),
+        _ => Box::pin(std::future::ready(Ok(forward(frame, OnResponse::Forward)))),
+    }
+}
+
+/// A Metadata answer's topics: the destination's topic ids are learned from it, then
+/// mirrorgate's own topics are hidden as a broker hides a topic the client may not
+/// describe: left out of a listing of every topic (clients such as KafkaJS fail a
+/// listing with any topic error), and TOPIC_AUTHORIZATION_FAILED, with no id and no
+/// partitions, when asked for by name. `all_topics`: the request asked for every topic.
+pub struct MetadataTopics {
+    pub all_topics: bool,
+}
+
+impl Step<MetadataResponse> for MetadataTopics {
+    const NAME: &'static str = "internal_guard";
+
+    fn apply(
+        self,
+        shared: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut MetadataResponse,
+    ) -> Result<bool, ConnError> {
+        let snapshot = shared.registry.load();
+        shared
+            .destination
+            .learn_topics(response, &|topic| snapshot.is_internal(topic));
+        Ok(hide_internal_topics(&snapshot, response, self.all_topics))
+    }
+}
+
+/// True when a topic was hidden.
+fn hide_internal_topics(
+    snapshot: &Snapshot,
+    response: &mut MetadataResponse,
+    all_topics: bool,
+) -> bool {
+    let internal = |topic: &MetadataResponseTopic| {
+        topic
+            .name
+            .as_ref()
+            .is_some_and(|n| snapshot.is_internal(n.as_str()))
+    };
+    if all_topics {
+        let before = response.topics.len();
+        response.topics.retain(|t| !internal(t));
+        return response.topics.len() != before;
+    }
+    let mut hidden = false;
+    for topic in &mut response.topics {
+        if internal(topic) {
+            topic.error_code = TOPIC_AUTHORIZATION_FAILED;
+            topic.topic_id = uuid::Uuid::nil();
+            topic.partitions.clear();
+            topic.topic_authorized_operations = i32::MIN;
+            hidden = true;
+        }
+    }
+    hidden
+}
 
 /// Names of topics the request names by id only, from what the proxy knows.
 type NameOf<'a> = &'a dyn Fn(&Uuid) -> Option<StrBytes>;
@@ -43,7 +130,7 @@ pub trait InternalOnly: GuardedApi {
     fn name_topics(_request: &mut Self::Request, _name_of: NameOf) {}
 }
 
-pub async fn on_request<A: InternalOnly>(
+async fn on_request<A: InternalOnly>(
     shared: &Arc<Shared>,
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {

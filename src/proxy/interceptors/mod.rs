@@ -1,9 +1,13 @@
 //! Interceptors decode only the API keys they act on; every other frame is forwarded
-//! byte for byte. `on_request` decides what happens to a request, and what it leaves in
-//! the in-flight FIFO decides what `on_response` does with its answer.
+//! byte for byte. Each interceptor declares the API keys whose requests it looks at
+//! (`INTERCEPTORS`); its `on_request` decides what happens to a request, and the
+//! `OnResponse` it leaves in the in-flight FIFO says which steps (`chain`) change the
+//! answer. Time spent in each is counted per interceptor
+//! (`mirrorgate_interceptor_nanoseconds_total`).
 
 pub mod addresses;
 pub mod api_versions;
+pub mod chain;
 pub mod fetch_fillers;
 pub mod fleet_group_guard;
 pub mod internal_guard;
@@ -13,34 +17,27 @@ pub mod produce_guard;
 pub mod txn_forward;
 pub mod write_guard;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, MetadataRequest};
+use kafka_protocol::messages::ApiKey;
 
-use crate::kafka::codec::{decode_request, decode_response, encode_response, peek_response_error};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-use internal_guard::{CreateTopics, DeleteTopics, OffsetCommit, OffsetDelete, TxnOffsetCommit};
-use write_guard::Merge;
+use crate::registry::forward::Boxed;
+pub use chain::Rewrite;
 
 /// What to do with the answer to a forwarded request.
 pub enum OnResponse {
+    /// Back to the client as it came.
     Forward,
-    ApiVersions,
-    /// `all_topics`: the request asked for every topic (v0: an empty list; v1+: none).
-    Metadata {
-        all_topics: bool,
-    },
-    FindCoordinator,
-    DescribeCluster,
-    Fetch,
-    /// Fetch touching a mirror topic: hide filler batches (and rewrite NodeEndpoints).
-    FetchFillers,
-    Produce,
-    /// Merge refusals of read-only entries into the upstream answer.
-    Merge(Box<dyn Merge>),
+    /// Through these steps first (`chain::Chain`).
+    Rewrite(Box<dyn Rewrite>),
 }
 
 /// What the response handler needs to know of the request it answers.
@@ -62,7 +59,7 @@ impl RequestMeta {
 }
 
 /// The rest of an answer, computed elsewhere.
-pub type Later = crate::registry::forward::Boxed<'static, Result<Box<dyn Merge>, ConnError>>;
+pub type Later = Boxed<'static, Result<Box<dyn Rewrite>, ConnError>>;
 
 pub enum RequestAction {
     /// Send `bytes` upstream; `on_response` is `None` when no response will come (acks=0).
@@ -74,7 +71,7 @@ pub enum RequestAction {
     Respond(Bytes),
     /// Part of the answer comes from elsewhere (Produce forwarded to a link's source):
     /// `upstream` (if any) is sent now, and once `later` resolves, in request order, its
-    /// merge answers the client, with the upstream answer merged in.
+    /// rewrite answers the client, with the upstream answer as its input.
     Await {
         upstream: Option<Bytes>,
         later: Later,
@@ -93,92 +90,106 @@ fn forward(frame: RequestFrame, on_response: OnResponse) -> RequestAction {
     }
 }
 
-fn guarded<A: write_guard::GuardedApi>(
-    shared: &Arc<Shared>,
-    frame: RequestFrame,
-) -> Result<RequestAction, ConnError> {
-    let snapshot = shared.registry.load();
-    // These APIs name topics by name only.
-    if !snapshot.has_read_only_topics() && !snapshot.may_name_internal(&frame.bytes) {
-        return Ok(forward(frame, OnResponse::Forward));
-    }
-    Ok(match write_guard::guard::<A>(&frame, &snapshot)? {
-        Some(action) => action,
-        None => forward(frame, OnResponse::Forward),
-    })
+/// What an interceptor does with a request of one of its API keys.
+pub type OnRequest =
+    for<'a> fn(&'a Arc<Shared>, RequestFrame) -> Boxed<'a, Result<RequestAction, ConnError>>;
+
+/// One interceptor: its name in metrics and logs, and the API keys it looks at.
+pub struct Interceptor {
+    pub name: &'static str,
+    pub api_keys: &'static [ApiKey],
+    pub on_request: OnRequest,
 }
 
-pub async fn on_request(
-    shared: &Arc<Shared>,
-    frame: RequestFrame,
-) -> Result<RequestAction, ConnError> {
+/// Every interceptor. An API key is looked at by one interceptor at most; the steps it
+/// chooses for the answer may come from others (Metadata's hide mirrorgate's topics,
+/// a Produce answer's merged refusals get their addresses rewritten).
+pub const INTERCEPTORS: &[Interceptor] = &[
+    api_versions::INTERCEPTOR,
+    addresses::INTERCEPTOR,
+    fetch_fillers::INTERCEPTOR,
+    produce_guard::INTERCEPTOR,
+    write_guard::INTERCEPTOR,
+    txn_forward::INTERCEPTOR,
+    internal_guard::INTERCEPTOR,
+    fleet_group_guard::INTERCEPTOR,
+];
+
+fn interceptor_of(api: ApiKey) -> Option<&'static Interceptor> {
+    INTERCEPTORS.iter().find(|i| i.api_keys.contains(&api))
+}
+
+/// What happens to a request: at once for API keys no interceptor looks at, else what
+/// its interceptor decides.
+pub fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Decision<'_> {
     let (api, version) = (frame.api_key, frame.api_version);
     if !api_versions::is_offered(api, version) {
         if api == ApiKey::ApiVersions {
-            let answer = api_versions::unsupported_version(frame.correlation_id)
-                .map_err(ConnError::internal)?;
-            return Ok(RequestAction::Respond(answer));
+            return Decision::ready(
+                api_versions::unsupported_version(frame.correlation_id)
+                    .map(RequestAction::Respond)
+                    .map_err(ConnError::internal),
+            );
         }
-        return Ok(RequestAction::Close(format!(
+        return Decision::ready(Ok(RequestAction::Close(format!(
             "{api:?} v{version} was not offered by the proxy"
-        )));
+        ))));
     }
-    Ok(match api {
-        ApiKey::ApiVersions => forward(frame, OnResponse::ApiVersions),
-        ApiKey::Metadata => {
-            let request: MetadataRequest =
-                decode_request(&frame).map_err(ConnError::client_codec)?;
-            let all_topics = match request.topics {
-                None => true,
-                Some(topics) => topics.is_empty() && frame.api_version == 0,
-            };
-            forward(frame, OnResponse::Metadata { all_topics })
-        }
-        ApiKey::FindCoordinator => forward(frame, OnResponse::FindCoordinator),
-        ApiKey::DescribeCluster => forward(frame, OnResponse::DescribeCluster),
-        ApiKey::Fetch => return fetch_fillers::on_request(shared, frame).await,
-        ApiKey::Produce => return produce_guard::on_request(shared, frame).await,
-        ApiKey::DeleteRecords => return guarded::<write_guard::DeleteRecords>(shared, frame),
-        ApiKey::CreatePartitions => return guarded::<write_guard::CreatePartitions>(shared, frame),
-        ApiKey::AlterConfigs => return guarded::<write_guard::AlterConfigs>(shared, frame),
-        ApiKey::IncrementalAlterConfigs => {
-            return guarded::<write_guard::IncrementalAlterConfigs>(shared, frame)
-        }
-        ApiKey::AddPartitionsToTxn => {
-            let snapshot = shared.registry.load();
-            if snapshot.forwards_any() || snapshot.forwards_transactions() {
-                return txn_forward::add_partitions(shared, frame).await;
+    match interceptor_of(api) {
+        None => Decision::ready(Ok(forward(frame, OnResponse::Forward))),
+        Some(interceptor) => Decision::Running {
+            interceptor: interceptor.name,
+            spent: Duration::ZERO,
+            decision: (interceptor.on_request)(shared, frame),
+        },
+    }
+}
+
+/// An interceptor's decision on a request, with the time spent computing it: only the
+/// time inside its code, not its waits (a fence, a topic-id lookup).
+pub enum Decision<'a> {
+    Ready(Option<Result<RequestAction, ConnError>>),
+    Running {
+        interceptor: &'static str,
+        spent: Duration,
+        decision: Boxed<'a, Result<RequestAction, ConnError>>,
+    },
+}
+
+impl Decision<'_> {
+    fn ready(result: Result<RequestAction, ConnError>) -> Self {
+        Self::Ready(Some(result))
+    }
+}
+
+impl Future for Decision<'_> {
+    type Output = Result<RequestAction, ConnError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Decision::Ready(result) => match result.take() {
+                Some(result) => Poll::Ready(result),
+                None => Poll::Ready(Err(ConnError::internal("a decision was polled twice"))),
+            },
+            Decision::Running {
+                interceptor,
+                spent,
+                decision,
+            } => {
+                let start = Instant::now();
+                let poll = decision.as_mut().poll(cx);
+                *spent += start.elapsed();
+                if poll.is_ready() {
+                    crate::admin::metrics::ProxyMetrics::get().interceptor_time(
+                        interceptor,
+                        "request",
+                        *spent,
+                    );
+                }
+                poll
             }
-            return guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
         }
-        ApiKey::EndTxn if shared.registry.load().forwards_transactions() => {
-            return txn_forward::end_txn(shared, frame).await
-        }
-        ApiKey::AddOffsetsToTxn if shared.registry.load().forwards_transactions() => {
-            return txn_forward::add_offsets(shared, frame).await
-        }
-        ApiKey::DeleteTopics => {
-            return internal_guard::on_request::<DeleteTopics>(shared, frame).await
-        }
-        ApiKey::CreateTopics => {
-            return internal_guard::on_request::<CreateTopics>(shared, frame).await
-        }
-        ApiKey::OffsetCommit => {
-            return internal_guard::on_request::<OffsetCommit>(shared, frame).await
-        }
-        ApiKey::TxnOffsetCommit => {
-            return internal_guard::on_request::<TxnOffsetCommit>(shared, frame).await
-        }
-        ApiKey::OffsetDelete => {
-            return internal_guard::on_request::<OffsetDelete>(shared, frame).await
-        }
-        ApiKey::JoinGroup
-        | ApiKey::SyncGroup
-        | ApiKey::Heartbeat
-        | ApiKey::LeaveGroup
-        | ApiKey::DeleteGroups => return fleet_group_guard::on_request(shared, frame),
-        _ => forward(frame, OnResponse::Forward),
-    })
+    }
 }
 
 pub fn on_response(
@@ -189,45 +200,36 @@ pub fn on_response(
 ) -> Result<Bytes, ConnError> {
     match on_response {
         OnResponse::Forward => Ok(frame),
-        OnResponse::ApiVersions => {
-            let snapshot = shared.registry.load();
-            let forwarding = snapshot.forwards_any();
-            api_versions_response(frame, &meta, forwarding)
-        }
-        OnResponse::Metadata { all_topics } => {
-            addresses::metadata(shared, frame, &meta, all_topics)
-        }
-        OnResponse::FindCoordinator => addresses::find_coordinator(shared, frame, &meta),
-        OnResponse::DescribeCluster => addresses::describe_cluster(shared, frame, &meta),
-        OnResponse::Fetch => addresses::fetch(shared, frame, &meta),
-        OnResponse::FetchFillers => fetch_fillers::on_response(shared, frame, &meta),
-        OnResponse::Produce => addresses::produce(shared, frame, &meta),
-        OnResponse::Merge(merge) => merge.merge(shared, Some(frame), &meta),
+        OnResponse::Rewrite(rewrite) => rewrite.rewrite(shared, Some(frame), &meta),
     }
 }
 
-fn api_versions_response(
-    frame: Bytes,
-    meta: &RequestMeta,
-    forwarding: bool,
-) -> Result<Bytes, ConnError> {
-    // An error answer (UNSUPPORTED_VERSION) is v0-formatted whatever was asked:
-    // forward it untouched so the client retries with a version it lists.
-    if peek_response_error(&frame, ApiKey::ApiVersions, meta.api_version) != Some(0) {
-        return Ok(frame);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_is_looked_at_by_one_interceptor_at_most() {
+        for key in ApiKey::iter() {
+            let claims: Vec<&str> = INTERCEPTORS
+                .iter()
+                .filter(|i| i.api_keys.contains(&key))
+                .map(|i| i.name)
+                .collect();
+            assert!(claims.len() <= 1, "{key:?} is claimed by {claims:?}");
+        }
     }
-    let mut response: ApiVersionsResponse =
-        decode_response(&frame, ApiKey::ApiVersions, meta.api_version)
-            .map_err(ConnError::upstream)?;
-    api_versions::negotiate(&mut response);
-    if forwarding {
-        api_versions::cap_transaction_version(&mut response);
+
+    #[test]
+    fn every_intercepted_key_is_offered_to_clients() {
+        for interceptor in INTERCEPTORS {
+            for key in interceptor.api_keys {
+                assert!(
+                    api_versions::proxy_range(*key).is_some(),
+                    "{} looks at {key:?}, which the proxy does not offer",
+                    interceptor.name
+                );
+            }
+        }
     }
-    encode_response(
-        meta.correlation_id,
-        ApiKey::ApiVersions,
-        meta.api_version,
-        &response,
-    )
-    .map_err(ConnError::internal)
 }

@@ -9,20 +9,26 @@ use std::sync::Arc;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 
+use super::addresses::{ProduceEndpoints, PRODUCE_NODE_ENDPOINTS_SINCE};
+use super::chain::{Chain, Rewrite};
 use super::produce_fence::{self, Held};
+use super::write_guard::Refusals;
 use super::write_guard::{
     self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
     NOT_ENOUGH_REPLICAS,
 };
-use super::{addresses, produce_forward, txn_forward, OnResponse, RequestAction};
+use super::{produce_forward, txn_forward, Interceptor, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::{Guard, Snapshot};
 
-/// First version whose response may carry NodeEndpoints (KIP-951).
-const NODE_ENDPOINTS_SINCE: i16 = 10;
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "produce_guard",
+    api_keys: &[ApiKey::Produce],
+    on_request: |shared, frame| Box::pin(on_request(shared, frame)),
+};
 /// First version that names topics by id only.
 const TOPIC_IDS_SINCE: i16 = 13;
 /// First version with a per-partition error message.
@@ -79,20 +85,17 @@ impl GuardedApi for Produce {
         response.responses.extend(refused);
     }
 
-    fn finish(shared: &Arc<Shared>, response: &mut Self::Response) -> Result<(), ConnError> {
-        addresses::produce_endpoints(shared, response).map(|_| ())
+    fn answer(refused: Refusals<Self>) -> Box<dyn Rewrite> {
+        Chain::boxed((refused, ProduceEndpoints))
     }
 }
 
-pub async fn on_request(
-    shared: &Arc<Shared>,
-    frame: RequestFrame,
-) -> Result<RequestAction, ConnError> {
+async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
     let mut snapshot = shared.registry.load();
     let version = frame.api_version;
     let expects_response = peek_acks(&frame).map_err(ConnError::ClientFrame)? != 0;
-    let on_response = if version >= NODE_ENDPOINTS_SINCE {
-        OnResponse::Produce
+    let on_response = if version >= PRODUCE_NODE_ENDPOINTS_SINCE {
+        OnResponse::Rewrite(Chain::boxed((ProduceEndpoints,)))
     } else {
         OnResponse::Forward
     };

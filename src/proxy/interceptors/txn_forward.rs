@@ -17,9 +17,10 @@ use kafka_protocol::messages::{
     EndTxnRequest, EndTxnResponse, ProduceRequest,
 };
 
+use super::chain::Rewrite;
 use super::produce_fence::{self, Held};
-use super::write_guard::{self, Merge, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE};
-use super::{OnResponse, RequestAction, RequestMeta};
+use super::write_guard::{self, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE};
+use super::{Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, encode_response};
 use crate::kafka::frame::RequestFrame;
 use crate::kafka::record_batch::RecordBatches;
@@ -27,6 +28,33 @@ use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::forward::{ProduceForwarder, TxnAdd, TxnProducer, TxnSession};
 use crate::registry::Snapshot;
+
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "txn_forward",
+    api_keys: &[
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::EndTxn,
+        ApiKey::AddOffsetsToTxn,
+    ],
+    on_request: |shared, frame| Box::pin(on_request(shared, frame)),
+};
+
+async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
+    let snapshot = shared.registry.load();
+    let sessions = snapshot.forwards_transactions();
+    match frame.api_key {
+        ApiKey::AddPartitionsToTxn if snapshot.forwards_any() || sessions => {
+            add_partitions(shared, frame).await
+        }
+        // Nothing forwarded: the write guard's, as for any write naming topics.
+        ApiKey::AddPartitionsToTxn => {
+            write_guard::guarded::<write_guard::AddPartitionsToTxn>(shared, frame)
+        }
+        ApiKey::EndTxn if sessions => end_txn(shared, frame).await,
+        ApiKey::AddOffsetsToTxn if sessions => add_offsets(shared, frame).await,
+        _ => Ok(forward(frame)),
+    }
+}
 
 /// How long an AddPartitionsToTxn may wait for this instance's lease (clients' default
 /// request timeout is 30 s).
@@ -51,13 +79,13 @@ pub fn session_link(snapshot: &Snapshot, request: &ProduceRequest) -> Option<Arc
         .map(|s| s.link)
 }
 
-pub async fn add_partitions(
+async fn add_partitions(
     shared: &Arc<Shared>,
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
     let snapshot = shared.registry.load();
     let Some(forwarder) = snapshot.forwarder().cloned() else {
-        return super::guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
+        return write_guard::guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
     };
     let request: AddPartitionsToTxnRequest =
         decode_request(&frame).map_err(ConnError::client_codec)?;
@@ -74,7 +102,7 @@ pub async fn add_partitions(
     let names: Vec<&str> = topics.iter().map(|(t, _)| t.as_str()).collect();
     if names.iter().any(|t| snapshot.fence_of(t).is_some()) {
         // CONCURRENT_TRANSACTIONS until the fence lifts.
-        return super::guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
+        return write_guard::guarded::<write_guard::AddPartitionsToTxn>(shared, frame);
     }
     let session = forwarder.transaction_session(producer.producer_id, producer.epoch);
     let link = match (session, one_link(&snapshot, &names)) {
@@ -88,7 +116,7 @@ pub async fn add_partitions(
         }
         // No forwarded mirror, and no transaction open on a source (a session whose
         // transactions ran there before a cut-over, say): as any write.
-        _ => return super::guarded::<write_guard::AddPartitionsToTxn>(shared, frame),
+        _ => return write_guard::guarded::<write_guard::AddPartitionsToTxn>(shared, frame),
     };
     let (snapshot, entered) =
         match produce_fence::hold(shared, &names, ADD_PARTITIONS_WAIT_MS).await {
@@ -133,10 +161,7 @@ pub async fn add_partitions(
     })
 }
 
-pub async fn end_txn(
-    shared: &Arc<Shared>,
-    frame: RequestFrame,
-) -> Result<RequestAction, ConnError> {
+async fn end_txn(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAction, ConnError> {
     let snapshot = shared.registry.load();
     let request: EndTxnRequest = decode_request(&frame).map_err(ConnError::client_codec)?;
     let (id, epoch) = (request.producer_id.0, request.producer_epoch);
@@ -166,7 +191,7 @@ pub async fn end_txn(
     let committed = request.committed;
     let later: super::Later = Box::pin(async move {
         let code = forwarder.end_transaction(link, producer, committed).await;
-        Ok(Box::new(EndTxnAnswer { code, ..answer }) as Box<dyn Merge>)
+        Ok(Box::new(EndTxnAnswer { code, ..answer }) as Box<dyn Rewrite>)
     });
     Ok(RequestAction::Await {
         upstream: None,
@@ -174,7 +199,7 @@ pub async fn end_txn(
     })
 }
 
-pub async fn add_offsets(
+async fn add_offsets(
     shared: &Arc<Shared>,
     frame: RequestFrame,
 ) -> Result<RequestAction, ConnError> {
@@ -338,8 +363,8 @@ impl EndTxnAnswer {
     }
 }
 
-impl Merge for EndTxnAnswer {
-    fn merge(
+impl Rewrite for EndTxnAnswer {
+    fn rewrite(
         self: Box<Self>,
         _: &Arc<Shared>,
         _: Option<Bytes>,

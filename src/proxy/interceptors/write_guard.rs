@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
@@ -25,13 +24,57 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::{OnResponse, RequestAction, RequestMeta};
-use crate::kafka::codec::{decode_request, decode_response, encode_request, encode_response};
+use super::chain::{Chain, Rewrite, Step};
+use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
+use crate::kafka::codec::{decode_request, encode_request, encode_response};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
+use crate::registry::forward::Boxed;
 use crate::registry::{Guard, Snapshot};
 use crate::replicator::config_sync::is_locked_on_mirror;
+
+pub const INTERCEPTOR: Interceptor = Interceptor {
+    name: "write_guard",
+    api_keys: &[
+        ApiKey::DeleteRecords,
+        ApiKey::CreatePartitions,
+        ApiKey::AlterConfigs,
+        ApiKey::IncrementalAlterConfigs,
+    ],
+    on_request,
+};
+
+fn on_request(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Boxed<'_, Result<RequestAction, ConnError>> {
+    let decision = match frame.api_key {
+        ApiKey::DeleteRecords => guarded::<DeleteRecords>(shared, frame),
+        ApiKey::CreatePartitions => guarded::<CreatePartitions>(shared, frame),
+        ApiKey::AlterConfigs => guarded::<AlterConfigs>(shared, frame),
+        ApiKey::IncrementalAlterConfigs => guarded::<IncrementalAlterConfigs>(shared, frame),
+        _ => Ok(forward(frame, OnResponse::Forward)),
+    };
+    Box::pin(std::future::ready(decision))
+}
+
+/// The guard of `A` on a request of a client, looked at only when some topic is
+/// guarded or the frame may name one of mirrorgate's own topics.
+pub fn guarded<A: GuardedApi>(
+    shared: &Arc<Shared>,
+    frame: RequestFrame,
+) -> Result<RequestAction, ConnError> {
+    let snapshot = shared.registry.load();
+    // These APIs name topics by name only.
+    if !snapshot.has_read_only_topics() && !snapshot.may_name_internal(&frame.bytes) {
+        return Ok(forward(frame, OnResponse::Forward));
+    }
+    Ok(match guard::<A>(&frame, &snapshot)? {
+        Some(action) => action,
+        None => forward(frame, OnResponse::Forward),
+    })
+}
 
 pub const INVALID_REQUEST: i16 = 42;
 pub const INVALID_CONFIG: i16 = 40;
@@ -112,47 +155,39 @@ pub trait GuardedApi: 'static {
         snapshot.guard_of(topic)
     }
 
-    /// Last touch on a merged response before it is encoded.
-    fn finish(_shared: &Arc<Shared>, _response: &mut Self::Response) -> Result<(), ConnError> {
-        Ok(())
+    /// What answers a request some of whose entries were cut out: the refusals merged
+    /// into the upstream answer (or alone, when nothing went upstream).
+    fn answer(refused: Refusals<Self>) -> Box<dyn Rewrite>
+    where
+        Self: Sized,
+    {
+        Chain::boxed((refused,))
     }
 }
 
-/// Answers to cut-out entries waiting for the upstream answer they are merged into
-/// (`None`: nothing went upstream, they are the whole answer).
-pub trait Merge: Send {
-    fn merge(
-        self: Box<Self>,
-        shared: &Arc<Shared>,
-        frame: Option<Bytes>,
-        meta: &RequestMeta,
-    ) -> Result<Bytes, ConnError>;
+/// Answers to cut-out entries, waiting for the upstream answer they are added to.
+pub struct Refusals<A: GuardedApi>(Vec<A::Refused>);
+
+/// `entries` as the answer's rewrite: added to the upstream answer, or answered alone.
+pub fn merge_of<A: GuardedApi>(entries: Vec<A::Refused>) -> Box<dyn Rewrite> {
+    A::answer(Refusals(entries))
 }
 
-struct Refusals<A: GuardedApi>(Vec<A::Refused>);
+impl<A: GuardedApi> Step<A::Response> for Refusals<A>
+where
+    A::Response: 'static,
+{
+    const NAME: &'static str = "write_guard";
 
-/// `entries` as a merge: added to the upstream answer, or answered alone.
-pub fn merge_of<A: GuardedApi>(entries: Vec<A::Refused>) -> Box<dyn Merge> {
-    Box::new(Refusals::<A>(entries))
-}
-
-impl<A: GuardedApi> Merge for Refusals<A> {
-    fn merge(
-        self: Box<Self>,
-        shared: &Arc<Shared>,
-        frame: Option<Bytes>,
-        meta: &RequestMeta,
-    ) -> Result<Bytes, ConnError> {
-        let mut response: A::Response = match frame {
-            Some(frame) => {
-                decode_response(&frame, A::KEY, meta.api_version).map_err(ConnError::upstream)?
-            }
-            None => A::Response::default(),
-        };
-        A::add(&mut response, self.0);
-        A::finish(shared, &mut response)?;
-        encode_response(meta.correlation_id, A::KEY, meta.api_version, &response)
-            .map_err(ConnError::internal)
+    fn apply(
+        self,
+        _: &Arc<Shared>,
+        _: &RequestMeta,
+        response: &mut A::Response,
+    ) -> Result<bool, ConnError> {
+        let changed = !self.0.is_empty();
+        A::add(response, self.0);
+        Ok(changed)
     }
 }
 
@@ -191,7 +226,7 @@ pub fn apply<A: GuardedApi>(
                     let bytes = encode_request(frame, &rest).map_err(ConnError::internal)?;
                     Some(RequestAction::Forward {
                         bytes,
-                        on_response: Some(OnResponse::Merge(merge_of::<A>(refused))),
+                        on_response: Some(OnResponse::Rewrite(merge_of::<A>(refused))),
                     })
                 }
             }
