@@ -82,6 +82,7 @@ def cmd_wait_offsets(args):
     t0 = args.t0 or time.time()
     deadline = time.monotonic() + args.timeout
     first_data, cpu_at_first, total, counts = None, None, 0, {}
+    progress = []  # (seconds since t0, records on the destination), for the charts
     while True:
         now = time.time()
         try:
@@ -89,6 +90,7 @@ def cmd_wait_offsets(args):
             total = sum(end_offsets(client, counts).values()) if counts else 0
         except Exception as e:  # a topic being created, a leader moving: poll again
             log(f"poll failed: {e}")
+        progress.append([round(now - t0, 2), total])
         if total > 0 and first_data is None:
             first_data = now
             cpu_at_first = proc_cpu_seconds(args.pid) if args.pid else None
@@ -106,6 +108,7 @@ def cmd_wait_offsets(args):
         "partitions": sum(counts.values()),
         "complete_s": now - t0,
         "first_data_s": (first_data - t0) if first_data else None,
+        "progress": progress,
     }
     if args.pid:
         result["cpu_s"] = proc_cpu_seconds(args.pid)

@@ -26,6 +26,10 @@ import re
 import sys
 from pathlib import Path
 
+import svg_chart
+
+CHARTS = Path(__file__).parent / "charts"
+
 BEGIN = "<!-- replication-bench:begin -->"
 END = "<!-- replication-bench:end -->"
 MIB = 2**20
@@ -183,8 +187,23 @@ def copy_section(out, meta):
         verdict = "met" if ratio >= 5 else "not met"
         lines += [f"Ratios are mirrorgate's advantage (time: MM2's divided by mirrorgate's). Goal: at least 5x "
                   f"the MB per CPU-second of MirrorMaker 2; this run: **{ratio:.1f}x ({verdict})**.", ""]
+    if progress_chart(mg, mm2, records, CHARTS / "replication_progress.svg"):
+        lines += ["[Records on the destination over time, both copies](benches/charts/replication_progress.svg)"
+                  " (each from its own clock start, as above).", ""]
     lines += rounds_lines(out, meta, mib)
     return "\n".join(lines)
+
+
+def progress_chart(mg, mm2, records, path):
+    """Copy progress of each side as a line chart; False when the run kept no samples."""
+    series = [(name, [(t, n / records * 100) for t, n in r["progress"]])
+              for name, r in (("mirrorgate", mg), ("MirrorMaker 2", mm2)) if r and r.get("progress")]
+    if not series:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    svg_chart.lines("Mirror copy progress", series, "seconds from start",
+                    "% of the source's records on the destination", path, y_max=100)
+    return True
 
 
 def rounds_lines(out, meta, mib):

@@ -324,6 +324,16 @@ struct Row {
     p50: f64,
     p99: f64,
     p999: f64,
+    fixed_rate: bool,
+    /// Latency (ms) at each of `CURVE`'s quantiles, for the CDF charts.
+    curve: Vec<f64>,
+}
+
+/// Quantiles the latency CDF charts are drawn through.
+fn curve_quantiles() -> Vec<f64> {
+    let mut q: Vec<f64> = (0..=99).map(|p| p as f64 / 100.0).collect();
+    q.extend([0.995, 0.999, 1.0]);
+    q
 }
 
 fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
@@ -458,15 +468,51 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
                 p50: outcome.latency_ms(0.5),
                 p99: outcome.latency_ms(0.99),
                 p999: outcome.latency_ms(0.999),
+                fixed_rate: matches!(workload, Workload::Rate { .. }),
+                curve: curve_quantiles()
+                    .into_iter()
+                    .map(|q| outcome.latency_ms(q))
+                    .collect(),
             });
             eprintln!("done: {} through {}", workload.label(), middle.label());
         }
         drop(process);
     }
-    let section = section(&medians(&rows), duration, rounds);
+    let medians = medians(&rows);
+    let section = section(&medians, duration, rounds);
     println!("{section}");
     if write {
         write_report(&section)?;
+        draw_charts(&medians, dir.path())?;
+    }
+    Ok(())
+}
+
+/// The SVG charts linked from the section (`benches/proxy_bound_charts.py`).
+fn draw_charts(rows: &[Row], scratch: &Path) -> Result<()> {
+    let data: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "workload": r.workload,
+                "middle": r.middle,
+                "fixed_rate": r.fixed_rate,
+                "cpu_s_per_gb": r.cpu_s_per_gb,
+                "cpu_us_per_request": r.cpu_us_per_request,
+                "curve": curve_quantiles().into_iter().zip(r.curve.iter().copied()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let path = scratch.join("proxy_bound.json");
+    std::fs::write(&path, serde_json::to_vec(&data)?)?;
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+    let status = Command::new("python3")
+        .arg(benches.join("proxy_bound_charts.py"))
+        .arg(&path)
+        .arg(benches.join("charts"))
+        .status()?;
+    if !status.success() {
+        bail!("drawing the charts failed: {status}");
     }
     Ok(())
 }
@@ -517,6 +563,16 @@ fn medians(rows: &[Row]) -> Vec<Row> {
             p50: of(|r| r.p50),
             p99: of(|r| r.p99),
             p999: of(|r| r.p999),
+            fixed_rate: row.fixed_rate,
+            curve: (0..row.curve.len())
+                .map(|i| {
+                    median(
+                        same.iter()
+                            .filter_map(|r| r.curve.get(i).copied())
+                            .collect(),
+                    )
+                })
+                .collect(),
         });
     }
     out
@@ -586,6 +642,12 @@ fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
             row.p999,
         ));
     }
+    out.push_str(
+        "\nCharts of these medians: latency CDFs of the fixed-rate rows \
+         ([1,000/s](benches/charts/proxy_bound_latency_1.svg), \
+         [10,000/s](benches/charts/proxy_bound_latency_2.svg)) and \
+         [the middles' CPU](benches/charts/proxy_bound_cpu.svg).\n",
+    );
     out.push_str(END);
     out
 }
