@@ -8,7 +8,8 @@
 //! `cargo bench --bench proxy_bound [-- --quick] [-- --write] [-- --baseline PATH]`
 //! prints a Markdown section; `--write` also puts it into BENCHMARKS.md between its
 //! markers; `--baseline` adds another mirrorgate binary (an earlier build) as middles
-//! interleaved with this one, for a before/after in one run.
+//! interleaved with this one, for a before/after in one run. With `BENCH_PROFILE=DIR`,
+//! `perf` samples each middle per workload in the first round (top symbols in DIR).
 
 mod load;
 mod relay;
@@ -441,6 +442,8 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
         }
     }
     let runtime = tokio::runtime::Runtime::new()?;
+    // BENCH_PROFILE=DIR: `perf` samples each middle process per workload, first round.
+    let profile_dir = std::env::var_os("BENCH_PROFILE").map(PathBuf::from);
     let mut rows = Vec::new();
     for middle in (0..rounds).flat_map(|_| middles.iter()) {
         let (process, target) = middle.start(upstream_port, dir.path(), &client_tls)?;
@@ -449,7 +452,16 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
             // A short warm-up, so connection set-up is not measured.
             runtime.block_on(workload.run(&target, Duration::from_millis(500)))?;
             let cpu_before = process.as_ref().map(|p| cpu_seconds(p.pid())).transpose()?;
+            let profile = match (&profile_dir, &process) {
+                (Some(dir), Some(p)) if rows.len() < middles.len() * workloads.len() => Some(
+                    Profile::start(dir, p.pid(), &middle.label(), workload.label())?,
+                ),
+                _ => None,
+            };
             let mut outcome = runtime.block_on(workload.run(&target, duration))?;
+            if let Some(profile) = profile {
+                profile.finish()?;
+            }
             let cpu = match (&process, cpu_before) {
                 (Some(p), Some(before)) => Some(cpu_seconds(p.pid())? - before),
                 _ => None,
@@ -486,6 +498,51 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
         draw_charts(&medians, dir.path())?;
     }
     Ok(())
+}
+
+/// `perf record` of one middle over one workload, reported as its top symbols.
+struct Profile {
+    perf: Child,
+    data: PathBuf,
+    report: PathBuf,
+}
+
+impl Profile {
+    fn start(dir: &Path, pid: u32, middle: &str, workload: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let name: String = format!("{middle}--{workload}")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let data = dir.join(format!("{name}.perf.data"));
+        let perf = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start perf (BENCH_PROFILE)")?;
+        Ok(Self {
+            perf,
+            data,
+            report: dir.join(format!("{name}.txt")),
+        })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        // SIGINT: perf writes its data and exits.
+        Command::new("kill")
+            .args(["-INT", &self.perf.id().to_string()])
+            .status()?;
+        self.perf.wait()?;
+        let report = Command::new("perf")
+            .args(["report", "--no-children", "--stdio", "--percent-limit", "1"])
+            .args(["--sort", "dso,symbol", "-g", "none", "-i"])
+            .arg(&self.data)
+            .output()?;
+        std::fs::write(&self.report, report.stdout)?;
+        Ok(())
+    }
 }
 
 /// The SVG charts linked from the section (`benches/proxy_bound_charts.py`).
