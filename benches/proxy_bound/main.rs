@@ -9,7 +9,8 @@
 //! prints a Markdown section; `--write` also puts it into BENCHMARKS.md between its
 //! markers; `--baseline` adds another mirrorgate binary (an earlier build) as middles
 //! interleaved with this one, for a before/after in one run. With `BENCH_PROFILE=DIR`,
-//! `perf` samples each middle per workload in the first round (top symbols in DIR).
+//! `perf` samples each middle per workload in the first round (top symbols in DIR);
+//! with `BENCH_PIN=1`, the middle runs on a core of its own.
 
 mod load;
 mod relay;
@@ -337,7 +338,26 @@ fn curve_quantiles() -> Vec<f64> {
     q
 }
 
+/// Pins every thread of `pid` to `cpu` (`taskset`).
+fn pin(pid: u32, cpu: usize) -> Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-cp", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("taskset (BENCH_PIN)")?;
+    if !status.success() {
+        bail!("taskset failed: {status}");
+    }
+    Ok(())
+}
+
 fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
+    // BENCH_PIN=1: the load generator and the stand-in broker on core 0, the middle on
+    // core 1, so the middle's latency is not its wait for a core the others hold.
+    let pinned = std::env::var("BENCH_PIN").is_ok_and(|v| v == "1");
+    if pinned {
+        pin(std::process::id(), 0)?;
+    }
     let duration = Duration::from_secs(if quick { 3 } else { 5 });
     // Rounds interleave the middles, so a noisy minute on this machine hits them all.
     let rounds = if quick { 1 } else { 3 };
@@ -447,6 +467,9 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     let mut rows = Vec::new();
     for middle in (0..rounds).flat_map(|_| middles.iter()) {
         let (process, target) = middle.start(upstream_port, dir.path(), &client_tls)?;
+        if let (true, Some(process)) = (pinned, &process) {
+            pin(process.pid(), 1)?;
+        }
         runtime.block_on(wait_ready(&target, workloads[0].request()))?;
         for workload in &workloads {
             // A short warm-up, so connection set-up is not measured.
@@ -491,7 +514,7 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
         drop(process);
     }
     let medians = medians(&rows);
-    let section = section(&medians, duration, rounds);
+    let section = section(&medians, duration, rounds, pinned);
     println!("{section}");
     if write {
         write_report(&section)?;
@@ -639,7 +662,7 @@ const BEGIN: &str = "<!-- proxy-bound:begin -->";
 const END: &str = "<!-- proxy-bound:end -->";
 
 /// The BENCHMARKS.md section: how it was run, then the table.
-fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
+fn section(rows: &[Row], duration: Duration, rounds: usize, pinned: bool) -> String {
     let mut out = format!(
         "{BEGIN}\n## Proxy-bound (benches/proxy_bound)\n\n\
          `cargo bench --bench proxy_bound [-- --quick] [-- --write]`. A stand-in broker answers \
@@ -654,10 +677,15 @@ fn section(rows: &[Row], duration: Duration, rounds: usize) -> String {
          Latency of the fixed-rate rows counts from when each request was due (paced at the \
          timer's millisecond, so 10,000/s goes out in bursts of about 10); `p99 over relay` is \
          the latency added beyond the relay's. {} s per row, \
-         {rounds} round(s) interleaving the middles; each figure is the median over the rounds.\n\n\
+         {rounds} round(s) interleaving the middles; each figure is the median over the rounds.{}\n\n\
          | workload | middle | MB/s | vs direct | req/s | CPU-s/GB | CPU-µs/req | CPU vs relay | p50 ms | p99 ms | p99 over relay ms | p99.9 ms |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        duration.as_secs()
+        duration.as_secs(),
+        if pinned {
+            " Pinned (`BENCH_PIN=1`): load generator and stand-in broker on core 0, the middle on core 1."
+        } else {
+            ""
+        }
     );
     for row in rows {
         let same_workload = |r: &&Row| r.workload == row.workload;

@@ -241,3 +241,56 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
         endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
     );
 }
+
+/// Answers are written in request order, but one that has come is not held back for
+/// the next: a Metadata answer goes out at once, not after the long-polling Fetch
+/// pipelined behind it on the same connection (as librdkafka does, with heartbeats and
+/// commits on its one connection per broker).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
+    use common::kafka::{topic_id, topic_name};
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{BrokerId, FetchRequest, MetadataRequest};
+    use std::time::{Duration, Instant};
+
+    const MAX_WAIT: Duration = Duration::from_secs(3);
+    let cluster = destination();
+    let proxy = Proxy::start(cluster, ProxyOptions::default());
+    let topic = unique("long-poll");
+    common::create_topic(cluster, &topic, &["--replica-assignment", "0"]);
+    let mut conn = connect(&proxy.broker_addr(0)).await;
+    let id = topic_id(&metadata(&mut conn, &[&topic], 12).await, &topic);
+
+    let fetch = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(MAX_WAIT.as_millis() as i32)
+        .with_min_bytes(1 << 20) // more than the empty topic has: the broker waits
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(&topic))
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let sent = Instant::now();
+    let first = conn
+        .send_deferred(&MetadataRequest::default().with_topics(None), 12)
+        .await
+        .unwrap();
+    let second = conn.send_deferred(&fetch, 12).await.unwrap();
+    conn.flush_writes().await.unwrap();
+    let answer = conn.receive(first).await.expect("the metadata answer");
+    let metadata_after = sent.elapsed();
+    assert!(!answer.brokers.is_empty());
+    let fetched = conn.receive(second).await.expect("the fetch answer");
+    let fetch_after = sent.elapsed();
+    assert_eq!(fetched.error_code, 0);
+    assert!(
+        fetch_after >= MAX_WAIT - Duration::from_millis(500),
+        "the broker answered the fetch after {fetch_after:?}: it did not long-poll"
+    );
+    assert!(
+        metadata_after < MAX_WAIT / 2,
+        "the metadata answer waited {metadata_after:?}, behind the fetch ({fetch_after:?})"
+    );
+}
