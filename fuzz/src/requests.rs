@@ -7,7 +7,8 @@
 //! has read-only and internal topics, `produce_guard::peek_acks`, and Fetch's decode.
 //!
 //! Properties: nothing panics; the guard fails exactly when the body does not decode;
-//! `peek_acks` agrees with the decoded `acks`; a forwarded (split) request is a valid
+//! `peek_acks` agrees with the decoded `acks`; the Produce walk names the decoder's
+//! topics, and accepts no body the decoder refuses; a forwarded (split) request is a valid
 //! frame with the same header that decodes to exactly the entries left after cutting
 //! out the read-only ones, and names no read-only topic; an answer given in place of
 //! the request decodes as that API's response with the request's correlation id;
@@ -19,7 +20,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use mirrorgate::kafka::codec::{decode_request, decode_response, encode_request};
+use mirrorgate::kafka::fetch_scan::ScannedTopic;
 use mirrorgate::kafka::frame::RequestFrame;
+use mirrorgate::kafka::produce_scan::scan_produce_topics;
 use mirrorgate::proxy::interceptors::produce_guard::{peek_acks, Produce};
 use mirrorgate::proxy::interceptors::write_guard::{self, GuardedApi};
 use mirrorgate::proxy::interceptors::{api_versions, internal_guard, OnResponse, RequestAction};
@@ -81,13 +84,36 @@ pub fn check(data: &[u8]) {
 /// (v13 names them by id; without a destination every id stays unresolved).
 fn produce(frame: &RequestFrame) {
     let peeked = peek_acks(frame);
+    let mut walked = Vec::new();
+    let body = frame.body().expect("a body after the fixed header");
+    let walk = scan_produce_topics(&body, frame.api_version, |topic| {
+        walked.push(match topic {
+            ScannedTopic::Name(name) => name.to_string(),
+            ScannedTopic::Id(id) => uuid::Uuid::from_bytes(id).to_string(),
+        })
+    });
     match decode_request::<ProduceRequest>(frame) {
         Ok(request) => {
             let acks = peeked.expect("acks peeked from a body that decodes");
             assert_eq!(acks, request.acks, "peek_acks disagrees with the decoder");
+            if walk.is_ok() {
+                let decoded: Vec<String> = request
+                    .topic_data
+                    .iter()
+                    .map(|t| match frame.api_version {
+                        13.. => t.topic_id.to_string(),
+                        _ => t.name.to_string(),
+                    })
+                    .collect();
+                assert_eq!(walked, decoded, "the walk and the decoder name other topics");
+            }
             guarded::<Produce>(frame, acks != 0);
         }
-        Err(_) => guarded::<Produce>(frame, true),
+        Err(_) => {
+            // What the decoder refuses, the walk must not pass as naming no topic.
+            assert!(walk.is_err(), "the walk accepted a body the decoder refuses");
+            guarded::<Produce>(frame, true)
+        }
     }
 }
 

@@ -19,15 +19,8 @@ pub struct FetchLayout {
     pub node_endpoints: bool,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ScanError {
-    #[error("fetch response version {0} is not scanned")]
-    Version(i16),
-    #[error("fetch response ends inside a field")]
-    Truncated,
-    #[error("fetch response has a malformed field")]
-    Malformed,
-}
+use super::wire_scan::Reader;
+pub use super::wire_scan::ScanError;
 
 /// Oldest and newest versions walked.
 const VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
@@ -102,100 +95,4 @@ pub fn scan_fetch_response<'a>(
         }
     }
     Ok(layout)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ScanError> {
-        if n > self.buf.len() {
-            return Err(ScanError::Truncated);
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), ScanError> {
-        self.take(n).map(|_| ())
-    }
-
-    fn i16(&mut self) -> Result<i16, ScanError> {
-        let b = self.take(2)?;
-        Ok(i16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn i32(&mut self) -> Result<i32, ScanError> {
-        let b = self.take(4)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn uvarint(&mut self) -> Result<u32, ScanError> {
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let byte = self.take(1)?[0];
-            value |= u32::from(byte & 0x7f) << (7 * i);
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(ScanError::Malformed)
-    }
-
-    /// An array's element count; None when null.
-    fn array_len(&mut self, flexible: bool) -> Result<Option<usize>, ScanError> {
-        let len = if flexible {
-            i64::from(self.uvarint()?) - 1
-        } else {
-            i64::from(self.i32()?)
-        };
-        match len {
-            -1 => Ok(None),
-            n if n < 0 => Err(ScanError::Malformed),
-            // Each element takes at least one byte: a count beyond what is left is a lie,
-            // refused before any loop runs that long.
-            n if n as usize > self.buf.len() => Err(ScanError::Truncated),
-            n => Ok(Some(n as usize)),
-        }
-    }
-
-    fn string(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, ScanError> {
-        let len = if flexible {
-            i64::from(self.uvarint()?) - 1
-        } else {
-            i64::from(self.i16()?)
-        };
-        self.sized(len)
-    }
-
-    fn bytes(&mut self, flexible: bool) -> Result<Option<&'a [u8]>, ScanError> {
-        let len = if flexible {
-            i64::from(self.uvarint()?) - 1
-        } else {
-            i64::from(self.i32()?)
-        };
-        self.sized(len)
-    }
-
-    fn sized(&mut self, len: i64) -> Result<Option<&'a [u8]>, ScanError> {
-        match len {
-            -1 => Ok(None),
-            n if n < 0 => Err(ScanError::Malformed),
-            n => self
-                .take(usize::try_from(n).map_err(|_| ScanError::Malformed)?)
-                .map(Some),
-        }
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), ScanError> {
-        let fields = self.uvarint()?;
-        for _ in 0..fields {
-            self.uvarint()?; // tag
-            let size = self.uvarint()?;
-            self.skip(size as usize)?;
-        }
-        Ok(())
-    }
 }

@@ -9,22 +9,7 @@ use kafka_protocol::messages::{BrokerId, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use super::fetch_scan::*;
-
-/// A small deterministic generator (xorshift), so a failure names its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use super::test_rng::Rng;
 
 fn response(rng: &mut Rng, version: i16) -> FetchResponse {
     let topics = (0..rng.below(4))

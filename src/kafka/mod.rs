@@ -29,12 +29,18 @@ pub mod membership;
 mod membership_tests;
 /// End offsets of a whole topic from its leaders.
 pub mod offsets;
+pub mod produce_scan;
+#[cfg(test)]
+mod produce_scan_tests;
 pub mod producer;
 pub mod record_batch;
 #[cfg(test)]
 mod record_batch_tests;
 pub mod record_codec;
 pub mod sasl;
+#[cfg(test)]
+mod test_rng;
 /// Calls to a transaction coordinator on behalf of a client's transaction.
 pub mod transactions;
 pub mod transport;
+pub mod wire_scan;

@@ -19,7 +19,9 @@ use super::write_guard::{
 };
 use super::{produce_forward, txn_forward, Interceptor, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
+use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
+use crate::kafka::produce_scan::scan_produce_topics;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::{Guard, Snapshot};
@@ -100,10 +102,7 @@ async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<Request
         OnResponse::Forward
     };
     let by_id = version >= TOPIC_IDS_SINCE;
-    if snapshot.has_read_only_topics()
-        || snapshot.fences_any()
-        || shared.may_name_internal(&snapshot, &frame.bytes, by_id)
-    {
+    if may_touch_guarded(shared, &snapshot, &frame, by_id) {
         if version < ApiKey::Produce.valid_versions().min {
             // v0-2 bodies cannot be decoded, so they cannot be checked.
             return Ok(RequestAction::Close(format!(
@@ -211,6 +210,44 @@ async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<Request
         bytes: frame.bytes,
         on_response: expects_response.then_some(on_response),
     })
+}
+
+/// True unless the request surely names no topic that is guarded, fenced or forwarded:
+/// its topics are read by a walk over the request, which steps over the record bytes.
+/// A request the walk does not accept, or naming an id the destination has not shown,
+/// is decoded.
+fn may_touch_guarded(
+    shared: &Arc<Shared>,
+    snapshot: &Snapshot,
+    frame: &RequestFrame,
+    by_id: bool,
+) -> bool {
+    let guarded = |name: &str| {
+        snapshot.guard_of(name).is_some()
+            || snapshot.fence_of(name).is_some()
+            || snapshot.forward_of(name).is_some()
+    };
+    if frame.api_version < ApiKey::Produce.valid_versions().min {
+        // v0-2 can be neither walked nor decoded: a search of the whole frame for
+        // mirrorgate's own topics decides (and finding anything closes the connection).
+        return snapshot.has_read_only_topics()
+            || snapshot.fences_any()
+            || shared.may_name_internal(snapshot, &frame.bytes, by_id);
+    }
+    let Ok(body) = frame.body() else {
+        return true;
+    };
+    let mut touches = false;
+    let walked = scan_produce_topics(&body, frame.api_version, |topic| {
+        touches |= match topic {
+            ScannedTopic::Name(name) => guarded(name),
+            ScannedTopic::Id(id) => shared
+                .destination
+                .topic_name(&uuid::Uuid::from_bytes(id))
+                .is_none_or(|name| guarded(name.as_str())),
+        };
+    });
+    touches || walked.is_err()
 }
 
 /// Produce v13 names topics by id: fill in names from what the proxy learned of the
