@@ -9,9 +9,11 @@ COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
 
 def bars(title, groups, sides, unit_of, path):
     """groups: [(metric, {side: value})]; unit_of(metric) -> unit text; writes `path`."""
-    bar_h, gap, label_w, plot_w = 18, 14, 230, 420
+    bar_h, gap, plot_w = 18, 14, 420
+    # Room for the longest side name (about 7 px a character at this size).
+    label_w = max(230, 30 + 7 * max((len(s) for s in sides), default=0))
     rows = sum(len(sides) for _ in groups)
-    height = 60 + rows * bar_h + len(groups) * (gap + 22) + 20 * len(sides)
+    height = 60 + rows * bar_h + len(groups) * (gap + 22)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + plot_w + 120}" '
            f'height="{height}" font-family="sans-serif" font-size="12">',
            f'<text x="10" y="22" font-size="15" font-weight="bold">{escape(title)}</text>']
@@ -41,7 +43,8 @@ def lines(title, series, x_label, y_label, path, x_log=False, y_max=None):
     """series: [(name, [(x, y)])], drawn as polylines on shared axes; x_log: a log-10 x
     axis (latencies); writes `path`."""
     import math
-    left, top, plot_w, plot_h, legend_w = 60, 40, 520, 300, 260
+    left, top, plot_w, plot_h = 60, 40, 520, 300
+    legend_w = max(260, 60 + 7 * max((len(name) for name, _ in series), default=0))
     points = [p for _, ps in series for p in ps]
     if not points:
         return
