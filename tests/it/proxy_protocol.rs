@@ -162,9 +162,7 @@ fn assert_point_at_proxy<'a>(proxy: &Proxy, endpoints: impl Iterator<Item = (i32
 /// the proxy that address must be the proxy's listener for the leader.
 #[tokio::test(flavor = "multi_thread")]
 async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
-    use common::kafka::{batch, produce, topic_id, topic_name};
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{BrokerId, FetchRequest};
+    use common::kafka::{batch, fetch_request, produce, topic_id};
     use kafka_protocol::records::Compression;
 
     let cluster = destination();
@@ -193,17 +191,7 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
         endpoints.map(|n| (n.node_id.0, n.host.as_str(), n.port)),
     );
 
-    let fetch = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(10)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(&topic))
-            .with_topic_id(id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_partition_max_bytes(1 << 20)])]);
+    let fetch = fetch_request(&topic, id, 10, 1, 1 << 20);
     // A follower may serve consumer fetches (KIP-392); a broker without a replica may not.
     let mut outsider = connect(&proxy.broker_addr(2)).await;
     let response = outsider
@@ -248,9 +236,8 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
 /// commits on its one connection per broker).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
-    use common::kafka::{topic_id, topic_name};
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{BrokerId, FetchRequest, MetadataRequest};
+    use common::kafka::{fetch_request, topic_id};
+    use kafka_protocol::messages::MetadataRequest;
     use std::time::{Duration, Instant};
 
     const MAX_WAIT: Duration = Duration::from_secs(3);
@@ -261,17 +248,8 @@ async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
     let mut conn = connect(&proxy.broker_addr(0)).await;
     let id = topic_id(&metadata(&mut conn, &[&topic], 12).await, &topic);
 
-    let fetch = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(MAX_WAIT.as_millis() as i32)
-        .with_min_bytes(1 << 20) // more than the empty topic has: the broker waits
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(&topic))
-            .with_topic_id(id)
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_partition_max_bytes(1 << 20)])]);
+    // min_bytes more than the empty topic has: the broker waits.
+    let fetch = fetch_request(&topic, id, MAX_WAIT.as_millis() as i32, 1 << 20, 1 << 20);
     let sent = Instant::now();
     let first = conn
         .send_deferred(&MetadataRequest::default().with_topics(None), 12)

@@ -108,6 +108,29 @@ pub fn produce(topics: &[(&str, Uuid)], batch: &Bytes, acks: i16) -> ProduceRequ
 }
 
 /// Raw record bytes of partition 0 from offset 0, fetched straight from its leader.
+/// A consumer's Fetch of partition 0 of `topic` (named, and by `id` from v13) from
+/// offset 0.
+pub fn fetch_request(
+    topic: &str,
+    id: Uuid,
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_topic_id(id)
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(max_bytes)])])
+}
+
 pub async fn fetch_raw(cluster_bootstrap: &str, topic: &str) -> Bytes {
     let first = cluster_bootstrap.split(',').next().expect("bootstrap");
     let mut conn = connect(first).await;
@@ -119,17 +142,7 @@ pub async fn fetch_raw(cluster_bootstrap: &str, topic: &str) -> Bytes {
         .find(|b| b.node_id == leader)
         .expect("leader broker");
     let mut leader_conn = connect(&format!("{}:{}", broker.host.as_str(), broker.port)).await;
-    let request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(100)
-        .with_min_bytes(1)
-        .with_max_bytes(10 << 20)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic_name(topic))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(0)
-                .with_partition_max_bytes(10 << 20)])]);
+    let request = fetch_request(topic, Uuid::nil(), 100, 1, 10 << 20);
     let response = leader_conn.call(&request, 12).await.expect("fetch");
     response.responses[0].partitions[0]
         .records
