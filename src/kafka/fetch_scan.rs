@@ -5,13 +5,6 @@
 //! full decode stays for the responses that need it, and for anything the walk does
 //! not accept.
 
-/// The topic of a scanned partition: its name (v4-12) or its id (v13+).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScannedTopic<'a> {
-    Name(&'a str),
-    Id([u8; 16]),
-}
-
 /// What the walk found beside the partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FetchLayout {
@@ -20,7 +13,7 @@ pub struct FetchLayout {
 }
 
 use super::wire_scan::Reader;
-pub use super::wire_scan::ScanError;
+pub use super::wire_scan::{ScanError, ScannedTopic};
 
 /// Oldest and newest versions walked.
 const VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
@@ -48,12 +41,7 @@ pub fn scan_fetch_response<'a>(
     }
     let topics = r.array_len(flexible)?.unwrap_or(0);
     for _ in 0..topics {
-        let topic = if version >= TOPIC_IDS_SINCE {
-            ScannedTopic::Id(r.take(16)?.try_into().map_err(|_| ScanError::Truncated)?)
-        } else {
-            let name = r.string(flexible)?.ok_or(ScanError::Malformed)?;
-            ScannedTopic::Name(std::str::from_utf8(name).map_err(|_| ScanError::Malformed)?)
-        };
+        let topic = r.topic(version >= TOPIC_IDS_SINCE, flexible)?;
         let partitions = r.array_len(flexible)?.unwrap_or(0);
         for _ in 0..partitions {
             let index = r.i32()?;

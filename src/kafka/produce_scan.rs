@@ -4,8 +4,7 @@
 //! guarded topic from one it must decode for the cost of a walk over its headers, not
 //! of a search through its record bytes. Anything the walk does not accept is decoded.
 
-use super::fetch_scan::ScannedTopic;
-use super::wire_scan::{Reader, ScanError};
+use super::wire_scan::{Reader, ScanError, ScannedTopic};
 
 /// Oldest and newest versions walked.
 const VERSIONS: std::ops::RangeInclusive<i16> = 3..=13;
@@ -24,20 +23,13 @@ pub fn scan_produce_topics<'a>(
     }
     let flexible = version >= FLEXIBLE_SINCE;
     let mut r = Reader { buf: body };
-    if let Some(transactional_id) = r.string(flexible)? {
-        // A string must be UTF-8 wherever it is, as for the decoder.
-        std::str::from_utf8(transactional_id).map_err(|_| ScanError::Malformed)?;
-    }
+    r.utf8(flexible)?; // transactional_id
     r.skip(2 + 4)?; // acks, timeout_ms
-                    // Neither array is nullable: a null one is refused, as the decoder refuses it.
+
+    // Neither array is nullable: a null one is refused, as the decoder refuses it.
     let topics = r.array_len(flexible)?.ok_or(ScanError::Malformed)?;
     for _ in 0..topics {
-        let scanned = if version >= TOPIC_IDS_SINCE {
-            ScannedTopic::Id(r.take(16)?.try_into().map_err(|_| ScanError::Truncated)?)
-        } else {
-            let name = r.string(flexible)?.ok_or(ScanError::Malformed)?;
-            ScannedTopic::Name(std::str::from_utf8(name).map_err(|_| ScanError::Malformed)?)
-        };
+        let scanned = r.topic(version >= TOPIC_IDS_SINCE, flexible)?;
         let partitions = r.array_len(flexible)?.ok_or(ScanError::Malformed)?;
         for _ in 0..partitions {
             r.skip(4)?; // index

@@ -13,6 +13,13 @@ pub enum ScanError {
     Malformed,
 }
 
+/// A topic as a message names it: by name (older versions) or by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScannedTopic<'a> {
+    Name(&'a str),
+    Id([u8; 16]),
+}
+
 /// A cursor over a message's fields that reads without allocating.
 pub(crate) struct Reader<'a> {
     pub(crate) buf: &'a [u8],
@@ -97,6 +104,30 @@ impl<'a> Reader<'a> {
                 .take(usize::try_from(n).map_err(|_| ScanError::Malformed)?)
                 .map(Some),
         }
+    }
+
+    /// A nullable string, which must be UTF-8 (as for the decoder).
+    pub(crate) fn utf8(&mut self, flexible: bool) -> Result<Option<&'a str>, ScanError> {
+        self.string(flexible)?
+            .map(|s| std::str::from_utf8(s).map_err(|_| ScanError::Malformed))
+            .transpose()
+    }
+
+    /// A topic: its id when `by_id`, else its name (never null).
+    pub(crate) fn topic(
+        &mut self,
+        by_id: bool,
+        flexible: bool,
+    ) -> Result<ScannedTopic<'a>, ScanError> {
+        if by_id {
+            let id = self
+                .take(16)?
+                .try_into()
+                .map_err(|_| ScanError::Truncated)?;
+            return Ok(ScannedTopic::Id(id));
+        }
+        let name = self.utf8(flexible)?.ok_or(ScanError::Malformed)?;
+        Ok(ScannedTopic::Name(name))
     }
 
     pub(crate) fn skip_tagged_fields(&mut self) -> Result<(), ScanError> {

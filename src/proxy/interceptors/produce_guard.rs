@@ -102,7 +102,7 @@ async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<Request
         OnResponse::Forward
     };
     let by_id = version >= TOPIC_IDS_SINCE;
-    if may_touch_guarded(shared, &snapshot, &frame, by_id) {
+    if may_touch_guarded(shared, &snapshot, &frame) {
         if version < ApiKey::Produce.valid_versions().min {
             // v0-2 bodies cannot be decoded, so they cannot be checked.
             return Ok(RequestAction::Close(format!(
@@ -216,12 +216,7 @@ async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<Request
 /// its topics are read by a walk over the request, which steps over the record bytes.
 /// A request the walk does not accept, or naming an id the destination has not shown,
 /// is decoded.
-fn may_touch_guarded(
-    shared: &Arc<Shared>,
-    snapshot: &Snapshot,
-    frame: &RequestFrame,
-    by_id: bool,
-) -> bool {
+fn may_touch_guarded(shared: &Arc<Shared>, snapshot: &Snapshot, frame: &RequestFrame) -> bool {
     let guarded = |name: &str| {
         snapshot.guard_of(name).is_some()
             || snapshot.fence_of(name).is_some()
@@ -232,7 +227,7 @@ fn may_touch_guarded(
         // mirrorgate's own topics decides (and finding anything closes the connection).
         return snapshot.has_read_only_topics()
             || snapshot.fences_any()
-            || shared.may_name_internal(snapshot, &frame.bytes, by_id);
+            || shared.may_name_internal(snapshot, &frame.bytes, false);
     }
     let Ok(body) = frame.body() else {
         return true;
