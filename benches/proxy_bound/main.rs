@@ -10,7 +10,8 @@
 //! markers; `--baseline` adds another mirrorgate binary (an earlier build) as middles
 //! interleaved with this one, for a before/after in one run. With `BENCH_PROFILE=DIR`,
 //! `perf` samples each middle per workload in the first round (top symbols in DIR);
-//! with `BENCH_PIN=1`, the middle runs on a core of its own.
+//! with `BENCH_PIN=1`, the middle runs on a core of its own. `BENCH_ONLY=a,b` keeps
+//! the workloads and middles whose label contains one of the words (not with `--write`).
 
 mod load;
 mod relay;
@@ -461,6 +462,7 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
             });
         }
     }
+    let (workloads, middles) = only(workloads, middles, write)?;
     let runtime = tokio::runtime::Runtime::new()?;
     // BENCH_PROFILE=DIR: `perf` samples each middle process per workload, first round.
     let profile_dir = std::env::var_os("BENCH_PROFILE").map(PathBuf::from);
@@ -524,6 +526,36 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
 }
 
 /// `perf record` of one middle over one workload, reported as its top symbols.
+/// `BENCH_ONLY`: the workloads and middles whose label contains one of its
+/// comma-separated words; a side with no match is kept whole.
+fn only(
+    workloads: Vec<Workload>,
+    middles: Vec<Middle>,
+    write: bool,
+) -> Result<(Vec<Workload>, Vec<Middle>)> {
+    let Ok(words) = std::env::var("BENCH_ONLY") else {
+        return Ok((workloads, middles));
+    };
+    if write {
+        bail!("BENCH_ONLY runs a part of the section; it cannot be written");
+    }
+    let words: Vec<String> = words.split(',').map(|w| w.trim().to_string()).collect();
+    let hit = |label: &str| {
+        words
+            .iter()
+            .any(|w| !w.is_empty() && label.contains(w.as_str()))
+    };
+    let workloads = match workloads.iter().any(|w| hit(w.label())) {
+        true => workloads.into_iter().filter(|w| hit(w.label())).collect(),
+        false => workloads,
+    };
+    let middles = match middles.iter().any(|m| hit(&m.label())) {
+        true => middles.into_iter().filter(|m| hit(&m.label())).collect(),
+        false => middles,
+    };
+    Ok((workloads, middles))
+}
+
 struct Profile {
     perf: Child,
     data: PathBuf,

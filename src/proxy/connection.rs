@@ -2,12 +2,12 @@
 //! response loop joined in one task.
 //!
 //! Requests are forwarded as soon as they are read (pipelined); what each one expects
-//! back goes into a bounded FIFO, whose capacity is the per-connection in-flight limit.
+//! back goes into a bounded FIFO (`in_flight`), whose capacity is the per-connection
+//! in-flight limit.
 //! The response loop takes FIFO entries in order, so local answers and upstream answers
 //! reach the client in request order, as Kafka requires.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,11 +15,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use super::error::ConnError;
+use super::in_flight::{InFlight, Receiver, Sender};
 use super::interceptors::{self, OnResponse, RequestAction, RequestMeta};
 use super::{Shared, Target};
 use crate::kafka::frame::{
@@ -28,9 +29,7 @@ use crate::kafka::frame::{
 use crate::kafka::frame_writer::FrameWriter;
 use crate::kafka::transport::BoxIo;
 
-/// What the response loop must send back next, in request order. Sent boxed: the
-/// channel allocates its slots 32 at a time up front, and an idle connection should
-/// not hold 32 of these.
+/// What the response loop must send back next, in request order.
 struct Pending {
     meta: RequestMeta,
     received: Instant,
@@ -208,27 +207,21 @@ async fn run(shared: &Arc<Shared>, client: BoxIo, target: Target) -> Result<(), 
     // The upstream write half lives until both loops end: dropping it early would
     // half-close the broker connection while responses are still owed.
     let mut upstream_write = FrameWriter::new(upstream_write);
-    let (pending_tx, pending_rx) = mpsc::channel(config.proxy.max_in_flight_per_connection);
-    let produce_pending = AtomicUsize::new(0);
+    let in_flight = InFlight::new(config.proxy.max_in_flight_per_connection);
     let requests = request_loop(
         shared,
         client_frames,
         first,
         &mut upstream_write,
-        Queue {
-            entries: pending_tx,
-            produce: &produce_pending,
-        },
+        in_flight.sender(),
     );
     let responses = response_loop(
         shared,
         FrameReader::with_limit(upstream_read, live_max_frame(shared), MIN_RESPONSE_BODY),
         FrameWriter::new(client_write),
-        pending_rx,
-        &produce_pending,
+        in_flight.receiver(),
     );
-    tokio::try_join!(requests, responses)?;
-    Ok(())
+    in_flight.drive(requests, responses).await
 }
 
 /// The next whole request frame, `None` at a clean end of stream; a client that sends
@@ -253,29 +246,6 @@ fn live_max_frame(shared: &Arc<Shared>) -> MaxFrame {
     }))
 }
 
-/// The in-flight FIFO's sending side, and how many of its entries await a broker's
-/// Produce answer.
-struct Queue<'a> {
-    entries: mpsc::Sender<Box<Pending>>,
-    produce: &'a AtomicUsize,
-}
-
-impl Queue<'_> {
-    /// Waits while the in-flight limit is reached (backpressure); false once the
-    /// response loop is gone.
-    async fn send(&self, entry: Box<Pending>) -> bool {
-        let produce = is_produce_answer(&entry);
-        if produce {
-            self.produce.fetch_add(1, Ordering::Relaxed);
-        }
-        let sent = self.entries.send(entry).await.is_ok();
-        if produce && !sent {
-            self.produce.fetch_sub(1, Ordering::Relaxed);
-        }
-        sent
-    }
-}
-
 fn is_produce_answer(entry: &Pending) -> bool {
     entry.meta.api_key == ApiKey::Produce && matches!(entry.answer, Answer::Upstream(_))
 }
@@ -285,7 +255,7 @@ async fn request_loop(
     mut client: FrameReader<ReadHalf<BoxIo>>,
     first: Bytes,
     upstream: &mut FrameWriter<WriteHalf<BoxIo>>,
-    pending: Queue<'_>,
+    pending: Sender<'_, Pending>,
 ) -> Result<(), ConnError> {
     let mut first = Some(first);
     loop {
@@ -354,14 +324,13 @@ async fn request_loop(
             }
         };
         if let Some(answer) = answer {
-            let entry = Box::new(Pending {
+            let entry = Pending {
                 meta,
                 received,
                 answer,
-            });
-            if !pending.send(entry).await {
-                return Ok(());
-            }
+            };
+            let produce = is_produce_answer(&entry);
+            pending.send(entry, produce).await;
         }
         if last {
             upstream
@@ -387,18 +356,14 @@ async fn response_loop(
     shared: &Arc<Shared>,
     mut upstream: FrameReader<ReadHalf<BoxIo>>,
     mut client: FrameWriter<WriteHalf<BoxIo>>,
-    mut pending: mpsc::Receiver<Box<Pending>>,
-    produce_pending: &AtomicUsize,
+    pending: Receiver<'_, Pending>,
 ) -> Result<(), ConnError> {
     while let Some(entry) = pending.recv().await {
-        if is_produce_answer(&entry) {
-            produce_pending.fetch_sub(1, Ordering::Relaxed);
-        }
         let Pending {
             meta,
             received,
             answer,
-        } = *entry;
+        } = entry;
         let bytes = match answer {
             Answer::Local(bytes) => bytes,
             Answer::Upstream(on_response) => {
@@ -428,8 +393,7 @@ async fn response_loop(
         // answer (a producer's pipeline: they come in order, soon, and one write for
         // several costs less). Otherwise at once: an answer must not wait behind, say,
         // a long-polling Fetch on the same connection.
-        let next_soon = upstream.has_buffered_frame()
-            || produce_pending.load(Ordering::Relaxed) == pending.len();
+        let next_soon = upstream.has_buffered_frame() || pending.only_counted_left();
         if pending.is_empty() || !next_soon {
             client.flush().await.map_err(ConnError::ClientGone)?;
         }

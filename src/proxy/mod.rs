@@ -7,6 +7,7 @@
 mod connection;
 pub mod destination;
 pub mod error;
+mod in_flight;
 pub mod interceptors;
 mod listener;
 pub mod reload;
