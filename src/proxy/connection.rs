@@ -232,9 +232,16 @@ async fn next_request(
 ) -> Result<Option<Bytes>, ConnError> {
     match tokio::time::timeout(limit, client.next()).await {
         Err(_) => Err(ConnError::ClientIdle(limit)),
-        Ok(Ok(frame)) => Ok(frame),
-        Ok(Err(FrameError::Io(e))) => Err(ConnError::ClientGone(e)),
-        Ok(Err(e)) => Err(ConnError::ClientFrame(e)),
+        Ok(next) => client_side(next),
+    }
+}
+
+/// A read from the client: its end of stream, a frame, or why the connection ends.
+fn client_side(next: Result<Option<Bytes>, FrameError>) -> Result<Option<Bytes>, ConnError> {
+    match next {
+        Ok(frame) => Ok(frame),
+        Err(FrameError::Io(e)) => Err(ConnError::ClientGone(e)),
+        Err(e) => Err(ConnError::ClientFrame(e)),
     }
 }
 
@@ -258,18 +265,37 @@ async fn request_loop(
     pending: Sender<'_, Pending>,
 ) -> Result<(), ConnError> {
     let mut first = Some(first);
+    // On shutdown stop reading; dropping `pending` lets the response loop drain what
+    // is in flight, then the connection closes.
+    let mut shutdown = std::pin::pin!(shared.shutdown.cancelled());
+    // One idle timer for the connection, moved on only when it fires: re-arming a timer
+    // for every request takes the timer wheel's lock twice per request.
+    let mut idle_timer = std::pin::pin!(tokio::time::sleep(
+        shared.registry.load().config.proxy.client_idle_timeout()
+    ));
     loop {
         let frame = match first.take() {
             Some(frame) => frame,
             None => {
                 let idle = shared.registry.load().config.proxy.client_idle_timeout();
-                let next = tokio::select! {
-                    // On shutdown stop reading; dropping `pending` lets the response
-                    // loop drain what is in flight, then the connection closes.
-                    _ = shared.shutdown.cancelled() => return Ok(()),
-                    next = next_request(&mut client, idle) => next?,
+                let deadline = tokio::time::Instant::now() + idle;
+                // A reload may have shortened the limit.
+                if deadline < idle_timer.deadline() {
+                    idle_timer.as_mut().reset(deadline);
+                }
+                let next = loop {
+                    tokio::select! {
+                        _ = &mut shutdown => return Ok(()),
+                        next = client.next() => break next,
+                        _ = &mut idle_timer => {
+                            if tokio::time::Instant::now() >= deadline {
+                                return Err(ConnError::ClientIdle(idle));
+                            }
+                            idle_timer.as_mut().reset(deadline);
+                        }
+                    }
                 };
-                match next {
+                match client_side(next)? {
                     Some(frame) => frame,
                     None => return Ok(()),
                 }

@@ -3,7 +3,8 @@
 //! disagrees with its body, 10,000 idle sockets, trickled frames against the shared
 //! request budget, a slow TLS handshake. After each, the process is up, a normal client
 //! still produces and consumes, and memory stays bounded. Also: mirrorgate's own topics
-//! are closed to clients, and inter-broker APIs are not offered.
+//! are closed to clients, and inter-broker APIs are not offered. A connection that
+//! stops sending requests is closed after `client_idle_timeout_ms`; a busy one is not.
 
 use crate::common;
 
@@ -381,6 +382,85 @@ async fn ten_thousand_idle_sockets_cost_no_broker_connection_and_are_closed() {
     );
     assert!(proxy.is_running());
     still_serves(&proxy, &normal, "after-idle").await;
+}
+
+/// Sends an ApiVersions v0 request and reads its whole answer.
+fn api_versions_round_trip(stream: &mut TcpStream) -> std::io::Result<()> {
+    stream.write_all(&raw_request(ApiKey::ApiVersions, 0, &[]))?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len).clamp(0, 1 << 20) as usize];
+    stream.read_exact(&mut body)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_stops_sending_is_closed_and_a_busy_one_is_not() {
+    const IDLE_MS: u64 = 1500;
+    let proxy = Proxy::start(
+        destination(),
+        ProxyOptions {
+            mirror_topics: vec![unique("idle-after-mirror")],
+            extra_proxy_toml: format!("client_idle_timeout_ms = {IDLE_MS}"),
+            ..Default::default()
+        },
+    );
+    let closed_before = metric(&proxy, "mirrorgate_client_idle_closed_total");
+    let mut busy = TcpStream::connect(&proxy.bootstrap).expect("connect");
+    let mut quiet = TcpStream::connect(&proxy.bootstrap).expect("connect");
+    for stream in [&mut busy, &mut quiet] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        api_versions_round_trip(stream).expect("a first request is answered");
+    }
+    let quiet_since = Instant::now();
+    // The busy connection asks every 400 ms for three idle periods: never idle.
+    while quiet_since.elapsed() < Duration::from_millis(3 * IDLE_MS) {
+        std::thread::sleep(Duration::from_millis(400));
+        api_versions_round_trip(&mut busy).unwrap_or_else(|e| {
+            panic!(
+                "the busy connection was cut {:?} in: {e}",
+                quiet_since.elapsed()
+            )
+        });
+        // Not closed early: well inside its idle period, the quiet one is still open.
+        if quiet_since.elapsed() < Duration::from_millis(IDLE_MS - 500) {
+            quiet
+                .set_read_timeout(Some(Duration::from_millis(1)))
+                .unwrap();
+            let early = quiet.read(&mut [0u8; 8]);
+            assert!(
+                matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+                "the quiet connection ended {:?} in, before its idle period: {early:?}",
+                quiet_since.elapsed()
+            );
+        }
+    }
+    quiet
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The quiet one was closed by the proxy (end of stream or reset), about one idle
+    // period after its only request; by now its close is long done.
+    let mut buf = [0u8; 8];
+    let read = quiet.read(&mut buf);
+    assert!(
+        match &read {
+            Ok(n) => *n == 0,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        },
+        "the quiet connection is still open after {:?}: {read:?}",
+        quiet_since.elapsed()
+    );
+    let closed = metric(&proxy, "mirrorgate_client_idle_closed_total");
+    assert_eq!(
+        closed - closed_before,
+        1.0,
+        "only the quiet connection was idle"
+    );
+    api_versions_round_trip(&mut busy).expect("the busy connection still serves");
 }
 
 #[tokio::test(flavor = "multi_thread")]

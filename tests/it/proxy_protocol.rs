@@ -171,8 +171,24 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
     // Leader on broker 0, follower on broker 1, broker 2 holds no replica.
     common::create_topic(cluster, &topic, &["--replica-assignment", "0:1"]);
     let mut bootstrap = connect(&proxy.bootstrap).await;
-    let meta = metadata(&mut bootstrap, &[&topic], 12).await;
-    assert_eq!(meta.topics[0].partitions[0].leader_id.0, 0);
+    // Just created: the partition may not be in the metadata, or without a leader, yet.
+    let meta = common::eventually_async(
+        "the new topic's leader is broker 0",
+        std::time::Duration::from_secs(20),
+        async || {
+            let meta = metadata(&mut bootstrap, &[&topic], 12).await;
+            let leader = meta
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.leader_id.0);
+            match leader {
+                Some(0) => Ok(meta),
+                other => Err(format!("leader {other:?}")),
+            }
+        },
+    )
+    .await;
     let id = topic_id(&meta, &topic);
     let mut follower = connect(&proxy.broker_addr(1)).await;
 
