@@ -169,6 +169,22 @@ fn closed_without_answer(addr: &str, bytes: &[u8]) -> bool {
     matches!(stream.read(&mut buf), Ok(0) | Err(_))
 }
 
+/// Our own read timeout ran out: the peer neither sent nor closed.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A read that ended with end of stream or a reset, not with our own timeout.
+fn closed_by_proxy(read: &std::io::Result<usize>) -> bool {
+    match read {
+        Ok(n) => *n == 0,
+        Err(e) => !timed_out(e),
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -355,16 +371,9 @@ async fn ten_thousand_idle_sockets_cost_no_broker_connection_and_are_closed() {
         socket
             .set_read_timeout(Some(Duration::from_secs(90)))
             .unwrap();
-        let mut buf = [0u8; 8];
-        let read = socket.read(&mut buf);
+        let read = socket.read(&mut [0u8; 8]);
         assert!(
-            match &read {
-                Ok(n) => *n == 0,
-                Err(e) => !matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ),
-            },
+            closed_by_proxy(&read),
             "idle socket {i} is still open: {read:?}"
         );
     }
@@ -430,7 +439,7 @@ async fn a_connection_that_stops_sending_is_closed_and_a_busy_one_is_not() {
                 .unwrap();
             let early = quiet.read(&mut [0u8; 8]);
             assert!(
-                matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+                matches!(&early, Err(e) if timed_out(e)),
                 "the quiet connection ended {:?} in, before its idle period: {early:?}",
                 quiet_since.elapsed()
             );
@@ -441,16 +450,9 @@ async fn a_connection_that_stops_sending_is_closed_and_a_busy_one_is_not() {
         .unwrap();
     // The quiet one was closed by the proxy (end of stream or reset), about one idle
     // period after its only request; by now its close is long done.
-    let mut buf = [0u8; 8];
-    let read = quiet.read(&mut buf);
+    let read = quiet.read(&mut [0u8; 8]);
     assert!(
-        match &read {
-            Ok(n) => *n == 0,
-            Err(e) => !matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ),
-        },
+        closed_by_proxy(&read),
         "the quiet connection is still open after {:?}: {read:?}",
         quiet_since.elapsed()
     );
