@@ -39,6 +39,16 @@ def bars(title, groups, sides, unit_of, path):
         f.write("\n".join(out) + "\n")
 
 
+def round_ticks(lo, hi):
+    """About five ticks between lo and hi at a step of 1, 2 or 5 times a power of 10."""
+    import math
+    rough = (hi - lo) / 5
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(lo / step)
+    return [round(k * step, 10) for k in range(first, math.floor(hi / step) + 1)]
+
+
 def lines(title, series, x_label, y_label, path, x_log=False, y_max=None):
     """series: [(name, [(x, y)])], drawn as polylines on shared axes; x_log: a log-10 x
     axis (latencies); writes `path`."""
@@ -53,6 +63,8 @@ def lines(title, series, x_label, y_label, path, x_log=False, y_max=None):
     x_lo, x_hi = min(xs), max(xs)
     if x_log:
         x_lo, x_hi = math.floor(x_lo), math.ceil(x_hi)
+    elif x_lo >= 0:
+        x_lo = 0  # time and counts read best from zero
     x_hi = x_hi if x_hi > x_lo else x_lo + 1
     y_hi = y_max if y_max is not None else (max(y for _, y in points) or 1)
 
@@ -67,7 +79,7 @@ def lines(title, series, x_label, y_label, path, x_log=False, y_max=None):
            f'<text x="10" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
            f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
     ticks = ([10 ** e for e in range(int(x_lo), int(x_hi) + 1)] if x_log
-             else [x_lo + (x_hi - x_lo) * i / 5 for i in range(6)])
+             else round_ticks(x_lo, x_hi))
     for t in ticks:
         x = px(t)
         out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{top + plot_h}" stroke="#eee"/>')
