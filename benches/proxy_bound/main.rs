@@ -525,7 +525,6 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// `perf record` of one middle over one workload, reported as its top symbols.
 /// `BENCH_ONLY`: the workloads and middles whose label contains one of its
 /// comma-separated words; a side with no match is kept whole.
 fn only(
@@ -556,6 +555,7 @@ fn only(
     Ok((workloads, middles))
 }
 
+/// `perf record` of one middle over one workload, reported as its top symbols.
 struct Profile {
     perf: Child,
     data: PathBuf,

@@ -67,7 +67,6 @@ impl<T> InFlight<T> {
         let mut responses = pin!(responses);
         let (mut requests_done, mut responses_done) = (false, false);
         poll_fn(|cx| loop {
-            self.lock().kicked = false;
             if !requests_done {
                 if let Poll::Ready(result) = requests.as_mut().poll(cx) {
                     result?;
@@ -83,7 +82,8 @@ impl<T> InFlight<T> {
             if requests_done && responses_done {
                 return Poll::Ready(Ok(()));
             }
-            if !self.lock().kicked {
+            // Only the two ends set it, and only while polled here.
+            if !std::mem::take(&mut self.lock().kicked) {
                 return Poll::Pending;
             }
         })

@@ -169,6 +169,12 @@ fn closed_without_answer(addr: &str, bytes: &[u8]) -> bool {
     matches!(stream.read(&mut buf), Ok(0) | Err(_))
 }
 
+/// One read of a few bytes, given up after `wait`.
+fn read_within(socket: &mut TcpStream, wait: Duration) -> std::io::Result<usize> {
+    socket.set_read_timeout(Some(wait))?;
+    socket.read(&mut [0u8; 8])
+}
+
 /// Our own read timeout ran out: the peer neither sent nor closed.
 fn timed_out(e: &std::io::Error) -> bool {
     matches!(
@@ -368,10 +374,7 @@ async fn ten_thousand_idle_sockets_cost_no_broker_connection_and_are_closed() {
     // After the first-request timeout every idle socket is closed by the proxy: each
     // read ends with end-of-stream (or a reset), never with our own read timeout.
     for (i, mut socket) in idle.into_iter().enumerate() {
-        socket
-            .set_read_timeout(Some(Duration::from_secs(90)))
-            .unwrap();
-        let read = socket.read(&mut [0u8; 8]);
+        let read = read_within(&mut socket, Duration::from_secs(90));
         assert!(
             closed_by_proxy(&read),
             "idle socket {i} is still open: {read:?}"
@@ -434,10 +437,7 @@ async fn a_connection_that_stops_sending_is_closed_and_a_busy_one_is_not() {
         });
         // Not closed early: well inside its idle period, the quiet one is still open.
         if quiet_since.elapsed() < Duration::from_millis(IDLE_MS - 500) {
-            quiet
-                .set_read_timeout(Some(Duration::from_millis(1)))
-                .unwrap();
-            let early = quiet.read(&mut [0u8; 8]);
+            let early = read_within(&mut quiet, Duration::from_millis(1));
             assert!(
                 matches!(&early, Err(e) if timed_out(e)),
                 "the quiet connection ended {:?} in, before its idle period: {early:?}",
@@ -445,12 +445,9 @@ async fn a_connection_that_stops_sending_is_closed_and_a_busy_one_is_not() {
             );
         }
     }
-    quiet
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     // The quiet one was closed by the proxy (end of stream or reset), about one idle
     // period after its only request; by now its close is long done.
-    let read = quiet.read(&mut [0u8; 8]);
+    let read = read_within(&mut quiet, Duration::from_secs(10));
     assert!(
         closed_by_proxy(&read),
         "the quiet connection is still open after {:?}: {read:?}",
