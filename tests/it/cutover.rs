@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::gate::Gate;
 use common::replication::{
     by_offset, cli, dump, fleet, link_and_mirror_with, source, source_topic, text, verifiable_acks,
     wait_state,
@@ -36,6 +37,11 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 
 /// A Java verifiable producer at `RATE` records/s, through `proxy`.
 fn java_producer(proxy: &Proxy, topic: &str, prefix: u32, config: &str) -> Running {
+    java_producer_at(&proxy.bootstrap, topic, prefix, config)
+}
+
+/// `java_producer` bootstrapped from `bootstrap`.
+fn java_producer_at(bootstrap: &str, topic: &str, prefix: u32, config: &str) -> Running {
     let dir = tempdir(&format!("producer-{prefix}"));
     let file = dir.join("producer.properties");
     std::fs::write(&file, config).unwrap();
@@ -48,7 +54,7 @@ fn java_producer(proxy: &Proxy, topic: &str, prefix: u32, config: &str) -> Runni
             "tool",
             "kafka-verifiable-producer",
             "--bootstrap-server",
-            &proxy.bootstrap,
+            bootstrap,
             "--topic",
             topic,
             "--max-messages",
@@ -656,16 +662,17 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
         Duration::from_secs(30),
         || cutover_instances_live(&first, &link, 3).then_some(()),
     );
-    let status = std::process::Command::new("kill")
-        .args(["-STOP", &silent.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-
-    start_cutover(&first, &link);
-    assert_eq!(
-        wait_step(&first, &link, &["FENCING"], Duration::from_millis(50)),
-        "FENCING"
+    // The producers' JVMs take seconds to start, and the fence holds only until the
+    // silent instance counts as gone: they start first, behind a gate that lets them
+    // through once the fence is up.
+    let gate = Gate::new();
+    // A producer whose requests time out sooner than the fence holds: its parked writes
+    // are answered REQUEST_TIMED_OUT, which it retries until the fence lifts.
+    let impatient = java_producer_at(
+        &gate.addr,
+        &topic,
+        7,
+        "enable.idempotence=true\nacks=all\nretries=2147483647\nrequest.timeout.ms=2000\ndelivery.timeout.ms=120000\n",
     );
     let producer = spawn_traced(
         &repo_root().join("testbed/kafka"),
@@ -685,35 +692,56 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
             "--transaction-duration-ms",
             "300",
             "--producer-props",
-            &format!("bootstrap.servers={}", first.bootstrap),
+            &format!("bootstrap.servers={}", gate.addr),
             "acks=all",
         ],
         false,
         Duration::from_secs(180),
         None,
     );
-    // A producer whose requests time out sooner than the fence holds: its parked writes
-    // are answered REQUEST_TIMED_OUT, which it retries until the fence lifts.
-    let impatient = java_producer(
-        &first,
-        &topic,
-        7,
-        "enable.idempotence=true\nacks=all\nretries=2147483647\nrequest.timeout.ms=2000\ndelivery.timeout.ms=120000\n",
+    gate.wait_for_clients(2);
+    let status = std::process::Command::new("kill")
+        .args(["-STOP", &silent.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    start_cutover(&first, &link);
+    assert_eq!(
+        wait_step(&first, &link, &["FENCING"], Duration::from_millis(50)),
+        "FENCING"
     );
-    let ended = wait_step(&first, &link, &[], Duration::from_millis(200));
+    let fencing = Instant::now();
+    gate.open(&first.bootstrap);
+    // When the first parked write reached its limit, and when the fence lifted, both
+    // counted from FENCING: a failure says which came first.
+    let mut first_timeout = None;
+    let ended = eventually_every(
+        "the cut-over ends",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            if first_timeout.is_none() && park_timeouts(&first) > 0.0 {
+                first_timeout = Some(fencing.elapsed());
+            }
+            let step = cutover_view(&first, &link)["step"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (step == "DONE" || step == "ABORTED").then_some(step)
+        },
+    );
+    let lifted = fencing.elapsed();
     let _ = std::process::Command::new("kill")
         .args(["-CONT", &silent.pid().to_string()])
         .status();
     assert_eq!(ended, "DONE");
     let impatient = impatient.wait();
     let impatient_acked = acked(&impatient);
-    let timeouts = first
-        .metrics()
-        .lines()
-        .find(|l| l.starts_with("mirrorgate_produce_park_timeouts_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    assert!(timeouts > 0.0, "a parked write reached its time limit");
+    assert!(
+        park_timeouts(&first) > 0.0,
+        "a parked write reached its time limit (the fence lifted {lifted:?} after FENCING; first time-out seen at {first_timeout:?})"
+    );
     let producer = producer.wait();
     assert!(producer.output.status.success(), "{}", producer.text());
     assert!(
@@ -721,7 +749,7 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
         "{}",
         producer.text()
     );
-    producer.assert_only_proxy(&first, destination());
+    producer.assert_only_proxy_via(gate.port, &first, destination());
     // Read committed (kcat's default): every record of every committed transaction, and
     // the impatient producer's, each once.
     let on_destination = records(&dump(&destination().bootstrap, &topic));
@@ -729,6 +757,16 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
         assert_eq!(on_destination.get(at), Some(value), "destination at {at:?}");
     }
     assert_eq!(on_destination.len(), 3000 + PER_PRODUCER);
+}
+
+/// `mirrorgate_produce_park_timeouts_total` of `proxy`.
+fn park_timeouts(proxy: &Proxy) -> f64 {
+    proxy
+        .metrics()
+        .lines()
+        .find(|l| l.starts_with("mirrorgate_produce_park_timeouts_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 /// True once the cut-over view (or, before one exists, a dry run) lists `n` live

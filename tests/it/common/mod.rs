@@ -2,6 +2,7 @@
 //! the real `mirrorgate` binary, real clients (Kafka's Java tools, kcat) run under
 //! strace so a test can prove which ports a client connected to.
 
+pub mod gate;
 pub mod kafka;
 pub mod replication;
 
@@ -548,10 +549,15 @@ impl Traced {
 
     /// Asserts the client reached the proxy and never a broker or controller port.
     pub fn assert_only_proxy(&self, proxy: &Proxy, cluster: &Cluster) {
+        self.assert_only_proxy_via(proxy.port, proxy, cluster);
+    }
+
+    /// `assert_only_proxy` for a client bootstrapped through `entry` (a gate in front of
+    /// the proxy's bootstrap port).
+    pub fn assert_only_proxy_via(&self, entry: u16, proxy: &Proxy, cluster: &Cluster) {
         assert!(
-            self.connected_ports.contains(&proxy.port),
-            "client never connected to the proxy bootstrap {}; ports: {:?}\n{}",
-            proxy.port,
+            self.connected_ports.contains(&entry),
+            "client never connected to its bootstrap port {entry}; ports: {:?}\n{}",
             self.connected_ports,
             self.text()
         );
@@ -562,7 +568,8 @@ impl Traced {
             "client connected straight to cluster ports {direct:?}\n{}",
             self.text()
         );
-        let proxy_ports = proxy.ports();
+        let mut proxy_ports = proxy.ports();
+        proxy_ports.insert(entry);
         let others: Vec<_> = self.connected_ports.difference(&proxy_ports).collect();
         assert!(
             others.is_empty(),
