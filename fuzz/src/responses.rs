@@ -11,7 +11,9 @@
 //! Properties: nothing panics; a decoded and rewritten response encodes, and decodes
 //! back to exactly the rewritten value; negotiated ApiVersions ranges lie inside what
 //! the proxy offers; the Fetch walk (`kafka::fetch_scan`) finds in a decoded response,
-//! encoded again, exactly the partitions, records and NodeEndpoints the decoder found.
+//! encoded again, exactly the partitions, records and NodeEndpoints the decoder found;
+//! and its NodeEndpoints rewritten in the tail alone (`kafka::fetch_tail`) decode to
+//! the same answer as rewriting them in the decoded response.
 
 use std::fmt::Debug;
 
@@ -25,6 +27,7 @@ use mirrorgate::kafka::codec::{
     decode_response, encode_response, peek_response_error, response_body,
 };
 use mirrorgate::kafka::fetch_scan::{scan_fetch_response, ScannedTopic};
+use mirrorgate::kafka::fetch_tail::FetchTail;
 use mirrorgate::proxy::destination::Destination;
 use mirrorgate::proxy::interceptors::api_versions;
 use mirrorgate::proxy::interceptors::fetch_fillers::hide_fillers;
@@ -186,7 +189,9 @@ fn describe_cluster(response: &mut DescribeClusterResponse) -> Option<()> {
 /// decoder read, it finds the same partitions, records and NodeEndpoints.
 fn walk_agrees(frame: &Bytes, version: i16) {
     if let Ok(body) = response_body(frame, ApiKey::Fetch, version) {
-        let _ = scan_fetch_response(&body, version, |_, _, _| {});
+        if let Ok(layout) = scan_fetch_response(&body, version, |_, _, _| {}) {
+            let _ = FetchTail::decode(&body[layout.tail_at..], version);
+        }
     }
     let Ok(decoded) = decode_response::<FetchResponse>(frame, ApiKey::Fetch, version) else {
         return;
@@ -221,6 +226,32 @@ fn walk_agrees(frame: &Bytes, version: i16) {
         .collect();
     assert_eq!(walked, expected);
     assert_eq!(layout.node_endpoints, !decoded.node_endpoints.is_empty());
+    if version >= 12 {
+        tail_rewrite_agrees(&decoded, &body, layout.tail_at, version);
+    }
+}
+
+/// The NodeEndpoints rewritten in the tail alone, after the body's own bytes, decode
+/// to the answer rewritten whole.
+fn tail_rewrite_agrees(decoded: &FetchResponse, body: &[u8], tail_at: usize, version: i16) {
+    let mut tail =
+        FetchTail::decode(&body[tail_at..], version).expect("the tail the encoder wrote reads");
+    assert_eq!(tail.node_endpoints, decoded.node_endpoints);
+    let mut whole = decoded.clone();
+    for node in &mut tail.node_endpoints {
+        if point_at_proxy(node.node_id.0, &mut node.host, &mut node.port).is_none() {
+            return;
+        }
+    }
+    for node in &mut whole.node_endpoints {
+        point_at_proxy(node.node_id.0, &mut node.host, &mut node.port)
+            .expect("as for the tail");
+    }
+    let mut spliced = body[..tail_at].to_vec();
+    spliced.extend_from_slice(&tail.encode(version).expect("the tail encodes"));
+    let back = FetchResponse::decode(&mut Bytes::from(spliced), version)
+        .expect("the spliced answer decodes");
+    assert_eq!(back, whole);
 }
 
 fn fetch(response: &mut FetchResponse) -> Option<()> {

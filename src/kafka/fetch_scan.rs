@@ -10,6 +10,9 @@
 pub struct FetchLayout {
     /// The top-level NodeEndpoints tagged field (v16+) is present.
     pub node_endpoints: bool,
+    /// Where the top-level tagged fields begin in the body (flexible versions; the
+    /// body's length otherwise): everything before is the same whatever they hold.
+    pub tail_at: usize,
 }
 
 use super::wire_scan::Reader;
@@ -70,7 +73,10 @@ pub fn scan_fetch_response<'a>(
             r.skip_tagged_fields()?;
         }
     }
-    let mut layout = FetchLayout::default();
+    let mut layout = FetchLayout {
+        node_endpoints: false,
+        tail_at: body.len() - r.buf.len(),
+    };
     if flexible {
         let fields = r.uvarint()?;
         for _ in 0..fields {

@@ -18,6 +18,27 @@ const MAX_QUEUED_BYTES: usize = 4 * 1024 * 1024;
 /// Queue slots kept after a flush; a queue that grew past this is released.
 const KEPT_SLOTS: usize = 16;
 
+/// A frame to write: whole, or in parts written in order without joining them (an
+/// answer of which only the end changed keeps the rest as the broker sent it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutFrame {
+    Whole(Bytes),
+    Parts([Bytes; 3]),
+}
+
+impl OutFrame {
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Whole(frame) => frame.len(),
+            OutFrame::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct FrameWriter<W> {
     inner: W,
     queued: VecDeque<Bytes>,
@@ -44,6 +65,19 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             self.write_queued().await?;
         }
         Ok(())
+    }
+
+    /// Queues every part of `frame`, in order.
+    pub async fn write_out(&mut self, frame: OutFrame) -> io::Result<()> {
+        match frame {
+            OutFrame::Whole(frame) => self.write(frame).await,
+            OutFrame::Parts(parts) => {
+                for part in parts {
+                    self.write(part).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Writes every queued frame, in order, and flushes the stream.

@@ -16,6 +16,7 @@ mod decode_bounds_tests;
 pub mod fetch_scan;
 #[cfg(test)]
 mod fetch_scan_tests;
+pub mod fetch_tail;
 pub mod filler;
 #[cfg(test)]
 mod filler_tests;

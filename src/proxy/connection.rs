@@ -26,7 +26,7 @@ use super::{Shared, Target};
 use crate::kafka::frame::{
     response_correlation_id, FrameError, FrameReader, MaxFrame, RequestFrame, MIN_RESPONSE_BODY,
 };
-use crate::kafka::frame_writer::FrameWriter;
+use crate::kafka::frame_writer::{FrameWriter, OutFrame};
 use crate::kafka::transport::BoxIo;
 
 /// What the response loop must send back next, in request order.
@@ -390,8 +390,8 @@ async fn response_loop(
             received,
             answer,
         } = entry;
-        let bytes = match answer {
-            Answer::Local(bytes) => bytes,
+        let out = match answer {
+            Answer::Local(bytes) => OutFrame::Whole(bytes),
             Answer::Upstream(on_response) => {
                 let frame = next_response(&mut upstream, &meta).await?;
                 interceptors::on_response(shared, meta, on_response, frame)?
@@ -410,11 +410,8 @@ async fn response_loop(
                 rewrite.rewrite(shared, frame, &meta)?
             }
         };
-        shared
-            .metrics
-            .client_bytes_out
-            .increment(bytes.len() as u64);
-        client.write(bytes).await.map_err(ConnError::ClientGone)?;
+        shared.metrics.client_bytes_out.increment(out.len() as u64);
+        client.write_out(out).await.map_err(ConnError::ClientGone)?;
         // Answers go out together while the next one has already come, or is a Produce
         // answer (a producer's pipeline: they come in order, soon, and one write for
         // several costs less). Otherwise at once: an answer must not wait behind, say,

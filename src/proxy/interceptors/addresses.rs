@@ -15,7 +15,9 @@ use super::chain::{Chain, Look, Step};
 use super::internal_guard::MetadataTopics;
 use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::decode_request;
+use crate::kafka::fetch_tail::{replace_end, FetchTail};
 use crate::kafka::frame::RequestFrame;
+use crate::kafka::frame_writer::OutFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::forward::Boxed;
@@ -160,7 +162,8 @@ pub const FETCH_NODE_ENDPOINTS_SINCE: i16 = 16;
 pub const PRODUCE_NODE_ENDPOINTS_SINCE: i16 = 10;
 
 /// A Fetch answer's NodeEndpoints (v16+). They appear only when a partition's leader
-/// moved, which a walk over the answer tells without decoding it.
+/// moved, which a walk over the answer tells without decoding it. They are its last
+/// field, so only its tail is rewritten; the records before go back untouched.
 pub struct FetchEndpoints;
 
 impl Step<FetchResponse> for FetchEndpoints {
@@ -171,6 +174,23 @@ impl Step<FetchResponse> for FetchEndpoints {
             && look
                 .fetch_layout()
                 .is_none_or(|layout| layout.node_endpoints)
+    }
+
+    fn splice(&self, look: &Look<'_>) -> Option<Result<OutFrame, ConnError>> {
+        let layout = look.fetch_layout()?;
+        let body = look.body()?;
+        let version = look.meta.api_version;
+        let at = look.frame.len() - body.len() + layout.tail_at;
+        // A tail that does not read goes to the full decode, which says why.
+        let mut tail = FetchTail::decode(look.frame.get(at..)?, version).ok()?;
+        let mut spliced = || {
+            for node in &mut tail.node_endpoints {
+                point_at_proxy(look.shared, node.node_id.0, &mut node.host, &mut node.port)?;
+            }
+            let encoded = tail.encode(version).map_err(ConnError::internal)?;
+            replace_end(look.frame, at, encoded).map_err(ConnError::internal)
+        };
+        Some(spliced())
     }
 
     fn apply(

@@ -3,6 +3,10 @@
 //! step changed it. Before decoding, each step looks at the raw answer (`Step::wants`):
 //! when none wants it, the original bytes go back untouched.
 //!
+//! A step alone in wanting an answer may change its raw bytes instead (`Step::splice`):
+//! a Fetch answer's NodeEndpoints are its last bytes, so the records before them go
+//! back as the broker sent them, not decoded and encoded again.
+//!
 //! Steps are values of their own types, composed as tuples (`Chain<R, (A, B)>`), so a
 //! chain of steps without data is a zero-sized value: choosing one per request
 //! allocates nothing.
@@ -19,6 +23,7 @@ use super::RequestMeta;
 use crate::admin::metrics::ProxyMetrics;
 use crate::kafka::codec::{decode_response, encode_response, response_body};
 use crate::kafka::fetch_scan::{scan_fetch_response, FetchLayout, ScannedTopic};
+use crate::kafka::frame_writer::OutFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 
@@ -31,6 +36,12 @@ pub trait Step<R>: Send + 'static {
     /// that cannot tell says true.
     fn wants(&self, _look: &Look<'_>) -> bool {
         true
+    }
+
+    /// The answer changed without decoding it, when this step is the only one that
+    /// wants it; `None` when the step cannot (then the answer is decoded).
+    fn splice(&self, _look: &Look<'_>) -> Option<Result<OutFrame, ConnError>> {
+        None
     }
 
     /// Changes `response`; true when it changed anything.
@@ -88,9 +99,19 @@ impl<'a> Look<'a> {
     }
 }
 
+/// What the steps make of a raw answer.
+pub enum Raw {
+    /// No step wants it: it goes back as it came.
+    Untouched,
+    /// The one step that wanted it changed its bytes.
+    Spliced(OutFrame),
+    /// It must be decoded for the steps.
+    Decode,
+}
+
 /// Steps in the order they run: a tuple of `Step`s.
 pub trait Steps<R>: Send + 'static {
-    fn wants(&self, look: &Look<'_>) -> bool;
+    fn look(&self, look: &Look<'_>) -> Result<Raw, ConnError>;
     fn apply(
         self,
         shared: &Arc<Shared>,
@@ -110,14 +131,27 @@ fn timed<T>(name: &'static str, run: impl FnOnce() -> T) -> T {
 macro_rules! steps_tuple {
     ($($s:ident),+) => {
         impl<R, $($s: Step<R>),+> Steps<R> for ($($s,)+) {
-            fn wants(&self, look: &Look<'_>) -> bool {
+            fn look(&self, look: &Look<'_>) -> Result<Raw, ConnError> {
                 #[allow(non_snake_case)]
                 let ($($s,)+) = self;
-                // Every step looks (each may keep what it found for the next); any one
-                // wanting the answer decodes it.
-                let mut any = false;
-                $( any |= timed($s::NAME, || $s.wants(look)); )+
-                any
+                // Every step looks (each may keep what it found for the next); one alone
+                // wanting the answer may splice it, else it is decoded.
+                let wants = [$( timed($s::NAME, || $s.wants(look)) ),+];
+                match wants.iter().filter(|w| **w).count() {
+                    0 => return Ok(Raw::Untouched),
+                    1 => {
+                        let mut wanted = wants.iter();
+                        $(
+                            if wanted.next() == Some(&true) {
+                                if let Some(out) = timed($s::NAME, || $s.splice(look)) {
+                                    return out.map(Raw::Spliced);
+                                }
+                            }
+                        )+
+                    }
+                    _ => {}
+                }
+                Ok(Raw::Decode)
             }
 
             fn apply(
@@ -147,7 +181,7 @@ pub trait Rewrite: Send {
         shared: &Arc<Shared>,
         frame: Option<Bytes>,
         meta: &RequestMeta,
-    ) -> Result<Bytes, ConnError>;
+    ) -> Result<OutFrame, ConnError>;
 }
 
 /// Steps over a response of type `R`.
@@ -183,21 +217,20 @@ where
         shared: &Arc<Shared>,
         frame: Option<Bytes>,
         meta: &RequestMeta,
-    ) -> Result<Bytes, ConnError> {
+    ) -> Result<OutFrame, ConnError> {
         let mut response = match &frame {
-            Some(frame) => {
-                if !self.steps.wants(&Look::new(shared, frame, meta)) {
-                    return Ok(frame.clone());
-                }
-                decode_response::<R>(frame, meta.api_key, meta.api_version)
-                    .map_err(ConnError::upstream)?
-            }
+            Some(frame) => match self.steps.look(&Look::new(shared, frame, meta))? {
+                Raw::Untouched => return Ok(OutFrame::Whole(frame.clone())),
+                Raw::Spliced(out) => return Ok(out),
+                Raw::Decode => decode_response::<R>(frame, meta.api_key, meta.api_version)
+                    .map_err(ConnError::upstream)?,
+            },
             None => R::default(),
         };
         let changed = self.steps.apply(shared, meta, &mut response)?;
         match frame {
-            Some(frame) if !changed => Ok(frame),
-            _ => encode(meta, meta.api_key, &response),
+            Some(frame) if !changed => Ok(OutFrame::Whole(frame)),
+            _ => encode(meta, meta.api_key, &response).map(OutFrame::Whole),
         }
     }
 }
@@ -257,9 +290,31 @@ mod tests {
         }
     }
 
+    /// Answers with its own bytes, without decoding, when it alone wants the answer.
+    struct Splicer;
+    const SPLICED: &[u8] = b"spliced";
+    impl Step<MetadataResponse> for Splicer {
+        const NAME: &'static str = "test_splicer";
+        fn splice(&self, _: &Look<'_>) -> Option<Result<OutFrame, ConnError>> {
+            Some(Ok(OutFrame::Whole(Bytes::from_static(SPLICED))))
+        }
+        fn apply(
+            self,
+            _: &Arc<Shared>,
+            _: &RequestMeta,
+            r: &mut MetadataResponse,
+        ) -> Result<bool, ConnError> {
+            r.throttle_time_ms = 77;
+            Ok(true)
+        }
+    }
+
     fn run(rewrite: Box<dyn Rewrite>, frame: Option<Bytes>) -> Bytes {
         let shared = crate::proxy::tests_support::shared();
-        rewrite.rewrite(&shared, frame, &meta()).unwrap()
+        match rewrite.rewrite(&shared, frame, &meta()).unwrap() {
+            OutFrame::Whole(frame) => frame,
+            OutFrame::Parts(parts) => parts.concat().into(),
+        }
     }
 
     #[test]
@@ -280,6 +335,17 @@ mod tests {
         let garbage = Bytes::from_static(&[0, 0, 0, 7, 0xff, 0xff]);
         let back = run(Chain::boxed((Never,)), Some(garbage.clone()));
         assert_eq!(back, garbage);
+    }
+
+    #[test]
+    fn a_step_alone_in_wanting_an_answer_splices_it_and_with_another_it_is_decoded() {
+        let original = frame_of(&MetadataResponse::default());
+        let alone = run(Chain::boxed((Never, Splicer)), Some(original.clone()));
+        assert_eq!(&alone[..], SPLICED);
+        // Two want it: decoded once, both applied in order, encoded once.
+        let both = run(Chain::boxed((Splicer, Throttle(3))), Some(original));
+        let decoded: MetadataResponse = decode_response(&both, ApiKey::Metadata, 12).unwrap();
+        assert_eq!(decoded.throttle_time_ms, 3);
     }
 
     #[test]

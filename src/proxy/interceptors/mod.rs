@@ -27,6 +27,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
 use crate::kafka::frame::RequestFrame;
+use crate::kafka::frame_writer::OutFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::forward::Boxed;
@@ -197,9 +198,9 @@ pub fn on_response(
     meta: RequestMeta,
     on_response: OnResponse,
     frame: Bytes,
-) -> Result<Bytes, ConnError> {
+) -> Result<OutFrame, ConnError> {
     match on_response {
-        OnResponse::Forward => Ok(frame),
+        OnResponse::Forward => Ok(OutFrame::Whole(frame)),
         OnResponse::Rewrite(rewrite) => rewrite.rewrite(shared, Some(frame), &meta),
     }
 }

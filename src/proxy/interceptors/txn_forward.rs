@@ -23,6 +23,7 @@ use super::write_guard::{self, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE};
 use super::{Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, encode_response};
 use crate::kafka::frame::RequestFrame;
+use crate::kafka::frame_writer::OutFrame;
 use crate::kafka::record_batch::RecordBatches;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
@@ -369,7 +370,7 @@ impl Rewrite for EndTxnAnswer {
         _: &Arc<Shared>,
         _: Option<Bytes>,
         meta: &RequestMeta,
-    ) -> Result<Bytes, ConnError> {
-        self.encode(meta)
+    ) -> Result<OutFrame, ConnError> {
+        self.encode(meta).map(OutFrame::Whole)
     }
 }
