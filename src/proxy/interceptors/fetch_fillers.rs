@@ -11,9 +11,12 @@
 //! responses may carry partitions the request does not list; then, while no mirror
 //! exists, only when a cheap search finds an internal topic's name or id in it. It is
 //! walked without decoding (`kafka::fetch_scan`), and decoded only when the walk finds
-//! a partition of an internal topic, a batch of a mirror partition that may be a
-//! filler, or NodeEndpoints. It is re-encoded only when a filler batch was replaced, an
-//! internal topic refused, or its NodeEndpoints need rewriting.
+//! a partition of an internal topic or a filler batch of a mirror partition (a batch
+//! whose header passes the cheap check has its first record read there and then: about
+//! one data batch in a thousand passes, and a response of small batches holds
+//! thousands). NodeEndpoints alone are rewritten in the response's tail
+//! (`addresses::FetchEndpoints`). It is re-encoded only when a filler batch was
+//! replaced or an internal topic refused.
 
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use crate::kafka::codec::decode_request;
 use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
 use crate::kafka::frame::RequestFrame;
-use crate::kafka::record_batch::{empty_batch_like, RecordBatches};
+use crate::kafka::record_batch::{empty_batch_like, BatchView, RecordBatches};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::{Guard, Snapshot};
@@ -108,8 +111,8 @@ impl Step<FetchResponse> for HideFillers {
     const NAME: &'static str = NAME;
 
     /// False when a walk over the answer shows no partition of an internal topic and no
-    /// batch of a mirror partition that may be a filler. Anything the walk cannot read
-    /// is decoded, which reports it.
+    /// filler batch of a mirror partition. Anything the walk cannot read is decoded,
+    /// which reports it.
     fn wants(&self, look: &Look<'_>) -> bool {
         let (shared, frame) = (look.shared, look.frame);
         let snapshot = shared.registry.load();
@@ -144,7 +147,7 @@ impl Step<FetchResponse> for HideFillers {
             needed = match guard {
                 None => false,
                 Some(Guard::Mirror | Guard::CatalogLoading) => {
-                    records.is_some_and(|r| may_hold_filler(&body.slice_ref(r)))
+                    records.is_some_and(|r| holds_filler(&body.slice_ref(r)))
                 }
                 Some(_) => true,
             };
@@ -194,11 +197,17 @@ impl Step<FetchResponse> for HideFillers {
     }
 }
 
-/// True when a batch of `records` passes the cheap filler check.
-fn may_hold_filler(records: &Bytes) -> bool {
+/// True when a batch of `records` is a filler, as `hide_fillers` judges it.
+fn holds_filler(records: &Bytes) -> bool {
     RecordBatches::new(records.clone())
         .map_while(Result::ok)
-        .any(|batch| may_be_filler_batch(&batch))
+        .any(|batch| is_hidden_filler(&batch))
+}
+
+/// A filler batch: one that passes the cheap check on its header and whose records
+/// are all fillers (a batch that cannot be read is not one; it is passed on as it is).
+fn is_hidden_filler(batch: &BatchView) -> bool {
+    may_be_filler_batch(batch) && is_filler_batch(batch).unwrap_or(false)
 }
 
 /// A partition of an internal topic: no records, no offsets, the error a broker gives
@@ -222,8 +231,7 @@ pub fn hide_fillers(records: &Bytes) -> Option<Bytes> {
     for batch in batches.by_ref() {
         let Ok(batch) = batch else { break };
         let len = batch.bytes().len();
-        let filler = may_be_filler_batch(&batch) && is_filler_batch(&batch).unwrap_or(false);
-        if filler {
+        if is_hidden_filler(&batch) {
             let buf = out.get_or_insert_with(|| {
                 let mut v = Vec::with_capacity(records.len());
                 v.extend_from_slice(&records[..consumed]);
@@ -244,12 +252,16 @@ pub fn hide_fillers(records: &Bytes) -> Option<Bytes> {
 mod tests {
     use super::*;
     use crate::kafka::filler::filler_batch;
-    use crate::kafka::record_batch::BatchView;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
     };
 
     fn data(base_offset: i64) -> Bytes {
+        data_at(base_offset, 1_700_000_000_000)
+    }
+
+    /// A batch of one real record written at `timestamp`.
+    fn data_at(base_offset: i64, timestamp: i64) -> Bytes {
         let record = Record {
             transactional: false,
             control: false,
@@ -260,7 +272,7 @@ mod tests {
             timestamp_type: TimestampType::Creation,
             offset: base_offset,
             sequence: -1,
-            timestamp: 1_700_000_000_000,
+            timestamp,
             key: None,
             value: Some(Bytes::from_static(b"real")),
             headers: Default::default(),
@@ -304,5 +316,18 @@ mod tests {
         let plain = Bytes::from([&a[..], &b[..]].concat());
         assert!(hide_fillers(&plain).is_none(), "nothing to hide: no copy");
         assert!(hide_fillers(&Bytes::new()).is_none());
+    }
+
+    #[test]
+    fn a_data_batch_passing_the_header_check_does_not_make_the_answer_decoded() {
+        // One record whose timestamp ends in 999: its header looks like a filler's.
+        let lookalike = data_at(0, 1_700_000_000_999);
+        let batch = BatchView::parse(lookalike.clone()).unwrap();
+        assert!(may_be_filler_batch(&batch), "the header check passes");
+        let records = Bytes::from([&data(1)[..], &lookalike[..]].concat());
+        assert!(!holds_filler(&records));
+        assert!(hide_fillers(&records).is_none());
+        let with_filler = Bytes::from([&records[..], &filler_at(2, 3)[..]].concat());
+        assert!(holds_filler(&with_filler));
     }
 }
