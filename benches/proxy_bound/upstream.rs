@@ -243,7 +243,9 @@ pub fn record_batches(bytes: usize) -> Result<Bytes> {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: offset + i,
-                sequence: -1,
+                // The encoder puts records in one batch only while offset minus
+                // sequence stays the same; -1 throughout made a batch per record.
+                sequence: (offset + i) as i32,
                 timestamp: 1_700_000_000_000 + offset + i,
                 key: Some(Bytes::from(format!("key-{}", offset + i))),
                 value: Some(value.clone()),
