@@ -211,12 +211,18 @@ mod tests {
         }
     }
 
+    /// The body of `answer(17)` and where its tagged fields begin.
+    fn v17() -> (Bytes, usize) {
+        let bytes = body(&answer(17), 17);
+        let layout = scan_fetch_response(&bytes, 17, |_, _, _| {}).unwrap();
+        (bytes, layout.tail_at)
+    }
+
     #[test]
     fn an_unchanged_tail_encodes_to_the_same_bytes() {
         let version = 17;
-        let bytes = body(&answer(version), version);
-        let layout = scan_fetch_response(&bytes, version, |_, _, _| {}).unwrap();
-        let tail = &bytes[layout.tail_at..];
+        let (bytes, tail_at) = v17();
+        let tail = &bytes[tail_at..];
         let again = FetchTail::decode(tail, version)
             .unwrap()
             .encode(version)
@@ -227,9 +233,8 @@ mod tests {
     #[test]
     fn a_malformed_tail_is_refused() {
         let version = 17;
-        let bytes = body(&answer(version), version);
-        let layout = scan_fetch_response(&bytes, version, |_, _, _| {}).unwrap();
-        let tail = &bytes[layout.tail_at..];
+        let (bytes, tail_at) = v17();
+        let tail = &bytes[tail_at..];
         // Cut short, or with a byte left over.
         assert!(FetchTail::decode(&tail[..tail.len() - 1], version).is_err());
         let mut longer = tail.to_vec();

@@ -571,12 +571,7 @@ fn in_reject_mode_a_producer_arriving_at_the_fence_is_parked_not_refused() {
         wait_step(&first, &link, &[], Duration::from_millis(200)),
         "DONE"
     );
-    let parked = first
-        .metrics()
-        .lines()
-        .find(|l| l.starts_with("mirrorgate_produce_parked_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let parked = first.metric_sum("mirrorgate_produce_parked_total");
     assert!(parked > 0.0, "the write was parked at the fence");
 
     // The 50 mirrored records, then the 100 parked ones, each once, in order.
@@ -761,12 +756,7 @@ fn a_transactional_producer_arriving_at_the_fence_commits_after_it() {
 
 /// `mirrorgate_produce_park_timeouts_total` of `proxy`.
 fn park_timeouts(proxy: &Proxy) -> f64 {
-    proxy
-        .metrics()
-        .lines()
-        .find(|l| l.starts_with("mirrorgate_produce_park_timeouts_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
+    proxy.metric_sum("mirrorgate_produce_park_timeouts_total")
 }
 
 /// True once the cut-over view (or, before one exists, a dry run) lists `n` live

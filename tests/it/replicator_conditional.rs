@@ -15,12 +15,7 @@ use common::{destination, eventually, eventually_every, kcat, unique, Proxy};
 const FULL: &str = "%p %o %k %s %T %h\\n";
 
 fn refusals(proxy: &Proxy) -> u64 {
-    proxy
-        .metrics()
-        .lines()
-        .filter(|l| l.starts_with("mirrorgate_conditional_append_refusals_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    proxy.metric_sum("mirrorgate_conditional_append_refusals_total") as u64
 }
 
 #[test]

@@ -439,6 +439,16 @@ impl Proxy {
         http_get(&self.admin, "/metrics").expect("metrics").1
     }
 
+    /// The sum of every series of the metric `name` (0 when it has none yet).
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Waits until /readyz answers 200, looking often (every proxy start waits here).
     /// A failed wait prints the log (`drop`).
     fn wait_ready(&mut self) {
