@@ -1,4 +1,5 @@
-//! The replicator's rewrite of a source batch into one it may produce: header fields
+//! The rewrite of a batch into one we may produce (the replicator's copies, clients'
+//! batches forwarded to a source): header fields
 //! only on the fast path, the records re-encoded for LogAppendTime batches (with
 //! `record_codec`). Above `record_batch` and `record_codec`, which know nothing of it.
 
@@ -7,7 +8,7 @@ use kafka_protocol::records::{Compression, TimestampType, NO_PARTITION_LEADER_EP
 
 use super::record_batch::{
     crc_mismatch, put, BatchError, BatchView, Header, ATTRIBUTES, BASE_OFFSET, BASE_SEQUENCE, CRC,
-    CRC_START, HEADER_LEN, PARTITION_LEADER_EPOCH, PRODUCER_EPOCH, PRODUCER_ID,
+    CRC_START, HEADER_LEN, PARTITION_LEADER_EPOCH, PRODUCER_EPOCH, PRODUCER_ID, TRANSACTIONAL_FLAG,
 };
 use super::record_codec::{decode_records, BatchBuilder};
 
@@ -37,6 +38,32 @@ pub fn rewrite_for_produce(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Result<Bytes, BatchError> {
+    stamp(batch, producer_id, producer_epoch, base_sequence, 0)
+}
+
+/// A client's batch forwarded to a link's source under a producer id of ours: as
+/// `rewrite_for_produce`, but a transactional batch stays transactional. It belongs to
+/// the client's transaction, run on the source under that producer id, and must stay
+/// invisible to read_committed consumers until that transaction commits (and for
+/// ever if it aborts).
+pub fn rewrite_for_forward(
+    batch: &BatchView,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<Bytes, BatchError> {
+    let kept = batch.attributes() & TRANSACTIONAL_FLAG;
+    stamp(batch, producer_id, producer_epoch, base_sequence, kept)
+}
+
+/// The header rewrite of both: attributes become the codec and `kept_flags`.
+fn stamp(
+    batch: &BatchView,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    kept_flags: i16,
+) -> Result<Bytes, BatchError> {
     if batch.is_control() {
         return Err(BatchError::ControlBatch);
     }
@@ -51,7 +78,14 @@ pub fn rewrite_for_produce(
     }
     let codec = batch.compression()?;
     if batch.timestamp_type() == TimestampType::LogAppend {
-        return rewrite_log_append_time(batch, codec, producer_id, producer_epoch, base_sequence);
+        return rewrite_log_append_time(
+            batch,
+            codec,
+            kept_flags,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+        );
     }
 
     let src = batch.bytes();
@@ -64,7 +98,11 @@ pub fn rewrite_for_produce(
         PARTITION_LEADER_EPOCH,
         NO_PARTITION_LEADER_EPOCH.to_be_bytes(),
     );
-    put(&mut out, ATTRIBUTES, (codec as i16).to_be_bytes());
+    put(
+        &mut out,
+        ATTRIBUTES,
+        (codec as i16 | kept_flags).to_be_bytes(),
+    );
     put(&mut out, PRODUCER_ID, producer_id.to_be_bytes());
     put(&mut out, PRODUCER_EPOCH, producer_epoch.to_be_bytes());
     put(&mut out, BASE_SEQUENCE, base_sequence.to_be_bytes());
@@ -147,6 +185,7 @@ const X_POW_2K: [u32; 64] = {
 fn rewrite_log_append_time(
     batch: &BatchView,
     codec: Compression,
+    kept_flags: i16,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
@@ -156,6 +195,7 @@ fn rewrite_log_append_time(
     }
     let seen = batch.max_timestamp();
     let mut header = Header::unstamped(codec, 0);
+    header.attributes |= kept_flags;
     header.producer_id = producer_id;
     header.producer_epoch = producer_epoch;
     header.base_sequence = base_sequence;

@@ -8,7 +8,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
-use super::batch_rewrite::rewrite_for_produce;
+use super::batch_rewrite::{rewrite_for_forward, rewrite_for_produce};
 use super::filler::*;
 use super::record_batch::*;
 use super::record_codec::decode_records;
@@ -332,6 +332,44 @@ fn rewrite_clears_transactional_and_delete_horizon() {
     let out = rewrite_for_produce(&view(&src), 1, 0, 0).unwrap();
     assert_eq!(view(&out).attributes(), Compression::Zstd as i16);
     assert_eq!(kp_decode(&out).len(), 5);
+}
+
+/// A client's transactional batch forwarded to a source stays in its transaction (a
+/// read_committed consumer must not see it before the commit, nor ever after an
+/// abort); the delete horizon goes, as for the replicator's copies.
+#[test]
+fn a_forwarded_batch_keeps_transactional_and_only_that() {
+    for codec in CODECS {
+        let src = with_attributes(&sample(codec), TRANSACTIONAL_FLAG | DELETE_HORIZON_FLAG);
+        let out = rewrite_for_forward(&view(&src), 12, 4, 300).unwrap();
+        let v = view(&out);
+        assert!(v.verify_crc());
+        assert_eq!(v.attributes(), codec as i16 | TRANSACTIONAL_FLAG);
+        assert_eq!(
+            (v.producer_id(), v.producer_epoch(), v.base_sequence()),
+            (12, 4, 300)
+        );
+        assert!(kp_decode(&out).iter().all(|r| r.transactional));
+
+        let idempotent = rewrite_for_forward(&view(&sample(codec)), 12, 4, 300).unwrap();
+        assert_eq!(view(&idempotent).attributes(), codec as i16);
+
+        let appended = with_attributes(
+            &as_log_append_time(&sample(codec), 7_000),
+            TRANSACTIONAL_FLAG,
+        );
+        let out = rewrite_for_forward(&view(&appended), 12, 4, 300).unwrap();
+        let v = view(&out);
+        assert!(v.verify_crc());
+        assert_eq!(
+            v.attributes(),
+            codec as i16 | TRANSACTIONAL_FLAG,
+            "CreateTime, in the transaction"
+        );
+        assert!(kp_decode(&out)
+            .iter()
+            .all(|r| r.transactional && r.timestamp == 7_000));
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
 use super::compression::{is_over_limit, PayloadReader, PayloadWriter};
-use super::record_batch::{seal, BatchError, BatchView, Header, HEADER_LEN};
+use super::record_batch::{seal, BatchError, BatchView, Header, COMPRESSION_MASK, HEADER_LEN};
 
 /// Most bytes of records one batch may decompress to, and so the most memory
 /// [`decode_records`] may hold for one batch.
@@ -533,15 +533,16 @@ pub(crate) struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// `header` supplies everything but the record-derived fields; record timestamps are
-    /// stored relative to `base_timestamp`.
+    /// `header` supplies everything but the record-derived fields and the codec (its
+    /// other attribute flags are kept); record timestamps are stored relative to
+    /// `base_timestamp`.
     pub fn new(
         codec: Compression,
         header: Header,
         base_timestamp: i64,
     ) -> Result<Self, BatchError> {
         let mut header = header;
-        header.attributes = codec as i16;
+        header.attributes = (header.attributes & !COMPRESSION_MASK) | codec as i16;
         header.base_timestamp = base_timestamp;
         header.records_count = 0;
         let writer = PayloadWriter::new(codec, vec![0u8; HEADER_LEN])

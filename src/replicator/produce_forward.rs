@@ -41,7 +41,7 @@ use super::txn_forward::{is_session_gone, SourceTxns};
 use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
-use crate::kafka::batch_rewrite::rewrite_for_produce;
+use crate::kafka::batch_rewrite::rewrite_for_forward;
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::RecordBatches;
 use crate::kafka::transactions::{COORDINATOR_NOT_AVAILABLE, INVALID_TXN_STATE};
@@ -473,7 +473,7 @@ impl LinkForward {
                     .map_err(|e| (REQUEST_TIMED_OUT, e))?
             };
             let bytes =
-                rewrite_for_produce(&batch, identity.id, identity.epoch, batch.base_sequence())
+                rewrite_for_forward(&batch, identity.id, identity.epoch, batch.base_sequence())
                     .map_err(|e| (CORRUPT_MESSAGE, e.to_string()))?;
             out.extend_from_slice(&bytes);
             rewritten = true;

@@ -117,6 +117,13 @@ fn a_transactional_producer_writes_through_a_forwarded_mirror_and_goes_on_across
         Duration::from_secs(90),
         || dir.join("open").exists().then_some(()),
     );
+    // The held transaction's records are acknowledged on the source and, still in it,
+    // invisible to a read_committed consumer there: only the committed ones show.
+    assert_eq!(
+        dump(&source.bootstrap, &topic).len(),
+        HELD * RECORDS,
+        "the source shows the committed transactions and not the open one"
+    );
     let cutover = {
         let (reader_admin, link) = (reader.admin.clone(), link.clone());
         std::thread::spawn(move || {
@@ -222,8 +229,13 @@ fn a_transaction_spanning_a_forwarded_mirror_and_a_destination_topic_is_refused_
         producer.text()
     );
     // Nothing committed on either cluster.
-    assert!(dump(&source.bootstrap, &topic).is_empty());
-    assert!(dump(&destination().bootstrap, &local).is_empty());
+    let on_source = dump(&source.bootstrap, &topic);
+    let on_destination = dump(&destination().bootstrap, &local);
+    assert!(
+        on_source.is_empty() && on_destination.is_empty(),
+        "committed on the source: {on_source:?}; on the destination: {on_destination:?}; producer: {}",
+        producer.text()
+    );
     let _ = link;
 }
 
