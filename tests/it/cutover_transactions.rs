@@ -26,6 +26,10 @@ const TRANSACTIONS: usize = 60;
 /// cut-over's fence goes up.
 const HELD: usize = 20;
 const RECORDS: usize = 10;
+/// Every this many transactions, the producer aborts its first attempt once the
+/// records are acknowledged, then sends them again: none of the aborted records may
+/// show anywhere.
+const ABANDON_EVERY: usize = 7;
 
 /// The Java transactional producer of `tests/clients/java` through `proxy`; `hold`:
 /// which transaction waits, open, for `<dir>/release` (announced by `<dir>/open`).
@@ -51,6 +55,7 @@ fn txn_producer_with(
 ) -> Running {
     let classpath = java_clients_classpath();
     let group = format!("-Doffsets.group={}", offsets_group.unwrap_or_default());
+    let abandon = format!("-Dabandon.every={ABANDON_EVERY}");
     let (held, dir) = match hold {
         Some((t, dir)) => (t.to_string(), dir.display().to_string()),
         None => ("-1".to_string(), String::new()),
@@ -60,6 +65,7 @@ fn txn_producer_with(
         &[
             "java",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+            &abandon,
             if offsets_group.is_some() {
                 &group
             } else {
@@ -167,11 +173,21 @@ fn a_transactional_producer_writes_through_a_forwarded_mirror_and_goes_on_across
         committed, expected,
         "every transaction committed once, in order"
     );
+    let abandoned: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("abandoned "))
+        .collect();
+    let expected: Vec<String> = (0..TRANSACTIONS)
+        .step_by(ABANDON_EVERY)
+        .map(|t| t.to_string())
+        .collect();
+    assert_eq!(abandoned, expected, "the producer aborted these once each");
     // The transaction open at the fence ended on the source through it: nothing was
     // aborted, the producer was told nothing.
     assert!(!stdout.contains("aborted"), "{stdout}");
-    // Every committed record is on the destination once; those of a transaction in one
-    // partition, in order. Some came through the source, the rest were written after.
+    // Every committed record is on the destination once (an aborted attempt's copy
+    // nowhere); those of a transaction in one partition, in order. Some came through
+    // the source, the rest were written after.
     let on_destination = values(&reader, &topic);
     for t in 0..TRANSACTIONS {
         let mut at = Vec::new();

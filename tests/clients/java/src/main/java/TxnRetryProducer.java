@@ -32,6 +32,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * With -Doffsets.group=G, each transaction also commits an offset of group G (as a
  * consume-transform-produce application does, with sendOffsetsToTransaction).
  *
+ * With -Dabandon.every=K, the first attempt of every K-th transaction (0, K, 2K, ...)
+ * is aborted once its records are acknowledged ("abandoned T"), and then sent again.
+ *
  * With HOLD_AT and DIR, transaction HOLD_AT, once its records are acknowledged, creates
  * DIR/open and waits for DIR/release before it commits (a test holds it open that way).
  *
@@ -48,6 +51,7 @@ public class TxnRetryProducer {
         long pauseMs = Long.parseLong(args[5]);
         int maxAborts = Integer.parseInt(args[6]);
         String offsetsGroup = System.getProperty("offsets.group");
+        int abandonEvery = Integer.parseInt(System.getProperty("abandon.every", "0"));
         int holdAt = args.length > 8 ? Integer.parseInt(args[7]) : -1;
         Path dir = args.length > 8 ? Paths.get(args[8]) : null;
 
@@ -64,6 +68,7 @@ public class TxnRetryProducer {
             producer.initTransactions();
             for (int t = 0; t < transactions; t++) {
                 int abortsOfThis = 0;
+                boolean abandon = abandonEvery > 0 && t % abandonEvery == 0;
                 while (true) {
                     try {
                         producer.beginTransaction();
@@ -79,6 +84,12 @@ public class TxnRetryProducer {
                                 new ConsumerGroupMetadata(offsetsGroup));
                         }
                         producer.flush();
+                        if (abandon) {
+                            abandon = false;
+                            producer.abortTransaction();
+                            System.out.println("abandoned " + t);
+                            continue;
+                        }
                         Thread.sleep(pauseMs);
                         if (t == holdAt) {
                             if (!Files.exists(dir.resolve("open"))) {
