@@ -11,7 +11,8 @@
 //!   finds nothing;
 //! - `rewrite_for_produce`: an accepted batch is a valid v2 batch (CRC checked) at base
 //!   offset 0 with our producer fields, the same offset span and record count, and
-//!   (CreateTime) the very same records block;
+//!   (CreateTime) the very same records block; `rewrite_for_forward` gives the same
+//!   batch but for the transactional flag, which it keeps;
 //! - `re_encode_from`: the batches cover `[max(from, base), last]` without a gap or an
 //!   overlap, each gap-free with a valid CRC.
 
@@ -20,10 +21,10 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_TIMESTAMP,
 };
+use mirrorgate::kafka::batch_rewrite::{rewrite_for_forward, rewrite_for_produce};
 use mirrorgate::kafka::filler::{
     filler_batch, is_filler_batch, may_be_filler_batch, re_encode_from,
 };
-use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
 use mirrorgate::kafka::record_batch::{BatchView, RecordBatches};
 use mirrorgate::proxy::interceptors::fetch_fillers::hide_fillers;
 
@@ -208,10 +209,26 @@ pub fn check_records(records: &Bytes) {
 }
 
 fn check_rewrite(batch: &BatchView) {
-    let Ok(out) = rewrite_for_produce(batch, 77, 3, 1000) else {
+    let produced = rewrite_for_produce(batch, 77, 3, 1000);
+    let forwarded = rewrite_for_forward(batch, 77, 3, 1000);
+    assert_eq!(
+        produced.is_ok(),
+        forwarded.is_ok(),
+        "both accept the same batches"
+    );
+    let (Ok(out), Ok(kept)) = (produced, forwarded) else {
         return;
     };
-    let view = BatchView::parse(out).expect("a rewritten batch is one whole batch");
+    let kept = BatchView::parse(kept).expect("a forwarded batch is one whole batch");
+    assert!(kept.verify_crc());
+    assert_eq!(kept.is_transactional(), batch.is_transactional());
+    let view = BatchView::parse(out.clone()).expect("a rewritten batch is one whole batch");
+    assert_eq!(kept.records_payload(), view.records_payload());
+    assert_eq!(
+        kept.attributes() & !0x10,
+        view.attributes(),
+        "the transactional flag is the one difference"
+    );
     assert!(view.verify_crc());
     assert_eq!(
         (
