@@ -34,7 +34,6 @@ pub mod produce_scan;
 #[cfg(test)]
 mod produce_scan_tests;
 pub mod producer;
-pub mod read_ahead;
 pub mod record_batch;
 #[cfg(test)]
 mod record_batch_tests;

@@ -10,8 +10,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::read_ahead::ReadAhead;
-
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -55,7 +53,7 @@ pub async fn connect(
             reason: e.to_string(),
         })?;
         let stream = TlsConnector::from(tls.clone())
-            .connect(name, ReadAhead::new(tcp))
+            .connect(name, tcp)
             .await
             .map_err(|e| ConnectError::Tls {
                 addr: addr.to_string(),

@@ -27,7 +27,6 @@ use crate::kafka::frame::{
     response_correlation_id, FrameError, FrameReader, MaxFrame, RequestFrame, MIN_RESPONSE_BODY,
 };
 use crate::kafka::frame_writer::{FrameWriter, OutFrame};
-use crate::kafka::read_ahead::ReadAhead;
 use crate::kafka::transport::BoxIo;
 
 /// What the response loop must send back next, in request order.
@@ -115,8 +114,7 @@ async fn accept(
         return Some((Box::new(client), listener));
     };
     let timeout = snapshot.config.proxy.tls_handshake_timeout();
-    // rustls reads its transport 4 KiB at a time: large reads beneath it.
-    let handshake = TlsAcceptor::from(tls.clone()).accept(ReadAhead::new(client));
+    let handshake = TlsAcceptor::from(tls.clone()).accept(client);
     let stream = match tokio::time::timeout(timeout, handshake).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
