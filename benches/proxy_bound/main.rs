@@ -454,10 +454,10 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     })
     .collect();
     if let Some(binary) = baseline {
-        for mirror_declared in [false, true] {
+        for (mirror_declared, tls) in [(false, false), (true, false), (false, true)] {
             middles.push(Middle {
                 kind: Kind::Mirrorgate { mirror_declared },
-                tls: false,
+                tls,
                 binary: Some(binary.clone()),
             });
         }
