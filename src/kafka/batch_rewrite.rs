@@ -1,7 +1,7 @@
 //! The rewrite of a batch into one we may produce (the replicator's copies, clients'
-//! batches forwarded to a source): header fields
-//! only on the fast path, the records re-encoded for LogAppendTime batches (with
-//! `record_codec`). Above `record_batch` and `record_codec`, which know nothing of it.
+//! batches forwarded to a source): header fields only on the fast path, the records
+//! re-encoded for LogAppendTime batches (with `record_codec`). Above `record_batch`
+//! and `record_codec`, which know nothing of it.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, TimestampType, NO_PARTITION_LEADER_EPOCH};
