@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use kafka_protocol::messages::{
-    ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse, MetadataRequest,
-    MetadataResponse, ProduceResponse,
+    fetch_response, ApiKey, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse, ProduceResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -184,9 +184,7 @@ impl Step<FetchResponse> for FetchEndpoints {
         // A tail that does not read goes to the full decode, which says why.
         let mut tail = FetchTail::decode(look.frame.get(at..)?, version).ok()?;
         let mut spliced = || {
-            for node in &mut tail.node_endpoints {
-                point_at_proxy(look.shared, node.node_id.0, &mut node.host, &mut node.port)?;
-            }
+            point_fetch_endpoints(look.shared, &mut tail.node_endpoints)?;
             let encoded = tail.encode(version).map_err(ConnError::internal)?;
             replace_end(look.frame, at, encoded).map_err(ConnError::internal)
         };
@@ -199,11 +197,21 @@ impl Step<FetchResponse> for FetchEndpoints {
         _: &RequestMeta,
         response: &mut FetchResponse,
     ) -> Result<bool, ConnError> {
-        for node in &mut response.node_endpoints {
-            point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
-        }
+        point_fetch_endpoints(shared, &mut response.node_endpoints)?;
         Ok(!response.node_endpoints.is_empty())
     }
+}
+
+/// A Fetch answer's NodeEndpoints pointed at the proxy, whether the answer was decoded
+/// whole or only its tail.
+fn point_fetch_endpoints(
+    shared: &Arc<Shared>,
+    nodes: &mut [fetch_response::NodeEndpoint],
+) -> Result<(), ConnError> {
+    for node in nodes {
+        point_at_proxy(shared, node.node_id.0, &mut node.host, &mut node.port)?;
+    }
+    Ok(())
 }
 
 /// A Produce answer's NodeEndpoints (v10+).
