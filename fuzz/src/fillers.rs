@@ -25,7 +25,7 @@ use mirrorgate::kafka::batch_rewrite::{rewrite_for_forward, rewrite_for_produce}
 use mirrorgate::kafka::filler::{
     filler_batch, is_filler_batch, may_be_filler_batch, re_encode_from,
 };
-use mirrorgate::kafka::record_batch::{BatchView, RecordBatches};
+use mirrorgate::kafka::record_batch::{BatchSlices, BatchView, RecordBatches};
 use mirrorgate::proxy::interceptors::fetch_fillers::hide_fillers;
 
 /// Batches with more offsets than this are not re-encoded: filling 2^31 offsets is
@@ -169,7 +169,16 @@ fn is_hidden_filler(batch: &BatchView) -> bool {
 }
 
 pub fn check_records(records: &Bytes) {
+    // The borrowed walk the proxy's header check uses splits the same batches.
+    let borrowed: Vec<&[u8]> = BatchSlices::new(records)
+        .map_while(Result::ok)
+        .map(|b| b.bytes())
+        .collect();
     let (before, tail_before) = split(records);
+    assert!(
+        borrowed.iter().copied().eq(before.iter().map(|b| &b.bytes()[..])),
+        "the borrowed and counted walks split alike"
+    );
     let hidden = hide_fillers(records);
     let any_filler = before.iter().any(is_hidden_filler);
     assert_eq!(

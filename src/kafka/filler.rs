@@ -133,7 +133,7 @@ pub fn filler_timestamp(after: i64) -> i64 {
 /// fillers are written with such timestamps (every record the same) and the destination
 /// topic is CreateTime (the broker then keeps the timestamps, even when it recompresses);
 /// when it returns true, confirm with [`is_filler_batch`].
-pub fn may_be_filler_batch(batch: &BatchView) -> bool {
+pub fn may_be_filler_batch<B: AsRef<[u8]>>(batch: &BatchView<B>) -> bool {
     let max = batch.max_timestamp();
     !batch.is_control()
         && batch.records_count() > 0

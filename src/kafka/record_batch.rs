@@ -2,7 +2,8 @@
 //! building a header (the replicator's rewrite of a whole batch is `batch_rewrite`).
 //!
 //! A raw record set (a Fetch response's `records`) is a run of batches; [`RecordBatches`]
-//! splits it into [`BatchView`]s, each a `Bytes` slice of the original buffer. Header
+//! splits it into [`BatchView`]s, each a `Bytes` slice of the original buffer
+//! ([`BatchSlices`] the same, borrowed, for walks that only read headers). Header
 //! fields are read at fixed offsets (layout in `shared/reference/protocol.md`); records
 //! are only looked into by `record_codec` and `filler`, and only where the replicator or
 //! the proxy must.
@@ -83,13 +84,15 @@ pub enum BatchError {
     },
 }
 
-/// One whole v2 batch: a cheap, immutable view over its bytes.
+/// One whole v2 batch: a cheap, immutable view over its bytes, which are a counted
+/// `Bytes` slice of the record set, or a borrowed `&[u8]` where a walk only reads
+/// headers ([`BatchSlices`]) and should not count references per batch.
 ///
 /// Invariant: `bytes` is exactly `12 + batchLength` long, `batchLength >= 49`, magic 2.
 /// Accessors rely on it and never index out of range.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchView {
-    bytes: Bytes,
+pub struct BatchView<B = Bytes> {
+    bytes: B,
 }
 
 impl BatchView {
@@ -106,9 +109,30 @@ impl BatchView {
         }
     }
 
+    /// The whole batch, as it was on the wire.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+    /// The records block (compressed when the codec says so).
+    pub fn records_payload(&self) -> Bytes {
+        self.bytes.slice(HEADER_LEN.min(self.bytes.len())..)
+    }
+}
+
+impl<'a> BatchView<&'a [u8]> {
+    /// The whole batch, as it was on the wire.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+impl<B: AsRef<[u8]>> BatchView<B> {
     fn get<const N: usize>(&self, at: usize) -> [u8; N] {
         let mut out = [0u8; N];
-        if let Some(src) = self.bytes.get(at..at + N) {
+        if let Some(src) = self.bytes.as_ref().get(at..at + N) {
             out.copy_from_slice(src);
         }
         out
@@ -186,17 +210,6 @@ impl BatchView {
     pub fn verify_crc(&self) -> bool {
         crc32c::crc32c(self.crc_region()) == self.crc()
     }
-    /// The whole batch, as it was on the wire.
-    pub fn bytes(&self) -> &Bytes {
-        &self.bytes
-    }
-    pub fn into_bytes(self) -> Bytes {
-        self.bytes
-    }
-    /// The records block (compressed when the codec says so).
-    pub fn records_payload(&self) -> Bytes {
-        self.bytes.slice(HEADER_LEN.min(self.bytes.len())..)
-    }
 
     /// True when every offset in `[base_offset, last_offset]` holds a record, which is
     /// what a broker accepts on Produce. Compaction removes records but keeps the batch's
@@ -209,7 +222,7 @@ impl BatchView {
     }
 
     fn crc_region(&self) -> &[u8] {
-        self.bytes.get(CRC_START..).unwrap_or_default()
+        self.bytes.as_ref().get(CRC_START..).unwrap_or_default()
     }
 }
 
@@ -267,32 +280,94 @@ impl Iterator for RecordBatches {
             return None;
         }
         let rest = self.buf.get(self.pos..).unwrap_or_default();
-        let Some(raw_len) = rest.get(LENGTH..LOG_OVERHEAD) else {
-            self.done = true;
-            return None;
-        };
-        let len = i32::from_be_bytes([raw_len[0], raw_len[1], raw_len[2], raw_len[3]]);
-        if len < MIN_BATCH_LENGTH {
-            self.done = true;
-            return Some(Err(BatchError::BadLength(len)));
-        }
-        // Check the magic as soon as it is visible, so that an old-format log fails
-        // loudly instead of looking like an endless partial batch.
-        if let Some(&magic) = rest.get(MAGIC) {
-            if magic as i8 != MAGIC_V2 {
+        match next_batch(rest) {
+            NextBatch::Whole(total) => {
+                let bytes = self.buf.slice(self.pos..self.pos + total);
+                self.pos += total;
+                Some(Ok(BatchView { bytes }))
+            }
+            NextBatch::End => {
                 self.done = true;
-                return Some(Err(BatchError::UnsupportedMagic(magic as i8)));
+                None
+            }
+            NextBatch::Malformed(e) => {
+                self.done = true;
+                Some(Err(e))
             }
         }
-        // len >= 49, so this fits usize on every platform Rust supports.
-        let total = LOG_OVERHEAD + len as usize;
-        if rest.len() < total {
-            self.done = true;
+    }
+}
+
+/// What starts a record set: a whole batch of this many bytes, the end (nothing left, or
+/// a batch cut off by the fetch size limit), or a batch that cannot be one.
+enum NextBatch {
+    Whole(usize),
+    End,
+    Malformed(BatchError),
+}
+
+fn next_batch(rest: &[u8]) -> NextBatch {
+    let Some(raw_len) = rest.get(LENGTH..LOG_OVERHEAD) else {
+        return NextBatch::End;
+    };
+    let len = i32::from_be_bytes([raw_len[0], raw_len[1], raw_len[2], raw_len[3]]);
+    if len < MIN_BATCH_LENGTH {
+        return NextBatch::Malformed(BatchError::BadLength(len));
+    }
+    // Check the magic as soon as it is visible, so that an old-format log fails
+    // loudly instead of looking like an endless partial batch.
+    if let Some(&magic) = rest.get(MAGIC) {
+        if magic as i8 != MAGIC_V2 {
+            return NextBatch::Malformed(BatchError::UnsupportedMagic(magic as i8));
+        }
+    }
+    // len >= 49, so this fits usize on every platform Rust supports.
+    let total = LOG_OVERHEAD + len as usize;
+    if rest.len() < total {
+        return NextBatch::End;
+    }
+    NextBatch::Whole(total)
+}
+
+/// The batches of a borrowed record set, as [`RecordBatches`] splits them, without a
+/// reference count per batch: for walks that read headers and rarely keep a batch.
+#[derive(Debug, Clone)]
+pub struct BatchSlices<'a> {
+    rest: &'a [u8],
+    done: bool,
+}
+
+impl<'a> BatchSlices<'a> {
+    pub fn new(records: &'a [u8]) -> Self {
+        Self {
+            rest: records,
+            done: false,
+        }
+    }
+}
+
+impl<'a> Iterator for BatchSlices<'a> {
+    type Item = Result<BatchView<&'a [u8]>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
             return None;
         }
-        let bytes = self.buf.slice(self.pos..self.pos + total);
-        self.pos += total;
-        Some(Ok(BatchView { bytes }))
+        match next_batch(self.rest) {
+            NextBatch::Whole(total) => {
+                let (bytes, rest) = self.rest.split_at(total);
+                self.rest = rest;
+                Some(Ok(BatchView { bytes }))
+            }
+            NextBatch::End => {
+                self.done = true;
+                None
+            }
+            NextBatch::Malformed(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 

@@ -228,6 +228,14 @@ impl Rng {
 
 /// Everything that takes a batch from the network, on one input: must not panic.
 fn exercise(input: Bytes) {
+    // The borrowed walk splits exactly as the counted one does, and stops the same way.
+    let borrowed: Vec<_> = BatchSlices::new(&input)
+        .map(|b| b.map(|v| v.bytes().to_vec()).map_err(|e| e.to_string()))
+        .collect();
+    let counted: Vec<_> = RecordBatches::new(input.clone())
+        .map(|b| b.map(|v| v.bytes().to_vec()).map_err(|e| e.to_string()))
+        .collect();
+    assert_eq!(borrowed, counted);
     let mut it = RecordBatches::new(input);
     for item in it.by_ref() {
         let Ok(v) = item else { continue };

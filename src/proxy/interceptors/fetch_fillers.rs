@@ -33,7 +33,7 @@ use crate::kafka::codec::decode_request;
 use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
 use crate::kafka::frame::RequestFrame;
-use crate::kafka::record_batch::{empty_batch_like, BatchView, RecordBatches};
+use crate::kafka::record_batch::{empty_batch_like, BatchSlices, BatchView, RecordBatches};
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
 use crate::registry::{Guard, Snapshot};
@@ -147,7 +147,7 @@ impl Step<FetchResponse> for HideFillers {
             needed = match guard {
                 None => false,
                 Some(Guard::Mirror | Guard::CatalogLoading) => {
-                    records.is_some_and(|r| holds_filler(&body.slice_ref(r)))
+                    records.is_some_and(|r| holds_filler(&body, r))
                 }
                 Some(_) => true,
             };
@@ -197,11 +197,17 @@ impl Step<FetchResponse> for HideFillers {
     }
 }
 
-/// True when a batch of `records` is a filler, as `hide_fillers` judges it.
-fn holds_filler(records: &Bytes) -> bool {
-    RecordBatches::new(records.clone())
+/// True when a batch of `records` (borrowed from `body`) is a filler, as
+/// `hide_fillers` judges it. Headers are read in place; only a batch that passes the
+/// cheap check is taken out of `body` to have its records read.
+fn holds_filler(body: &Bytes, records: &[u8]) -> bool {
+    BatchSlices::new(records)
         .map_while(Result::ok)
-        .any(|batch| is_hidden_filler(&batch))
+        .filter(may_be_filler_batch)
+        .any(|batch| {
+            BatchView::parse(body.slice_ref(batch.bytes()))
+                .is_ok_and(|batch| is_filler_batch(&batch).unwrap_or(false))
+        })
 }
 
 /// A filler batch: one that passes the cheap check on its header and whose records
@@ -325,9 +331,23 @@ mod tests {
         let batch = BatchView::parse(lookalike.clone()).unwrap();
         assert!(may_be_filler_batch(&batch), "the header check passes");
         let records = Bytes::from([&data(1)[..], &lookalike[..]].concat());
-        assert!(!holds_filler(&records));
+        assert!(!holds_filler(&records, &records));
         assert!(hide_fillers(&records).is_none());
         let with_filler = Bytes::from([&records[..], &filler_at(2, 3)[..]].concat());
-        assert!(holds_filler(&with_filler));
+        assert!(holds_filler(&with_filler, &with_filler));
+    }
+
+    #[test]
+    fn the_walk_finds_a_filler_in_a_partition_inside_a_larger_answer() {
+        // As the walk hands them over: a partition's records borrowed from the body.
+        let head = Bytes::from_static(b"fields before the records");
+        let (a, f) = (data(0), filler_at(1, 2));
+        let tail = &data(3)[..30];
+        let body = Bytes::from([&head[..], &a[..], &f[..], tail].concat());
+        let records = &body[head.len()..];
+        assert!(holds_filler(&body, records));
+        let without = &body[head.len()..head.len() + a.len()];
+        assert!(!holds_filler(&body, without));
+        assert!(!holds_filler(&body, &body[body.len()..]), "no records");
     }
 }
