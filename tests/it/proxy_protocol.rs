@@ -246,6 +246,12 @@ async fn produce_and_fetch_node_endpoints_point_at_the_proxy() {
     );
 }
 
+/// The error code of the first partition of a Fetch answer.
+fn partition_error(answer: &kafka_protocol::messages::FetchResponse) -> Option<i16> {
+    let topic = answer.responses.first()?;
+    Some(topic.partitions.first()?.error_code)
+}
+
 /// Answers are written in request order, but one that has come is not held back for
 /// the next: a Metadata answer goes out at once, not after the long-polling Fetch
 /// pipelined behind it on the same connection (as librdkafka does, with heartbeats and
@@ -263,6 +269,22 @@ async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
     common::create_topic(cluster, &topic, &["--replica-assignment", "0"]);
     let mut conn = connect(&proxy.broker_addr(0)).await;
     let id = topic_id(&metadata(&mut conn, &[&topic], 12).await, &topic);
+    // On a cluster just started, a new topic's partition may not be served yet, and a
+    // fetch of it is answered at once with an error: wait until it is served.
+    let probe = fetch_request(&topic, id, 0, 0, 1 << 20);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = conn.call(&probe, 12).await.expect("a fetch answer");
+        if partition_error(&answer) == Some(0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partition 0 of {topic} not served after 30 s: {:?}",
+            partition_error(&answer)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // min_bytes more than the empty topic has: the broker waits.
     let fetch = fetch_request(&topic, id, MAX_WAIT.as_millis() as i32, 1 << 20, 1 << 20);
@@ -279,6 +301,7 @@ async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
     let fetched = conn.receive(second).await.expect("the fetch answer");
     let fetch_after = sent.elapsed();
     assert_eq!(fetched.error_code, 0);
+    assert_eq!(partition_error(&fetched), Some(0), "the partition's error");
     assert!(
         fetch_after >= MAX_WAIT - Duration::from_millis(500),
         "the broker answered the fetch after {fetch_after:?}: it did not long-poll"
