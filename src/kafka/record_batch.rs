@@ -276,57 +276,45 @@ impl Iterator for RecordBatches {
     type Item = Result<BatchView, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
         let rest = self.buf.get(self.pos..).unwrap_or_default();
-        match next_batch(rest) {
-            NextBatch::Whole(total) => {
-                let bytes = self.buf.slice(self.pos..self.pos + total);
-                self.pos += total;
-                Some(Ok(BatchView { bytes }))
-            }
-            NextBatch::End => {
-                self.done = true;
-                None
-            }
-            NextBatch::Malformed(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        Some(next_batch(rest, &mut self.done)?.map(|total| {
+            let bytes = self.buf.slice(self.pos..self.pos + total);
+            self.pos += total;
+            BatchView { bytes }
+        }))
     }
 }
 
-/// What starts a record set: a whole batch of this many bytes, the end (nothing left, or
-/// a batch cut off by the fetch size limit), or a batch that cannot be one.
-enum NextBatch {
-    Whole(usize),
-    End,
-    Malformed(BatchError),
+/// The size of the whole batch that starts `rest`. The end (nothing left, or a batch
+/// cut off by the fetch size limit) and a malformed batch set `done`: the iteration
+/// stops there.
+fn next_batch(rest: &[u8], done: &mut bool) -> Option<Result<usize, BatchError>> {
+    if *done {
+        return None;
+    }
+    let next = whole_batch_len(rest);
+    if !matches!(next, Some(Ok(_))) {
+        *done = true;
+    }
+    next
 }
 
-fn next_batch(rest: &[u8]) -> NextBatch {
-    let Some(raw_len) = rest.get(LENGTH..LOG_OVERHEAD) else {
-        return NextBatch::End;
-    };
+fn whole_batch_len(rest: &[u8]) -> Option<Result<usize, BatchError>> {
+    let raw_len = rest.get(LENGTH..LOG_OVERHEAD)?;
     let len = i32::from_be_bytes([raw_len[0], raw_len[1], raw_len[2], raw_len[3]]);
     if len < MIN_BATCH_LENGTH {
-        return NextBatch::Malformed(BatchError::BadLength(len));
+        return Some(Err(BatchError::BadLength(len)));
     }
     // Check the magic as soon as it is visible, so that an old-format log fails
     // loudly instead of looking like an endless partial batch.
     if let Some(&magic) = rest.get(MAGIC) {
         if magic as i8 != MAGIC_V2 {
-            return NextBatch::Malformed(BatchError::UnsupportedMagic(magic as i8));
+            return Some(Err(BatchError::UnsupportedMagic(magic as i8)));
         }
     }
     // len >= 49, so this fits usize on every platform Rust supports.
     let total = LOG_OVERHEAD + len as usize;
-    if rest.len() < total {
-        return NextBatch::End;
-    }
-    NextBatch::Whole(total)
+    (rest.len() >= total).then_some(Ok(total))
 }
 
 /// The batches of a borrowed record set, as [`RecordBatches`] splits them, without a
@@ -350,24 +338,11 @@ impl<'a> Iterator for BatchSlices<'a> {
     type Item = Result<BatchView<&'a [u8]>, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match next_batch(self.rest) {
-            NextBatch::Whole(total) => {
-                let (bytes, rest) = self.rest.split_at(total);
-                self.rest = rest;
-                Some(Ok(BatchView { bytes }))
-            }
-            NextBatch::End => {
-                self.done = true;
-                None
-            }
-            NextBatch::Malformed(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        Some(next_batch(self.rest, &mut self.done)?.map(|total| {
+            let (bytes, rest) = self.rest.split_at(total);
+            self.rest = rest;
+            BatchView { bytes }
+        }))
     }
 }
 
