@@ -272,19 +272,18 @@ async fn an_answer_is_not_held_behind_a_long_polling_fetch() {
     // On a cluster just started, a new topic's partition may not be served yet, and a
     // fetch of it is answered at once with an error: wait until it is served.
     let probe = fetch_request(&topic, id, 0, 0, 1 << 20);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let answer = conn.call(&probe, 12).await.expect("a fetch answer");
-        if partition_error(&answer) == Some(0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "partition 0 of {topic} not served after 30 s: {:?}",
-            partition_error(&answer)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually_async(
+        "the new topic's partition is served",
+        Duration::from_secs(30),
+        async || {
+            let answer = conn.call(&probe, 12).await.expect("a fetch answer");
+            match partition_error(&answer) {
+                Some(0) => Ok(()),
+                other => Err(format!("partition error {other:?}")),
+            }
+        },
+    )
+    .await;
 
     // min_bytes more than the empty topic has: the broker waits.
     let fetch = fetch_request(&topic, id, MAX_WAIT.as_millis() as i32, 1 << 20, 1 << 20);
