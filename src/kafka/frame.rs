@@ -27,6 +27,11 @@ const RELEASE_AFTER_MAX: usize = 64 * 1024;
 /// Largest single read into a budgeted reader: big enough that a large frame costs few
 /// syscalls, small enough that the budget is taken about as fast as bytes arrive.
 const MAX_BUDGETED_READ: usize = 1024 * 1024;
+/// Least a budgeted reader asks for once a frame's length is known: the rest of that
+/// frame and whatever pipelined frames follow it, so a client sending many requests
+/// back to back costs a read per several of them (and the upstream a write per
+/// several), not one each. Taken from the budget only while it has room.
+const READ_AHEAD: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -151,8 +156,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Like `next`, but every read first takes its bytes from the budget, and nothing
-    /// is reserved for a frame beyond what has arrived.
+    /// Like `next`, but every read first takes its bytes from the budget, and room is
+    /// made only for the read at hand (a frame's announced length is not reserved).
     async fn next_budgeted(&mut self) -> Result<Option<Bytes>, FrameError> {
         if let Some(b) = &mut self.budget {
             b.budget.release(std::mem::take(&mut b.lent));
@@ -160,30 +165,40 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         loop {
             if let Some(frame) = self.try_split(false)? {
                 if let Some(b) = &mut self.budget {
-                    // The frame's bytes move from the buffer to the caller.
+                    // The frame's bytes move from the buffer to the caller; what was
+                    // taken for a read-ahead that did not arrive goes back.
                     b.lent = frame.len().min(b.held);
                     b.held -= b.lent;
+                    let unfilled = b.held.saturating_sub(self.buf.len());
+                    b.budget.release(unfilled);
+                    b.held -= unfilled;
                 }
                 self.release_if_empty(frame.len());
                 return Ok(Some(frame));
             }
-            let mut want = match peek_len(&self.buf) {
-                Some(len) => (LEN_PREFIX + len.max(0) as usize)
-                    .saturating_sub(self.buf.len())
-                    .clamp(READ_CHUNK, MAX_BUDGETED_READ),
-                None if self.buf.capacity() == 0 => FIRST_READ,
-                None => READ_CHUNK,
+            // `need`: the rest of this frame; `want`: that and a read-ahead.
+            let (need, mut want) = match peek_len(&self.buf) {
+                Some(len) => {
+                    let rest = (LEN_PREFIX + len.max(0) as usize)
+                        .saturating_sub(self.buf.len())
+                        .min(MAX_BUDGETED_READ);
+                    (rest, rest.max(READ_AHEAD))
+                }
+                None if self.buf.capacity() == 0 => (FIRST_READ, FIRST_READ),
+                None => (READ_CHUNK, READ_CHUNK),
             };
             if let Some(b) = &mut self.budget {
                 // The first READ_CHUNK of every reader is outside the budget, so small
                 // requests (Metadata, Fetch, heartbeats) never wait behind large ones:
                 // that costs at most max_connections x READ_CHUNK.
-                let to_hold = (self.buf.len() + want).saturating_sub(READ_CHUNK);
+                let beyond_free = |n: usize| (self.buf.len() + n).saturating_sub(READ_CHUNK);
+                let to_hold = beyond_free(want);
                 if to_hold > b.held {
-                    // Read what the budget allows now (at least a chunk, waiting for it
-                    // when the budget is spent), not the whole announced frame.
-                    let extra = to_hold - b.held;
-                    let got = b.budget.take_up_to(extra.min(READ_CHUNK), extra).await;
+                    // Read what the budget allows now, not the whole announced frame:
+                    // wait only for this frame's next chunk beyond the free one, never
+                    // for read-ahead.
+                    let must = beyond_free(need).saturating_sub(b.held).min(READ_CHUNK);
+                    let got = b.budget.take_up_to(must, to_hold - b.held).await;
                     b.held += got;
                     want = (b.held + READ_CHUNK)
                         .saturating_sub(self.buf.len())
@@ -429,6 +444,78 @@ mod tests {
         assert_eq!(budget.available(), budget.total());
         assert!(reader.next().await.unwrap().is_some());
         assert!(reader.next().await.unwrap().is_none());
+    }
+
+    /// A byte source that counts the reads made of it.
+    struct CountingReader<'a> {
+        data: &'a [u8],
+        reads: usize,
+    }
+
+    impl AsyncRead for CountingReader<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = buf.remaining().min(self.data.len());
+            let (head, tail) = self.data.split_at(n);
+            buf.put_slice(head);
+            self.data = tail;
+            self.reads += 1;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_budgeted_reader_reads_pipelined_frames_several_at_a_time() {
+        const FRAMES: usize = 8;
+        let body = vec![7u8; 10 * 1024];
+        let input: Vec<u8> = (0..FRAMES).flat_map(|_| frame(&body)).collect();
+        let budget = FrameBudget::new(1 << 20);
+        let source = CountingReader {
+            data: &input,
+            reads: 0,
+        };
+        let mut reader =
+            FrameReader::with_budget(source, MaxFrame::Fixed(1 << 20), 0, budget.clone());
+        for _ in 0..FRAMES {
+            let frame = reader.next().await.unwrap().unwrap();
+            assert_eq!(frame.len(), LEN_PREFIX + body.len());
+        }
+        // 2 KiB, then the rest of the first frame and the frames behind it 64 KiB at a
+        // time: 3 reads for 80 KiB, where a read per frame would be 8 or more.
+        assert!(reader.inner.reads <= 3, "{} reads", reader.inner.reads);
+        // Only the frame handed out last is held; the read-ahead that found nothing
+        // more to read went back to the budget.
+        let held = budget.total() - budget.available();
+        assert!(held <= LEN_PREFIX + body.len(), "holds {held}");
+        assert!(reader.next().await.unwrap().is_none());
+        drop(reader);
+        assert_eq!(budget.available(), budget.total());
+    }
+
+    #[tokio::test]
+    async fn a_frame_within_the_free_chunk_never_waits_for_the_budget() {
+        let budget = FrameBudget::new(0);
+        let small = frame(&vec![1u8; READ_CHUNK - 1024]);
+        let mut reader =
+            FrameReader::with_budget(&small[..], MaxFrame::Fixed(1 << 20), 0, budget.clone());
+        let read = tokio::time::timeout(Duration::from_secs(5), reader.next()).await;
+        assert_eq!(
+            read.expect("not held up").unwrap().unwrap().len(),
+            small.len()
+        );
+
+        // A frame larger than the free chunk waits for the budget.
+        let large = frame(&vec![1u8; READ_CHUNK * 3]);
+        let mut reader =
+            FrameReader::with_budget(&large[..], MaxFrame::Fixed(1 << 20), 0, budget.clone());
+        let read = tokio::time::timeout(Duration::from_millis(200), reader.next()).await;
+        assert!(
+            read.is_err(),
+            "read a frame past the free chunk with no budget"
+        );
     }
 
     #[test]
