@@ -32,6 +32,7 @@ use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState, Restoring};
 use super::{remote_catalog, Destination};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC};
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
 use crate::kafka::producer::init_producer_id;
 
@@ -39,6 +40,14 @@ use crate::kafka::producer::init_producer_id;
 pub const SET_ASIDE_SUFFIX: &str = ".mirrorgate-truncated";
 /// How long the topic's deletion may take before the command gives up (run it again).
 const DELETE_WAIT: Duration = Duration::from_secs(60);
+/// How often the waits below look again: soon at first (metadata usually settles in
+/// well under a second), then less often while the brokers are slow.
+const RECHECK_MIN: Duration = Duration::from_millis(200);
+const RECHECK_MAX: Duration = Duration::from_secs(2);
+
+fn recheck() -> Backoff {
+    Backoff::new(RECHECK_MIN, RECHECK_MAX, Jitter::Equal)
+}
 /// A partition's end must stand still this long before the topic is deleted: a proxy
 /// of this fleet that had not yet read step 1 may still have let a write through.
 const QUIET: Duration = Duration::from_secs(1);
@@ -437,6 +446,7 @@ async fn partitions_known(
     existed: bool,
 ) -> Result<i32, ApiError> {
     let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    let mut backoff = recheck();
     loop {
         let metadata = admin::metadata(any, Some(&[topic]))
             .await
@@ -445,12 +455,13 @@ async fn partitions_known(
         if count >= needed || (existed && count > 0) || tokio::time::Instant::now() > deadline {
             return Ok(count);
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
 async fn wait_for_ends(dest: &Destination, topic: &str) -> Result<Vec<i64>, ApiError> {
     let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    let mut backoff = recheck();
     loop {
         let ends = match dest.connect_any().await {
             Ok(mut any) => dest
@@ -462,7 +473,7 @@ async fn wait_for_ends(dest: &Destination, topic: &str) -> Result<Vec<i64>, ApiE
         match ends {
             Ok(ends) => return Ok(ends.into_values().collect()),
             Err(e) if tokio::time::Instant::now() > deadline => return Err(unavailable(e)),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
         }
     }
 }
@@ -558,6 +569,7 @@ async fn delete_and_wait(dest: &Destination, topic: &str) -> Result<(), ApiError
         .await
         .map_err(unavailable)?;
     let deadline = tokio::time::Instant::now() + DELETE_WAIT;
+    let mut backoff = recheck();
     loop {
         if !admin::topic_exists(&mut any, topic)
             .await
@@ -570,7 +582,7 @@ async fn delete_and_wait(dest: &Destination, topic: &str) -> Result<(), ApiError
                 "Topic '{topic}' is still being deleted; run the command again to finish."
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
