@@ -7,7 +7,9 @@
 //! error reports exactly the rest, a length error names the length that is there; each
 //! frame's prefix is its length, within the limits; `header_len`, `body` and
 //! `header_bytes` slice the frame consistently; `read_uvarint` reads a well-formed
-//! varint of at most 5 bytes from what it was given.
+//! varint of at most 5 bytes from what it was given. Half the inputs use a client's
+//! budgeted reader (read-ahead included): the same properties hold, it never waits for
+//! ever on a budget at least the largest frame, and it gives every byte back.
 
 use std::future::Future;
 use std::io;
@@ -16,8 +18,10 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use mirrorgate::kafka::frame::{
-    read_uvarint, response_correlation_id, FrameError, FrameReader, RequestFrame, LEN_PREFIX,
+    read_uvarint, response_correlation_id, FrameError, FrameReader, MaxFrame, RequestFrame,
+    LEN_PREFIX,
 };
+use mirrorgate::kafka::frame_budget::FrameBudget;
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Hands out `data` in chunks whose sizes come from a small PRNG seeded by the input.
@@ -87,7 +91,14 @@ pub fn check(data: &[u8]) {
         state,
         pending_next: false,
     };
-    let mut reader = FrameReader::new(stream, max, min);
+    // A client's reader (budgeted, with read-ahead) half the time. Its budget is at
+    // least the largest frame, as the config requires, so it never waits forever.
+    let budget = (control[2] & 0x10 != 0)
+        .then(|| FrameBudget::new(max + usize::from(control[2] >> 5) * 4096));
+    let mut reader = match &budget {
+        Some(budget) => FrameReader::with_budget(stream, MaxFrame::Fixed(max), min, budget.clone()),
+        None => FrameReader::new(stream, max, min),
+    };
     let mut consumed = 0usize;
     loop {
         let hinted = reader.has_buffered_frame();
@@ -133,6 +144,10 @@ pub fn check(data: &[u8]) {
             }
             Err(e) => panic!("unexpected error from an in-memory stream: {e}"),
         }
+    }
+    drop(reader);
+    if let Some(budget) = budget {
+        assert_eq!(budget.available(), budget.total(), "budget given back");
     }
     check_uvarints(input);
 }
