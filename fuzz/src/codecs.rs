@@ -10,8 +10,8 @@
 //! values and headers.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mirrorgate::kafka::filler::{is_filler_batch, FILLER_KEY};
 use mirrorgate::kafka::batch_rewrite::rewrite_for_produce;
+use mirrorgate::kafka::filler::{is_filler_batch, FILLER_KEY};
 use mirrorgate::kafka::record_batch::{BatchView, CRC_START, HEADER_LEN};
 use mirrorgate::kafka::record_codec::{decode_records, RawRecord};
 

@@ -176,7 +176,10 @@ pub fn check_records(records: &Bytes) {
         .collect();
     let (before, tail_before) = split(records);
     assert!(
-        borrowed.iter().copied().eq(before.iter().map(|b| &b.bytes()[..])),
+        borrowed
+            .iter()
+            .copied()
+            .eq(before.iter().map(|b| &b.bytes()[..])),
         "the borrowed and counted walks split alike"
     );
     let hidden = hide_fillers(records);

@@ -105,13 +105,19 @@ fn produce(frame: &RequestFrame) {
                         _ => t.name.to_string(),
                     })
                     .collect();
-                assert_eq!(walked, decoded, "the walk and the decoder name other topics");
+                assert_eq!(
+                    walked, decoded,
+                    "the walk and the decoder name other topics"
+                );
             }
             guarded::<Produce>(frame, acks != 0);
         }
         Err(_) => {
             // What the decoder refuses, the walk must not pass as naming no topic.
-            assert!(walk.is_err(), "the walk accepted a body the decoder refuses");
+            assert!(
+                walk.is_err(),
+                "the walk accepted a body the decoder refuses"
+            );
             guarded::<Produce>(frame, true)
         }
     }

@@ -244,8 +244,7 @@ fn tail_rewrite_agrees(decoded: &FetchResponse, body: &[u8], tail_at: usize, ver
         }
     }
     for node in &mut whole.node_endpoints {
-        point_at_proxy(node.node_id.0, &mut node.host, &mut node.port)
-            .expect("as for the tail");
+        point_at_proxy(node.node_id.0, &mut node.host, &mut node.port).expect("as for the tail");
     }
     let mut spliced = body[..tail_at].to_vec();
     spliced.extend_from_slice(&tail.encode(version).expect("the tail encodes"));
