@@ -140,7 +140,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             } else {
                 READ_CHUNK
             };
-            if self.buf.capacity() - self.buf.len() < want / 4 {
+            // An announced frame has its room already (`try_split`). Growing a buffer
+            // that holds much of one would copy it all, so only a short buffer grows.
+            if self.buf.len() < READ_CHUNK && self.buf.capacity() - self.buf.len() < want / 4 {
                 self.buf.reserve(want);
             }
             if self.inner.read_buf(&mut self.buf).await? == 0 {
@@ -182,7 +184,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     let rest = (LEN_PREFIX + len.max(0) as usize)
                         .saturating_sub(self.buf.len())
                         .min(MAX_BUDGETED_READ);
-                    (rest, rest.max(READ_AHEAD))
+                    // Read ahead only while little is buffered: room past the end of a
+                    // large frame would mean copying all of it that has arrived.
+                    match self.buf.len() < READ_AHEAD {
+                        true => (rest, rest.max(READ_AHEAD)),
+                        false => (rest, rest),
+                    }
                 }
                 None if self.buf.capacity() == 0 => (FIRST_READ, FIRST_READ),
                 None => (READ_CHUNK, READ_CHUNK),
