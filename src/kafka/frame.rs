@@ -525,6 +525,64 @@ mod tests {
         );
     }
 
+    /// Hands its data out in chunks of `chunk` bytes and records where in memory each
+    /// read wrote.
+    struct TracingReader {
+        data: Vec<u8>,
+        chunk: usize,
+        writes: Vec<(usize, usize)>,
+    }
+
+    impl AsyncRead for TracingReader {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.chunk.min(self.data.len()).min(buf.remaining());
+            let to = buf.initialize_unfilled_to(n);
+            to.copy_from_slice(&self.data[..n]);
+            let at = to.as_ptr() as usize;
+            buf.advance(n);
+            self.data.drain(..n);
+            self.writes.push((at, n));
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A 256 KiB frame arriving 10,000 bytes at a time, its last piece small: after the
+    /// first read (which learns the length), every read lands right after the one
+    /// before, and the frame is that memory: nothing was moved to make room.
+    #[tokio::test]
+    async fn a_large_frame_is_read_in_place() {
+        for budgeted in [false, true] {
+            let input = frame(&vec![3u8; 256 * 1024]);
+            let source = TracingReader {
+                data: input.clone(),
+                chunk: 10_000,
+                writes: Vec::new(),
+            };
+            let mut reader = match budgeted {
+                true => FrameReader::with_budget(
+                    source,
+                    MaxFrame::Fixed(1 << 20),
+                    0,
+                    FrameBudget::new(1 << 20),
+                ),
+                false => FrameReader::new(source, 1 << 20, 0),
+            };
+            let got = reader.next().await.unwrap().unwrap();
+            assert_eq!(got.len(), input.len());
+            let writes = &reader.inner.writes;
+            assert!(writes.len() > 20, "{budgeted}: {} reads", writes.len());
+            for pair in writes[1..].windows(2) {
+                let ((at, n), (next, _)) = (pair[0], pair[1]);
+                assert_eq!(next, at + n, "budgeted {budgeted}: the frame was moved");
+            }
+            assert_eq!(got.as_ptr() as usize + writes[0].1, writes[1].0);
+        }
+    }
+
     #[test]
     fn parses_header_and_finds_body() {
         // Metadata v12 (flexible): key 3, version 12, corr 7, client id "ab", no tags, body [9].
