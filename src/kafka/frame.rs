@@ -186,9 +186,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                         .min(MAX_BUDGETED_READ);
                     // Read ahead only while little is buffered: room past the end of a
                     // large frame would mean copying all of it that has arrived.
-                    match self.buf.len() < READ_AHEAD {
-                        true => (rest, rest.max(READ_AHEAD)),
-                        false => (rest, rest),
+                    if self.buf.len() < READ_AHEAD {
+                        (rest, rest.max(READ_AHEAD))
+                    } else {
+                        (rest, rest)
                     }
                 }
                 None if self.buf.capacity() == 0 => (FIRST_READ, FIRST_READ),
