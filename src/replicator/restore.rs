@@ -44,14 +44,15 @@ const DELETE_WAIT: Duration = Duration::from_secs(60);
 /// well under a second), then less often while the brokers are slow.
 const RECHECK_MIN: Duration = Duration::from_millis(200);
 const RECHECK_MAX: Duration = Duration::from_secs(2);
-
-fn recheck() -> Backoff {
-    Backoff::new(RECHECK_MIN, RECHECK_MAX, Jitter::Equal)
-}
 /// A partition's end must stand still this long before the topic is deleted: a proxy
 /// of this fleet that had not yet read step 1 may still have let a write through.
 const QUIET: Duration = Duration::from_secs(1);
 const MAX_QUIET_ROUNDS: usize = 10;
+
+/// The waits' schedule: `RECHECK_MIN` doubling to `RECHECK_MAX`, with jitter.
+fn recheck() -> Backoff {
+    Backoff::new(RECHECK_MIN, RECHECK_MAX, Jitter::Equal)
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
