@@ -113,6 +113,8 @@ impl KafkaConnection {
         sasl: Option<&SaslConfig>,
     ) -> Result<Self, ClientError> {
         let stream = transport::connect(addr, connect_timeout, tls).await?;
+        // A steady rise on an idle instance is connection churn the brokers see.
+        metrics::counter!("mirrorgate_own_connections_opened_total").increment(1);
         let (read, write) = tokio::io::split(stream);
         let mut connection = Self {
             reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),

@@ -24,6 +24,8 @@ pub mod frame;
 pub mod frame_budget;
 pub mod frame_writer;
 pub mod groups;
+/// A connection kept between the rounds of a periodic job.
+pub mod kept;
 /// Fleet membership: instances share shards of work through Kafka's group protocol.
 pub mod membership;
 #[cfg(test)]

@@ -21,9 +21,11 @@ use super::catalog::{Catalog, Invalid, Outcome};
 use super::partition::{log_end_offset, log_start_offset};
 use super::secrets::Sealer;
 use super::{store, Destination};
+use crate::config::DestinationConfig;
 use crate::kafka::admin::{self, topic_name, UNKNOWN_TOPIC};
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::kept::KeptConnection;
 use crate::kafka::record_batch::RecordBatches;
 use crate::kafka::record_codec::decode_records;
 use crate::registry::{LinkMirrors, Registry};
@@ -96,6 +98,7 @@ impl CatalogFeed {
             position: None,
             target: None,
             loaded: false,
+            any: KeptConnection::default(),
         };
         tokio::spawn(tail.run(stop.clone()));
         Self { view, stop }
@@ -150,6 +153,9 @@ struct Tail {
     /// The high watermark seen at start: read up to it, the catalog is loaded.
     target: Option<i64>,
     loaded: bool,
+    /// For the leader lookups: while the topic is absent they come every
+    /// `ABSENT_RECHECK`.
+    any: KeptConnection<DestinationConfig>,
 }
 
 /// How a session with the metadata topic's leader ended.
@@ -282,9 +288,14 @@ impl Tail {
 
     /// A connection to the leader of the metadata topic; None when the topic does not
     /// exist.
-    async fn leader(&self, topic: &str) -> Result<Option<KafkaConnection>, String> {
-        let mut any = self.dest.connect_any().await.map_err(|e| e.to_string())?;
-        let metadata = admin::metadata(&mut any, Some(&[topic]))
+    async fn leader(&mut self, topic: &str) -> Result<Option<KafkaConnection>, String> {
+        let dest = &self.dest;
+        let metadata = self
+            .any
+            .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                let metadata = admin::metadata(&mut conn, Some(&[topic])).await;
+                (conn, metadata)
+            })
             .await
             .map_err(|e| e.to_string())?;
         match admin::partition_count(&metadata, topic) {

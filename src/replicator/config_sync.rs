@@ -29,11 +29,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 
+use super::link_config::LinkConfig;
 use super::source::Source;
 use super::store;
 use super::Destination;
 use crate::kafka::admin::{self, AdminError};
+use crate::config::DestinationConfig;
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::kept::KeptConnection;
 
 /// Topic configs a mirror always takes from its source, and that cannot be altered on
 /// the mirror.
@@ -143,6 +146,9 @@ pub fn plan(
 pub struct ConfigSync {
     /// Per mirror topic: the values of following keys as last written or adopted.
     written: HashMap<String, BTreeMap<String, String>>,
+    /// Kept from one round to the next (a round every few seconds).
+    source_conn: KeptConnection<LinkConfig>,
+    dest_conn: KeptConnection<DestinationConfig>,
 }
 
 type Described = HashMap<String, Result<BTreeMap<String, String>, AdminError>>;
@@ -158,13 +164,13 @@ impl ConfigSync {
     /// just before writing: a topic promoted meanwhile is not written.
     pub async fn round(
         &mut self,
-        source: &Source,
+        config: &LinkConfig,
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
         still_mirrored: &(dyn Fn(&str) -> bool + Sync),
     ) -> anyhow::Result<ConfigSyncReport> {
-        let result = self.sync(source, dest, link, mirrors, still_mirrored).await;
+        let result = self.sync(config, dest, link, mirrors, still_mirrored).await;
         let errors = match &result {
             Ok(report) => {
                 metrics::counter!("mirrorgate_config_sync_changes_total", "link" => link.to_string())
@@ -180,7 +186,7 @@ impl ConfigSync {
 
     async fn sync(
         &mut self,
-        source: &Source,
+        config: &LinkConfig,
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
@@ -193,18 +199,21 @@ impl ConfigSync {
         if mirrors.is_empty() {
             return Ok(report);
         }
-        let mut source_conn = source
-            .connect_any()
-            .await
-            .context("config sync: connect to the source cluster")?;
-        let source_configs = describe(&mut source_conn, mirrors.iter().map(|m| &m.source_topic))
+        let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
+        let source_configs = self
+            .source_conn
+            .call(config.clone(), source.connect_any(), |mut conn| async move {
+                let described = describe(&mut conn, mirrors.iter().map(|m| &m.source_topic)).await;
+                (conn, described)
+            })
             .await
             .context("config sync: describe source topic configs")?;
-        let mut dest_conn = dest
-            .connect_any()
-            .await
-            .context("config sync: connect to the destination cluster")?;
-        let mirror_configs = describe(&mut dest_conn, mirrors.iter().map(|m| &m.mirror_topic))
+        let mirror_configs = self
+            .dest_conn
+            .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                let described = describe(&mut conn, mirrors.iter().map(|m| &m.mirror_topic)).await;
+                (conn, described)
+            })
             .await
             .context("config sync: describe mirror topic configs")?;
 
@@ -235,7 +244,7 @@ impl ConfigSync {
         }
         plans.retain(|topic, _| still_mirrored(topic));
         if !plans.is_empty() {
-            self.apply(&mut dest_conn, link, plans, &mut report).await?;
+            self.apply(dest, link, plans, &mut report).await?;
         }
         self.store(dest, mirrors, &mut report).await;
         Ok(report)
@@ -243,7 +252,7 @@ impl ConfigSync {
 
     /// Writes the memory of every mirror whose stored one differs.
     async fn store(
-        &self,
+        &mut self,
         dest: &Destination,
         mirrors: &[MirrorConfigs],
         report: &mut ConfigSyncReport,
@@ -266,7 +275,7 @@ impl ConfigSync {
 
     async fn apply(
         &mut self,
-        dest_conn: &mut KafkaConnection,
+        dest: &Destination,
         link: &str,
         mut plans: HashMap<String, Plan>,
         report: &mut ConfigSyncReport,
@@ -275,7 +284,13 @@ impl ConfigSync {
             .iter()
             .map(|(topic, plan)| (topic.clone(), plan.changes.clone()))
             .collect();
-        let results = admin::alter_topic_configs(dest_conn, &changes)
+        let changes = changes.as_slice();
+        let results = self
+            .dest_conn
+            .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                let altered = admin::alter_topic_configs(&mut conn, changes).await;
+                (conn, altered)
+            })
             .await
             .context("config sync: alter mirror topic configs")?;
         for (topic, result) in results {

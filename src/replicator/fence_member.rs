@@ -129,6 +129,7 @@ struct Member {
 impl Member {
     async fn heartbeat(self, stop: CancellationToken) {
         let key = format!("{INSTANCE_PREFIX}{}", self.id);
+        let mut writer = store::KeptWriter::default();
         loop {
             let record = InstanceRecord {
                 heartbeat_ms: now_ms(),
@@ -136,24 +137,24 @@ impl Member {
                 replicating: self.replicating,
             };
             let sent = std::time::Instant::now();
-            match store::put_json(&self.dest, key.clone(), Some(&record)).await {
+            match writer.put_json(&self.dest, key.clone(), Some(&record)).await {
                 Ok(_) => self.registry.lease().renew(sent),
                 Err(e) => tracing::debug!(side = "upstream", error = %e, "heartbeat not written"),
             }
-            self.forget_stale().await;
+            self.forget_stale(&mut writer).await;
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(HEARTBEAT) => {}
             }
         }
         // Leaving: no cut-over should wait for us (best effort; silence does it too).
-        let leave = store::put_json::<InstanceRecord>(&self.dest, key, None);
+        let leave = writer.put_json::<InstanceRecord>(&self.dest, key, None);
         let _ = tokio::time::timeout(Duration::from_secs(2), leave).await;
     }
 
     /// Deletes a few records of instances long gone (any instance may: a delete written
     /// twice is the same delete).
-    async fn forget_stale(&self) {
+    async fn forget_stale(&self, writer: &mut store::KeptWriter) {
         let stale = self
             .views
             .borrow()
@@ -162,10 +163,11 @@ impl Member {
         for (id, acks) in stale {
             for ack in acks {
                 let key = format!("{CUTOVER_ACK_PREFIX}{ack}");
-                let _ = store::put_json::<AckRecord>(&self.dest, key, None).await;
+                let _ = writer.put_json::<AckRecord>(&self.dest, key, None).await;
             }
             let key = format!("{INSTANCE_PREFIX}{id}");
-            if store::put_json::<InstanceRecord>(&self.dest, key, None)
+            if writer
+                .put_json::<InstanceRecord>(&self.dest, key, None)
                 .await
                 .is_ok()
             {

@@ -102,8 +102,10 @@ mod txn_forward;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::DestinationConfig;
 use crate::kafka::admin;
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::kept::KeptConnection;
 use crate::registry::Registry;
 
 pub fn now_ms() -> i64 {
@@ -151,6 +153,12 @@ impl Destination {
             .replicator
             .metadata_topic_replication_factor
             .unwrap_or(-1)
+    }
+
+    /// How the destination is reached now (a connection kept across a reload that
+    /// changed it is not used again).
+    pub fn settings(&self) -> DestinationConfig {
+        self.registry.load().config.destination.clone()
     }
 
     pub async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {
@@ -203,8 +211,24 @@ impl Destination {
         topic: &str,
         partition: i32,
     ) -> Result<KafkaConnection, ClientError> {
-        let mut any = self.connect_any().await?;
-        let metadata = admin::metadata(&mut any, Some(&[topic])).await?;
+        self.connect_leader_through(&mut KeptConnection::default(), topic, partition)
+            .await
+    }
+
+    /// As [`Self::connect_leader`], asking the leader of a connection to any broker
+    /// kept in `any` (a periodic job's).
+    pub async fn connect_leader_through(
+        &self,
+        any: &mut KeptConnection<DestinationConfig>,
+        topic: &str,
+        partition: i32,
+    ) -> Result<KafkaConnection, ClientError> {
+        let metadata = any
+            .call(self.settings(), self.connect_any(), |mut conn| async move {
+                let metadata = admin::metadata(&mut conn, Some(&[topic])).await;
+                (conn, metadata)
+            })
+            .await?;
         let leader = admin::leader_of(&metadata, topic, partition).ok_or_else(|| {
             ClientError::Protocol(format!(
                 "no leader for {topic}-{partition} on the destination"

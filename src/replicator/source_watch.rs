@@ -1,14 +1,21 @@
 //! Keeps each active mirror's shape in step with its source topic (a background loop
 //! of the replicator manager).
 
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::MetadataResponse;
+
 use super::catalog::MIRROR_PREFIX;
+use super::link_config::LinkConfig;
 use super::manager::Inner;
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError};
+use crate::kafka::client::ClientError;
+use crate::kafka::kept::KeptConnection;
 
 /// How often active mirrors are checked against their source topics.
 const SOURCE_CHECK: Duration = Duration::from_secs(2);
@@ -17,30 +24,93 @@ const INVALID_PARTITIONS: i16 = 37;
 
 /// Keeps each active mirror's shape in step with its source topic: partitions added on
 /// the source are added and mirrored; a source topic that vanished, was recreated or
-/// lost partitions fails the mirror with the reason.
+/// lost partitions fails the mirror with the reason. Each link's source is asked once
+/// per check, for all its mirrors, over a connection kept between checks.
 pub(super) async fn watch_sources(inner: Arc<Inner>) {
+    let mut kept: HashMap<String, KeptConnection<Arc<LinkConfig>>> = HashMap::new();
     loop {
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,
             _ = tokio::time::sleep(SOURCE_CHECK) => {}
         }
-        let active: Vec<(MirrorRecord, Source)> = {
+        let links: BTreeMap<String, LinkMirrors> = {
             let state = inner.snapshot();
-            state
+            let mut links: BTreeMap<String, LinkMirrors> = BTreeMap::new();
+            let active = state
                 .mirrors
                 .values()
                 .filter(|m| m.record.state == MirrorState::Active)
                 // The instance holding the link's jobs keeps its mirrors' shape.
-                .filter(|m| state.share.owns_link(&m.record.link))
-                .filter_map(|m| Some((m.record.clone(), state.source_of(&m.record.link)?)))
-                .collect()
+                .filter(|m| state.share.owns_link(&m.record.link));
+            for mirror in active {
+                let link = &mirror.record.link;
+                let entry = match links.entry(link.clone()) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        let (Some(config), Some(source)) =
+                            (state.link_config(link), state.source_of(link))
+                        else {
+                            continue;
+                        };
+                        new.insert(LinkMirrors {
+                            config,
+                            source,
+                            mirrors: Vec::new(),
+                        })
+                    }
+                };
+                entry.mirrors.push(mirror.record.clone());
+            }
+            links
         };
+        kept.retain(|link, _| links.contains_key(link));
+        let active: Vec<(MirrorRecord, Source)> = links
+            .values()
+            .flat_map(|l| l.mirrors.iter().map(|m| (m.clone(), l.source.clone())))
+            .collect();
         inner.finish_overdue_topics(&active).await;
-        for (record, source) in active {
-            if let Err(e) = inner.check_source(&record, &source).await {
-                tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
+        for (link, entry) in links {
+            let conn = kept.entry(link.clone()).or_default();
+            let metadata = match entry.describe(conn).await {
+                Ok(metadata) => metadata,
+                Err(e) => {
+                    tracing::warn!(link, error = %e, "source check failed; retrying");
+                    continue;
+                }
+            };
+            for record in &entry.mirrors {
+                if let Err(e) = inner.check_source(record, &metadata).await {
+                    tracing::warn!(mirror = %record.topic, error = %e, "source check failed; retrying");
+                }
             }
         }
+    }
+}
+
+/// One link's active mirrors, and how to reach its source.
+struct LinkMirrors {
+    config: Arc<LinkConfig>,
+    source: Source,
+    mirrors: Vec<MirrorRecord>,
+}
+
+impl LinkMirrors {
+    /// The source's metadata of every mirror's source topic, in one request.
+    async fn describe(
+        &self,
+        conn: &mut KeptConnection<Arc<LinkConfig>>,
+    ) -> Result<MetadataResponse, ClientError> {
+        let topics: Vec<&str> = self.mirrors.iter().map(|m| m.source_topic.as_str()).collect();
+        let topics = topics.as_slice();
+        conn.call(
+            self.config.clone(),
+            self.source.connect_any(),
+            |mut conn| async move {
+                let metadata = admin::metadata(&mut conn, Some(topics)).await;
+                (conn, metadata)
+            },
+        )
+        .await
     }
 }
 
@@ -48,11 +118,9 @@ impl Inner {
     async fn check_source(
         self: &Arc<Self>,
         record: &MirrorRecord,
-        source: &Source,
+        metadata: &MetadataResponse,
     ) -> anyhow::Result<()> {
-        let mut source = source.connect_any().await?;
-        let metadata = admin::metadata(&mut source, Some(&[record.source_topic.as_str()])).await?;
-        let partitions = match admin::partition_count(&metadata, &record.source_topic) {
+        let partitions = match admin::partition_count(metadata, &record.source_topic) {
             Ok(count) => count,
             Err(admin::UNKNOWN_TOPIC) => {
                 self.fail(
@@ -64,7 +132,7 @@ impl Inner {
             }
             Err(code) => anyhow::bail!("source metadata error {code}"),
         };
-        let id = admin::topic_id(&metadata, &record.source_topic);
+        let id = admin::topic_id(metadata, &record.source_topic);
         if record.source_topic_id.is_some() && id.is_some() && id != record.source_topic_id {
             self.fail(
                 &record.topic,

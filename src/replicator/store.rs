@@ -18,7 +18,9 @@ use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
 use super::secrets::{seal_config, Sealer};
 use super::Destination;
 use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::config::DestinationConfig;
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::kept::KeptConnection;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkRecord {
@@ -274,17 +276,53 @@ pub async fn put_json<T: serde::Serialize>(
     key: String,
     value: Option<&T>,
 ) -> Result<i64, StoreError> {
-    let value = value
+    put(dest, key, json(value)?).await
+}
+
+fn json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<Vec<u8>>, StoreError> {
+    value
         .map(serde_json::to_vec)
         .transpose()
-        .map_err(|e| StoreError::Invalid(e.to_string()))?;
-    put(dest, key, value).await
+        .map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
     let topic = dest.metadata_topic();
     let mut conn = dest.connect_leader(&topic, 0).await?;
     put_on(&mut conn, &topic, key, value).await
+}
+
+/// A periodic writer of the metadata topic (the fleet heartbeat): its connections to
+/// any broker (to find the leader) and to the leader are kept from one write to the
+/// next.
+#[derive(Default)]
+pub struct KeptWriter {
+    any: KeptConnection<DestinationConfig>,
+    leader: KeptConnection<(DestinationConfig, String)>,
+}
+
+impl KeptWriter {
+    /// As [`put_json`]; a write made twice is the same record.
+    pub async fn put_json<T: serde::Serialize>(
+        &mut self,
+        dest: &Destination,
+        key: String,
+        value: Option<&T>,
+    ) -> Result<i64, StoreError> {
+        let value = json(value)?;
+        let topic = dest.metadata_topic();
+        let connect = dest.connect_leader_through(&mut self.any, &topic, 0);
+        let topic = topic.as_str();
+        self.leader
+            .call((dest.settings(), topic.to_string()), connect, |mut conn| {
+                let (key, value) = (key.clone(), value.clone());
+                async move {
+                    let written = put_on(&mut conn, topic, key, value).await;
+                    (conn, written)
+                }
+            })
+            .await
+    }
 }
 
 /// Writes one record to partition 0 of the metadata topic `topic` over `conn` (its

@@ -35,6 +35,7 @@ mod replicator_conditional;
 mod replicator_config_sync;
 mod replicator_fillers;
 mod replicator_group_offsets;
+mod replicator_idle;
 mod replicator_lifecycle;
 mod replicator_offset_sync;
 mod replicator_partition;
