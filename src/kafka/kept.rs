@@ -62,6 +62,11 @@ impl<S: PartialEq> KeptConnection<S> {
         }
         result
     }
+
+    /// Closes the kept connection (a call on it was given up).
+    pub fn forget(&mut self) {
+        self.kept = None;
+    }
 }
 
 #[cfg(test)]

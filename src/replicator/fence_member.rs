@@ -23,6 +23,9 @@ use crate::registry::Registry;
 /// Well within the lease (`registry::fence::LEASE_VALID_FOR`), so one slow write does
 /// not stop forwarding.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+/// A heartbeat write given up after this is made anew on new connections, so the
+/// lease (6 s) is renewed in time even when a kept connection died silently.
+const HEARTBEAT_WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Records of long-gone instances deleted per heartbeat, at most.
 const STALE_PER_ROUND: usize = 8;
 /// How often unconfirmed fences are looked at again, besides every catalog change.
@@ -137,9 +140,15 @@ impl Member {
                 replicating: self.replicating,
             };
             let sent = std::time::Instant::now();
-            match writer.put_json(&self.dest, key.clone(), Some(&record)).await {
-                Ok(_) => self.registry.lease().renew(sent),
-                Err(e) => tracing::debug!(side = "upstream", error = %e, "heartbeat not written"),
+            let write = writer.put_json(&self.dest, key.clone(), Some(&record));
+            match tokio::time::timeout(HEARTBEAT_WRITE_TIMEOUT, write).await {
+                Ok(Ok(_)) => self.registry.lease().renew(sent),
+                Ok(Err(e)) => tracing::debug!(side = "upstream", error = %e, "heartbeat not written"),
+                Err(_) => {
+                    // A kept connection may be dead without a reset: start afresh.
+                    writer.forget();
+                    tracing::debug!(side = "upstream", "heartbeat not written in time");
+                }
             }
             self.forget_stale(&mut writer).await;
             tokio::select! {

@@ -323,6 +323,12 @@ impl KeptWriter {
             })
             .await
     }
+
+    /// Closes both connections (a write on them was given up).
+    pub fn forget(&mut self) {
+        self.any.forget();
+        self.leader.forget();
+    }
 }
 
 /// Writes one record to partition 0 of the metadata topic `topic` over `conn` (its
