@@ -185,8 +185,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_failing_on_a_new_connection_is_not_repeated_and_the_connection_is_dropped(
-    ) {
+    async fn a_failed_call_on_a_new_connection_is_not_repeated_nor_kept() {
         let (addr, accepted) = fake_broker(false).await;
         let mut kept = KeptConnection::default();
         let calls = AtomicUsize::new(0);

@@ -33,8 +33,8 @@ use super::link_config::LinkConfig;
 use super::source::Source;
 use super::store;
 use super::Destination;
-use crate::kafka::admin::{self, AdminError};
 use crate::config::DestinationConfig;
+use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::KafkaConnection;
 use crate::kafka::kept::KeptConnection;
 
@@ -202,10 +202,15 @@ impl ConfigSync {
         let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
         let source_configs = self
             .source_conn
-            .call(config.clone(), source.connect_any(), |mut conn| async move {
-                let described = describe(&mut conn, mirrors.iter().map(|m| &m.source_topic)).await;
-                (conn, described)
-            })
+            .call(
+                config.clone(),
+                source.connect_any(),
+                |mut conn| async move {
+                    let described =
+                        describe(&mut conn, mirrors.iter().map(|m| &m.source_topic)).await;
+                    (conn, described)
+                },
+            )
             .await
             .context("config sync: describe source topic configs")?;
         let mirror_configs = self

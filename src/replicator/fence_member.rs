@@ -143,7 +143,9 @@ impl Member {
             let write = writer.put_json(&self.dest, key.clone(), Some(&record));
             match tokio::time::timeout(HEARTBEAT_WRITE_TIMEOUT, write).await {
                 Ok(Ok(_)) => self.registry.lease().renew(sent),
-                Ok(Err(e)) => tracing::debug!(side = "upstream", error = %e, "heartbeat not written"),
+                Ok(Err(e)) => {
+                    tracing::debug!(side = "upstream", error = %e, "heartbeat not written")
+                }
                 Err(_) => {
                     // A kept connection may be dead without a reset: start afresh.
                     writer.forget();

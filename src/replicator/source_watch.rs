@@ -100,7 +100,11 @@ impl LinkMirrors {
         &self,
         conn: &mut KeptConnection<Arc<LinkConfig>>,
     ) -> Result<MetadataResponse, ClientError> {
-        let topics: Vec<&str> = self.mirrors.iter().map(|m| m.source_topic.as_str()).collect();
+        let topics: Vec<&str> = self
+            .mirrors
+            .iter()
+            .map(|m| m.source_topic.as_str())
+            .collect();
         let topics = topics.as_slice();
         conn.call(
             self.config.clone(),

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
 use super::secrets::{seal_config, Sealer};
 use super::Destination;
-use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::config::DestinationConfig;
+use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::kept::KeptConnection;
 
