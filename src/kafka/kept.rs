@@ -34,7 +34,7 @@ impl<S: PartialEq> KeptConnection<S> {
     /// its result. A call that fails on a connection kept from before is made once
     /// more on a new one: the broker may have closed it meanwhile (idle, restarted) or
     /// no longer be the one to ask (leadership moved). So `call` must be safe to
-    /// repeat.
+    /// repeat. A call dropped midway (a timeout) drops its connection with it.
     pub async fn call<T, E, F>(
         &mut self,
         settings: S,
@@ -72,7 +72,8 @@ impl<S: PartialEq> KeptConnection<S> {
 #[cfg(test)]
 mod tests {
     //! Against a fake broker that counts the connections it accepts and answers
-    //! ApiVersions; told to, it closes each connection after its first answer.
+    //! ApiVersions; told to, it closes each connection after its first answer, or
+    //! leaves every later request unanswered.
 
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -91,7 +92,18 @@ mod tests {
 
     const VERSION: i16 = 0;
 
-    async fn answer(mut socket: TcpStream, once: bool) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum After {
+        /// Answers every request.
+        Nothing,
+        /// Closes the connection after its first answer.
+        OneAnswerClose,
+        /// Reads every later request and answers none.
+        OneAnswerSilence,
+    }
+
+    async fn answer(mut socket: TcpStream, after: After) {
+        let mut answered = 0;
         loop {
             let Ok(len) = socket.read_i32().await else {
                 return;
@@ -103,6 +115,10 @@ mod tests {
             let mut frame = Bytes::from(frame);
             let header_version = ApiKey::ApiVersions.request_header_version(VERSION);
             let header = RequestHeader::decode(&mut frame, header_version).expect("header");
+            if answered > 0 && after == After::OneAnswerSilence {
+                continue;
+            }
+            answered += 1;
             let mut body = BytesMut::new();
             ResponseHeader::default()
                 .with_correlation_id(header.correlation_id)
@@ -114,14 +130,14 @@ mod tests {
             let mut out = BytesMut::new();
             out.put_i32(body.len() as i32);
             out.put(body);
-            if socket.write_all(&out).await.is_err() || once {
+            if socket.write_all(&out).await.is_err() || after == After::OneAnswerClose {
                 return;
             }
         }
     }
 
     /// The fake's address and its count of accepted connections.
-    async fn fake_broker(close_after_one_answer: bool) -> (String, Arc<AtomicUsize>) {
+    async fn fake_broker(after: After) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -129,7 +145,7 @@ mod tests {
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(answer(socket, close_after_one_answer));
+                tokio::spawn(answer(socket, after));
             }
         });
         (addr, accepted)
@@ -153,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn calls_share_one_connection() {
-        let (addr, accepted) = fake_broker(false).await;
+        let (addr, accepted) = fake_broker(After::Nothing).await;
         let mut kept = KeptConnection::default();
         for _ in 0..5 {
             api_versions(&mut kept, (), &addr).await.expect("answered");
@@ -163,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn other_settings_get_a_new_connection() {
-        let (addr, accepted) = fake_broker(false).await;
+        let (addr, accepted) = fake_broker(After::Nothing).await;
         let mut kept = KeptConnection::default();
         for settings in ["old", "old", "new", "new"] {
             api_versions(&mut kept, settings, &addr)
@@ -175,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_the_broker_closed_is_replaced_without_an_error() {
-        let (addr, accepted) = fake_broker(true).await;
+        let (addr, accepted) = fake_broker(After::OneAnswerClose).await;
         let mut kept = KeptConnection::default();
         for _ in 0..3 {
             api_versions(&mut kept, (), &addr).await.expect("answered");
@@ -186,7 +202,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_call_on_a_new_connection_is_not_repeated_nor_kept() {
-        let (addr, accepted) = fake_broker(false).await;
+        let (addr, accepted) = fake_broker(After::Nothing).await;
         let mut kept = KeptConnection::default();
         let calls = AtomicUsize::new(0);
         let failed: Result<(), ClientError> = kept
@@ -202,6 +218,26 @@ mod tests {
         assert!(matches!(failed, Err(ClientError::Protocol(_))));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         api_versions(&mut kept, (), &addr).await.expect("answered");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_midway_leaves_no_connection_behind() {
+        let (addr, accepted) = fake_broker(After::OneAnswerSilence).await;
+        let mut kept = KeptConnection::default();
+        api_versions(&mut kept, (), &addr).await.expect("answered");
+        let unanswered = tokio::time::timeout(
+            Duration::from_millis(200),
+            api_versions(&mut kept, (), &addr),
+        );
+        assert!(unanswered.await.is_err(), "the kept connection went silent");
+        // Had the silent connection been kept, this would wait out its request
+        // timeout (30 s) before trying a new one.
+        let next =
+            tokio::time::timeout(Duration::from_secs(10), api_versions(&mut kept, (), &addr));
+        next.await
+            .expect("not stuck on the silent connection")
+            .expect("answered on a new connection");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
