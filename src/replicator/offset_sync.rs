@@ -8,6 +8,7 @@
 //! and groups are never deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,9 +16,11 @@ use anyhow::Context;
 use super::link_config::{filters_match, Filter};
 use super::source::Source;
 use super::Destination;
+use crate::config::DestinationConfig;
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::groups::{self, CommittedOffset, ListedGroup};
+use crate::kafka::offsets;
 
 /// Groups handled per round at most; the rest wait (and a warning says so), so one
 /// round's memory and duration stay bounded on clusters with very many groups.
@@ -83,6 +86,9 @@ type Written = BTreeMap<(String, i32), (i64, Option<String>)>;
 #[derive(Debug, Default)]
 pub struct OffsetSync {
     last: HashMap<String, Written>,
+    /// Kept from one round to the next.
+    src: Conns,
+    dst: Conns,
 }
 
 impl OffsetSync {
@@ -108,9 +114,27 @@ impl OffsetSync {
             self.last.clear();
             return Ok(report);
         }
-        let result = self
+        let kept = self.src.held() || self.dst.held();
+        let mut result = self
             .sync(source, dest, filters, group_prefix, mirrors, &mut report)
             .await;
+        if result.is_err() {
+            self.src.close();
+            self.dst.close();
+            if kept {
+                // A connection kept from the round before may have been closed by its
+                // broker meanwhile: the round once more, on new ones (it only reads,
+                // and commits what it would commit again).
+                report = SyncReport::default();
+                result = self
+                    .sync(source, dest, filters, group_prefix, mirrors, &mut report)
+                    .await;
+                if result.is_err() {
+                    self.src.close();
+                    self.dst.close();
+                }
+            }
+        }
         let labels = [("link", link.to_string())];
         metrics::counter!("mirrorgate_offset_sync_commits_total", &labels)
             .increment(report.committed);
@@ -133,7 +157,7 @@ impl OffsetSync {
         mirrors: &[MirrorOffsets],
         report: &mut SyncReport,
     ) -> anyhow::Result<()> {
-        let mut src = Pool::new(Side::Source(source));
+        let mut src = Pool::new(Side::Source(source), &mut self.src);
         let listed = src
             .list_groups(&[], &mut report.errors)
             .await
@@ -169,7 +193,8 @@ impl OffsetSync {
             .fetch_offsets(&selected, &topics)
             .await
             .context("reading committed offsets on the source")?;
-        let mirrors = &mirrored_ends(dest, mirrors, &mut report.errors).await?;
+        let mut dst = Pool::new(Side::Destination(dest), &mut self.dst);
+        let mirrors = &mirrored_ends(&mut dst, mirrors, &mut report.errors).await?;
 
         let mut pending: Vec<(String, Vec<CommittedOffset>)> = Vec::new();
         for (group, offsets) in committed {
@@ -194,7 +219,6 @@ impl OffsetSync {
             return Ok(());
         }
 
-        let mut dst = Pool::new(Side::Destination(dest));
         let wanted: BTreeSet<&str> = pending.iter().map(|(g, _)| g.as_str()).collect();
         let busy: BTreeSet<String> = dst
             .list_groups(ACTIVE_STATES, &mut report.errors)
@@ -276,17 +300,20 @@ impl OffsetSync {
 /// instances copy some of the partitions, so this one's progress is not enough. A
 /// mirror whose ends cannot be read is skipped this round (-1), with an error.
 async fn mirrored_ends(
-    dest: &Destination,
+    dst: &mut Pool<'_>,
     mirrors: &[MirrorOffsets],
     errors: &mut Vec<String>,
 ) -> anyhow::Result<Vec<MirrorOffsets>> {
-    let mut any = dest
-        .connect_any()
-        .await
-        .context("connecting to the destination")?;
+    dst.any().await.context("connecting to the destination")?;
     let mut out = Vec::with_capacity(mirrors.len());
     for m in mirrors {
-        let ends = dest.end_offsets(&mut any, &m.mirror_topic).await;
+        let ends = match dst.end_offsets(&m.mirror_topic).await {
+            // The destination itself failed: the round fails (and is made again).
+            Err(AdminError::Client(e)) => {
+                return Err(e).context("reading the mirrors' end offsets")
+            }
+            ends => ends,
+        };
         let partitions = m.mirrored_end.len();
         let mirrored_end = match ends {
             Ok(ends) => (0..partitions)
@@ -376,7 +403,8 @@ pub fn changes(last: &Written, planned: Vec<CommittedOffset>) -> Vec<CommittedOf
 /// Consumer groups with members on the source right now ("group (state)"): who still
 /// reads the source directly, for a cut-over's dry run.
 pub(super) async fn active_source_groups(source: &Source) -> anyhow::Result<Vec<String>> {
-    let mut src = Pool::new(Side::Source(source));
+    let mut conns = Conns::default();
+    let mut src = Pool::new(Side::Source(source), &mut conns);
     let mut errors = Vec::new();
     let groups = src
         .list_groups(ACTIVE_STATES, &mut errors)
@@ -406,7 +434,21 @@ enum Side<'a> {
     Destination(&'a Destination),
 }
 
+/// How a cluster is reached: connections kept for other settings are not used.
+#[derive(Debug, PartialEq)]
+enum Settings {
+    Source(Arc<BTreeMap<String, String>>),
+    Destination(Box<DestinationConfig>),
+}
+
 impl Side<'_> {
+    fn settings(&self) -> Settings {
+        match self {
+            Side::Source(s) => Settings::Source(s.settings()),
+            Side::Destination(d) => Settings::Destination(Box::new(d.settings())),
+        }
+    }
+
     async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {
         match self {
             Side::Source(s) => s.connect(addr).await,
@@ -422,39 +464,99 @@ impl Side<'_> {
     }
 }
 
-/// One round's connections to one cluster, by broker address.
-struct Pool<'a> {
-    side: Side<'a>,
+/// Connections to one cluster, by broker address, kept from one round to the next (a
+/// round every `consumer.offset.sync.ms`, 30 s by default) while the cluster's
+/// settings stay the same. A round that fails closes them.
+#[derive(Default)]
+struct Conns {
+    settings: Option<Settings>,
     bootstrap: Option<KafkaConnection>,
     brokers: HashMap<String, KafkaConnection>,
 }
 
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field(
+                "bootstrap",
+                &self.bootstrap.as_ref().map(KafkaConnection::addr),
+            )
+            .field("brokers", &self.brokers.keys())
+            .finish()
+    }
+}
+
+impl Conns {
+    fn held(&self) -> bool {
+        self.bootstrap.is_some() || !self.brokers.is_empty()
+    }
+
+    fn close(&mut self) {
+        self.bootstrap = None;
+        self.brokers.clear();
+    }
+}
+
+/// A round's connections to one cluster: those kept from the round before, and any it
+/// opens. Brokers it did not ask are let go when it ends.
+struct Pool<'a> {
+    side: Side<'a>,
+    conns: &'a mut Conns,
+    used: HashSet<String>,
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        let used = &self.used;
+        self.conns.brokers.retain(|addr, _| used.contains(addr));
+    }
+}
+
 impl<'a> Pool<'a> {
-    fn new(side: Side<'a>) -> Self {
+    fn new(side: Side<'a>, conns: &'a mut Conns) -> Self {
+        let settings = side.settings();
+        if conns.settings.as_ref() != Some(&settings) {
+            conns.close();
+            conns.settings = Some(settings);
+        }
         Self {
             side,
-            bootstrap: None,
-            brokers: HashMap::new(),
+            conns,
+            used: HashSet::new(),
         }
     }
 
     async fn any(&mut self) -> Result<&mut KafkaConnection, ClientError> {
-        if self.bootstrap.is_none() {
-            self.bootstrap = Some(self.side.connect_any().await?);
+        if self.conns.bootstrap.is_none() {
+            self.conns.bootstrap = Some(self.side.connect_any().await?);
         }
-        self.bootstrap
+        self.conns
+            .bootstrap
             .as_mut()
             .ok_or_else(|| ClientError::Protocol("no bootstrap connection".into()))
     }
 
     async fn get(&mut self, addr: &str) -> Result<&mut KafkaConnection, ClientError> {
-        if !self.brokers.contains_key(addr) {
+        if !self.conns.brokers.contains_key(addr) {
             let conn = self.side.connect(addr).await?;
-            self.brokers.insert(addr.to_string(), conn);
+            self.conns.brokers.insert(addr.to_string(), conn);
         }
-        self.brokers
+        self.used.insert(addr.to_string());
+        self.conns
+            .brokers
             .get_mut(addr)
             .ok_or_else(|| ClientError::Protocol(format!("no connection to {addr}")))
+    }
+
+    /// The high watermark of every partition of `topic`, asked of the leaders.
+    async fn end_offsets(&mut self, topic: &str) -> Result<BTreeMap<i32, i64>, AdminError> {
+        let (count, by_leader) = offsets::partitions_by_leader(self.any().await?, topic).await?;
+        let mut ends = BTreeMap::new();
+        for (leader, partitions) in by_leader {
+            let latest = offsets::latest_offsets(self.get(&leader).await?, topic, &partitions);
+            ends.extend(latest.await?.into_iter().map(|(p, (end, _))| (p, end)));
+        }
+        offsets::all_answered(topic, count, ends)
     }
 
     /// ListGroups on every broker: each lists only the groups it coordinates. A

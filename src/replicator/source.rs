@@ -2,6 +2,7 @@
 //! key store, as Kafka's `ssl.*` PEM keys) and SASL (`sasl.mechanism` with the
 //! username and password of `sasl.jaas.config`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub struct Source {
     pub bootstrap: Vec<String>,
     tls: Option<Arc<ClientConfig>>,
     sasl: Option<SaslConfig>,
+    /// The link config it was made from: a connection kept across rounds is not used
+    /// once this differs.
+    settings: Arc<BTreeMap<String, String>>,
 }
 
 impl Source {
@@ -107,7 +111,13 @@ impl Source {
             bootstrap: config.bootstrap_servers.clone(),
             tls,
             sasl,
+            settings: Arc::new(config.raw.clone()),
         })
+    }
+
+    /// The link config this was made from (its keys as given).
+    pub fn settings(&self) -> Arc<BTreeMap<String, String>> {
+        self.settings.clone()
     }
 
     pub async fn connect(&self, addr: &str) -> Result<KafkaConnection, ClientError> {
