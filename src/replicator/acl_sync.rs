@@ -9,10 +9,12 @@ use std::collections::BTreeSet;
 
 use anyhow::Context;
 
-use super::source::Source;
+use super::source::{Source, SourceSettings};
 use super::{store, Destination};
+use crate::config::DestinationConfig;
 use crate::kafka::acls::{self, AclBinding, AclFilter};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::kept::KeptConnection;
 
 /// ACLs one link syncs at most (its record must fit the metadata topic's value limit).
 pub const MAX_SYNCED_ACLS: usize = 5_000;
@@ -64,6 +66,9 @@ pub struct AclSyncReport {
 #[derive(Debug, Default)]
 pub struct AclSync {
     stored: Option<BTreeSet<AclBinding>>,
+    /// Kept from one round to the next (a round every `acl.sync.ms`).
+    source_conn: KeptConnection<SourceSettings>,
+    dest_conn: KeptConnection<DestinationConfig>,
 }
 
 impl AclSync {
@@ -77,11 +82,16 @@ impl AclSync {
         filters: &[AclFilter],
         recorded: Option<&BTreeSet<AclBinding>>,
     ) -> anyhow::Result<AclSyncReport> {
-        let mut source_conn = source
-            .connect_any()
-            .await
-            .context("ACL sync: connect to the source cluster")?;
-        let on_source = describe_all(&mut source_conn, filters)
+        let on_source = self
+            .source_conn
+            .call(
+                source.settings(),
+                source.connect_any(),
+                |mut conn| async move {
+                    let described = describe_all(&mut conn, filters).await;
+                    (conn, described)
+                },
+            )
             .await
             .context("ACL sync: describe the source's ACLs")?;
         if on_source.len() > MAX_SYNCED_ACLS {
@@ -90,11 +100,12 @@ impl AclSync {
                 on_source.len()
             );
         }
-        let mut dest_conn = dest
-            .connect_any()
-            .await
-            .context("ACL sync: connect to the destination cluster")?;
-        let on_dest = describe_all(&mut dest_conn, filters)
+        let on_dest = self
+            .dest_conn
+            .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                let described = describe_all(&mut conn, filters).await;
+                (conn, described)
+            })
             .await
             .context("ACL sync: describe the destination's ACLs")?;
         let before = self
@@ -109,7 +120,14 @@ impl AclSync {
             // them known as the link's.
             let ahead: BTreeSet<AclBinding> = before.union(&plan.created).cloned().collect();
             self.store(dest, link, ahead).await?;
-            let results = acls::create(&mut dest_conn, &plan.create)
+            // Creating a binding that exists changes nothing: safe to repeat.
+            let creations = plan.create.as_slice();
+            let results = self
+                .dest_conn
+                .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                    let created = acls::create(&mut conn, creations).await;
+                    (conn, created)
+                })
                 .await
                 .context("ACL sync: create ACLs on the destination")?;
             for (binding, error) in plan.create.iter().zip(results) {
@@ -121,7 +139,13 @@ impl AclSync {
         }
         let mut created = plan.created;
         if !plan.delete.is_empty() {
-            let results = acls::delete(&mut dest_conn, &plan.delete)
+            let deletions = plan.delete.as_slice();
+            let results = self
+                .dest_conn
+                .call(dest.settings(), dest.connect_any(), |mut conn| async move {
+                    let deleted = acls::delete(&mut conn, deletions).await;
+                    (conn, deleted)
+                })
                 .await
                 .context("ACL sync: delete ACLs on the destination")?;
             for (binding, error) in plan.delete.iter().zip(results) {

@@ -29,8 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 
-use super::link_config::LinkConfig;
-use super::source::Source;
+use super::source::{Source, SourceSettings};
 use super::store;
 use super::Destination;
 use crate::config::DestinationConfig;
@@ -147,7 +146,7 @@ pub struct ConfigSync {
     /// Per mirror topic: the values of following keys as last written or adopted.
     written: HashMap<String, BTreeMap<String, String>>,
     /// Kept from one round to the next (a round every few seconds).
-    source_conn: KeptConnection<LinkConfig>,
+    source_conn: KeptConnection<SourceSettings>,
     dest_conn: KeptConnection<DestinationConfig>,
 }
 
@@ -164,13 +163,13 @@ impl ConfigSync {
     /// just before writing: a topic promoted meanwhile is not written.
     pub async fn round(
         &mut self,
-        config: &LinkConfig,
+        source: &Source,
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
         still_mirrored: &(dyn Fn(&str) -> bool + Sync),
     ) -> anyhow::Result<ConfigSyncReport> {
-        let result = self.sync(config, dest, link, mirrors, still_mirrored).await;
+        let result = self.sync(source, dest, link, mirrors, still_mirrored).await;
         let errors = match &result {
             Ok(report) => {
                 metrics::counter!("mirrorgate_config_sync_changes_total", "link" => link.to_string())
@@ -186,7 +185,7 @@ impl ConfigSync {
 
     async fn sync(
         &mut self,
-        config: &LinkConfig,
+        source: &Source,
         dest: &Destination,
         link: &str,
         mirrors: &[MirrorConfigs],
@@ -199,11 +198,10 @@ impl ConfigSync {
         if mirrors.is_empty() {
             return Ok(report);
         }
-        let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
         let source_configs = self
             .source_conn
             .call(
-                config.clone(),
+                source.settings(),
                 source.connect_any(),
                 |mut conn| async move {
                     let described =

@@ -144,6 +144,7 @@ pub(super) async fn config_round(
     sync: &mut ConfigSync,
     targets: &[MirrorConfigs],
 ) -> anyhow::Result<ConfigSyncReport> {
+    let source = Source::from_config(config).map_err(anyhow::Error::msg)?;
     // A mirror promoted while the round ran is the operator's from then on.
     let still_mirrored = |topic: &str| {
         inner
@@ -151,7 +152,7 @@ pub(super) async fn config_round(
             .iter()
             .any(|m| m.mirror_topic == topic)
     };
-    sync.round(config, &inner.dest, link, targets, &still_mirrored)
+    sync.round(&source, &inner.dest, link, targets, &still_mirrored)
         .await
 }
 

@@ -8,13 +8,12 @@
 //! and groups are never deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::link_config::{filters_match, Filter};
-use super::source::Source;
+use super::source::{Source, SourceSettings};
 use super::Destination;
 use crate::config::DestinationConfig;
 use crate::kafka::admin::{self, AdminError};
@@ -437,7 +436,7 @@ enum Side<'a> {
 /// How a cluster is reached: connections kept for other settings are not used.
 #[derive(Debug, PartialEq)]
 enum Settings {
-    Source(Arc<BTreeMap<String, String>>),
+    Source(SourceSettings),
     Destination(Box<DestinationConfig>),
 }
 

@@ -23,8 +23,11 @@ pub struct Source {
     sasl: Option<SaslConfig>,
     /// The link config it was made from: a connection kept across rounds is not used
     /// once this differs.
-    settings: Arc<BTreeMap<String, String>>,
+    settings: SourceSettings,
 }
+
+/// How a source is reached: the keys of the link config it was made from.
+pub type SourceSettings = Arc<BTreeMap<String, String>>;
 
 impl Source {
     /// The connection settings of a validated link config; errors name the key.
@@ -116,7 +119,7 @@ impl Source {
     }
 
     /// The link config this was made from (its keys as given).
-    pub fn settings(&self) -> Arc<BTreeMap<String, String>> {
+    pub fn settings(&self) -> SourceSettings {
         self.settings.clone()
     }
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 use kafka_protocol::messages::MetadataResponse;
 
 use super::catalog::MIRROR_PREFIX;
-use super::link_config::LinkConfig;
 use super::manager::Inner;
-use super::source::Source;
+use super::source::{Source, SourceSettings};
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::ClientError;
@@ -27,7 +26,7 @@ const INVALID_PARTITIONS: i16 = 37;
 /// lost partitions fails the mirror with the reason. Each link's source is asked once
 /// per check, for all its mirrors, over a connection kept between checks.
 pub(super) async fn watch_sources(inner: Arc<Inner>) {
-    let mut kept: HashMap<String, KeptConnection<Arc<LinkConfig>>> = HashMap::new();
+    let mut kept: HashMap<String, KeptConnection<SourceSettings>> = HashMap::new();
     loop {
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,
@@ -47,13 +46,10 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
                 let entry = match links.entry(link.clone()) {
                     Entry::Occupied(known) => known.into_mut(),
                     Entry::Vacant(new) => {
-                        let (Some(config), Some(source)) =
-                            (state.link_config(link), state.source_of(link))
-                        else {
+                        let Some(source) = state.source_of(link) else {
                             continue;
                         };
                         new.insert(LinkMirrors {
-                            config,
                             source,
                             mirrors: Vec::new(),
                         })
@@ -89,7 +85,6 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
 
 /// One link's active mirrors, and how to reach its source.
 struct LinkMirrors {
-    config: Arc<LinkConfig>,
     source: Source,
     mirrors: Vec<MirrorRecord>,
 }
@@ -98,7 +93,7 @@ impl LinkMirrors {
     /// The source's metadata of every mirror's source topic, in one request.
     async fn describe(
         &self,
-        conn: &mut KeptConnection<Arc<LinkConfig>>,
+        conn: &mut KeptConnection<SourceSettings>,
     ) -> Result<MetadataResponse, ClientError> {
         let topics: Vec<&str> = self
             .mirrors
@@ -107,7 +102,7 @@ impl LinkMirrors {
             .collect();
         let topics = topics.as_slice();
         conn.call(
-            self.config.clone(),
+            self.source.settings(),
             self.source.connect_any(),
             |mut conn| async move {
                 let metadata = admin::metadata(&mut conn, Some(topics)).await;

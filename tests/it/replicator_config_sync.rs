@@ -19,6 +19,7 @@ use mirrorgate::registry::{Registry, Snapshot};
 use mirrorgate::replicator::catalog::Catalog;
 use mirrorgate::replicator::config_sync::{ConfigSync, ConfigSyncReport, MirrorConfigs};
 use mirrorgate::replicator::link_config::LinkConfig;
+use mirrorgate::replicator::source::Source;
 use mirrorgate::replicator::store;
 use mirrorgate::replicator::Destination;
 
@@ -34,10 +35,10 @@ fn destination_of(cluster: &Cluster, metadata_topic: &str) -> Destination {
     Destination::new(Arc::new(Registry::new(snapshot)))
 }
 
-/// The config of a link from `cluster`.
-fn source_of(cluster: &Cluster) -> LinkConfig {
+fn source_of(cluster: &Cluster) -> Source {
     let properties = BTreeMap::from([("bootstrap.servers".to_string(), cluster.bootstrap.clone())]);
-    LinkConfig::from_properties(properties).expect("link config")
+    let config = LinkConfig::from_properties(properties).expect("link config");
+    Source::from_config(&config).expect("source")
 }
 
 /// `kafka-configs --alter` straight against a cluster, e.g. `--add-config k=v,...`.
