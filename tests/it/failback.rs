@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::replication::{
-    cli, consume, dump, dump_as, group_offsets, new_link, replicating, source, text,
+    cli, consume, dump, dump_as, group_filter_file, group_offsets, new_link, replicating, source,
+    text,
 };
 use common::{
     destination, end_offsets, eventually, kcat, repo_root, spawn_traced, unique, Cluster, Proxy,
@@ -145,14 +146,7 @@ fn truncate_and_restore_sets_aside_what_only_the_old_primary_had_and_mirrors_the
 
     // A comes back: the link of the same name to B on A's fleet, with the group's
     // offsets synced.
-    let filters = std::env::temp_dir().join(format!("{group}-filters.json"));
-    std::fs::write(
-        &filters,
-        format!(
-            r#"{{"groupFilters":[{{"name":"{group}","patternType":"LITERAL","filterType":"INCLUDE"}}]}}"#
-        ),
-    )
-    .expect("filters");
+    let filters = group_filter_file(&group);
     let to_a = to_b.clone();
     link_named(
         &proxy_a,

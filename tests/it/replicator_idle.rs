@@ -9,7 +9,8 @@ use crate::common;
 use std::time::Duration;
 
 use common::replication::{
-    create_mirror, group_offsets, new_link, one_partition_topic, replicating, text, wait_identical,
+    create_mirror, group_filter_file, group_offsets, new_link, one_partition_topic, replicating,
+    text, wait_identical,
 };
 use common::{destination, eventually, kafka_tool_direct, test_port_base, unique, Cluster, Proxy};
 
@@ -23,14 +24,7 @@ fn an_idle_link_with_mirrors_and_offset_sync_opens_almost_no_connections() {
         replicating(&unique("_mirrorgate-metadata-idle")),
     );
     let group = unique("idle-group");
-    let filters = std::env::temp_dir().join(format!("{group}-filters.json"));
-    std::fs::write(
-        &filters,
-        format!(
-            r#"{{"groupFilters":[{{"name":"{group}","patternType":"LITERAL","filterType":"INCLUDE"}}]}}"#
-        ),
-    )
-    .expect("write filters");
+    let filters = group_filter_file(&group);
     let config = format!(
         "bootstrap.servers={},consumer.offset.sync.enable=true,consumer.offset.sync.ms=1000",
         source.bootstrap

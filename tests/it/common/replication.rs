@@ -155,6 +155,20 @@ pub fn new_link(proxy: &Proxy, prefix: &str, args: &[&str]) -> String {
     link
 }
 
+/// A `--consumer-group-filters-json-file` including `group` alone (the caller removes
+/// it once the link is made).
+pub fn group_filter_file(group: &str) -> std::path::PathBuf {
+    let file = std::env::temp_dir().join(format!("{group}-filters.json"));
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"groupFilters":[{{"name":"{group}","patternType":"LITERAL","filterType":"INCLUDE"}}]}}"#
+        ),
+    )
+    .expect("write filters");
+    file
+}
+
 /// The 1-node source cluster shared by replicator tests.
 pub fn source() -> Cluster {
     Cluster::up("mg-src", 1, test_port_base() + 530)
