@@ -1,7 +1,11 @@
-//! `mirror.replication.throttled.rate`: a link limited to 1 MiB/s copies a preloaded
+//! `mirror.replication.throttled.rate`: a link limited to 256 KiB/s copies a preloaded
 //! topic at that rate (within 10% over 30 s, measured from the destination's end
 //! offsets and the source's bytes per record), and removing the limit with
 //! `cluster-links --alter` lets it catch up at once, without a restart.
+//!
+//! The limit is low so that "at once" holds with a wide margin on a loaded machine:
+//! the catch-up must beat twice the limit, and an unlimited copy on 2 busy cores has
+//! run at only 2 MB/s.
 
 use crate::common;
 
@@ -14,8 +18,8 @@ use common::replication::{
 use common::{eventually, kafka_tool_direct, unique, Cluster, Proxy};
 
 const PARTITIONS: i32 = 2;
-const RECORDS: i64 = 50_000;
-const RATE: f64 = 1_048_576.0;
+const RECORDS: i64 = 20_000;
+const RATE: f64 = 262_144.0;
 
 /// Bytes the source's log of `topic` holds, summed over its partitions (the batches
 /// the mirror gets are the same, batch for batch).
