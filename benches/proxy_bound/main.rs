@@ -11,7 +11,9 @@
 //! interleaved with this one, for a before/after in one run. With `BENCH_PROFILE=DIR`,
 //! `perf` samples each middle per workload in the first round (top symbols in DIR);
 //! with `BENCH_PIN=1`, the middle runs on a core of its own. `BENCH_ONLY=a,b` keeps
-//! the workloads and middles whose label contains one of the words (not with `--write`).
+//! the workloads and middles whose label contains one of the words (not with `--write`);
+//! `BENCH_ROUNDS=N` runs N rounds instead of 3 (1 with `--quick`); `BENCH_SYSCALLS=DIR`
+//! counts each middle's system calls per workload in the first round (`strace -c`).
 
 mod load;
 mod relay;
@@ -361,7 +363,16 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     }
     let duration = Duration::from_secs(if quick { 3 } else { 5 });
     // Rounds interleave the middles, so a noisy minute on this machine hits them all.
-    let rounds = if quick { 1 } else { 3 };
+    // BENCH_ROUNDS=N: more rounds for rows whose spread hides a small difference.
+    let rounds = match std::env::var("BENCH_ROUNDS")
+        .ok()
+        .map(|v| v.parse::<usize>())
+    {
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => bail!("BENCH_ROUNDS must be a whole number above 0"),
+        None if quick => 1,
+        None => 3,
+    };
     let dir = tempfile::tempdir()?;
     let upstream_port = free_port()?;
     let fetch_bytes = FETCH_RESPONSE_BYTES.to_string();
@@ -466,6 +477,8 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // BENCH_PROFILE=DIR: `perf` samples each middle process per workload, first round.
     let profile_dir = std::env::var_os("BENCH_PROFILE").map(PathBuf::from);
+    // BENCH_SYSCALLS=DIR: `strace -c` of each middle per workload, first round.
+    let syscalls_dir = std::env::var_os("BENCH_SYSCALLS").map(PathBuf::from);
     let mut rows = Vec::new();
     for middle in (0..rounds).flat_map(|_| middles.iter()) {
         let (process, target) = middle.start(upstream_port, dir.path(), &client_tls)?;
@@ -477,15 +490,31 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
             // A short warm-up, so connection set-up is not measured.
             runtime.block_on(workload.run(&target, Duration::from_millis(500)))?;
             let cpu_before = process.as_ref().map(|p| cpu_seconds(p.pid())).transpose()?;
+            let first_round = rows.len() < middles.len() * workloads.len();
             let profile = match (&profile_dir, &process) {
-                (Some(dir), Some(p)) if rows.len() < middles.len() * workloads.len() => Some(
-                    Profile::start(dir, p.pid(), &middle.label(), workload.label())?,
-                ),
+                (Some(dir), Some(p)) if first_round => Some(Profile::start(
+                    dir,
+                    p.pid(),
+                    &middle.label(),
+                    workload.label(),
+                )?),
+                _ => None,
+            };
+            let syscalls = match (&syscalls_dir, &process) {
+                (Some(dir), Some(p)) if first_round => Some(SyscallCount::start(
+                    dir,
+                    p.pid(),
+                    &middle.label(),
+                    workload.label(),
+                )?),
                 _ => None,
             };
             let mut outcome = runtime.block_on(workload.run(&target, duration))?;
             if let Some(profile) = profile {
                 profile.finish()?;
+            }
+            if let Some(syscalls) = syscalls {
+                syscalls.finish(outcome.requests)?;
             }
             let cpu = match (&process, cpu_before) {
                 (Some(p), Some(before)) => Some(cpu_seconds(p.pid())? - before),
@@ -555,6 +584,47 @@ fn only(
     Ok((workloads, middles))
 }
 
+/// A file name for one middle over one workload.
+fn sample_name(middle: &str, workload: &str) -> String {
+    format!("{middle}--{workload}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// `strace -c` of one middle over one workload: its system calls by kind, and the
+/// requests they served, so a reader can put them per request.
+struct SyscallCount {
+    strace: Child,
+    report: PathBuf,
+}
+
+impl SyscallCount {
+    fn start(dir: &Path, pid: u32, middle: &str, workload: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let report = dir.join(format!("{}.strace.txt", sample_name(middle, workload)));
+        let strace = Command::new("strace")
+            .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
+            .arg(&report)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start strace (BENCH_SYSCALLS)")?;
+        Ok(Self { strace, report })
+    }
+
+    fn finish(mut self, requests: u64) -> Result<()> {
+        // SIGINT: strace detaches and writes its table.
+        Command::new("kill")
+            .args(["-INT", &self.strace.id().to_string()])
+            .status()?;
+        self.strace.wait()?;
+        let table = std::fs::read_to_string(&self.report).unwrap_or_default();
+        std::fs::write(&self.report, format!("requests: {requests}\n{table}"))?;
+        Ok(())
+    }
+}
+
 /// `perf record` of one middle over one workload, reported as its top symbols.
 struct Profile {
     perf: Child,
@@ -565,10 +635,7 @@ struct Profile {
 impl Profile {
     fn start(dir: &Path, pid: u32, middle: &str, workload: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let name: String = format!("{middle}--{workload}")
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
+        let name = sample_name(middle, workload);
         let data = dir.join(format!("{name}.perf.data"));
         let perf = Command::new("perf")
             .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
