@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::metrics::ProxyMetrics;
 pub use crate::config::routing::Target;
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::frame_budget::FrameBudget;
 use crate::kafka::transport::{self, BoxIo, ConnectError};
 use crate::registry::{Registry, Snapshot};
@@ -348,12 +349,21 @@ fn bind_addr(snapshot: &Snapshot) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("proxy.bind '{bind}' is not ip:port"))
 }
 
+/// The longest wait between metadata attempts while the destination is unknown.
+const UNKNOWN_RETRY_MAX: Duration = Duration::from_secs(8);
+
 async fn refresh_loop(shared: Arc<Shared>) {
+    // While the destination is unknown, retries start at 1 s and back off to the
+    // refresh interval, so a fleet of instances does not knock in step.
+    let mut retry = Backoff::new(Duration::from_secs(1), UNKNOWN_RETRY_MAX, Jitter::Equal);
     loop {
         let result = shared.refresh_destination(true).await;
         let interval = shared.registry.load().config.destination.metadata_refresh();
         let delay = match result {
-            Ok(()) => interval,
+            Ok(()) => {
+                retry.reset();
+                interval
+            }
             Err(e) => {
                 tracing::warn!(
                     error = format!("{e:#}"),
@@ -364,7 +374,7 @@ async fn refresh_loop(shared: Arc<Shared>) {
                 if shared.destination.is_known() {
                     interval
                 } else {
-                    Duration::from_secs(1)
+                    retry.next_delay().min(interval)
                 }
             }
         };

@@ -6,8 +6,9 @@
 //! killed between the two writes nor a destination that did not answer the creation
 //! leaves a mirror without a topic for good.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::catalog::MIRROR_PREFIX;
 use super::config_sync::TIMESTAMP_TYPE;
@@ -15,6 +16,7 @@ use super::manager::{mirror_configs, unavailable, ApiError, Inner};
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::backoff::{Backoff, Jitter};
 
 /// How long after its record's last change a pending mirror's topic may still be in
 /// creation by the command that wrote the record (its requests time out well within
@@ -103,15 +105,72 @@ impl Inner {
         self.commit(offset).await.map(|_| ())
     }
 
-    /// The link owner's pass: every overdue pending mirror of `active` gets its topic.
-    pub(super) async fn finish_overdue_topics(self: &Arc<Self>, active: &[(MirrorRecord, Source)]) {
+    /// The link owner's pass: every overdue pending mirror of `active` gets its topic,
+    /// those that failed before once their retry is due.
+    pub(super) async fn finish_overdue_topics(
+        self: &Arc<Self>,
+        active: &[(MirrorRecord, Source)],
+        retries: &mut PendingRetries,
+    ) {
         let now = super::now_ms();
+        retries.retain(|mirror| active.iter().any(|(r, _)| r.topic == mirror));
         for (record, source) in active.iter().filter(|(r, _)| overdue(r, now)) {
-            if let Err(e) = self.finish_pending_topic(record, source).await {
-                tracing::warn!(mirror = %record.topic, error = %e,
-                    "cannot create the topic of a mirror whose creation had not finished; retrying");
+            if !retries.is_due(&record.topic, Instant::now()) {
+                continue;
+            }
+            match self.finish_pending_topic(record, source).await {
+                Ok(()) => retries.succeeded(&record.topic),
+                Err(e) => {
+                    let next = retries.failed(&record.topic, Instant::now());
+                    tracing::warn!(mirror = %record.topic, error = %e, next_attempt_in = ?next,
+                        "cannot create the topic of a mirror whose creation had not finished; retrying");
+                }
             }
         }
+    }
+}
+
+/// When the link's owner next tries to finish each pending mirror whose topic it could
+/// not create: backing off from the check interval to [`PENDING_RETRY_MAX`], so a
+/// destination that keeps refusing is neither asked nor logged every check. Only pacing:
+/// an instance that takes the link over starts afresh.
+#[derive(Debug, Default)]
+pub(super) struct PendingRetries {
+    by_mirror: HashMap<String, (Backoff, Instant)>,
+}
+
+/// The longest wait between attempts to create a pending mirror's topic.
+pub(super) const PENDING_RETRY_MAX: Duration = Duration::from_secs(60);
+/// The first wait after a failed attempt.
+const PENDING_RETRY_FIRST: Duration = Duration::from_secs(2);
+
+impl PendingRetries {
+    fn is_due(&self, mirror: &str, now: Instant) -> bool {
+        self.by_mirror
+            .get(mirror)
+            .is_none_or(|(_, next)| now >= *next)
+    }
+
+    /// Records a failed attempt; returns the wait before the next one.
+    fn failed(&mut self, mirror: &str, now: Instant) -> Duration {
+        let (backoff, next) = self.by_mirror.entry(mirror.to_string()).or_insert_with(|| {
+            (
+                Backoff::new(PENDING_RETRY_FIRST, PENDING_RETRY_MAX, Jitter::Equal),
+                now,
+            )
+        });
+        let wait = backoff.next_delay();
+        *next = now + wait;
+        wait
+    }
+
+    fn succeeded(&mut self, mirror: &str) {
+        self.by_mirror.remove(mirror);
+    }
+
+    /// Forgets mirrors no longer active here.
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.by_mirror.retain(|mirror, _| keep(mirror));
     }
 }
 
@@ -125,6 +184,33 @@ mod tests {
         r.topic_pending = true;
         r.state_time_ms = now - age_ms;
         r
+    }
+
+    #[test]
+    fn a_failed_creation_is_retried_later_and_later_up_to_the_limit() {
+        let mut retries = PendingRetries::default();
+        let start = Instant::now();
+        assert!(retries.is_due("m", start));
+        let mut now = start;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let wait = retries.failed("m", now);
+            assert!(!retries.is_due("m", now));
+            assert!(!retries.is_due("m", now + wait / 2 - Duration::from_millis(1)));
+            assert!(retries.is_due("m", now + wait));
+            waits.push(wait);
+            now += wait;
+        }
+        // Equal jitter: each wait is within [step / 2, step] of a doubling step.
+        assert!(waits[0] >= PENDING_RETRY_FIRST / 2 && waits[0] <= PENDING_RETRY_FIRST);
+        assert!(waits[7] >= PENDING_RETRY_MAX / 2 && waits[7] <= PENDING_RETRY_MAX);
+        // Another mirror is not held back, and success starts over.
+        assert!(retries.is_due("other", start));
+        retries.succeeded("m");
+        assert!(retries.is_due("m", start));
+        retries.failed("m", start);
+        retries.retain(|mirror| mirror != "m");
+        assert!(retries.is_due("m", start));
     }
 
     #[test]

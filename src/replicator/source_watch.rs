@@ -10,6 +10,7 @@ use kafka_protocol::messages::MetadataResponse;
 
 use super::catalog::MIRROR_PREFIX;
 use super::manager::Inner;
+use super::mirror_topic::PendingRetries;
 use super::source::{Source, SourceSettings};
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError};
@@ -27,6 +28,7 @@ const INVALID_PARTITIONS: i16 = 37;
 /// per check, for all its mirrors, over a connection kept between checks.
 pub(super) async fn watch_sources(inner: Arc<Inner>) {
     let mut kept: HashMap<String, KeptConnection<SourceSettings>> = HashMap::new();
+    let mut pending_retries = PendingRetries::default();
     loop {
         tokio::select! {
             _ = inner.shutdown.cancelled() => return,
@@ -64,7 +66,9 @@ pub(super) async fn watch_sources(inner: Arc<Inner>) {
             .values()
             .flat_map(|l| l.mirrors.iter().map(|m| (m.clone(), l.source.clone())))
             .collect();
-        inner.finish_overdue_topics(&active).await;
+        inner
+            .finish_overdue_topics(&active, &mut pending_retries)
+            .await;
         for (link, entry) in links {
             let conn = kept.entry(link.clone()).or_default();
             let metadata = match entry.describe(conn).await {
