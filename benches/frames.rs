@@ -1,15 +1,17 @@
 //! Hot path of the proxy: splitting pipelined frames off the read buffer, peeking
 //! request headers, and the produce guard (decode + split) with and without a
 //! read-only topic in the request. Baseline in the same run: a plain memcpy of the
-//! same bytes, so the numbers read as ratios.
+//! same bytes, so the numbers read as ratios. Also what decoding a Produce answer
+//! costs (v10+ answers are decoded to look for KIP-951 NodeEndpoints).
 
 use std::path::Path;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use mirrorgate::config::Config;
 use mirrorgate::kafka::codec::decode_request;
 use mirrorgate::kafka::frame::{FrameReader, RequestFrame};
@@ -127,6 +129,36 @@ fn bench_frames(c: &mut Criterion) {
         });
     }
     guard.finish();
+
+    let mut answer = c.benchmark_group("produce_answer_v11");
+    for partitions in [1, 10] {
+        let body = produce_answer(partitions, 11);
+        answer.throughput(Throughput::Bytes(body.len() as u64));
+        answer.bench_function(format!("decode_{partitions}_partitions"), |b| {
+            b.iter(|| ProduceResponse::decode(&mut body.clone(), 11).unwrap())
+        });
+    }
+    answer.finish();
+}
+
+/// A Produce answer's body (after the header): one topic, `partitions` partitions,
+/// no errors and no NodeEndpoints, as most answers are.
+fn produce_answer(partitions: i32, version: i16) -> Bytes {
+    let response = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+        .with_name(TopicName(StrBytes::from_static_str("orders")))
+        .with_partition_responses(
+            (0..partitions)
+                .map(|p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p)
+                        .with_base_offset(1_000_000 + i64::from(p))
+                        .with_log_start_offset(0)
+                })
+                .collect(),
+        )]);
+    let mut buf = BytesMut::new();
+    response.encode(&mut buf, version).unwrap();
+    buf.freeze()
 }
 
 criterion_group!(benches, bench_frames);

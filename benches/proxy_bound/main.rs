@@ -490,23 +490,19 @@ fn run(quick: bool, write: bool, baseline: Option<PathBuf>) -> Result<()> {
             // A short warm-up, so connection set-up is not measured.
             runtime.block_on(workload.run(&target, Duration::from_millis(500)))?;
             let cpu_before = process.as_ref().map(|p| cpu_seconds(p.pid())).transpose()?;
-            let first_round = rows.len() < middles.len() * workloads.len();
-            let profile = match (&profile_dir, &process) {
-                (Some(dir), Some(p)) if first_round => Some(Profile::start(
-                    dir,
-                    p.pid(),
-                    &middle.label(),
-                    workload.label(),
-                )?),
+            // Samplers watch the middle process in the first round only.
+            let sampled = match &process {
+                Some(p) if rows.len() < middles.len() * workloads.len() => {
+                    Some((p.pid(), sample_name(&middle.label(), workload.label())))
+                }
                 _ => None,
             };
-            let syscalls = match (&syscalls_dir, &process) {
-                (Some(dir), Some(p)) if first_round => Some(SyscallCount::start(
-                    dir,
-                    p.pid(),
-                    &middle.label(),
-                    workload.label(),
-                )?),
+            let profile = match (&profile_dir, &sampled) {
+                (Some(dir), Some((pid, name))) => Some(Profile::start(dir, *pid, name)?),
+                _ => None,
+            };
+            let syscalls = match (&syscalls_dir, &sampled) {
+                (Some(dir), Some((pid, name))) => Some(SyscallCount::start(dir, *pid, name)?),
                 _ => None,
             };
             let mut outcome = runtime.block_on(workload.run(&target, duration))?;
@@ -600,9 +596,9 @@ struct SyscallCount {
 }
 
 impl SyscallCount {
-    fn start(dir: &Path, pid: u32, middle: &str, workload: &str) -> Result<Self> {
+    fn start(dir: &Path, pid: u32, name: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let report = dir.join(format!("{}.strace.txt", sample_name(middle, workload)));
+        let report = dir.join(format!("{name}.strace.txt"));
         let strace = Command::new("strace")
             .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
             .arg(&report)
@@ -633,9 +629,8 @@ struct Profile {
 }
 
 impl Profile {
-    fn start(dir: &Path, pid: u32, middle: &str, workload: &str) -> Result<Self> {
+    fn start(dir: &Path, pid: u32, name: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let name = sample_name(middle, workload);
         let data = dir.join(format!("{name}.perf.data"));
         let perf = Command::new("perf")
             .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
