@@ -588,6 +588,20 @@ fn sample_name(middle: &str, workload: &str) -> String {
         .collect()
 }
 
+/// Starts a sampler that attaches to a middle, its output silenced.
+fn attach(command: &mut Command) -> std::io::Result<Child> {
+    command.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+}
+
+/// Stops a sampler with SIGINT, which makes it write what it gathered, and waits for it.
+fn interrupt(sampler: &mut Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-INT", &sampler.id().to_string()])
+        .status()?;
+    sampler.wait()?;
+    Ok(())
+}
+
 /// `strace -c` of one middle over one workload: its system calls by kind, and the
 /// requests they served, so a reader can put them per request.
 struct SyscallCount {
@@ -599,22 +613,18 @@ impl SyscallCount {
     fn start(dir: &Path, pid: u32, name: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let report = dir.join(format!("{name}.strace.txt"));
-        let strace = Command::new("strace")
-            .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
-            .arg(&report)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start strace (BENCH_SYSCALLS)")?;
+        let strace = attach(
+            Command::new("strace")
+                .args(["-c", "-f", "-p", &pid.to_string(), "-o"])
+                .arg(&report),
+        )
+        .context("start strace (BENCH_SYSCALLS)")?;
         Ok(Self { strace, report })
     }
 
     fn finish(mut self, requests: u64) -> Result<()> {
-        // SIGINT: strace detaches and writes its table.
-        Command::new("kill")
-            .args(["-INT", &self.strace.id().to_string()])
-            .status()?;
-        self.strace.wait()?;
+        // strace detaches and writes its table.
+        interrupt(&mut self.strace)?;
         let table = std::fs::read_to_string(&self.report).unwrap_or_default();
         std::fs::write(&self.report, format!("requests: {requests}\n{table}"))?;
         Ok(())
@@ -632,13 +642,12 @@ impl Profile {
     fn start(dir: &Path, pid: u32, name: &str) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let data = dir.join(format!("{name}.perf.data"));
-        let perf = Command::new("perf")
-            .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start perf (BENCH_PROFILE)")?;
+        let perf = attach(
+            Command::new("perf")
+                .args(["record", "-F", "999", "-g", "-p", &pid.to_string(), "-o"])
+                .arg(&data),
+        )
+        .context("start perf (BENCH_PROFILE)")?;
         Ok(Self {
             perf,
             data,
@@ -647,11 +656,8 @@ impl Profile {
     }
 
     fn finish(mut self) -> Result<()> {
-        // SIGINT: perf writes its data and exits.
-        Command::new("kill")
-            .args(["-INT", &self.perf.id().to_string()])
-            .status()?;
-        self.perf.wait()?;
+        // perf writes its data and exits.
+        interrupt(&mut self.perf)?;
         let report = Command::new("perf")
             .args(["report", "--no-children", "--stdio", "--percent-limit", "1"])
             .args(["--sort", "dso,symbol", "-g", "none", "-i"])
