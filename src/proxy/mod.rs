@@ -353,8 +353,9 @@ fn bind_addr(snapshot: &Snapshot) -> anyhow::Result<SocketAddr> {
 const UNKNOWN_RETRY_MAX: Duration = Duration::from_secs(8);
 
 async fn refresh_loop(shared: Arc<Shared>) {
-    // While the destination is unknown, retries start at 1 s and back off to the
-    // refresh interval, so a fleet of instances does not knock in step.
+    // While the destination is unknown, retries start at 1 s and back off with jitter
+    // to `UNKNOWN_RETRY_MAX` (never past the refresh interval), so a fleet of instances
+    // does not knock in step.
     let mut retry = Backoff::new(Duration::from_secs(1), UNKNOWN_RETRY_MAX, Jitter::Equal);
     loop {
         let result = shared.refresh_destination(true).await;
