@@ -34,7 +34,7 @@ const SASL_HANDSHAKE_VERSION: i16 = 1;
 const SASL_AUTHENTICATE_VERSION: i16 = 2;
 
 /// Most requests sent and not yet answered on one connection.
-pub const MAX_IN_FLIGHT: usize = 8;
+pub const MAX_IN_FLIGHT: usize = 16;
 /// Deferred request bytes written at once when they reach this much.
 const DEFERRED_WRITE_MAX: usize = 1 << 20;
 /// A write buffer grown past this by one large request is not kept for the next.

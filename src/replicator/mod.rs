@@ -15,7 +15,7 @@
 //!        v
 //!   task -> partition copier (fillers, header rewrite; `partition`)
 //!        |
-//!   producer window (idempotent producer id, sequences, up to 5 batches in flight;
+//!   producer window (idempotent producer id, sequences, up to 16 batches in flight;
 //!        |           each base offset checked; the charge is returned on the ack)
 //!        v
 //!   produce_mux (one connection per destination broker, shared by the partitions it

@@ -24,7 +24,7 @@
 //!
 //! The copier is fed either by its own single-partition fetch (`copy_once`) or by the
 //! link's per-broker fetcher (`process`); both go through the same code and hand the
-//! batches to a `ProducerWindow` that keeps up to five produces in flight.
+//! batches to a `ProducerWindow` that keeps up to 16 produces in flight.
 //!
 //! An empty mirror partition starts where `mirror.start.offset.spec` says (earliest,
 //! latest, or the first offset at a timestamp), filled and deleted up to there like the

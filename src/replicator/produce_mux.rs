@@ -24,7 +24,7 @@ use crate::kafka::client::{ClientError, KafkaConnection, Pending, MAX_IN_FLIGHT}
 
 const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
-/// Batches waiting to be placed in a request (each window holds at most five).
+/// Batches waiting to be placed in a request (each window holds at most 16).
 const QUEUE: usize = 1024;
 /// A request stops taking batches at this size (brokers accept 100 MiB).
 const MAX_REQUEST_BYTES: usize = 16 << 20;

@@ -9,9 +9,9 @@
 //! the mirror's offsets are the source's, so the broker's sequence check appends a batch
 //! only where the log ends for that producer. A re-send of one of the last five batches
 //! is answered with its original offset and writes nothing; any other batch is refused
-//! (OUT_OF_ORDER_SEQUENCE_NUMBER), which means another copier is ahead: the window
-//! reports [`CopyError::Refused`] and the caller resumes from the destination's settled
-//! end. Every response's base offset must still be the source offset the batch was sent
+//! (OUT_OF_ORDER_SEQUENCE_NUMBER), which means another copier is ahead (or this one,
+//! with more than five of its batches in the log since): the window reports
+//! [`CopyError::Refused`] and the caller resumes from the destination's settled end. Every response's base offset must still be the source offset the batch was sent
 //! for; a mismatch (someone else's producer wrote the partition) is fatal. After any
 //! other error the window is dropped whole too, so what was in flight is either in the
 //! log (and skipped) or not (and sent again).
@@ -33,8 +33,11 @@ use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::BatchView;
 use crate::kafka::record_codec::decode_bound;
 
-/// Batches in flight per partition (the broker's idempotence window).
-pub const MAX_IN_FLIGHT: usize = 5;
+/// Batches in flight per partition. More than the five a Java producer keeps (the
+/// batches a broker remembers per producer for de-duplication): a re-send is never
+/// needed here, since any error drops the window and copying resumes from the settled
+/// end, and a topic of small batches copies at this many batches per round trip.
+pub const MAX_IN_FLIGHT: usize = 16;
 /// The broker's answers to a batch that does not start at the producer's end.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
@@ -388,18 +391,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn five_batches_go_out_before_any_answer_and_all_are_checked() {
+    async fn a_full_window_goes_out_before_any_answer_and_all_are_checked() {
         let (mut window, expected) = window_against(usize::MAX, 0).await;
-        assert_eq!(expected, vec![0, 1, 3, 6, 10]);
-        assert_eq!(window.sent_offset(), 15);
+        // Batch k holds k records: it lands where the k - 1 before it end.
+        let starts: Vec<i64> = (0..MAX_IN_FLIGHT as i64).map(|k| k * (k + 1) / 2).collect();
+        assert_eq!(&expected[..5], &[0, 1, 3, 6, 10]);
+        assert_eq!(expected, starts);
+        let total = (MAX_IN_FLIGHT * (MAX_IN_FLIGHT + 1) / 2) as i64;
+        assert_eq!(window.sent_offset(), total);
         assert_eq!(window.acked_offset(), 0);
         let acked = tokio::time::timeout(Duration::from_secs(30), window.flush())
             .await
             .expect("the broker answers a full window")
             .expect("flush");
-        assert_eq!(acked.batches, 5);
-        assert_eq!(acked.fillers, 15);
-        assert_eq!(window.acked_offset(), 15);
+        assert_eq!(acked.batches, MAX_IN_FLIGHT as u64);
+        assert_eq!(acked.fillers, total as u64);
+        assert_eq!(window.acked_offset(), total);
         assert!(window.is_empty());
     }
 
