@@ -353,35 +353,90 @@ fn bind_addr(snapshot: &Snapshot) -> anyhow::Result<SocketAddr> {
 const UNKNOWN_RETRY_MAX: Duration = Duration::from_secs(8);
 
 async fn refresh_loop(shared: Arc<Shared>) {
-    // While the destination is unknown, retries start at 1 s and back off with jitter
-    // to `UNKNOWN_RETRY_MAX` (never past the refresh interval), so a fleet of instances
-    // does not knock in step.
-    let mut retry = Backoff::new(Duration::from_secs(1), UNKNOWN_RETRY_MAX, Jitter::Equal);
+    let mut retry = unknown_retry();
     loop {
         let result = shared.refresh_destination(true).await;
         let interval = shared.registry.load().config.destination.metadata_refresh();
-        let delay = match result {
-            Ok(()) => {
-                retry.reset();
-                interval
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    side = "upstream",
-                    "destination metadata refresh failed"
-                );
-                // Retry soon while the destination is unknown, else keep the interval.
-                if shared.destination.is_known() {
-                    interval
-                } else {
-                    retry.next_delay().min(interval)
-                }
-            }
-        };
+        if let Err(e) = &result {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                side = "upstream",
+                "destination metadata refresh failed"
+            );
+        }
+        let known = shared.destination.is_known();
+        let delay = next_refresh(result.is_ok(), known, interval, &mut retry);
         tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// While the destination is unknown, retries start at 1 s and back off with jitter to
+/// `UNKNOWN_RETRY_MAX`, so a fleet of instances does not knock in step.
+fn unknown_retry() -> Backoff {
+    Backoff::new(Duration::from_secs(1), UNKNOWN_RETRY_MAX, Jitter::Equal)
+}
+
+/// The wait before the next refresh: the interval after a success (which starts the
+/// retries over) or while the last metadata still stands, else the next retry, never
+/// longer than the interval.
+fn next_refresh(succeeded: bool, known: bool, interval: Duration, retry: &mut Backoff) -> Duration {
+    if succeeded {
+        retry.reset();
+        interval
+    } else if known {
+        interval
+    } else {
+        retry.next_delay().min(interval)
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(30);
+
+    fn assert_within_equal_jitter(delay: Duration, step: Duration) {
+        assert!(
+            delay >= step / 2 && delay <= step,
+            "{delay:?} is not within [{:?}, {step:?}]",
+            step / 2
+        );
+    }
+
+    #[test]
+    fn an_unknown_destination_is_retried_later_and_later_up_to_8_s() {
+        let mut retry = unknown_retry();
+        for step_s in [1, 2, 4, 8, 8, 8] {
+            let delay = next_refresh(false, false, INTERVAL, &mut retry);
+            assert_within_equal_jitter(delay, Duration::from_secs(step_s));
+        }
+    }
+
+    #[test]
+    fn a_success_starts_the_retries_over_and_waits_the_interval() {
+        let mut retry = unknown_retry();
+        for _ in 0..5 {
+            next_refresh(false, false, INTERVAL, &mut retry);
+        }
+        assert_eq!(next_refresh(true, true, INTERVAL, &mut retry), INTERVAL);
+        let delay = next_refresh(false, false, INTERVAL, &mut retry);
+        assert_within_equal_jitter(delay, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_failure_with_metadata_in_hand_waits_the_interval_and_no_retry_outlasts_it() {
+        let mut retry = unknown_retry();
+        assert_eq!(next_refresh(false, true, INTERVAL, &mut retry), INTERVAL);
+        // Known metadata does not advance the retries.
+        let delay = next_refresh(false, false, INTERVAL, &mut retry);
+        assert_within_equal_jitter(delay, Duration::from_secs(1));
+        let short = Duration::from_secs(3);
+        for _ in 0..6 {
+            assert!(next_refresh(false, false, short, &mut retry) <= short);
         }
     }
 }
