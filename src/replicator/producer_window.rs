@@ -11,7 +11,8 @@
 //! is answered with its original offset and writes nothing; any other batch is refused
 //! (OUT_OF_ORDER_SEQUENCE_NUMBER), which means another copier is ahead (or this one,
 //! with more than five of its batches in the log since): the window reports
-//! [`CopyError::Refused`] and the caller resumes from the destination's settled end. Every response's base offset must still be the source offset the batch was sent
+//! [`CopyError::Refused`] and the caller resumes from the destination's settled end.
+//! Every response's base offset must still be the source offset the batch was sent
 //! for; a mismatch (someone else's producer wrote the partition) is fatal. After any
 //! other error the window is dropped whole too, so what was in flight is either in the
 //! log (and skipped) or not (and sent again).
