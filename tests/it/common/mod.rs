@@ -794,8 +794,14 @@ pub fn end_offsets(cluster: &Cluster, topic: &str) -> String {
 }
 
 /// The Java clients of `tests/clients/java` (Maven Central's Kafka client and Streams),
-/// built if needed: their classpath.
+/// built if needed, once per run (Maven's own start costs seconds of CPU): their
+/// classpath.
 pub fn java_clients_classpath() -> String {
+    static CLASSPATH: OnceLock<String> = OnceLock::new();
+    CLASSPATH.get_or_init(build_java_clients).clone()
+}
+
+fn build_java_clients() -> String {
     let dir = repo_root().join("tests/clients/java");
     let built = Command::new("mvn")
         .args(["-q", "-B", "package"])
