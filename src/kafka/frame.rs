@@ -3,6 +3,8 @@
 //! Frames are split off one read buffer as `Bytes` so forwarding them is zero-copy; the
 //! length prefix stays attached so an unchanged frame is written back exactly as read.
 
+use std::future::Future;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -227,6 +229,35 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     fn release_if_empty(&mut self, frame_len: usize) {
         if self.buf.is_empty() && frame_len <= RELEASE_AFTER_MAX {
             self.buf = BytesMut::new();
+        }
+    }
+
+    /// With part of a frame buffered, reads what has already arrived, without waiting.
+    /// A client that writes two requests at once, of which the first read took only the
+    /// start of the second, then costs one read and one upstream write for both, not
+    /// two of each. Reads only into room the reader holds already: its free chunk and
+    /// what it took from the budget.
+    pub fn read_ready(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() || self.has_buffered_frame() {
+            return Ok(());
+        }
+        let room = match &self.budget {
+            Some(b) => (b.held + READ_CHUNK).saturating_sub(self.buf.len()),
+            None => READ_CHUNK,
+        };
+        if room == 0 {
+            return Ok(());
+        }
+        self.buf.reserve(room);
+        let mut window = (&mut self.buf).limit(room);
+        let read = std::pin::pin!(self.inner.read_buf(&mut window));
+        // Polled once: a read that would wait leaves the bytes for `next`, which
+        // registers the real waker (a read is cancel-safe).
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match read.poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => Err(e),
+            // An end of stream (0) is seen again by `next`.
+            std::task::Poll::Ready(Ok(_)) | std::task::Poll::Pending => Ok(()),
         }
     }
 
@@ -482,6 +513,45 @@ mod tests {
         assert!(reader.next().await.unwrap().is_none());
         drop(reader);
         assert_eq!(budget.available(), budget.total());
+    }
+
+    #[tokio::test]
+    async fn read_ready_takes_the_rest_of_a_frame_that_has_arrived_and_never_waits() {
+        // Two 1.1 KiB requests written at once: the first read (2 KiB) takes all of the
+        // first and the start of the second.
+        let body = vec![3u8; 1100];
+        let two: Vec<u8> = [frame(&body), frame(&body)].concat();
+        let budget = FrameBudget::new(0);
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &two)
+            .await
+            .unwrap();
+        let mut reader = FrameReader::with_budget(rx, MaxFrame::Fixed(1 << 20), 0, budget);
+        assert!(reader.next().await.unwrap().is_some());
+        assert!(
+            !reader.has_buffered_frame(),
+            "only part of the second is read"
+        );
+        reader.read_ready().unwrap();
+        assert!(reader.has_buffered_frame(), "the rest was there already");
+        assert_eq!(reader.next().await.unwrap().unwrap(), frame(&body));
+
+        // A frame whose rest has not arrived: nothing waits, nothing is lost.
+        let one = frame(&body);
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &one[..600])
+            .await
+            .unwrap();
+        let early = tokio::time::timeout(Duration::from_millis(50), reader.next()).await;
+        assert!(early.is_err(), "the frame is not complete");
+        reader.read_ready().unwrap();
+        assert!(!reader.has_buffered_frame());
+        tokio::io::AsyncWriteExt::write_all(&mut tx, &one[600..])
+            .await
+            .unwrap();
+        assert_eq!(reader.next().await.unwrap().unwrap(), one);
+        drop(tx);
+        reader.read_ready().unwrap();
+        assert!(reader.next().await.unwrap().is_none());
     }
 
     #[tokio::test]

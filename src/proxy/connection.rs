@@ -368,7 +368,9 @@ async fn request_loop(
             tracing::debug!("read no more requests: a write was answered before it was written (parked too long, or refused before reaching the source)");
             return Ok(());
         }
-        // Batch writes of pipelined requests: flush only when no whole frame is waiting.
+        // Batch writes of pipelined requests: flush only when no whole frame is waiting,
+        // counting what has arrived since the last read.
+        client.read_ready().map_err(ConnError::ClientGone)?;
         if !client.has_buffered_frame() {
             upstream
                 .flush()
