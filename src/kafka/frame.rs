@@ -88,6 +88,14 @@ struct Budgeted {
     lent: usize,
 }
 
+impl Budgeted {
+    /// Bytes a read may add to `buffered` without taking more from the budget: what was
+    /// taken, plus the free first chunk.
+    fn room(&self, buffered: usize) -> usize {
+        (self.held + READ_CHUNK).saturating_sub(buffered)
+    }
+}
+
 impl Drop for Budgeted {
     fn drop(&mut self) {
         self.budget.release(self.held + self.lent);
@@ -210,9 +218,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     let must = beyond_free(need).saturating_sub(b.held).min(READ_CHUNK);
                     let got = b.budget.take_up_to(must, to_hold - b.held).await;
                     b.held += got;
-                    want = (b.held + READ_CHUNK)
-                        .saturating_sub(self.buf.len())
-                        .min(want);
+                    want = b.room(self.buf.len()).min(want);
                 }
             }
             self.buf.reserve(want);
@@ -242,7 +248,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Ok(());
         }
         let room = match &self.budget {
-            Some(b) => (b.held + READ_CHUNK).saturating_sub(self.buf.len()),
+            Some(b) => b.room(self.buf.len()),
             None => READ_CHUNK,
         };
         if room == 0 {
