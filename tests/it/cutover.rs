@@ -611,8 +611,7 @@ fn a_dry_run_names_a_group_still_reading_the_source() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    let mut on_source = on_source;
-    let _ = on_source.child.kill();
+    on_source.stop();
     assert!(
         shown.contains(&format!("Group on the source: {group}")),
         "{shown}"

@@ -17,7 +17,7 @@ use common::{destination, eventually, eventually_every, http_get, unique, Proxy,
 /// Every field `kcat` shows that copying must keep.
 const FULL: &str = "%p %o %k %s %T %h\\n";
 const PARTITIONS: i32 = 6;
-const RECORDS: usize = 24_000;
+const RECORDS: usize = 16_000;
 
 /// A replicating instance whose crash is noticed after 6 s (the broker's minimum).
 fn member(metadata_topic: &str) -> ProxyOptions {

@@ -13,6 +13,8 @@ use common::{destination, eventually, eventually_every, kcat, unique, Proxy};
 
 /// Every field `kcat` shows that copying must keep.
 const FULL: &str = "%p %o %k %s %T %h\\n";
+/// One record per batch, so the copy lasts long enough for both copiers to be at it.
+const RECORDS: usize = 5_000;
 
 fn refusals(proxy: &Proxy) -> u64 {
     proxy.metric_sum("mirrorgate_conditional_append_refusals_total") as u64
@@ -29,8 +31,7 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
         &topic,
         &["--partitions", "3", "--replication-factor", "1"],
     );
-    // One record per batch, so the copy takes long enough for both to be at it.
-    let records: String = (0..10_000)
+    let records: String = (0..RECORDS)
         .map(|i| format!("k{i}:record-{i:06}\n"))
         .collect();
     load_one_per_batch(
@@ -50,8 +51,8 @@ fn two_instances_copying_one_mirror_leave_it_identical() {
     let b = Proxy::start(destination(), alone);
 
     let expected = dump_as(&source.bootstrap, &topic, FULL);
-    assert_eq!(expected.len(), 10_000);
-    // A second apart: each look reads all 10,000 records.
+    assert_eq!(expected.len(), RECORDS);
+    // A second apart: each look reads every record.
     let every = Duration::from_secs(1);
     eventually_every(
         "the mirror equals the source",

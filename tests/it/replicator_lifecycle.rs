@@ -14,6 +14,10 @@ use common::{
     destination, eventually, eventually_every, kcat, test_port_base, unique, Cluster, Proxy,
 };
 
+/// Records of the killed copy, one per batch: a produce round trip each on the
+/// destination, so the kill (at the first copied record) lands mid-copy.
+const RECORDS: usize = 3_000;
+
 #[test]
 fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
     let source = Cluster::up("mg-src", 1, test_port_base() + 530);
@@ -26,7 +30,7 @@ fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
         &["--partitions", "3", "--replication-factor", "1"],
     );
     // One record per batch, so the copy takes a while (a produce round trip each).
-    let records: String = (0..15_000).map(|i| format!("record-{i:06}\n")).collect();
+    let records: String = (0..RECORDS).map(|i| format!("record-{i:06}\n")).collect();
     load_one_per_batch(&source, &topic, &records, &[]);
     link_and_mirror(&proxy, &source, &topic);
 
@@ -36,13 +40,13 @@ fn sigkill_in_the_middle_of_a_copy_resumes_without_duplicate_or_gap() {
         Some(destination_records(&topic, 3)).filter(|copied| *copied > 0)
     });
     assert!(
-        copied < 15_000,
+        copied < RECORDS as i64,
         "copy finished before the kill; make it bigger"
     );
     proxy.kill_and_restart(&options);
     // A produce round trip per record: on a loaded machine this takes minutes.
     wait_identical_within(&proxy, &source, &topic, Duration::from_secs(400));
-    assert_eq!(dump(&proxy.bootstrap, &topic).len(), 15_000);
+    assert_eq!(dump(&proxy.bootstrap, &topic).len(), RECORDS);
 }
 
 #[test]

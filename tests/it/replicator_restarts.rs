@@ -14,7 +14,7 @@ use common::{
     destination, end_offsets, eventually_every, kcat, test_port_base, unique, Cluster, Proxy,
 };
 
-const RECORDS: usize = 8_000;
+const RECORDS: usize = 5_000;
 
 fn source() -> Cluster {
     Cluster::up("mg-src-rs", 1, test_port_base() + 550)

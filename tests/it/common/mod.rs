@@ -618,6 +618,15 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops the client now: SIGTERM to `timeout`, which passes it on to the client (a
+    /// SIGKILL would end only `timeout` and leave the client running, orphaned).
+    pub fn stop(self) -> Traced {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait()
+    }
+
     /// Waits for the client to exit (closing its stdin first).
     pub fn wait(mut self) -> Traced {
         drop(self.child.stdin.take());
