@@ -88,11 +88,7 @@ class Run:
             except Exception as e:  # noqa: BLE001 - re-raised below
                 errors.append("%s: %s %s" % (c.name, e, getattr(e, "stderr", "")[-2000:]))
 
-        ups = [threading.Thread(target=up, args=(c,)) for c in (self.src, self.dst)]
-        for t in ups:
-            t.start()
-        for t in ups:
-            t.join()
+        in_parallel(up, (self.src, self.dst))
         if errors:
             raise RuntimeError("; ".join(errors))
         self.log("clusters up: source %s, destination %s" % (self.src.bootstrap, self.dst.bootstrap))
@@ -409,12 +405,20 @@ class Run:
         return not v
 
     def teardown(self):
-        for inst in self.instances:
-            inst.terminate()
+        # In parallel: each instance drains, and each cluster shuts down gracefully.
+        in_parallel(lambda inst: inst.terminate(), self.instances)
         if self.relay:
             self.relay.stop()
-        for c in (self.src, self.dst):
-            c.down()
+        in_parallel(lambda c: c.down(), (self.src, self.dst))
+
+
+def in_parallel(fn, items):
+    """fn(item) for every item, each on a thread of its own; returns when all are done."""
+    threads = [threading.Thread(target=fn, args=(item,)) for item in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 if __name__ == "__main__":

@@ -93,7 +93,14 @@ class Relay:
                 s.close()
             for c in list(self.conns):
                 c.close()
-            self.loop.stop()
+            # Connection tasks end before the loop stops, so none is left pending.
+            tasks = list(asyncio.all_tasks(self.loop))
+            if not tasks:
+                self.loop.stop()
+                return
+            for t in tasks:
+                t.cancel()
+            asyncio.gather(*tasks, return_exceptions=True).add_done_callback(lambda _: self.loop.stop())
 
         self.loop.call_soon_threadsafe(close)
         self._thread.join(5)
