@@ -489,10 +489,7 @@ impl Proxy {
 
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
+        sigterm(&self.child).expect("kill");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -588,6 +585,13 @@ impl Traced {
     }
 }
 
+/// SIGTERM to a child process, by `kill` (the tests have no signal crate).
+fn sigterm(child: &Child) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+}
+
 /// Runs `program args` under `strace -f` (connect calls only), feeding `stdin`.
 pub fn traced(program: &Path, args: &[&str], stdin: Option<&str>, timeout: Duration) -> Traced {
     traced_with_hosts(program, args, stdin, timeout, None)
@@ -621,9 +625,7 @@ impl Running {
     /// Stops the client now: SIGTERM to `timeout`, which passes it on to the client (a
     /// SIGKILL would end only `timeout` and leave the client running, orphaned).
     pub fn stop(self) -> Traced {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = sigterm(&self.child);
         self.wait()
     }
 
