@@ -20,7 +20,7 @@ use super::record_codec::{decode_records, BatchBuilder};
 /// because we produce outside any transaction, LogAppendTime (3) because brokers reject
 /// it from clients, and delete horizon (6) because the horizon is the source cleaner's
 /// schedule, not ours (record timestamps do not change: they are base + delta either
-/// way). The records block is untouched and the CRC recomputed.
+/// way). The records block is untouched; the CRC follows from the stored one.
 ///
 /// LogAppendTime batches take a slow path. Consumers of the source saw `max_timestamp`
 /// as every record's timestamp (the broker stamps only the header), while the records
@@ -29,9 +29,14 @@ use super::record_codec::{decode_records, BatchBuilder};
 /// decoded and re-encoded as CreateTime with every record's timestamp set to the source
 /// `max_timestamp` (same codec, same keys, values and headers).
 ///
+/// The source CRC is not checked on this path (it would be a pass over every byte): the
+/// new CRC is derived from the stored one, so a corrupt batch keeps a wrong CRC and the
+/// broker it is produced to refuses it (CORRUPT_MESSAGE; brokers check every appended
+/// batch). Whoever produces it checks the source batch then, to say where the
+/// corruption is (`replicator::producer_window`). Never a fresh CRC over bad bytes.
+///
 /// Errors: control batches and batches with holes (use `filler::re_encode_with_fillers`),
-/// a CRC mismatch (the source bytes are not laundered into a fresh CRC), a negative
-/// sequence with a producer id.
+/// a negative sequence with a producer id.
 pub fn rewrite_for_produce(
     batch: &BatchView,
     producer_id: i64,
@@ -106,20 +111,10 @@ fn stamp(
     put(&mut out, PRODUCER_ID, producer_id.to_be_bytes());
     put(&mut out, PRODUCER_EPOCH, producer_epoch.to_be_bytes());
     put(&mut out, BASE_SEQUENCE, base_sequence.to_be_bytes());
-    // One pass over the payload: verify the source CRC while copying. The new CRC
-    // follows from the old one and the header fields that changed (`updated_crc`).
-    let mut old_crc = crc32c::crc32c(header.get(CRC_START..HEADER_LEN).unwrap_or_default());
-    for chunk in payload.chunks(16 * 1024) {
-        old_crc = crc32c::crc32c_append(old_crc, chunk);
-        out.extend_from_slice(chunk);
-    }
-    if old_crc != batch.crc() {
-        return Err(BatchError::CrcMismatch {
-            stored: batch.crc(),
-            computed: old_crc,
-        });
-    }
-    let new_crc = updated_crc(old_crc, header, &out[..header.len()], payload.len());
+    out.extend_from_slice(payload);
+    // The new CRC follows from the stored one and the header fields that changed, so
+    // the payload is not read for it; a corrupt batch stays corrupt.
+    let new_crc = updated_crc(batch.crc(), header, &out[..header.len()], payload.len());
     put(&mut out, CRC, new_crc.to_be_bytes());
     Ok(out.freeze())
 }

@@ -99,6 +99,14 @@ pub enum CopyError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// The source holds a batch that fails its own check (its CRC).
+    #[error("CORRUPT_SOURCE: partition {partition}, the source batch at offsets {first}..={last}: {reason}")]
+    CorruptSource {
+        partition: i32,
+        first: i64,
+        last: i64,
+        reason: BatchError,
+    },
 }
 
 impl CopyError {
@@ -111,6 +119,7 @@ impl CopyError {
                 | CopyError::Diverged(_)
                 | CopyError::Unsupported(_)
                 | CopyError::Batch(_)
+                | CopyError::CorruptSource { .. }
                 | CopyError::AlreadyFailed(_)
         )
     }

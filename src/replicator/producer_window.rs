@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::records::TimestampType;
 use tokio::sync::oneshot;
@@ -31,7 +32,7 @@ use super::produce_mux::{BatchAnswer, ProduceMux};
 use crate::kafka::batch_rewrite;
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::BatchView;
+use crate::kafka::record_batch::{crc_mismatch, BatchView};
 use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition. More than the five a Java producer keeps (the
@@ -39,6 +40,8 @@ use crate::kafka::record_codec::decode_bound;
 /// needed here, since any error drops the window and copying resumes from the settled
 /// end, and a topic of small batches copies at this many batches per round trip.
 pub const MAX_IN_FLIGHT: usize = 16;
+/// The broker's answer to a batch whose CRC is wrong.
+const CORRUPT_MESSAGE: i16 = 2;
 /// The broker's answers to a batch that does not start at the producer's end.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
@@ -77,6 +80,9 @@ struct InFlight {
     serial: u64,
     /// Budget held by the fetched data this batch came from, returned on the ack.
     charges: Vec<Charge>,
+    /// The source batch (a slice of the fetched data, already held until the ack), to
+    /// check its CRC if the destination finds the copy corrupt.
+    source: Bytes,
 }
 
 pub struct ProducerWindow {
@@ -190,6 +196,7 @@ impl ProducerWindow {
             tally,
             serial: self.sent_serial,
             charges: charge.into_iter().collect(),
+            source: batch.bytes().clone(),
         });
         self.sent_offset += i64::from(count);
         Ok(acked)
@@ -225,6 +232,19 @@ impl ProducerWindow {
                 code,
                 offset: sent.expected,
             });
+        }
+        if code == CORRUPT_MESSAGE {
+            // The stamped CRC follows from the source's: say so if that one is wrong.
+            if let Ok(source) = BatchView::parse(sent.source) {
+                if !source.verify_crc() {
+                    return Err(CopyError::CorruptSource {
+                        partition: self.partition,
+                        first: sent.expected,
+                        last: sent.expected + i64::from(sent.count) - 1,
+                        reason: crc_mismatch(&source),
+                    });
+                }
+            }
         }
         if partition.error_code != 0 {
             let message = partition

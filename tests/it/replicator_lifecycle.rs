@@ -223,3 +223,66 @@ fn a_partition_failing_past_the_retry_timeout_fails_the_mirror() {
         "{metrics}"
     );
 }
+
+/// A batch corrupted in the source's log (a byte of its records flipped on disk; a
+/// broker serves its log as stored): the copy's CRC follows from the corrupt one, the
+/// destination refuses it, and the mirror FAILS naming the batch. Nothing of it lands.
+#[test]
+fn a_corrupt_source_batch_fails_the_mirror_and_nothing_of_it_lands() {
+    let source = common::replication::source();
+    let proxy = Proxy::start(
+        destination(),
+        replicating(&unique("_mirrorgate-metadata-corrupt")),
+    );
+    let topic = one_partition_topic(&source, "corrupt", "");
+    load_one_per_batch(&source, &topic, "first\nsecond\nthird\n", &[]);
+    flip_last_byte_of_batch(&source, &topic, 1);
+
+    link_and_mirror(&proxy, &source, &topic);
+    let described = eventually("the mirror FAILED", Duration::from_secs(90), || {
+        let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
+        if described.contains("State: FAILED") {
+            return Ok(described);
+        }
+        Err(described)
+    });
+    assert!(
+        described.contains("CORRUPT_SOURCE: partition 0, the source batch at offsets 1..=1"),
+        "{described}"
+    );
+    assert!(described.contains("CRC mismatch"), "{described}");
+    let dest = common::replication::dump_as(&destination().bootstrap, &topic, "%o %s\\n");
+    assert_eq!(dest, vec!["0 first".to_string()]);
+    assert!(
+        proxy
+            .metrics()
+            .contains("mirrorgate_mirror_failures_total{reason=\"CORRUPT_SOURCE\"}"),
+        "the failure is counted by its reason"
+    );
+}
+
+/// Flips the last byte of batch `index` (its last record) in partition 0's first log
+/// segment of `topic`, on node 0 of `cluster`, in place.
+fn flip_last_byte_of_batch(cluster: &Cluster, topic: &str, index: usize) {
+    use std::io::{Seek, SeekFrom, Write};
+    let segment = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testbed/.run")
+        .join(cluster.name)
+        .join(format!("node-0/data/{topic}-0/00000000000000000000.log"));
+    let log = std::fs::read(&segment).expect("read the segment");
+    // Each batch: base offset (8 bytes), then its length (4), then that many bytes.
+    let mut at = 0usize;
+    for _ in 0..index {
+        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().expect("4 bytes"));
+        at += 12 + len as usize;
+    }
+    let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().expect("4 bytes"));
+    let last = at + 12 + len as usize - 1;
+    assert!(last < log.len(), "the segment holds batch {index}");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .expect("open the segment");
+    file.seek(SeekFrom::Start(last as u64)).expect("seek");
+    file.write_all(&[log[last] ^ 0xFF]).expect("write");
+}
