@@ -9,8 +9,9 @@
 //!   an empty batch with a valid CRC-32C, the others keep their bytes, so is what
 //!   follows the last whole batch; with no filler the answer is `None`; hiding again
 //!   finds nothing;
-//! - `rewrite_for_produce`: an accepted batch is a valid v2 batch (CRC checked) at base
-//!   offset 0 with our producer fields, the same offset span and record count, and
+//! - `rewrite_for_produce`: an accepted batch is a v2 batch at base offset 0 with our
+//!   producer fields, a CRC that is valid exactly when the source's was (corruption is
+//!   carried, never laundered), the same offset span and record count, and
 //!   (CreateTime) the very same records block; `rewrite_for_forward` gives the same
 //!   batch but for the transactional flag, which it keeps;
 //! - `re_encode_from`: the batches cover `[max(from, base), last]` without a gap or an
@@ -232,7 +233,8 @@ fn check_rewrite(batch: &BatchView) {
         return;
     };
     let kept = BatchView::parse(kept).expect("a forwarded batch is one whole batch");
-    assert!(kept.verify_crc());
+    let valid = batch.verify_crc();
+    assert_eq!(kept.verify_crc(), valid);
     assert_eq!(kept.is_transactional(), batch.is_transactional());
     let view = BatchView::parse(out.clone()).expect("a rewritten batch is one whole batch");
     assert_eq!(kept.records_payload(), view.records_payload());
@@ -241,7 +243,7 @@ fn check_rewrite(batch: &BatchView) {
         view.attributes(),
         "the transactional flag is the one difference"
     );
-    assert!(view.verify_crc());
+    assert_eq!(view.verify_crc(), valid, "a corrupt batch stays corrupt");
     assert_eq!(
         (
             view.base_offset(),

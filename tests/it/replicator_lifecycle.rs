@@ -239,13 +239,8 @@ fn a_corrupt_source_batch_fails_the_mirror_and_nothing_of_it_lands() {
     flip_last_byte_of_batch(&source, &topic, 1);
 
     link_and_mirror(&proxy, &source, &topic);
-    let described = eventually("the mirror FAILED", Duration::from_secs(90), || {
-        let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
-        if described.contains("State: FAILED") {
-            return Ok(described);
-        }
-        Err(described)
-    });
+    common::replication::wait_state(&proxy, &topic, "FAILED");
+    let described = text(&cli(&proxy, &["mirrors", "--describe", "--topics", &topic]));
     assert!(
         described.contains("CORRUPT_SOURCE: partition 0, the source batch at offsets 1..=1"),
         "{described}"
