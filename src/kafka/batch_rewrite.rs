@@ -12,65 +12,10 @@ use super::record_batch::{
 };
 use super::record_codec::{decode_records, BatchBuilder};
 
-/// A stamped batch in two pieces: its new header, and its records block, which on the
-/// fast path is the source's own memory (nothing copied). A Produce request writes the
-/// pieces as they are (`produce_request`).
-#[derive(Clone, Debug)]
-pub struct StampedBatch {
-    header: Bytes,
-    records: Bytes,
-}
-
-impl StampedBatch {
-    pub fn from_pieces(header: Bytes, records: Bytes) -> Self {
-        Self { header, records }
-    }
-
-    /// Bytes of the whole batch.
-    pub fn len(&self) -> usize {
-        self.header.len() + self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The header, then the records block.
-    pub fn pieces(&self) -> impl Iterator<Item = &Bytes> {
-        [&self.header, &self.records].into_iter()
-    }
-
-    /// The batch in one piece of memory (a copy).
-    pub fn to_bytes(&self) -> Bytes {
-        let mut whole = BytesMut::with_capacity(self.len());
-        whole.extend_from_slice(&self.header);
-        whole.extend_from_slice(&self.records);
-        whole.freeze()
-    }
-
-    fn whole(batch: Bytes) -> Self {
-        let split = HEADER_LEN.min(batch.len());
-        Self {
-            header: batch.slice(..split),
-            records: batch.slice(split..),
-        }
-    }
-}
-
-/// [`stamp_for_produce`] in one piece of memory (a copy of the records).
-pub fn rewrite_for_produce(
-    batch: &BatchView,
-    producer_id: i64,
-    producer_epoch: i16,
-    base_sequence: i32,
-) -> Result<Bytes, BatchError> {
-    stamp_for_produce(batch, producer_id, producer_epoch, base_sequence).map(|s| s.to_bytes())
-}
-
-/// The batch as a client may produce it, stamped with our idempotent producer id, epoch
-/// and base sequence.
+/// The replicator's fast path: the batch as a client may produce it, stamped with our
+/// idempotent producer id, epoch and base sequence.
 ///
-/// Only the header is new; baseOffset becomes 0 (brokers reject anything else),
+/// The source batch is copied once; baseOffset becomes 0 (brokers reject anything else),
 /// partitionLeaderEpoch -1, and the attributes keep only the codec: transactional (4)
 /// because we produce outside any transaction, LogAppendTime (3) because brokers reject
 /// it from clients, and delete horizon (6) because the horizon is the source cleaner's
@@ -92,12 +37,12 @@ pub fn rewrite_for_produce(
 ///
 /// Errors: control batches and batches with holes (use `filler::re_encode_with_fillers`),
 /// a negative sequence with a producer id.
-pub fn stamp_for_produce(
+pub fn rewrite_for_produce(
     batch: &BatchView,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
-) -> Result<StampedBatch, BatchError> {
+) -> Result<Bytes, BatchError> {
     stamp(batch, producer_id, producer_epoch, base_sequence, 0)
 }
 
@@ -113,7 +58,7 @@ pub fn rewrite_for_forward(
     base_sequence: i32,
 ) -> Result<Bytes, BatchError> {
     let kept = batch.attributes() & TRANSACTIONAL_FLAG;
-    stamp(batch, producer_id, producer_epoch, base_sequence, kept).map(|s| s.to_bytes())
+    stamp(batch, producer_id, producer_epoch, base_sequence, kept)
 }
 
 /// The header rewrite of both: attributes become the codec and `kept_flags`.
@@ -123,7 +68,7 @@ fn stamp(
     producer_epoch: i16,
     base_sequence: i32,
     kept_flags: i16,
-) -> Result<StampedBatch, BatchError> {
+) -> Result<Bytes, BatchError> {
     if batch.is_control() {
         return Err(BatchError::ControlBatch);
     }
@@ -145,14 +90,13 @@ fn stamp(
             producer_id,
             producer_epoch,
             base_sequence,
-        )
-        .map(StampedBatch::whole);
+        );
     }
 
     let src = batch.bytes();
-    let split = HEADER_LEN.min(src.len());
-    let (header, payload) = src.split_at(split);
-    let mut out = BytesMut::from(header);
+    let (header, payload) = src.split_at(HEADER_LEN.min(src.len()));
+    let mut out = BytesMut::with_capacity(src.len());
+    out.extend_from_slice(header);
     put(&mut out, BASE_OFFSET, 0i64.to_be_bytes());
     put(
         &mut out,
@@ -167,14 +111,12 @@ fn stamp(
     put(&mut out, PRODUCER_ID, producer_id.to_be_bytes());
     put(&mut out, PRODUCER_EPOCH, producer_epoch.to_be_bytes());
     put(&mut out, BASE_SEQUENCE, base_sequence.to_be_bytes());
+    out.extend_from_slice(payload);
     // The new CRC follows from the stored one and the header fields that changed, so
     // the payload is not read for it; a corrupt batch stays corrupt.
-    let new_crc = updated_crc(batch.crc(), header, &out, payload.len());
+    let new_crc = updated_crc(batch.crc(), header, &out[..header.len()], payload.len());
     put(&mut out, CRC, new_crc.to_be_bytes());
-    Ok(StampedBatch {
-        header: out.freeze(),
-        records: batch.bytes().slice(split..),
-    })
+    Ok(out.freeze())
 }
 
 /// The CRC-32C of a batch whose header changed, from the CRC of the old batch, without

@@ -4,16 +4,14 @@
 //! `send` + `receive` pipeline up to [`MAX_IN_FLIGHT`] requests (a broker answers a
 //! connection's requests in order, so responses are matched first in, first out);
 //! `send_deferred` queues a request to go out with the next write, so a window of
-//! requests costs one syscall instead of one each; `send_deferred_pieces` queues one
-//! whose body is already encoded in pieces (a Produce request around its batches' own
-//! memory), written with `writev`.
+//! requests costs one syscall instead of one each.
 
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
     SaslHandshakeRequest,
@@ -71,9 +69,6 @@ pub struct KafkaConnection {
     writer: WriteHalf<BoxIo>,
     /// Encoded requests not written yet (`send_deferred`); reused between writes.
     out: BytesMut,
-    /// Requests sent in pieces (`send_deferred_pieces`), and what was queued in `out`
-    /// before them: all of it goes out before `out`.
-    pieces: VecDeque<Bytes>,
     next_correlation_id: i32,
     client_id: StrBytes,
     request_timeout: Duration,
@@ -125,7 +120,6 @@ impl KafkaConnection {
             reader: FrameReader::new(read, CLIENT_MAX_FRAME, MIN_RESPONSE_BODY),
             writer: write,
             out: BytesMut::new(),
-            pieces: VecDeque::new(),
             next_correlation_id: 1,
             client_id: StrBytes::from_string(client_id.to_string()),
             request_timeout: Duration::from_secs(30),
@@ -313,36 +307,9 @@ impl KafkaConnection {
         })
     }
 
-    /// Like `send_deferred`, for a request whose body is already encoded in `body`'s
-    /// pieces (in order): they are written as they are, with one `writev` for many,
-    /// never copied into one buffer.
-    pub async fn send_deferred_pieces<R: Request>(
-        &mut self,
-        body: Vec<Bytes>,
-        version: i16,
-    ) -> Result<Pending<R>, ClientError> {
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            return Err(ClientError::TooManyInFlight);
-        }
-        let body_len: usize = body.iter().map(Bytes::len).sum();
-        let correlation_id = self.encode_header::<R>(version, body_len)?;
-        self.pieces.push_back(self.out.split().freeze());
-        self.pieces
-            .extend(body.into_iter().filter(|p| !p.is_empty()));
-        self.in_flight.push_back(correlation_id);
-        if self.pieces.iter().map(Bytes::len).sum::<usize>() >= DEFERRED_WRITE_MAX {
-            self.flush_writes().await?;
-        }
-        Ok(Pending {
-            correlation_id,
-            version,
-            request: PhantomData,
-        })
-    }
-
     /// Writes every queued request.
     pub async fn flush_writes(&mut self) -> Result<(), ClientError> {
-        if self.out.is_empty() && self.pieces.is_empty() {
+        if self.out.is_empty() {
             return Ok(());
         }
         let timeout = self.request_timeout;
@@ -352,14 +319,6 @@ impl KafkaConnection {
     }
 
     async fn write_out(&mut self) -> Result<(), ClientError> {
-        if !self.pieces.is_empty() {
-            if !self.out.is_empty() {
-                self.pieces.push_back(self.out.split().freeze());
-            }
-            self.writer
-                .write_all_buf(&mut Pieces(&mut self.pieces))
-                .await?;
-        }
         self.writer.write_all(&self.out).await?;
         self.writer.flush().await?;
         self.out.clear();
@@ -462,27 +421,8 @@ impl KafkaConnection {
         request: &R,
         version: i16,
     ) -> Result<i32, ClientError> {
-        let protocol = |e: anyhow::Error| ClientError::Protocol(e.to_string());
-        let body_len = request.compute_size(version).map_err(protocol)?;
-        let start = self.out.len();
-        let correlation_id = self.encode_header::<R>(version, body_len)?;
-        self.out.reserve(body_len);
-        if let Err(e) = request.encode(&mut self.out, version) {
-            // Nothing half-encoded may reach the wire.
-            self.out.truncate(start);
-            return Err(protocol(e));
-        }
-        Ok(correlation_id)
-    }
-
-    /// Appends a request's length prefix and header, for a body of `body_len` bytes,
-    /// to the write buffer; the body must follow.
-    fn encode_header<R: Request>(
-        &mut self,
-        version: i16,
-        body_len: usize,
-    ) -> Result<i32, ClientError> {
         let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let api = ApiKey::try_from(R::KEY).map_err(|()| ClientError::Protocol("api key".into()))?;
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
@@ -491,50 +431,20 @@ impl KafkaConnection {
             .with_client_id(Some(self.client_id.clone()));
         let header_version = api.request_header_version(version);
         let protocol = |e: anyhow::Error| ClientError::Protocol(e.to_string());
-        let size = header.compute_size(header_version).map_err(protocol)? + body_len;
+        let size = header.compute_size(header_version).map_err(protocol)?
+            + request.compute_size(version).map_err(protocol)?;
         let size32 = i32::try_from(size).map_err(|_| ClientError::Protocol("too large".into()))?;
         let start = self.out.len();
-        self.out.reserve(LEN_PREFIX + size - body_len);
+        self.out.reserve(LEN_PREFIX + size);
         self.out.put_i32(size32);
-        if let Err(e) = header.encode(&mut self.out, header_version) {
+        let encoded = header
+            .encode(&mut self.out, header_version)
+            .and_then(|()| request.encode(&mut self.out, version));
+        if let Err(e) = encoded {
+            // Nothing half-encoded may reach the wire.
             self.out.truncate(start);
             return Err(protocol(e));
         }
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         Ok(correlation_id)
-    }
-}
-
-/// The queued pieces as one buffer for `write_all_buf`, which writes them with
-/// `writev` (up to 64 at a time) and drops each once written. No piece is empty.
-struct Pieces<'a>(&'a mut VecDeque<Bytes>);
-
-impl Buf for Pieces<'_> {
-    fn remaining(&self) -> usize {
-        self.0.iter().map(Bytes::len).sum()
-    }
-
-    fn chunk(&self) -> &[u8] {
-        self.0.front().map_or(&[], |piece| piece.as_ref())
-    }
-
-    fn advance(&mut self, mut count: usize) {
-        while let Some(front) = self.0.front_mut() {
-            if count < front.len() {
-                front.advance(count);
-                return;
-            }
-            count -= front.len();
-            self.0.pop_front();
-        }
-    }
-
-    fn chunks_vectored<'b>(&'b self, slices: &mut [std::io::IoSlice<'b>]) -> usize {
-        let mut filled = 0;
-        for (slice, piece) in slices.iter_mut().zip(self.0.iter()) {
-            *slice = std::io::IoSlice::new(piece);
-            filled += 1;
-        }
-        filled
     }
 }

@@ -32,7 +32,6 @@ pub mod membership;
 mod membership_tests;
 /// End offsets of a whole topic from its leaders.
 pub mod offsets;
-pub mod produce_request;
 pub mod produce_scan;
 #[cfg(test)]
 mod produce_scan_tests;

@@ -12,16 +12,17 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::Destination;
-use crate::kafka::batch_rewrite::StampedBatch;
 use crate::kafka::client::{ClientError, KafkaConnection, Pending, MAX_IN_FLIGHT};
-use crate::kafka::produce_request::{produce_body, TopicBatches, PRODUCE_VERSION};
 
+const PRODUCE_VERSION: i16 = 9;
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// Batches waiting to be placed in a request (each window holds at most 16).
 const QUEUE: usize = 1024;
@@ -34,7 +35,7 @@ pub type BatchAnswer = Result<PartitionProduceResponse, ClientError>;
 struct Batch {
     topic: TopicName,
     partition: i32,
-    records: StampedBatch,
+    records: Bytes,
     reply: oneshot::Sender<BatchAnswer>,
 }
 
@@ -66,7 +67,7 @@ impl ProduceMux {
         &self,
         topic: TopicName,
         partition: i32,
-        records: StampedBatch,
+        records: Bytes,
     ) -> Result<oneshot::Receiver<BatchAnswer>, ClientError> {
         let (reply, answer) = oneshot::channel();
         let batch = Batch {
@@ -130,13 +131,10 @@ fn live(by_broker: &HashMap<String, Weak<ProduceMux>>, addr: &str) -> Option<Arc
         .filter(|m| !m.is_closed())
 }
 
-/// Where a batch's answer goes: its topic, partition and window.
-type Reply = (TopicName, i32, oneshot::Sender<BatchAnswer>);
-
 /// A request on its way: its batches' repliers, in request order.
 struct Sent {
     pending: Pending<ProduceRequest>,
-    replies: Vec<Reply>,
+    replies: Vec<(TopicName, i32, oneshot::Sender<BatchAnswer>)>,
 }
 
 /// What ended a wait of the connection's task.
@@ -159,9 +157,8 @@ async fn run(
         }
         let mut failed = None;
         while !queued.is_empty() && in_flight.len() < MAX_IN_FLIGHT {
-            let (topics, replies) = next_request(&mut queued);
-            let body = produce_body(-1, PRODUCE_TIMEOUT_MS, &topics);
-            match conn.send_deferred_pieces(body, PRODUCE_VERSION).await {
+            let (request, replies) = next_request(&mut queued);
+            match conn.send_deferred(&request, PRODUCE_VERSION).await {
                 Ok(pending) => in_flight.push_back(Sent { pending, replies }),
                 Err(e) => {
                     fail_all(replies, &e);
@@ -218,7 +215,10 @@ async fn run(
 }
 
 /// Each batch's answer to its window.
-fn deliver(response: ProduceResponse, replies: Vec<Reply>) {
+fn deliver(
+    response: ProduceResponse,
+    replies: Vec<(TopicName, i32, oneshot::Sender<BatchAnswer>)>,
+) {
     let mut answers: HashMap<(TopicName, i32), PartitionProduceResponse> = response
         .responses
         .into_iter()
@@ -240,9 +240,16 @@ fn deliver(response: ProduceResponse, replies: Vec<Reply>) {
 
 /// The oldest queued batch of each partition, up to the request size; the rest stay
 /// queued in their order.
-fn next_request(queued: &mut VecDeque<Batch>) -> (Vec<TopicBatches>, Vec<Reply>) {
-    let mut topics: Vec<TopicBatches> = Vec::new();
-    let mut replies: Vec<Reply> = Vec::new();
+fn next_request(
+    queued: &mut VecDeque<Batch>,
+) -> (
+    ProduceRequest,
+    Vec<(TopicName, i32, oneshot::Sender<BatchAnswer>)>,
+) {
+    let mut request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS);
+    let mut replies: Vec<(TopicName, i32, oneshot::Sender<BatchAnswer>)> = Vec::new();
     let mut placed: HashSet<(TopicName, i32)> = HashSet::new();
     let mut bytes = 0usize;
     let mut later = VecDeque::with_capacity(queued.len());
@@ -253,21 +260,28 @@ fn next_request(queued: &mut VecDeque<Batch>) -> (Vec<TopicBatches>, Vec<Reply>)
             continue;
         }
         bytes += batch.records.len();
-        let data = (batch.partition, batch.records);
-        match topics.iter_mut().find(|t| t.topic == batch.topic) {
-            Some(topic) => topic.batches.push(data),
-            None => topics.push(TopicBatches {
-                topic: batch.topic.clone(),
-                batches: vec![data],
-            }),
+        let data = PartitionProduceData::default()
+            .with_index(batch.partition)
+            .with_records(Some(batch.records));
+        match request
+            .topic_data
+            .iter_mut()
+            .find(|t| t.name == batch.topic)
+        {
+            Some(topic) => topic.partition_data.push(data),
+            None => request.topic_data.push(
+                TopicProduceData::default()
+                    .with_name(batch.topic.clone())
+                    .with_partition_data(vec![data]),
+            ),
         }
         replies.push((batch.topic, batch.partition, batch.reply));
     }
     *queued = later;
-    (topics, replies)
+    (request, replies)
 }
 
-fn fail_all(replies: Vec<Reply>, error: &ClientError) {
+fn fail_all(replies: Vec<(TopicName, i32, oneshot::Sender<BatchAnswer>)>, error: &ClientError) {
     for (_, _, reply) in replies {
         drop(reply.send(Err(closed(error))));
     }
@@ -290,8 +304,6 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::{deliver, next_request, Batch, BatchAnswer};
-    use crate::kafka::batch_rewrite::StampedBatch;
-    use crate::kafka::produce_request::TopicBatches;
 
     fn topic(name: &'static str) -> TopicName {
         TopicName(StrBytes::from_static_str(name))
@@ -306,23 +318,21 @@ mod tests {
         let batch = Batch {
             topic: topic(name),
             partition,
-            records: StampedBatch::from_pieces(
-                Bytes::from(vec![tag; 2]),
-                Bytes::from(vec![tag; 2]),
-            ),
+            records: Bytes::from(vec![tag; 4]),
             reply,
         };
         (batch, answer)
     }
 
     /// (topic, partition, first byte of the records) of each batch in the request.
-    fn shape(topics: &[TopicBatches]) -> Vec<(String, i32, u8)> {
-        topics
+    fn shape(request: &kafka_protocol::messages::ProduceRequest) -> Vec<(String, i32, u8)> {
+        request
+            .topic_data
             .iter()
             .flat_map(|t| {
-                t.batches.iter().map(|(partition, batch)| {
-                    let tag = batch.to_bytes()[0];
-                    (t.topic.0.to_string(), *partition, tag)
+                t.partition_data.iter().map(|p| {
+                    let tag = p.records.as_ref().map_or(0, |r| r[0]);
+                    (t.name.0.to_string(), p.index, tag)
                 })
             })
             .collect()

@@ -173,7 +173,7 @@ impl ProducerWindow {
             }
             _ => None,
         };
-        let stamped = batch_rewrite::stamp_for_produce(
+        let stamped = batch_rewrite::rewrite_for_produce(
             batch,
             self.producer.id,
             self.producer.epoch,
