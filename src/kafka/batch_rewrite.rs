@@ -7,8 +7,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{Compression, TimestampType, NO_PARTITION_LEADER_EPOCH};
 
 use super::record_batch::{
-    crc_mismatch, put, BatchError, BatchView, Header, ATTRIBUTES, BASE_OFFSET, BASE_SEQUENCE, CRC,
-    CRC_START, HEADER_LEN, PARTITION_LEADER_EPOCH, PRODUCER_EPOCH, PRODUCER_ID, TRANSACTIONAL_FLAG,
+    put, BatchError, BatchView, Header, ATTRIBUTES, BASE_OFFSET, BASE_SEQUENCE, CRC, CRC_START,
+    HEADER_LEN, PARTITION_LEADER_EPOCH, PRODUCER_EPOCH, PRODUCER_ID, TRANSACTIONAL_FLAG,
 };
 use super::record_codec::{decode_records, BatchBuilder};
 
@@ -185,9 +185,7 @@ fn rewrite_log_append_time(
     producer_epoch: i16,
     base_sequence: i32,
 ) -> Result<Bytes, BatchError> {
-    if !batch.verify_crc() {
-        return Err(crc_mismatch(batch));
-    }
+    batch.check_crc()?;
     let seen = batch.max_timestamp();
     let mut header = Header::unstamped(codec, 0);
     header.attributes |= kept_flags;

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use kafka_protocol::records::{Compression, TimestampType, NO_TIMESTAMP};
 
-use super::record_batch::{crc_mismatch, BatchError, BatchView, Header, HEADER_LEN};
+use super::record_batch::{BatchError, BatchView, Header, HEADER_LEN};
 use super::record_codec::{
     decode_records, record_tail, BatchBuilder, Body, RawRecord, RecordReader, MAX_RECORDS_PER_BATCH,
 };
@@ -209,9 +209,7 @@ pub fn re_encode_from_after(
     max_fillers_per_batch: u32,
     after: i64,
 ) -> Result<Vec<Bytes>, BatchError> {
-    if !batch.verify_crc() {
-        return Err(crc_mismatch(batch));
-    }
+    batch.check_crc()?;
     let codec = batch.compression()?;
     let last = batch.last_offset_delta();
     if last < 0 {

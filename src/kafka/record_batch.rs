@@ -211,6 +211,18 @@ impl<B: AsRef<[u8]>> BatchView<B> {
         crc32c::crc32c(self.crc_region()) == self.crc()
     }
 
+    /// `verify_crc` as an error that gives both CRCs.
+    pub fn check_crc(&self) -> Result<(), BatchError> {
+        let computed = crc32c::crc32c(self.crc_region());
+        match computed == self.crc() {
+            true => Ok(()),
+            false => Err(BatchError::CrcMismatch {
+                stored: self.crc(),
+                computed,
+            }),
+        }
+    }
+
     /// True when every offset in `[base_offset, last_offset]` holds a record, which is
     /// what a broker accepts on Produce. Compaction removes records but keeps the batch's
     /// offset range, so a cleaned batch fails this. It is a header-only check: for a
@@ -414,13 +426,6 @@ pub(crate) fn seal(buf: &mut [u8]) -> Result<(), BatchError> {
     let crc = crc32c::crc32c(buf.get(CRC_START..).unwrap_or_default());
     put(buf, CRC, crc.to_be_bytes());
     Ok(())
-}
-
-pub(crate) fn crc_mismatch(batch: &BatchView) -> BatchError {
-    BatchError::CrcMismatch {
-        stored: batch.crc(),
-        computed: crc32c::crc32c(batch.crc_region()),
-    }
 }
 
 /// The batch the proxy puts in a Fetch response in place of a filler batch: same base

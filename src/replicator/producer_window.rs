@@ -32,7 +32,7 @@ use super::produce_mux::{BatchAnswer, ProduceMux};
 use crate::kafka::batch_rewrite;
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::record_batch::{crc_mismatch, BatchView};
+use crate::kafka::record_batch::BatchView;
 use crate::kafka::record_codec::decode_bound;
 
 /// Batches in flight per partition. More than the five a Java producer keeps (the
@@ -235,15 +235,13 @@ impl ProducerWindow {
         }
         if code == CORRUPT_MESSAGE {
             // The stamped CRC follows from the source's: say so if that one is wrong.
-            if let Ok(source) = BatchView::parse(sent.source) {
-                if !source.verify_crc() {
-                    return Err(CopyError::CorruptSource {
-                        partition: self.partition,
-                        first: sent.expected,
-                        last: sent.expected + i64::from(sent.count) - 1,
-                        reason: crc_mismatch(&source),
-                    });
-                }
+            if let Ok(Err(reason)) = BatchView::parse(sent.source).map(|s| s.check_crc()) {
+                return Err(CopyError::CorruptSource {
+                    partition: self.partition,
+                    first: sent.expected,
+                    last: sent.expected + i64::from(sent.count) - 1,
+                    reason,
+                });
             }
         }
         if partition.error_code != 0 {

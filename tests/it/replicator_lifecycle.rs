@@ -13,6 +13,7 @@ use common::replication::{
 use common::{
     destination, eventually, eventually_every, kcat, test_port_base, unique, Cluster, Proxy,
 };
+use mirrorgate::kafka::record_batch::BatchSlices;
 
 /// Records of the killed copy, one per batch: a produce round trip each on the
 /// destination, so the kill (at the first copied record) lands mid-copy.
@@ -265,15 +266,12 @@ fn flip_last_byte_of_batch(cluster: &Cluster, topic: &str, index: usize) {
         .join(cluster.name)
         .join(format!("node-0/data/{topic}-0/00000000000000000000.log"));
     let log = std::fs::read(&segment).expect("read the segment");
-    // Each batch: base offset (8 bytes), then its length (4), then that many bytes.
-    let mut at = 0usize;
-    for _ in 0..index {
-        let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().expect("4 bytes"));
-        at += 12 + len as usize;
-    }
-    let len = i32::from_be_bytes(log[at + 8..at + 12].try_into().expect("4 bytes"));
-    let last = at + 12 + len as usize - 1;
-    assert!(last < log.len(), "the segment holds batch {index}");
+    let sizes: Vec<usize> = BatchSlices::new(&log)
+        .take(index + 1)
+        .map(|batch| batch.expect("a whole batch").bytes().len())
+        .collect();
+    assert_eq!(sizes.len(), index + 1, "the segment holds batch {index}");
+    let last = sizes.iter().sum::<usize>() - 1;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
