@@ -56,6 +56,10 @@ pub struct ProxyConfig {
     pub max_in_flight_per_connection: usize,
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
+    /// Connections the kernel completes ahead of our accepting them, per listener
+    /// (Kafka's `socket.listen.backlog.size`); capped by the kernel's `somaxconn`.
+    #[serde(default = "defaults::listen_backlog")]
+    pub listen_backlog: u32,
     #[serde(default = "defaults::shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
     /// How broker addresses are handed out: a port per broker, or SNI names on the
@@ -219,6 +223,12 @@ mod defaults {
     pub fn max_connections() -> usize {
         10_000
     }
+    /// A burst of reconnecting clients (a restart behind a load balancer) outruns
+    /// accept() at once; with a short queue the kernel drops their SYNs and each waits
+    /// a 1 s retransmission.
+    pub fn listen_backlog() -> u32 {
+        1024
+    }
     pub fn shutdown_grace_ms() -> u64 {
         10_000
     }
@@ -353,6 +363,13 @@ impl Config {
         check(
             p.max_connections >= 1,
             "proxy.max_connections: must be at least 1".to_string(),
+        );
+        check(
+            (1..=65_535).contains(&p.listen_backlog),
+            format!(
+                "proxy.listen_backlog: {} is outside 1..=65535",
+                p.listen_backlog
+            ),
         );
         if p.routing == RoutingMode::Sni {
             check(
@@ -568,6 +585,28 @@ name = "users"
         assert_eq!(config.proxy.broker_port_base, 19100);
         assert_eq!(config.mirror_topics[0].name, "users");
         assert_eq!(config.proxy.max_frame_bytes, 100 * 1024 * 1024);
+    }
+
+    #[test]
+    fn the_listen_backlog_defaults_to_1024_and_is_1_to_65535() {
+        let config = Config::parse(GOOD, Path::new("t.toml")).unwrap();
+        assert_eq!(config.proxy.listen_backlog, 1024);
+        let set = GOOD.replace(
+            "broker_port_base = 19100",
+            "broker_port_base = 19100\nlisten_backlog = 4096",
+        );
+        let config = Config::parse(&set, Path::new("t.toml")).unwrap();
+        assert_eq!(config.proxy.listen_backlog, 4096);
+        for bad in [0, 65_536] {
+            let text = GOOD.replace(
+                "broker_port_base = 19100",
+                &format!("broker_port_base = 19100\nlisten_backlog = {bad}"),
+            );
+            let err = Config::parse(&text, Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("proxy.listen_backlog"), "{bad}: {err}");
+        }
     }
 
     #[test]
