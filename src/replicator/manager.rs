@@ -18,6 +18,7 @@ use super::catalog::MIRROR_PREFIX;
 use super::catalog_feed::{CatalogFeed, CatalogView};
 use super::config_sync::{MirrorConfigs, ALWAYS_MIRRORED, NOT_COPIED, TIMESTAMP_TYPE};
 use super::controller::{self, Event, MirrorSnapshot, Snapshot, State};
+use super::failure::MirrorFailure;
 use super::final_sync;
 use super::fleet::{Fleet, FleetView};
 use super::link_config::{parse_throttled_rate, LinkConfig, THROTTLED_RATE_KEY};
@@ -672,7 +673,7 @@ impl Inner {
 
     /// A partition task hit a fatal error: the whole mirror goes FAILED with the reason.
     /// A STOPPED mirror is writable for good and never becomes FAILED.
-    pub async fn fail(self: &Arc<Self>, topic: &str, reason: String) {
+    pub async fn fail(self: &Arc<Self>, topic: &str, failure: MirrorFailure) {
         let state = self.snapshot();
         let Some(entry) = state.mirrors.get(topic) else {
             return;
@@ -685,13 +686,12 @@ impl Inner {
         }
         // Nothing more is copied here, whatever becomes of the record.
         let _ = self.events.send(Event::Halt(topic.to_string())).await;
-        // The reason's leading code (OFFSET_MISMATCH, ...) is a bounded label.
-        let code = reason.split(':').next().unwrap_or("UNKNOWN").to_string();
-        metrics::counter!("mirrorgate_mirror_failures_total", "reason" => code).increment(1);
+        metrics::counter!("mirrorgate_mirror_failures_total", "reason" => failure.reason.code())
+            .increment(1);
         let key = format!("{MIRROR_PREFIX}{topic}");
         let mut record = entry.record.clone();
         record.state = MirrorState::Failed;
-        record.reason = Some(reason);
+        record.reason = Some(failure.to_string());
         record.state_time_ms = now_ms();
         record.version = state.catalog.next_version(&key);
         let written = match store::put_mirror(&self.dest, topic, Some(&record)).await {

@@ -60,6 +60,8 @@ pub mod config_sync;
 /// The only writer of the replicator's state; everything else reads its snapshots.
 mod controller;
 mod copy_runtime;
+/// Why a mirror is FAILED: the typed reasons.
+pub mod failure;
 mod fence_member;
 mod fetcher;
 mod final_sync;

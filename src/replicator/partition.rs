@@ -49,6 +49,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 
 use super::budget::{ByteBudget, Charge};
+use super::failure::{FailureReason, MirrorFailure};
 use super::produce_mux::ProduceMux;
 use super::producer_window::{ProducerWindow, Tally};
 use super::resume_check;
@@ -71,23 +72,20 @@ pub(crate) const NO_OFFSET: i64 = -1;
 /// Codec of filler batches that fill gaps: ~0.8 byte per filler.
 const FILLER_CODEC: Compression = Compression::Zstd;
 
-/// Why a partition stops; the first words are the FAILED reason users see.
+/// Why a partition stops. The fatal ones fail the mirror (`failure`); the others are
+/// retried.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
-    #[error(
-        "OFFSET_MISMATCH: source batch at offset {expected} landed at {got} on the destination"
-    )]
+    #[error("source batch at offset {expected} landed at {got} on the destination")]
     OffsetMismatch { expected: i64, got: i64 },
     /// The destination's last batch differs from the source at the same offsets.
-    #[error("OFFSET_MISMATCH: {0}")]
+    #[error("{0}")]
     Diverged(String),
     /// The broker's sequence check refused a batch: another copier of the mirror is
     /// ahead (`producer_window`). Resume from the destination's end.
     #[error("append at offset {offset} refused with error {code}: another copier is ahead")]
     Refused { code: i16, offset: i64 },
-    #[error("UNSUPPORTED_SHAPE: {0}")]
-    Unsupported(String),
-    #[error("ILLEGAL_STATE: the partition already failed: {0}")]
+    #[error("the partition already failed: {0}")]
     AlreadyFailed(String),
     #[error("fetch from the source failed with error {0}")]
     Fetch(i16),
@@ -97,10 +95,11 @@ pub enum CopyError {
     ListOffsets(i16),
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A source batch that cannot be copied as it is (its format or layout).
     #[error(transparent)]
     Batch(#[from] BatchError),
     /// The source holds a batch that fails its own check (its CRC).
-    #[error("CORRUPT_SOURCE: partition {partition}, the source batch at offsets {first}..={last}: {reason}")]
+    #[error("partition {partition}, the source batch at offsets {first}..={last}: {reason}")]
     CorruptSource {
         partition: i32,
         first: i64,
@@ -110,18 +109,23 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    /// Errors after which the partition must not be written again (the mirror FAILS);
-    /// the others are transient (connections, leader moves) and worth a retry.
-    pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            CopyError::OffsetMismatch { .. }
-                | CopyError::Diverged(_)
-                | CopyError::Unsupported(_)
-                | CopyError::Batch(_)
-                | CopyError::CorruptSource { .. }
-                | CopyError::AlreadyFailed(_)
-        )
+    /// Errors after which the partition must not be written again: the mirror FAILS
+    /// for them. The others are transient (connections, leader moves), worth a retry.
+    pub fn failure(&self) -> Option<MirrorFailure> {
+        let reason = match self {
+            CopyError::OffsetMismatch { .. } | CopyError::Diverged(_) => {
+                FailureReason::OffsetMismatch
+            }
+            CopyError::Batch(_) => FailureReason::UnsupportedShape,
+            CopyError::CorruptSource { .. } => FailureReason::CorruptSource,
+            CopyError::AlreadyFailed(_) => FailureReason::IllegalState,
+            CopyError::Refused { .. }
+            | CopyError::Fetch(_)
+            | CopyError::Produce { .. }
+            | CopyError::ListOffsets(_)
+            | CopyError::Client(_) => return None,
+        };
+        Some(MirrorFailure::new(reason, self.to_string()))
     }
 }
 
@@ -315,8 +319,8 @@ impl PartitionCopier {
 
     fn settle<T>(&mut self, result: Result<T, CopyError>) -> Result<T, CopyError> {
         if let Err(e) = &result {
-            if e.is_fatal() {
-                self.failed = Some(e.to_string());
+            if let Some(failure) = e.failure() {
+                self.failed = Some(failure.to_string());
             }
         }
         result

@@ -9,6 +9,7 @@ use std::time::Duration;
 use kafka_protocol::messages::MetadataResponse;
 
 use super::catalog::MIRROR_PREFIX;
+use super::failure::{FailureReason, MirrorFailure};
 use super::manager::Inner;
 use super::mirror_topic::PendingRetries;
 use super::source::{Source, SourceSettings};
@@ -126,30 +127,30 @@ impl Inner {
         let partitions = match admin::partition_count(metadata, &record.source_topic) {
             Ok(count) => count,
             Err(admin::UNKNOWN_TOPIC) => {
-                self.fail(
-                    &record.topic,
-                    "SOURCE_TOPIC_MAY_BE_DELETED: the source topic is gone".into(),
-                )
-                .await;
+                let failure = MirrorFailure::new(
+                    FailureReason::SourceTopicMayBeDeleted,
+                    "the source topic is gone",
+                );
+                self.fail(&record.topic, failure).await;
                 return Ok(());
             }
             Err(code) => anyhow::bail!("source metadata error {code}"),
         };
         let id = admin::topic_id(metadata, &record.source_topic);
         if record.source_topic_id.is_some() && id.is_some() && id != record.source_topic_id {
-            self.fail(
-                &record.topic,
-                "SOURCE_TOPIC_ID_CHANGED: the source topic was recreated".into(),
-            )
-            .await;
+            let failure = MirrorFailure::new(
+                FailureReason::SourceTopicIdChanged,
+                "the source topic was recreated",
+            );
+            self.fail(&record.topic, failure).await;
             return Ok(());
         }
         if partitions < record.partitions {
-            let reason = format!(
-                "SOURCE_PARTITIONS_DECREASED: {} -> {partitions}",
-                record.partitions
+            let failure = MirrorFailure::new(
+                FailureReason::SourcePartitionsDecreased,
+                format!("{} -> {partitions}", record.partitions),
             );
-            self.fail(&record.topic, reason).await;
+            self.fail(&record.topic, failure).await;
             return Ok(());
         }
         if partitions > record.partitions {

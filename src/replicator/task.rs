@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use tokio::sync::mpsc::error::TryRecvError;
 
+use super::failure::{FailureReason, MirrorFailure};
 use super::fetcher::LinkFetchers;
 use super::manager::Inner;
 use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_OUT_OF_RANGE};
@@ -130,9 +131,9 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
         let mut copier = match copier {
             Ok(copier) => copier,
             Err(e) => {
-                if let Some(fatal) = e.downcast_ref::<CopyError>().filter(|e| e.is_fatal()) {
-                    tracing::error!(error = %fatal, "mirror partition failed");
-                    inner.fail(&job.mirror, fatal.to_string()).await;
+                if let Some(failure) = e.downcast_ref::<CopyError>().and_then(CopyError::failure) {
+                    tracing::error!(%failure, "mirror partition failed");
+                    inner.fail(&job.mirror, failure).await;
                     return;
                 }
                 tracing::warn!(error = %e, "cannot start copying; retrying");
@@ -161,9 +162,9 @@ async fn run(inner: Arc<Inner>, job: PartitionJob) {
             _ = job.stop.cancelled() => return,
             error = copy(&mut copier, &fetchers, &job, &metrics) => error,
         };
-        if error.is_fatal() {
-            tracing::error!(error = %error, "mirror partition failed");
-            inner.fail(&job.mirror, error.to_string()).await;
+        if let Some(failure) = error.failure() {
+            tracing::error!(%failure, "mirror partition failed");
+            inner.fail(&job.mirror, failure).await;
             return;
         }
         if let CopyError::Refused { code, offset } = error {
@@ -222,13 +223,16 @@ impl Failing {
         if failing_for <= config.retry_timeout || !inner.link_source_answers(&job.link) {
             return false;
         }
-        let reason = format!(
-            "RETRY_TIMEOUT: partition {} kept failing for {} ms: {error}",
-            job.partition,
-            failing_for.as_millis()
+        let failure = MirrorFailure::new(
+            FailureReason::RetryTimeout,
+            format!(
+                "partition {} kept failing for {} ms: {error}",
+                job.partition,
+                failing_for.as_millis()
+            ),
         );
-        tracing::error!(%reason, "mirror partition failed");
-        inner.fail(&job.mirror, reason).await;
+        tracing::error!(%failure, "mirror partition failed");
+        inner.fail(&job.mirror, failure).await;
         true
     }
 }

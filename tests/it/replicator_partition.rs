@@ -13,6 +13,7 @@ use bytes::Bytes;
 use common::kafka::{connect, fetch_raw};
 use common::{destination, kafka_tool, kcat, unique, Cluster};
 use kafka_protocol::records::RecordBatchDecoder;
+use mirrorgate::replicator::failure::FailureReason;
 use mirrorgate::replicator::partition::{log_end_offset, CopyError};
 
 /// (offset, key, value, headers, timestamp) of every record, for comparison.
@@ -166,9 +167,20 @@ async fn a_restarted_copier_resumes_without_duplicate_or_gap_and_divergence_fail
         ),
         "{error}"
     );
-    assert!(error.to_string().starts_with("OFFSET_MISMATCH"));
+    let failure = error.failure().expect("a mismatch fails the mirror");
+    assert_eq!(failure.reason, FailureReason::OffsetMismatch);
+    assert!(
+        failure.to_string().starts_with("OFFSET_MISMATCH: "),
+        "{failure}"
+    );
     let again = second.copy_once(100).await.expect_err("stays failed");
     assert!(matches!(again, CopyError::AlreadyFailed(_)), "{again}");
+    // The first failure is kept, under the reason of a copier used after it failed.
+    let again = again.failure().expect("still fatal").to_string();
+    assert!(
+        again.starts_with("ILLEGAL_STATE: the partition already failed: OFFSET_MISMATCH: "),
+        "{again}"
+    );
 }
 
 /// Timestamps as consumers see them, per offset, read with kcat (`%T`).
