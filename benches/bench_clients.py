@@ -113,6 +113,7 @@ def cmd_wait_offsets(args):
     if args.pid:
         result["cpu_s"] = proc_cpu_seconds(args.pid)
         result["cpu_at_first_data_s"] = cpu_at_first
+        result["cpu_at_t0_s"] = args.cpu_at_t0
         result["rss_kb"] = proc_status_kb(args.pid, "VmRSS")
         result["hwm_kb"] = proc_status_kb(args.pid, "VmHWM")
     print(json.dumps(result))
@@ -284,6 +285,7 @@ def main():
     w.add_argument("--target", type=int, required=True, help="sum of end offsets that means complete")
     w.add_argument("--pid", type=int, help="process whose CPU time and memory to report")
     w.add_argument("--t0", type=float, help="start time (epoch seconds); default now")
+    w.add_argument("--cpu-at-t0", type=float, help="CPU-seconds of --pid read at t0, reported back")
     w.add_argument("--timeout", type=float, default=1800)
     w.add_argument("--interval", type=float, default=0.5)
 

@@ -199,9 +199,11 @@ create_mirror() {   # LINK TOPIC
 }
 # Waits until the end offsets of TOPICS on BOOTSTRAP add up to TARGET; the result (times
 # relative to T0, and CPU/memory of PID at that moment) goes to OUTFILE as JSON.
-wait_complete() {   # BOOTSTRAP TOPICS TARGET PID T0 OUTFILE
+# T0_CPU: the CPU-seconds PID had spent at T0 (before the mirror was created), if known.
+wait_complete() {   # BOOTSTRAP TOPICS TARGET PID T0 OUTFILE [T0_CPU]
   clients wait-offsets --bootstrap "$1" --topics "$2" --target "$3" --pid "$4" --t0 "$5" \
-    --timeout "$COPY_TIMEOUT" >"$6" || { cat "$6" >&2; die "mirror of $2 not complete after ${COPY_TIMEOUT}s"; }
+    ${7:+--cpu-at-t0 "$7"} --timeout "$COPY_TIMEOUT" >"$6" \
+    || { cat "$6" >&2; die "mirror of $2 not complete after ${COPY_TIMEOUT}s"; }
 }
 
 # --- copy: preload -----------------------------------------------------------------------
@@ -220,13 +222,14 @@ start_mirrorgate copy
 create_link bench-link
 printf '%s\t%s\n' mirrorgate "$(cut -d' ' -f1 /proc/loadavg)" >"$OUT/copy-load.tsv"
 t0="$(now)"
+t0_cpu="$(cpu_seconds "$MG_PID")"
 PERF_PID=""
 if [[ "${BENCH_PROFILE:-0}" == 1 ]]; then
   perf record -F 999 -g --call-graph dwarf,16384 -p "$MG_PID" -o "$OUT/copy.perf.data" 2>"$OUT/perf.log" &
   PERF_PID=$!
 fi
 create_mirror bench-link "$COPY_TOPIC"
-wait_complete "$DST" "$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-mirrorgate.json"
+wait_complete "$DST" "$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-mirrorgate.json" "$t0_cpu"
 if [[ -n "$PERF_PID" ]]; then
   kill -INT "$PERF_PID"; wait "$PERF_PID" || true
   perf report -i "$OUT/copy.perf.data" --no-children --stdio --percent-limit 1 -g none \
@@ -343,8 +346,9 @@ if [[ -n "${BENCH_COPY_BASELINE:-}" ]]; then
       start_mirrorgate "$name"
       create_link "$name" "$name."
       t0="$(now)"
+      t0_cpu="$(cpu_seconds "$MG_PID")"
       create_mirror "$name" "$name.$COPY_TOPIC"
-      wait_complete "$DST" "$name.$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-round-$name.json"
+      wait_complete "$DST" "$name.$COPY_TOPIC" "$PRELOAD_RECORDS" "$MG_PID" "$t0" "$RAW/copy-round-$name.json" "$t0_cpu"
       log "$name: $(cat "$RAW/copy-round-$name.json")"
       stop_mirrorgate
       tool kafka-topics --bootstrap-server "$DST" --delete --topic "$name.$COPY_TOPIC" >/dev/null 2>&1 || true
