@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::UNKNOWN_TOPIC_OR_PARTITION;
 
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;
@@ -32,7 +33,6 @@ const OP_DELETE: i8 = 1;
 const TOPIC_RESOURCE: i8 = 2;
 /// DescribeConfigs config_source of a value set on the topic itself.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
-pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -72,7 +72,7 @@ pub async fn topic_exists(conn: &mut KafkaConnection, topic: &str) -> Result<boo
     let metadata = metadata(conn, Some(&[topic])).await?;
     match partition_count(&metadata, topic) {
         Ok(_) => Ok(true),
-        Err(UNKNOWN_TOPIC) => Ok(false),
+        Err(UNKNOWN_TOPIC_OR_PARTITION) => Ok(false),
         Err(code) => Err(AdminError::Kafka {
             code,
             message: format!("metadata of '{topic}'"),
@@ -95,16 +95,13 @@ pub fn leader_of(metadata: &MetadataResponse, topic: &str, partition: i32) -> Op
     Some(format!("{}:{}", broker.host.as_str(), broker.port))
 }
 
-/// UNKNOWN_TOPIC_OR_PARTITION.
-pub const UNKNOWN_TOPIC: i16 = 3;
-
 /// Partition count of `topic`, or the topic's error code.
 pub fn partition_count(metadata: &MetadataResponse, topic: &str) -> Result<i32, i16> {
     let found = metadata
         .topics
         .iter()
         .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))
-        .ok_or(UNKNOWN_TOPIC)?;
+        .ok_or(UNKNOWN_TOPIC_OR_PARTITION)?;
     if found.error_code != 0 {
         return Err(found.error_code);
     }
@@ -327,7 +324,7 @@ pub async fn delete_topic(conn: &mut KafkaConnection, name: &str) -> Result<(), 
             message: "no result for the topic".into(),
         })?;
     match result.error_code {
-        0 | UNKNOWN_TOPIC => Ok(()),
+        0 | UNKNOWN_TOPIC_OR_PARTITION => Ok(()),
         code => Err(AdminError::Kafka {
             code,
             message: result

@@ -19,6 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{topic_name, AdminError};
 use super::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::COORDINATOR_NOT_AVAILABLE;
 
 /// v5 lists groups of every protocol (classic, consumer, share, streams) with their
 /// type and state.
@@ -33,15 +34,6 @@ const OFFSET_FETCH_VERSION: i16 = 9;
 const OFFSET_COMMIT_VERSION: i16 = 9;
 /// FindCoordinator key type of a consumer group.
 const GROUP_KEY: i8 = 0;
-
-pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const NOT_COORDINATOR: i16 = 16;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const UNKNOWN_MEMBER_ID: i16 = 25;
-pub const REBALANCE_IN_PROGRESS: i16 = 27;
-pub const FENCED_MEMBER_EPOCH: i16 = 110;
-pub const STALE_MEMBER_EPOCH: i16 = 113;
 
 /// The broker's name for an error code, e.g. `UnknownMemberId (error 25)`.
 pub fn error_name(code: i16) -> String {

@@ -28,9 +28,10 @@ use tracing::Instrument;
 
 pub use protocol::{assign_sticky, shard_of, MemberClaim};
 
-use super::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use super::admin::{self, AdminError};
 use super::client::{ClientError, KafkaConnection};
 use super::groups::error_name;
+use crate::kafka::error_code::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
 
 /// What Kafka's tools expect to decode member metadata and assignments as.
 pub const PROTOCOL_TYPE: &str = "consumer";
@@ -510,7 +511,7 @@ pub async fn ensure_shards_topic(
                 let metadata = admin::metadata(conn, Some(&[topic])).await?;
                 match admin::partition_count(&metadata, topic) {
                     Ok(count) => break count,
-                    Err(code) if code == admin::UNKNOWN_TOPIC && attempts < 50 => {
+                    Err(code) if code == UNKNOWN_TOPIC_OR_PARTITION && attempts < 50 => {
                         attempts += 1;
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }

@@ -13,6 +13,8 @@ mod codec_hostile_tests;
 pub mod compression;
 #[cfg(test)]
 mod decode_bounds_tests;
+/// Kafka's error codes by name.
+pub mod error_code;
 pub mod fetch_scan;
 #[cfg(test)]
 mod fetch_scan_tests;

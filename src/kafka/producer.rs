@@ -5,6 +5,9 @@
 use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 
 use super::client::{ClientError, KafkaConnection};
+use super::error_code::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, REQUEST_TIMED_OUT,
+};
 
 const INIT_PRODUCER_ID_VERSION: i16 = 4;
 
@@ -16,9 +19,9 @@ pub struct ProducerIdentity {
 
 /// Errors a freshly started cluster answers while its coordinators load.
 const RETRIABLE: &[i16] = &[
-    7,  // REQUEST_TIMED_OUT
-    14, // COORDINATOR_LOAD_IN_PROGRESS
-    15, // COORDINATOR_NOT_AVAILABLE
+    REQUEST_TIMED_OUT,
+    COORDINATOR_LOAD_IN_PROGRESS,
+    COORDINATOR_NOT_AVAILABLE,
 ];
 const ATTEMPTS: u32 = 50;
 

@@ -13,6 +13,10 @@ use super::admin::topic_name;
 use super::client::{ClientError, KafkaConnection};
 use super::groups::find_coordinators_of;
 use super::producer::ProducerIdentity;
+use crate::kafka::error_code::{
+    CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+    NOT_COORDINATOR,
+};
 
 /// FindCoordinator key type of a transactional id.
 const TRANSACTION_KEY: i8 = 1;
@@ -22,16 +26,6 @@ const INIT_PRODUCER_ID_VERSION: i16 = 4;
 const ADD_PARTITIONS_VERSION: i16 = 3;
 /// v3: flexible; v5 would bump the epoch on every end (transaction version 2).
 const END_TXN_VERSION: i16 = 3;
-
-pub use super::groups::{COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-pub const INVALID_TXN_STATE: i16 = 48;
-/// To a transactional client's AddPartitionsToTxn or EndTxn: abortable, and then the
-/// client re-initialises with a bumped epoch (Java's producer, transaction version 1).
-/// In a Produce answer it would be retried instead: there INVALID_TXN_STATE.
-pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-pub const CONCURRENT_TRANSACTIONS: i16 = 51;
-pub const PRODUCER_FENCED: i16 = 90;
 
 /// Answers a coordinator gives while it is moving, loading or finishing the last end:
 /// asked again.

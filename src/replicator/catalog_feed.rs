@@ -22,9 +22,10 @@ use super::partition::{log_end_offset, log_start_offset};
 use super::secrets::Sealer;
 use super::{store, Destination};
 use crate::config::DestinationConfig;
-use crate::kafka::admin::{self, topic_name, UNKNOWN_TOPIC};
+use crate::kafka::admin::{self, topic_name};
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::error_code::{OFFSET_OUT_OF_RANGE, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::kafka::kept::KeptConnection;
 use crate::kafka::record_batch::RecordBatches;
 use crate::kafka::record_codec::decode_records;
@@ -37,7 +38,6 @@ const FETCH_MAX_BYTES: i32 = 16 << 20;
 const LONG_POLL_MS: i32 = 500;
 /// How often a missing metadata topic is looked for again.
 const ABSENT_RECHECK: Duration = Duration::from_millis(500);
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 const FETCH_VERSION: i16 = 12;
 
 /// The catalog at one point of the log.
@@ -300,7 +300,7 @@ impl Tail {
             .map_err(|e| e.to_string())?;
         match admin::partition_count(&metadata, topic) {
             Ok(_) => {}
-            Err(UNKNOWN_TOPIC) => return Ok(None),
+            Err(UNKNOWN_TOPIC_OR_PARTITION) => return Ok(None),
             Err(code) => return Err(format!("metadata topic '{topic}': error {code}")),
         }
         let leader = admin::leader_of(&metadata, topic, 0)

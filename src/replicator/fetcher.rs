@@ -35,6 +35,7 @@ use super::throttle::Throttle;
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::{FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH};
 use crate::kafka::record_batch::RecordBatches;
 
 const FETCH_VERSION: i16 = 12;
@@ -53,8 +54,6 @@ const RETRY_MAX: Duration = Duration::from_secs(10);
 const ALL_FULL_PAUSE: Duration = Duration::from_millis(20);
 /// Delivered with the channel's close when the fetcher lost its connection.
 pub const CONNECTION_LOST: i16 = -1;
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 
 type Key = (String, i32);
 

@@ -28,7 +28,8 @@ use super::secrets::Sealer;
 use super::source::Source;
 use super::store::{self, LastMirrored, MirrorRecord, MirrorState};
 use super::{now_ms, Destination};
-use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::admin::{self, AdminError};
+use crate::kafka::error_code::TOPIC_ALREADY_EXISTS;
 use crate::kafka::producer::init_producer_id;
 use crate::registry::Registry;
 

@@ -15,8 +15,9 @@ use super::config_sync::TIMESTAMP_TYPE;
 use super::manager::{mirror_configs, unavailable, ApiError, Inner};
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState};
-use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::admin::{self, AdminError};
 use crate::kafka::backoff::{Backoff, Jitter};
+use crate::kafka::error_code::TOPIC_ALREADY_EXISTS;
 
 /// How long after its record's last change a pending mirror's topic may still be in
 /// creation by the command that wrote the record (its requests time out well within

@@ -18,6 +18,10 @@ use super::Destination;
 use crate::config::DestinationConfig;
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, FENCED_MEMBER_EPOCH,
+    ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID,
+};
 use crate::kafka::groups::{self, CommittedOffset, ListedGroup};
 use crate::kafka::offsets;
 
@@ -47,11 +51,11 @@ const ACTIVE_STATES: &[&str] = &[
 
 /// Commit errors that mean the destination group has members right now.
 const IN_USE_ERRORS: &[i16] = &[
-    groups::UNKNOWN_MEMBER_ID,
-    groups::ILLEGAL_GENERATION,
-    groups::REBALANCE_IN_PROGRESS,
-    groups::STALE_MEMBER_EPOCH,
-    groups::FENCED_MEMBER_EPOCH,
+    UNKNOWN_MEMBER_ID,
+    ILLEGAL_GENERATION,
+    REBALANCE_IN_PROGRESS,
+    STALE_MEMBER_EPOCH,
+    FENCED_MEMBER_EPOCH,
 ];
 
 /// One mirror topic of the link, as the sync needs it.
@@ -423,8 +427,8 @@ fn is_loading(error: &AdminError) -> bool {
     matches!(
         error,
         AdminError::Kafka { code, .. }
-            if *code == groups::COORDINATOR_NOT_AVAILABLE
-                || *code == groups::COORDINATOR_LOAD_IN_PROGRESS
+            if *code == COORDINATOR_NOT_AVAILABLE
+                || *code == COORDINATOR_LOAD_IN_PROGRESS
     )
 }
 

@@ -54,6 +54,7 @@ use super::produce_mux::ProduceMux;
 use super::producer_window::{ProducerWindow, Tally};
 use super::resume_check;
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::OFFSET_OUT_OF_RANGE;
 use crate::kafka::filler::{self, max_fillers_per_batch, DEFAULT_MAX_MESSAGE_BYTES};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::{BatchError, BatchView, RecordBatches};
@@ -66,7 +67,6 @@ const READ_COMMITTED: i8 = 1;
 pub(crate) const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const FETCH_MAX_BYTES: i32 = 8 << 20;
-pub(crate) const OFFSET_OUT_OF_RANGE: i16 = 1;
 /// ListOffsets' answer when no record has a timestamp at or after the one asked.
 pub(crate) const NO_OFFSET: i64 = -1;
 /// Codec of filler batches that fill gaps: ~0.8 byte per filler.

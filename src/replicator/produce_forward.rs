@@ -42,9 +42,12 @@ use super::{store, Destination};
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::batch_rewrite::rewrite_for_forward;
+use crate::kafka::error_code::{
+    COORDINATOR_NOT_AVAILABLE, CORRUPT_MESSAGE, FENCED_LEADER_EPOCH, INVALID_TXN_STATE,
+    NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::RecordBatches;
-use crate::kafka::transactions::{COORDINATOR_NOT_AVAILABLE, INVALID_TXN_STATE};
 use crate::registry::forward::{
     Boxed, ForwardAnswers, ForwardRequest, Forwarded, ProduceForwarder, TxnAdd, TxnProducer,
     TxnSession,
@@ -52,11 +55,6 @@ use crate::registry::forward::{
 
 /// Producer ids mapped per link; the oldest mapping goes first.
 pub const MAX_PRODUCERS: usize = 65_536;
-/// Retriable: the client refreshes metadata and sends again.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-/// Retriable: the outcome of a write the source did not answer is unknown.
-const REQUEST_TIMED_OUT: i16 = 7;
-const CORRUPT_MESSAGE: i16 = 2;
 /// How long a new producer's first write waits for its record to be read back.
 const RECORD_WAIT: Duration = Duration::from_secs(10);
 /// How long a write waits for what it needs from the source before it can be sent (a
@@ -186,6 +184,7 @@ impl ProduceForwarder for Forwarder {
                 Ok(link) => link,
                 Err(reason) => {
                     tracing::warn!(link = %request.link, %reason, "cannot forward Produce");
+                    // Retriable: the client refreshes metadata and sends again.
                     return answered_all(&shape, NOT_LEADER_OR_FOLLOWER, &reason);
                 }
             };
@@ -681,9 +680,9 @@ impl LinkForward {
 
 /// Source answers meaning the cached leader is wrong.
 const LEADER_MOVED: &[i16] = &[
-    3, // UNKNOWN_TOPIC_OR_PARTITION
+    UNKNOWN_TOPIC_OR_PARTITION,
     NOT_LEADER_OR_FOLLOWER,
-    74, // FENCED_LEADER_EPOCH
+    FENCED_LEADER_EPOCH,
 ];
 
 fn forget_leader(leaders: &Mutex<Leaders>, gone: impl Fn(&str, i32, &str) -> bool) {
@@ -735,8 +734,9 @@ mod tests {
     use kafka_protocol::messages::{BrokerId, ProduceResponse};
     use std::sync::Mutex;
 
-    use super::{answer_of, forget_leader, Leaders, REQUEST_TIMED_OUT};
+    use super::{answer_of, forget_leader, Leaders};
     use crate::kafka::admin::topic_name;
+    use crate::kafka::error_code::REQUEST_TIMED_OUT;
 
     #[test]
     fn the_answer_keeps_the_write_and_drops_source_leader_hints() {

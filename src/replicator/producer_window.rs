@@ -31,6 +31,9 @@ use super::partition::CopyError;
 use super::produce_mux::{BatchAnswer, ProduceMux};
 use crate::kafka::batch_rewrite;
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::{
+    CORRUPT_MESSAGE, DUPLICATE_SEQUENCE_NUMBER, OUT_OF_ORDER_SEQUENCE_NUMBER,
+};
 use crate::kafka::producer::ProducerIdentity;
 use crate::kafka::record_batch::BatchView;
 use crate::kafka::record_codec::decode_bound;
@@ -40,11 +43,6 @@ use crate::kafka::record_codec::decode_bound;
 /// needed here, since any error drops the window and copying resumes from the settled
 /// end, and a topic of small batches copies at this many batches per round trip.
 pub const MAX_IN_FLIGHT: usize = 16;
-/// The broker's answer to a batch whose CRC is wrong.
-const CORRUPT_MESSAGE: i16 = 2;
-/// The broker's answers to a batch that does not start at the producer's end.
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 
 /// The base sequence of a batch that lands at `offset`: sequences wrap from i32::MAX
 /// to 0 as brokers expect, and offsets are never negative.
@@ -227,6 +225,7 @@ impl ProducerWindow {
         };
         let partition = sent.answer.await.map_err(|_| ClientError::Closed)??;
         let code = partition.error_code;
+        // The broker's answers to a batch that does not start at the producer's end.
         if code == OUT_OF_ORDER_SEQUENCE_NUMBER || code == DUPLICATE_SEQUENCE_NUMBER {
             return Err(CopyError::Refused {
                 code,

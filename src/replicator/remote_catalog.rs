@@ -13,7 +13,8 @@ use super::manager::ApiError;
 use super::partition::{log_end_offset, log_start_offset};
 use super::source::Source;
 use super::store::{self, MirrorState};
-use crate::kafka::admin::{self, UNKNOWN_TOPIC};
+use crate::kafka::admin::{self};
+use crate::kafka::error_code::UNKNOWN_TOPIC_OR_PARTITION;
 
 /// Most fetches for one read: the topic is compacted and small; a log that never ends
 /// (records written faster than read) must not keep a command waiting forever.
@@ -27,7 +28,7 @@ pub(super) async fn read(source: &Source, topic: &str) -> Result<Catalog, String
         .map_err(|e| e.to_string())?;
     match admin::partition_count(&metadata, topic) {
         Ok(_) => {}
-        Err(UNKNOWN_TOPIC) => {
+        Err(UNKNOWN_TOPIC_OR_PARTITION) => {
             return Err(format!(
                 "the link's cluster has no metadata topic '{topic}' (is mirrorgate in front of it?)"
             ))

@@ -31,9 +31,10 @@ use super::set_aside::{self, Copy};
 use super::source::Source;
 use super::store::{self, MirrorRecord, MirrorState, Restoring};
 use super::{remote_catalog, Destination};
-use crate::kafka::admin::{self, AdminError, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC};
+use crate::kafka::admin::{self, AdminError};
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::error_code::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::kafka::producer::init_producer_id;
 
 /// The set-aside topic's name: the topic's, with this suffix, unless given.
@@ -145,7 +146,7 @@ impl Replicator {
         let partitions = match admin::partition_count(&metadata, topic) {
             Ok(count) => Some(count),
             // Deleted by an earlier run that stopped before creating the mirror.
-            Err(UNKNOWN_TOPIC) if resumed.is_some() => None,
+            Err(UNKNOWN_TOPIC_OR_PARTITION) if resumed.is_some() => None,
             Err(code) => {
                 return Err(ApiError::NotFound(format!(
                     "Topic '{topic}' is not available here (error {code})."

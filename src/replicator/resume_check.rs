@@ -23,8 +23,9 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::TimestampType;
 
-use super::partition::{log_start_offset, Aborted, CopyError, OFFSET_OUT_OF_RANGE};
+use super::partition::{log_start_offset, Aborted, CopyError};
 use crate::kafka::client::KafkaConnection;
+use crate::kafka::error_code::OFFSET_OUT_OF_RANGE;
 use crate::kafka::record_batch::{BatchError, BatchView, RecordBatches};
 use crate::kafka::record_codec::decode_records;
 

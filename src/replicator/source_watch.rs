@@ -16,12 +16,11 @@ use super::source::{Source, SourceSettings};
 use super::store::{self, MirrorRecord, MirrorState};
 use crate::kafka::admin::{self, AdminError};
 use crate::kafka::client::ClientError;
+use crate::kafka::error_code::{INVALID_PARTITIONS, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::kafka::kept::KeptConnection;
 
 /// How often active mirrors are checked against their source topics.
 const SOURCE_CHECK: Duration = Duration::from_secs(2);
-/// CreatePartitions answer when the topic already has that many partitions.
-const INVALID_PARTITIONS: i16 = 37;
 
 /// Keeps each active mirror's shape in step with its source topic: partitions added on
 /// the source are added and mirrored; a source topic that vanished, was recreated or
@@ -126,7 +125,7 @@ impl Inner {
     ) -> anyhow::Result<()> {
         let partitions = match admin::partition_count(metadata, &record.source_topic) {
             Ok(count) => count,
-            Err(admin::UNKNOWN_TOPIC) => {
+            Err(UNKNOWN_TOPIC_OR_PARTITION) => {
                 let failure = MirrorFailure::new(
                     FailureReason::SourceTopicMayBeDeleted,
                     "the source topic is gone",
@@ -157,7 +156,8 @@ impl Inner {
             let mut dest = self.dest.connect_any().await?;
             match admin::add_partitions(&mut dest, &record.topic, partitions).await {
                 Ok(()) => {}
-                // Added already (a restart between the two steps): go on.
+                // Added already (a restart between the two steps; CreatePartitions
+                // answers INVALID_PARTITIONS to a count the topic has): go on.
                 Err(AdminError::Kafka {
                     code: INVALID_PARTITIONS,
                     ..

@@ -18,8 +18,9 @@ use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
 use super::secrets::{seal_config, Sealer};
 use super::Destination;
 use crate::config::DestinationConfig;
-use crate::kafka::admin::{self, topic_name, AdminError, TOPIC_ALREADY_EXISTS};
+use crate::kafka::admin::{self, topic_name, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::TOPIC_ALREADY_EXISTS;
 use crate::kafka::kept::KeptConnection;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -15,12 +15,13 @@ use tokio::sync::mpsc::error::TryRecvError;
 use super::failure::{FailureReason, MirrorFailure};
 use super::fetcher::LinkFetchers;
 use super::manager::Inner;
-use super::partition::{CopyError, PartitionCopier, Progress, SourceData, OFFSET_OUT_OF_RANGE};
+use super::partition::{CopyError, PartitionCopier, Progress, SourceData};
 use super::source::Source;
 use super::store::MirrorRecord;
 use crate::kafka::admin;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::error_code::OFFSET_OUT_OF_RANGE;
 use crate::kafka::producer::{init_producer_id, ProducerIdentity};
 
 /// What `--describe` shows per partition.

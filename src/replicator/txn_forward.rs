@@ -37,11 +37,12 @@ use super::source::Source;
 use super::{store, Destination};
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::KafkaConnection;
-use crate::kafka::producer::ProducerIdentity;
-use crate::kafka::transactions::{
-    self, is_retriable, COORDINATOR_NOT_AVAILABLE, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE,
-    NOT_COORDINATOR, PRODUCER_FENCED, UNKNOWN_PRODUCER_ID,
+use crate::kafka::error_code::{
+    COORDINATOR_NOT_AVAILABLE, INVALID_PRODUCER_EPOCH, INVALID_TXN_STATE, NOT_COORDINATOR,
+    PRODUCER_FENCED, TRANSACTIONAL_ID_NOT_FOUND, UNKNOWN_PRODUCER_ID,
 };
+use crate::kafka::producer::ProducerIdentity;
+use crate::kafka::transactions::{self, is_retriable};
 
 /// The source session's transaction timeout (Java's default for clients): a
 /// transaction left open by an instance that died is aborted by the source after it.
@@ -60,7 +61,6 @@ const DESCRIBE_TRANSACTIONS_VERSION: i16 = 0;
 /// Transactional ids described per request.
 const DESCRIBE_BATCH: usize = 1_000;
 const TRANSACTION_KEY: i8 = 1;
-const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
 
 /// One link's transactions on its source: sessions, coordinators, connections.
 pub(super) struct SourceTxns {
@@ -142,6 +142,9 @@ impl SourceTxns {
         };
         let session = match self.session_of(id, epoch) {
             Some(s) if s.transactional_id == txn => s.producer,
+            // Abortable for AddPartitionsToTxn and EndTxn: the client re-initialises with
+            // a bumped epoch (Java's producer, transaction version 1). In a Produce answer
+            // it would be retried instead: there INVALID_TXN_STATE.
             Some(_) => return all(UNKNOWN_PRODUCER_ID),
             None => match self.begin(txn, id, epoch).await {
                 Ok(session) => session,
@@ -489,7 +492,7 @@ async fn describe(
 #[cfg(test)]
 mod tests {
     use super::end_answer;
-    use crate::kafka::transactions::{
+    use crate::kafka::error_code::{
         CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE, PRODUCER_FENCED, UNKNOWN_PRODUCER_ID,
     };
 

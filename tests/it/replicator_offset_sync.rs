@@ -18,6 +18,7 @@ use common::{
 use mirrorgate::config::Config;
 use mirrorgate::kafka::admin;
 use mirrorgate::kafka::client::KafkaConnection;
+use mirrorgate::kafka::error_code;
 use mirrorgate::kafka::groups::{self, CommittedOffset};
 use mirrorgate::registry::{Registry, Snapshot};
 use mirrorgate::replicator::link_config::{Filter, FilterType, LinkConfig, PatternType};
@@ -503,7 +504,7 @@ async fn a_group_in_use_on_the_destination_is_left_alone_until_it_is_free() {
     let refused = groups::commit_offsets(&mut conn, &group, &[probe])
         .await
         .expect("commit");
-    assert_eq!(refused, [(topic.clone(), 0, groups::UNKNOWN_MEMBER_ID)]);
+    assert_eq!(refused, [(topic.clone(), 0, error_code::UNKNOWN_MEMBER_ID)]);
 
     let filters = [filter(&group, PatternType::Literal, FilterType::Include)];
     let mirrors = [mirror(&topic, &topic, vec![10])];

@@ -23,10 +23,12 @@ use super::{
 use crate::kafka::admin::AdminError;
 use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
-use crate::kafka::groups::{
-    self, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, ILLEGAL_GENERATION,
-    NOT_COORDINATOR, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
+use crate::kafka::error_code::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, FENCED_INSTANCE_ID,
+    ILLEGAL_GENERATION, MEMBER_ID_REQUIRED, NOT_COORDINATOR, REBALANCE_IN_PROGRESS,
+    UNKNOWN_MEMBER_ID,
 };
+use crate::kafka::groups::{self};
 
 /// v7 (Kafka 2.5) has everything used here: member ids handed out by the
 /// coordinator (v4), static membership (v5), the protocol name in the answer (v7).
@@ -37,8 +39,6 @@ const SYNC_GROUP_VERSION: i16 = 5;
 const HEARTBEAT_VERSION: i16 = 4;
 /// v4 (Kafka 2.4): members by identity, so a static member can leave too.
 const LEAVE_GROUP_VERSION: i16 = 4;
-const MEMBER_ID_REQUIRED: i16 = 79;
-const FENCED_INSTANCE_ID: i16 = 82;
 /// At most this long for LeaveGroup at shutdown: others take over anyway after the
 /// session timeout.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -10,6 +10,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use super::chain::{Chain, Look, Step};
 use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{self, peek_response_error, CodecError};
+use crate::kafka::error_code::UNSUPPORTED_VERSION;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
@@ -51,8 +52,6 @@ impl Step<ApiVersionsResponse> for Negotiate {
         Ok(true)
     }
 }
-
-pub const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Versions of every API the proxy offers, reviewed against the `kafka-protocol` crate
 /// (messages of Kafka 4.1). A unit test compares this table with the crate, so an upgrade

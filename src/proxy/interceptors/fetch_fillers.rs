@@ -27,9 +27,9 @@ use uuid::Uuid;
 
 use super::addresses::{FetchEndpoints, FETCH_NODE_ENDPOINTS_SINCE};
 use super::chain::{Chain, Look, Step};
-use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::decode_request;
+use crate::kafka::error_code::TOPIC_AUTHORIZATION_FAILED;
 use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::filler::{is_filler_batch, may_be_filler_batch};
 use crate::kafka::frame::RequestFrame;

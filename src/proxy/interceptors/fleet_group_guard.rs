@@ -17,11 +17,10 @@ use kafka_protocol::protocol::Encodable;
 
 use super::{forward, Interceptor, OnResponse, RequestAction};
 use crate::kafka::codec::{decode_request, encode_response};
+use crate::kafka::error_code::GROUP_AUTHORIZATION_FAILED;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
-
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 
 pub const INTERCEPTOR: Interceptor = Interceptor {
     name: "fleet_group_guard",

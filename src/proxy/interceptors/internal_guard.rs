@@ -28,10 +28,10 @@ use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::MetadataResponse;
 
 use super::chain::Step;
-use super::write_guard::TOPIC_AUTHORIZATION_FAILED;
 use super::write_guard::{self, refusal_text, take_where, GuardOf, GuardedApi};
 use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::decode_request;
+use crate::kafka::error_code::TOPIC_AUTHORIZATION_FAILED;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;

@@ -13,6 +13,7 @@ use super::produce_guard::Produce;
 use super::write_guard::{self, Cut};
 use super::{Later, RequestAction};
 use crate::kafka::codec::encode_request;
+use crate::kafka::error_code::REQUEST_TIMED_OUT;
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::registry::fence::Entered;
@@ -129,7 +130,7 @@ fn lapsed_answer(p: PartitionProduceResponse) -> PartitionProduceResponse {
     let text = "mirrorgate lost touch with its fleet while this write was on its way to the source; retry it";
     PartitionProduceResponse::default()
         .with_index(p.index)
-        .with_error_code(write_guard::REQUEST_TIMED_OUT)
+        .with_error_code(REQUEST_TIMED_OUT)
         .with_base_offset(-1)
         .with_error_message(Some(StrBytes::from_static_str(text)))
 }

@@ -13,12 +13,10 @@ use super::addresses::{ProduceEndpoints, PRODUCE_NODE_ENDPOINTS_SINCE};
 use super::chain::{Chain, Rewrite};
 use super::produce_fence::{self, Held};
 use super::write_guard::Refusals;
-use super::write_guard::{
-    self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi, INVALID_REQUEST,
-    NOT_ENOUGH_REPLICAS,
-};
+use super::write_guard::{self, refusal_code_with, refusal_text, take_where, GuardOf, GuardedApi};
 use super::{produce_forward, txn_forward, Interceptor, OnResponse, RequestAction};
 use crate::kafka::codec::decode_request;
+use crate::kafka::error_code::{INVALID_REQUEST, NOT_ENOUGH_REPLICAS};
 use crate::kafka::fetch_scan::ScannedTopic;
 use crate::kafka::frame::{read_uvarint, FrameError, RequestFrame};
 use crate::kafka::produce_scan::scan_produce_topics;

@@ -19,9 +19,12 @@ use kafka_protocol::messages::{
 
 use super::chain::Rewrite;
 use super::produce_fence::{self, Held};
-use super::write_guard::{self, CONCURRENT_TRANSACTIONS, INVALID_TXN_STATE};
+use super::write_guard;
 use super::{Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, encode_response};
+use crate::kafka::error_code::{
+    CONCURRENT_TRANSACTIONS, COORDINATOR_NOT_AVAILABLE, INVALID_TXN_STATE,
+};
 use crate::kafka::frame::RequestFrame;
 use crate::kafka::frame_writer::OutFrame;
 use crate::kafka::record_batch::RecordBatches;
@@ -62,8 +65,6 @@ async fn on_request(shared: &Arc<Shared>, frame: RequestFrame) -> Result<Request
 const ADD_PARTITIONS_WAIT_MS: i32 = 20_000;
 /// First EndTxn version answering with the producer id and epoch.
 const END_TXN_PRODUCER_SINCE: i16 = 5;
-/// Retriable: the client looks its coordinator up again and retries.
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// The link running the transactions of the producer whose batches `request` carries,
 /// when they are forwarded.
@@ -171,6 +172,7 @@ async fn end_txn(shared: &Arc<Shared>, frame: RequestFrame) -> Result<RequestAct
     };
     let link = session.link.clone();
     let answer = EndTxnAnswer {
+        // Retriable: the client looks its coordinator up again and retries.
         code: COORDINATOR_NOT_AVAILABLE,
         producer_id: id,
         epoch,

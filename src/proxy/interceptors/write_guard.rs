@@ -27,6 +27,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use super::chain::{Chain, Rewrite, Step};
 use super::{forward, Interceptor, OnResponse, RequestAction, RequestMeta};
 use crate::kafka::codec::{decode_request, encode_request, encode_response};
+use crate::kafka::error_code::{
+    CONCURRENT_TRANSACTIONS, INVALID_CONFIG, INVALID_REQUEST, OPERATION_NOT_ATTEMPTED,
+    REQUEST_TIMED_OUT, TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_ID,
+};
 use crate::kafka::frame::RequestFrame;
 use crate::proxy::error::ConnError;
 use crate::proxy::Shared;
@@ -76,18 +80,6 @@ pub fn guarded<A: GuardedApi>(
     })
 }
 
-pub const INVALID_REQUEST: i16 = 42;
-pub const INVALID_CONFIG: i16 = 40;
-pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-pub const UNKNOWN_TOPIC_ID: i16 = 100;
-/// Retriable: what a write gets while the catalog is not loaded (Produce and
-/// AddPartitionsToTxn have their own, see `loading_code`).
-pub const REQUEST_TIMED_OUT: i16 = 7;
-pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-pub const CONCURRENT_TRANSACTIONS: i16 = 51;
-/// Fatal for a transactional producer: what it asked cannot be done in its transaction.
-pub const INVALID_TXN_STATE: i16 = 48;
-
 /// What decides whether a topic is guarded, and how.
 pub type GuardOf<'a> = &'a dyn Fn(&str) -> Option<Guard>;
 
@@ -97,6 +89,7 @@ pub fn refusal_code(guard: Guard, mirror_code: i16) -> i16 {
         Guard::Mirror => mirror_code,
         Guard::Internal => TOPIC_AUTHORIZATION_FAILED,
         Guard::UnknownTopicId => UNKNOWN_TOPIC_ID,
+        // Retriable: asked again until the catalog is loaded or the fence lifts.
         Guard::CatalogLoading | Guard::Fenced => REQUEST_TIMED_OUT,
     }
 }
@@ -126,8 +119,6 @@ pub fn refusal_text(guard: Guard, what: &str, topic: &str) -> StrBytes {
         ),
     })
 }
-/// What a broker answers for the other partitions of a transaction it refused in part.
-const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// ConfigResource type of a topic in (Incremental)AlterConfigs.
 const TOPIC_RESOURCE: i8 = 2;
 
