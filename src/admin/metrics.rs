@@ -57,6 +57,8 @@ pub struct ProxyMetrics {
     /// too long.
     pub produce_parked: Counter,
     pub produce_park_timeouts: Counter,
+    /// Destination metadata the proxy fetched itself (its timer, unknown topic ids).
+    pub destination_refreshes: Counter,
     /// Indexed by API key.
     requests: Vec<Option<RequestMetrics>>,
     refused_by_topic: DashMap<String, Counter>,
@@ -97,6 +99,9 @@ impl ProxyMetrics {
             connections_refused: metrics::counter!("mirrorgate_connections_refused_total"),
             produce_parked: metrics::counter!("mirrorgate_produce_parked_total"),
             produce_park_timeouts: metrics::counter!("mirrorgate_produce_park_timeouts_total"),
+            destination_refreshes: metrics::counter!(
+                "mirrorgate_destination_metadata_refreshes_total"
+            ),
             requests,
             refused_by_topic: DashMap::new(),
             tls_failures: DashMap::new(),

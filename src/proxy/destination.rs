@@ -16,8 +16,9 @@ use rustls::ClientConfig;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::config::SaslConfig;
+use crate::config::DestinationConfig;
 use crate::kafka::client::{ClientError, KafkaConnection};
+use crate::kafka::kept::KeptConnection;
 
 /// Metadata version of our own refresh: has topic ids, supported by Kafka 2.8 .. 4.x.
 const METADATA_VERSION: i16 = 12;
@@ -42,8 +43,17 @@ pub struct Destination {
     topic_names: DashMap<Uuid, StrBytes>,
     /// Ids of mirrorgate's own topics, for the cheap scan of frames naming topics by id.
     internal_ids: ArcSwap<Vec<Uuid>>,
-    refresh: Mutex<Option<Instant>>,
+    refresh: Mutex<Refresh>,
     known: AtomicBool,
+}
+
+/// When the destination was last asked, and the connection kept for the next time:
+/// a refresh every 30 s costs the brokers no new connection (nor TLS and SASL
+/// handshake) each time.
+#[derive(Default)]
+struct Refresh {
+    at: Option<Instant>,
+    conn: KeptConnection<DestinationConfig>,
 }
 
 impl Destination {
@@ -102,27 +112,35 @@ impl Destination {
     /// Returns `None` when another caller refreshed less than a second ago.
     pub async fn fetch(
         &self,
-        bootstrap: &[String],
-        connect_timeout: Duration,
+        config: &DestinationConfig,
         tls: Option<&Arc<ClientConfig>>,
-        sasl: Option<&SaslConfig>,
         force: bool,
     ) -> Result<Option<MetadataResponse>, ClientError> {
-        let mut last = self.refresh.lock().await;
-        if !force && last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
+        let mut refresh = self.refresh.lock().await;
+        if !force
+            && refresh
+                .at
+                .is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL)
+        {
             return Ok(None);
         }
-        let mut last_error = None;
-        for server in bootstrap {
-            match fetch_from(server, connect_timeout, tls, sasl).await {
-                Ok(response) => {
-                    *last = Some(Instant::now());
-                    return Ok(Some(response));
+        let request = MetadataRequest::default().with_topics(None);
+        let timeout = config.connect_timeout();
+        let response = refresh
+            .conn
+            .call(config.clone(), connect_first(config, tls), |mut conn| {
+                let request = request.clone();
+                // A kept connection to a broker gone silent must not hold the refresh
+                // (and the topic-id lookups waiting on it) for a whole request timeout.
+                conn.set_request_timeout(timeout);
+                async move {
+                    let answer = conn.call(&request, METADATA_VERSION).await;
+                    (conn, answer)
                 }
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or(ClientError::Closed))
+            })
+            .await?;
+        refresh.at = Some(Instant::now());
+        Ok(Some(response))
     }
 
     /// Applies a complete view: topic ids replaced, departed brokers forgotten.
@@ -151,14 +169,25 @@ impl Destination {
     }
 }
 
-async fn fetch_from(
-    server: &str,
-    timeout: Duration,
+/// A connection to the first bootstrap server that answers.
+async fn connect_first(
+    config: &DestinationConfig,
     tls: Option<&Arc<ClientConfig>>,
-    sasl: Option<&SaslConfig>,
-) -> Result<MetadataResponse, ClientError> {
-    let mut connection =
-        KafkaConnection::connect_with(server, "mirrorgate-proxy", timeout, tls, sasl).await?;
-    let request = MetadataRequest::default().with_topics(None);
-    connection.call(&request, METADATA_VERSION).await
+) -> Result<KafkaConnection, ClientError> {
+    let mut last_error = ClientError::Closed;
+    for server in config.bootstrap_list() {
+        match KafkaConnection::connect_with(
+            &server,
+            "mirrorgate-proxy",
+            config.connect_timeout(),
+            tls,
+            config.sasl.as_ref(),
+        )
+        .await
+        {
+            Ok(conn) => return Ok(conn),
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }

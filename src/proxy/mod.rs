@@ -177,18 +177,13 @@ impl Shared {
         let config = &snapshot.config.destination;
         let Some(metadata) = self
             .destination
-            .fetch(
-                &config.bootstrap_list(),
-                config.connect_timeout(),
-                snapshot.upstream_tls.as_ref(),
-                config.sasl.as_ref(),
-                force,
-            )
+            .fetch(config, snapshot.upstream_tls.as_ref(), force)
             .await
             .context("destination metadata refresh")?
         else {
             return Ok(());
         };
+        self.metrics.destination_refreshes.increment(1);
         for broker in &metadata.brokers {
             self.advertise(broker.node_id.0, broker.host.as_str(), broker.port)?;
         }

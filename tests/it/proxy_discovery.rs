@@ -49,3 +49,33 @@ async fn broker_listeners_close_when_brokers_leave_and_reopen_when_they_return()
     let response = metadata(&mut conn, &[], 12).await;
     assert!(response.brokers.iter().any(|b| b.node_id.0 == 2));
 }
+
+/// The proxy's metadata refresh asks the destination on the connection it kept from
+/// the refresh before: a fleet of proxies refreshing costs the brokers no connection
+/// (nor TLS and SASL handshake) per refresh.
+#[test]
+fn metadata_refreshes_reuse_one_connection() {
+    const OPENED: &str = "mirrorgate_own_connections_opened_total";
+    const REFRESHES: &str = "mirrorgate_destination_metadata_refreshes_total";
+    let proxy = Proxy::start(
+        common::destination(),
+        ProxyOptions {
+            extra_destination_toml: "metadata_refresh_ms = 300".into(),
+            ..Default::default()
+        },
+    );
+    eventually(
+        "the first refreshes are done",
+        Duration::from_secs(30),
+        || (proxy.metric_sum(REFRESHES) >= 2.0).then_some(()),
+    );
+    let (opened, refreshed) = (proxy.metric_sum(OPENED), proxy.metric_sum(REFRESHES));
+    std::thread::sleep(Duration::from_secs(5));
+    let opened = proxy.metric_sum(OPENED) - opened;
+    let refreshed = proxy.metric_sum(REFRESHES) - refreshed;
+    assert!(refreshed >= 5.0, "only {refreshed} refreshes in 5 s");
+    assert_eq!(
+        opened, 0.0,
+        "{refreshed} refreshes opened {opened} connections"
+    );
+}

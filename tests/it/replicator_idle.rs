@@ -85,8 +85,7 @@ fn an_idle_link_with_mirrors_and_offset_sync_opens_almost_no_connections() {
     // With a connection per round, these 3 mirrors' source checks (every 2 s), the
     // heartbeat (every 2 s, two connections), config sync (every 5 s, two) and offset
     // sync (every second, one to each source broker and one to each mirror's leader)
-    // opened well over 100 in this time. What is left: the link's availability probe
-    // and the proxy's metadata refresh.
+    // opened well over 100 in this time. What is left: the link's availability probe.
     assert!(
         opened <= 8.0,
         "an idle instance opened {opened} connections in 20 s"
