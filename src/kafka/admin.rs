@@ -17,7 +17,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::client::{ClientError, KafkaConnection};
-use crate::kafka::error_code::UNKNOWN_TOPIC_OR_PARTITION;
+use super::error_code::UNKNOWN_TOPIC_OR_PARTITION;
 
 const METADATA_VERSION: i16 = 12;
 const CREATE_TOPICS_VERSION: i16 = 5;

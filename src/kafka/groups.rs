@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::{topic_name, AdminError};
 use super::client::{ClientError, KafkaConnection};
-use crate::kafka::error_code::COORDINATOR_NOT_AVAILABLE;
+use super::error_code::COORDINATOR_NOT_AVAILABLE;
 
 /// v5 lists groups of every protocol (classic, consumer, share, streams) with their
 /// type and state.

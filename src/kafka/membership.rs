@@ -30,8 +30,8 @@ pub use protocol::{assign_sticky, shard_of, MemberClaim};
 
 use super::admin::{self, AdminError};
 use super::client::{ClientError, KafkaConnection};
+use super::error_code::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
 use super::groups::error_name;
-use crate::kafka::error_code::{TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION};
 
 /// What Kafka's tools expect to decode member metadata and assignments as.
 pub const PROTOCOL_TYPE: &str = "consumer";

@@ -11,12 +11,12 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::admin::topic_name;
 use super::client::{ClientError, KafkaConnection};
-use super::groups::find_coordinators_of;
-use super::producer::ProducerIdentity;
-use crate::kafka::error_code::{
+use super::error_code::{
     CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
     NOT_COORDINATOR,
 };
+use super::groups::find_coordinators_of;
+use super::producer::ProducerIdentity;
 
 /// FindCoordinator key type of a transactional id.
 const TRANSACTION_KEY: i8 = 1;
