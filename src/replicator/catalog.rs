@@ -209,6 +209,16 @@ impl Catalog {
             .cloned()
     }
 
+    /// The `producer/` records of `link`, by the rest of their key.
+    pub fn producer_keys(&self, link: &str) -> Vec<String> {
+        let prefix = format!("{link}/");
+        self.producers
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// True when some client producer's transactions are forwarded to a source: the
     /// proxy then checks every transactional request for them.
     pub fn has_transactional_producers(&self) -> bool {
@@ -332,6 +342,16 @@ impl Catalog {
         match parsed {
             Parsed::Delete => {
                 self.links.remove(name);
+                // Its client producers' mappings went with it (their records are
+                // deleted after the link's; until then they would hold places under
+                // the cap that other links' producers need).
+                for key in self.producer_keys(name) {
+                    if let Some(gone) = self.producers.remove(&key) {
+                        if gone.transactional_id.is_some() {
+                            self.transactional_producers -= 1;
+                        }
+                    }
+                }
                 Outcome::Applied
             }
             Parsed::Bad(reason, detail) => {

@@ -378,6 +378,44 @@ fn transactional_sessions_are_the_latest_per_transactional_id_of_a_link() {
 }
 
 #[test]
+fn a_deleted_link_takes_its_producer_mappings_with_it() {
+    let mut catalog = Catalog::default();
+    apply(
+        &mut catalog,
+        b"link/l",
+        Some(&link_json(Some("forward"), 1)),
+    );
+    apply(
+        &mut catalog,
+        b"link/l2",
+        Some(&link_json(Some("forward"), 1)),
+    );
+    let mut put = |link: &str, client: i64, value: &str| {
+        let key = format!("{PRODUCER_PREFIX}{}", producer_key(link, client, 0));
+        assert_eq!(
+            apply(&mut catalog, key.as_bytes(), Some(value)),
+            Outcome::Applied
+        );
+    };
+    put("l", 1, r#"{"id":5,"epoch":0}"#);
+    put("l", 2, r#"{"id":9,"epoch":3,"transactional_id":"t"}"#);
+    // A link whose name starts with the other's: not one of its producers.
+    put("l2", 3, r#"{"id":7,"epoch":0}"#);
+    assert_eq!(catalog.producer_keys("l"), ["l/1/0", "l/2/0"]);
+    assert!(catalog.has_transactional_producers());
+
+    assert_eq!(apply(&mut catalog, b"link/l", None), Outcome::Applied);
+    assert_eq!(catalog.source_producer("l", 1, 0), None);
+    assert_eq!(catalog.source_producer("l", 2, 0), None);
+    assert!(catalog.producer_keys("l").is_empty());
+    assert!(!catalog.has_transactional_producers(), "its count went too");
+    assert!(
+        catalog.source_producer("l2", 3, 0).is_some(),
+        "other links keep theirs"
+    );
+}
+
+#[test]
 fn more_last_mirrored_offsets_than_partitions_are_refused() {
     let mut catalog = Catalog::default();
     let offsets: Vec<String> = (0..3)

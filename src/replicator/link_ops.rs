@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 
-use super::catalog::LINK_PREFIX;
+use super::catalog::{LINK_PREFIX, PRODUCER_PREFIX};
 use super::link_config::LinkConfig;
 use super::link_runtime::TaskStatus;
 use super::manager::{lost_race, unavailable, ApiError, Replicator};
@@ -292,15 +292,16 @@ impl Replicator {
     }
 
     pub async fn delete_link(&self, name: &str, force: bool) -> Result<(), ApiError> {
-        let has_mirrors = {
+        let (has_mirrors, producers) = {
             let state = self.inner.current_state().await?;
             if !state.links.contains_key(name) && !state.failed_links.contains_key(name) {
                 return Err(not_found(name));
             }
-            state
+            let has_mirrors = state
                 .mirrors
                 .values()
-                .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped)
+                .any(|m| m.record.link == name && m.record.state != MirrorState::Stopped);
+            (has_mirrors, state.catalog.producer_keys(name))
         };
         if has_mirrors && !force {
             return Err(ApiError::Invalid(format!(
@@ -309,7 +310,19 @@ impl Replicator {
         }
         // Applied when read back: the link's runtime, fetchers and every copier of its
         // mirrors stop.
-        self.put_link(name, None).await
+        self.put_link(name, None).await?;
+        // Forward mode's producer mappings of the link are garbage now; every instance
+        // already forgot them at the link's tombstone, and these let compaction drop
+        // them from the topic too. Deleting twice is harmless.
+        let count = producers.len();
+        let keys = producers
+            .into_iter()
+            .map(|rest| format!("{PRODUCER_PREFIX}{rest}"))
+            .collect();
+        if let Err(e) = store::delete_keys(&self.inner.dest, keys).await {
+            tracing::warn!(link = name, count, error = %e, "producer records of the deleted link not deleted");
+        }
+        Ok(())
     }
 }
 

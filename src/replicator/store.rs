@@ -340,25 +340,57 @@ pub(super) async fn put_on(
     key: String,
     value: Option<Vec<u8>>,
 ) -> Result<i64, StoreError> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: super::now_ms(),
-        key: Some(Bytes::from(key)),
-        value: value.map(Bytes::from),
-        headers: Default::default(),
-    };
+    put_batch_on(conn, topic, vec![(key, value)]).await
+}
+
+/// Tombstones for `keys`, in batches on one connection to the metadata topic's leader.
+pub async fn delete_keys(dest: &Destination, keys: Vec<String>) -> Result<(), StoreError> {
+    /// Tombstones per batch: a key of up to ~300 bytes each stays well under the
+    /// topic's 1 MiB `max.message.bytes`.
+    const PER_BATCH: usize = 2_048;
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let topic = dest.metadata_topic();
+    let mut conn = dest.connect_leader(&topic, 0).await?;
+    let mut keys = keys.into_iter().peekable();
+    while keys.peek().is_some() {
+        let chunk = keys.by_ref().take(PER_BATCH).map(|k| (k, None)).collect();
+        put_batch_on(&mut conn, &topic, chunk).await?;
+    }
+    Ok(())
+}
+
+/// Writes `records` (key, value or tombstone) as one batch; the offset of the first.
+async fn put_batch_on(
+    conn: &mut KafkaConnection,
+    topic: &str,
+    records: Vec<(String, Option<Vec<u8>>)>,
+) -> Result<i64, StoreError> {
+    let timestamp = super::now_ms();
+    let records: Vec<Record> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp,
+            key: Some(Bytes::from(key)),
+            value: value.map(Bytes::from),
+            headers: Default::default(),
+        })
+        .collect();
     let mut batch = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut batch,
-        [&record],
+        records.iter(),
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,

@@ -391,7 +391,7 @@ async fn a_batch_resent_through_another_instance_is_written_once() {
         &topic,
         &["--partitions", "1", "--replication-factor", "1"],
     );
-    link_and_mirror_with(&first, &source, &topic, FORWARD);
+    let link = link_and_mirror_with(&first, &source, &topic, FORWARD);
 
     let mut conn = connect(&first.bootstrap).await;
     let init = init_idempotent(&mut conn).await;
@@ -424,4 +424,33 @@ async fn a_batch_resent_through_another_instance_is_written_once() {
         ["0 0 once"],
         "written once"
     );
+
+    // Deleting the link deletes the producer's mapping from the metadata topic too
+    // (read straight from the destination: clients of the proxy cannot read it).
+    let out = cli(
+        &first,
+        &["cluster-links", "--delete", "--link", &link, "--force"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let prefix = format!("producer/{link}/");
+    let mut args = common::kcat_read_all(&destination().bootstrap, &metadata_topic);
+    args.extend(["-f".to_string(), "%k\t%S\n".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let read = kcat(&args, None).stdout();
+    // The last record of each of the link's producer keys, by value size (-1: none).
+    let mut last: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in read.lines() {
+        if let Some((key, size)) = line.split_once('\t') {
+            if key.starts_with(&prefix) {
+                last.insert(key, size);
+            }
+        }
+    }
+    assert!(!last.is_empty(), "no producer record was written: {read}");
+    for (key, size) in &last {
+        assert_eq!(
+            *size, "-1",
+            "{key} is still mapped after its link was deleted"
+        );
+    }
 }
