@@ -10,9 +10,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use mirrorgate::config::Config;
 use mirrorgate::registry::{Registry, Snapshot};
 
@@ -115,21 +113,7 @@ pub fn pick_version(byte: u8, min: i16, max: i16) -> i16 {
 
 /// A CreateTime record without producer id, as a plain producer sends it.
 pub fn record(offset: i64, key: Option<Bytes>, value: Option<Bytes>) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset,
-        sequence: -1,
-        timestamp: 1_700_000_000_000 + offset,
-        key,
-        value,
-        headers: Default::default(),
-    }
+    mirrorgate::kafka::record_codec::plain_record(offset, 1_700_000_000_000 + offset, key, value)
 }
 
 /// `records` as v2 batches with `codec`.

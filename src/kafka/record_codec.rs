@@ -10,7 +10,7 @@
 use std::io::{self, BufWriter, Read, Write};
 
 use bytes::Bytes;
-use kafka_protocol::records::Compression;
+use kafka_protocol::records::{Compression, Record, TimestampType};
 
 use super::compression::{is_over_limit, PayloadReader, PayloadWriter};
 use super::record_batch::{seal, BatchError, BatchView, Header, COMPRESSION_MASK, HEADER_LEN};
@@ -18,6 +18,31 @@ use super::record_batch::{seal, BatchError, BatchView, Header, COMPRESSION_MASK,
 /// Most bytes of records one batch may decompress to, and so the most memory
 /// [`decode_records`] may hold for one batch.
 pub use super::compression::MAX_DECODED_BYTES;
+
+/// A CreateTime record without a producer id or transaction, as a plain producer
+/// writes it, for `kafka_protocol`'s batch encoder.
+pub fn plain_record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1,
+        timestamp,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
 
 /// The shortest record on the wire: length, attributes, timestamp delta, offset delta,
 /// null key, null value and header count, one byte each.

@@ -9,9 +9,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{LINK_PREFIX, MIRROR_PREFIX, SYNCED_CONFIGS_PREFIX};
@@ -22,6 +20,7 @@ use crate::kafka::admin::{self, topic_name, AdminError};
 use crate::kafka::client::{ClientError, KafkaConnection};
 use crate::kafka::error_code::TOPIC_ALREADY_EXISTS;
 use crate::kafka::kept::KeptConnection;
+use crate::kafka::record_codec::plain_record;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkRecord {
@@ -371,20 +370,13 @@ async fn put_batch_on(
     let records: Vec<Record> = records
         .into_iter()
         .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp,
-            key: Some(Bytes::from(key)),
-            value: value.map(Bytes::from),
-            headers: Default::default(),
+        .map(|(i, (key, value))| {
+            plain_record(
+                i as i64,
+                timestamp,
+                Some(Bytes::from(key)),
+                value.map(Bytes::from),
+            )
         })
         .collect();
     let mut batch = BytesMut::new();

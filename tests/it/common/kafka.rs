@@ -12,10 +12,9 @@ use kafka_protocol::messages::{
     BrokerId, FetchRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions};
 use mirrorgate::kafka::client::KafkaConnection;
+use mirrorgate::kafka::record_codec::plain_record;
 use uuid::Uuid;
 
 use super::eventually_async;
@@ -58,20 +57,13 @@ pub fn batch(values: &[&str], compression: Compression) -> Bytes {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            headers: Default::default(),
+        .map(|(i, v)| {
+            plain_record(
+                i as i64,
+                1_700_000_000_000,
+                None,
+                Some(Bytes::from(v.to_string())),
+            )
         })
         .collect();
     let mut buf = BytesMut::new();
