@@ -57,7 +57,8 @@ pub struct ProxyConfig {
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
     /// Connections the kernel completes ahead of our accepting them, per listener
-    /// (Kafka's `socket.listen.backlog.size`); capped by the kernel's `somaxconn`.
+    /// (Kafka's `socket.listen.backlog.size`); capped by the kernel's `somaxconn`. A
+    /// reload applies it to listeners opened afterwards.
     #[serde(default = "defaults::listen_backlog")]
     pub listen_backlog: u32,
     #[serde(default = "defaults::shutdown_grace_ms")]

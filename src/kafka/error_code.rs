@@ -20,6 +20,7 @@ pub const INVALID_PARTITIONS: i16 = E::InvalidPartitions.code();
 pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();
 pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
 pub const INVALID_TXN_STATE: i16 = E::InvalidTxnState.code();
+pub const LEADER_NOT_AVAILABLE: i16 = E::LeaderNotAvailable.code();
 pub const MEMBER_ID_REQUIRED: i16 = E::MemberIdRequired.code();
 pub const NOT_COORDINATOR: i16 = E::NotCoordinator.code();
 pub const NOT_ENOUGH_REPLICAS: i16 = E::NotEnoughReplicas.code();

@@ -54,6 +54,9 @@ pub struct Destination {
 struct Refresh {
     at: Option<Instant>,
     conn: KeptConnection<DestinationConfig>,
+    /// Refreshes so far: a new connection starts at the next bootstrap server, so one
+    /// that accepts connections but fails the request is not asked every time.
+    count: usize,
 }
 
 impl Destination {
@@ -126,9 +129,11 @@ impl Destination {
         }
         let request = MetadataRequest::default().with_topics(None);
         let timeout = config.connect_timeout();
+        refresh.count = refresh.count.wrapping_add(1);
+        let connect = connect_first(config, tls, refresh.count);
         let response = refresh
             .conn
-            .call(config.clone(), connect_first(config, tls), |mut conn| {
+            .call(config.clone(), connect, |mut conn| {
                 let request = request.clone();
                 // A kept connection to a broker gone silent must not hold the refresh
                 // (and the topic-id lookups waiting on it) for a whole request timeout.
@@ -169,13 +174,18 @@ impl Destination {
     }
 }
 
-/// A connection to the first bootstrap server that answers.
+/// A connection to the first bootstrap server that answers, starting at the one
+/// `start` picks.
 async fn connect_first(
     config: &DestinationConfig,
     tls: Option<&Arc<ClientConfig>>,
+    start: usize,
 ) -> Result<KafkaConnection, ClientError> {
+    let mut servers = config.bootstrap_list();
+    let len = servers.len().max(1);
+    servers.rotate_left(start % len);
     let mut last_error = ClientError::Closed;
-    for server in config.bootstrap_list() {
+    for server in servers {
         match KafkaConnection::connect_with(
             &server,
             "mirrorgate-proxy",

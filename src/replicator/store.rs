@@ -17,8 +17,11 @@ use super::secrets::{seal_config, Sealer};
 use super::Destination;
 use crate::config::DestinationConfig;
 use crate::kafka::admin::{self, topic_name, AdminError};
+use crate::kafka::backoff::{Backoff, Jitter};
 use crate::kafka::client::{ClientError, KafkaConnection};
-use crate::kafka::error_code::TOPIC_ALREADY_EXISTS;
+use crate::kafka::error_code::{
+    LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::kafka::kept::KeptConnection;
 use crate::kafka::record_codec::plain_record;
 
@@ -173,6 +176,32 @@ pub enum StoreError {
     Client(#[from] ClientError),
     #[error("metadata topic: {0}")]
     Invalid(String),
+    /// The leader answered the write with this error code.
+    #[error("metadata topic: write failed with error {0}")]
+    Refused(i16),
+}
+
+impl StoreError {
+    /// The write met a leader that moved or is not serving the partition yet (a topic
+    /// just created, a leader election): worth asking the leader again shortly.
+    fn leader_moving(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Refused(
+                NOT_LEADER_OR_FOLLOWER | LEADER_NOT_AVAILABLE | UNKNOWN_TOPIC_OR_PARTITION
+            )
+        )
+    }
+}
+
+/// Attempts of one write while its leader moves, and the pauses between them.
+const WRITE_ATTEMPTS: u32 = 6;
+fn write_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        Jitter::Equal,
+    )
 }
 
 /// Creates the metadata topic if it does not exist (compacted, one partition). Segments
@@ -288,8 +317,16 @@ fn json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<Vec<u8>>, Store
 
 async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<i64, StoreError> {
     let topic = dest.metadata_topic();
-    let mut conn = dest.connect_leader(&topic, 0).await?;
-    put_on(&mut conn, &topic, key, value).await
+    let mut backoff = write_backoff();
+    loop {
+        let mut conn = dest.connect_leader(&topic, 0).await?;
+        match put_on(&mut conn, &topic, key.clone(), value.clone()).await {
+            Err(e) if e.leader_moving() && backoff.attempts() + 1 < WRITE_ATTEMPTS => {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            written => return written,
+        }
+    }
 }
 
 /// A periodic writer of the metadata topic (the fleet heartbeat): its connections to
@@ -311,17 +348,28 @@ impl KeptWriter {
     ) -> Result<i64, StoreError> {
         let value = json(value)?;
         let topic = dest.metadata_topic();
-        let connect = dest.connect_leader_through(&mut self.any, &topic, 0);
-        let topic = topic.as_str();
-        self.leader
-            .call((dest.settings(), topic.to_string()), connect, |mut conn| {
-                let (key, value) = (key.clone(), value.clone());
-                async move {
-                    let written = put_on(&mut conn, topic, key, value).await;
-                    (conn, written)
+        let mut backoff = write_backoff();
+        loop {
+            let connect = dest.connect_leader_through(&mut self.any, &topic, 0);
+            let written = self
+                .leader
+                .call((dest.settings(), topic.clone()), connect, |mut conn| {
+                    let (topic, key, value) = (topic.clone(), key.clone(), value.clone());
+                    async move {
+                        let written = put_on(&mut conn, &topic, key, value).await;
+                        (conn, written)
+                    }
+                })
+                .await;
+            match written {
+                Err(e) if e.leader_moving() && backoff.attempts() + 1 < WRITE_ATTEMPTS => {
+                    // Asked again of the leader as a fresh lookup sees it.
+                    self.forget();
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
-            })
-            .await
+                written => return written,
+            }
+        }
     }
 
     /// Closes both connections (a write on them was given up).
@@ -408,8 +456,28 @@ async fn put_batch_on(
         .unwrap_or((-1, -1));
     match answer {
         (0, offset) if offset >= 0 => Ok(offset),
-        (code, _) => Err(StoreError::Invalid(format!(
-            "write failed with error {code}"
-        ))),
+        (code, _) => Err(StoreError::Refused(code)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_is_asked_again_only_while_its_leader_moves() {
+        for code in [
+            NOT_LEADER_OR_FOLLOWER,
+            LEADER_NOT_AVAILABLE,
+            UNKNOWN_TOPIC_OR_PARTITION,
+        ] {
+            assert!(StoreError::Refused(code).leader_moving(), "{code}");
+        }
+        assert!(!StoreError::Refused(crate::kafka::error_code::CORRUPT_MESSAGE).leader_moving());
+        assert!(!StoreError::Invalid("write timed out".into()).leader_moving());
+        assert_eq!(
+            StoreError::Refused(6).to_string(),
+            "metadata topic: write failed with error 6"
+        );
     }
 }
