@@ -204,6 +204,18 @@ fn write_backoff() -> Backoff {
     )
 }
 
+/// After a failed write: true, once the pause is over, when it is worth another
+/// attempt (its leader moved, and attempts are left).
+async fn paused_for_retry(result: &Result<i64, StoreError>, backoff: &mut Backoff) -> bool {
+    match result {
+        Err(e) if e.leader_moving() && backoff.attempts() + 1 < WRITE_ATTEMPTS => {
+            tokio::time::sleep(backoff.next_delay()).await;
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Creates the metadata topic if it does not exist (compacted, one partition). Segments
 /// roll hourly: compaction never cleans the active segment, and every instance's
 /// heartbeat (every 2 s) would otherwise pile up for a week (the broker's default) and be
@@ -320,11 +332,9 @@ async fn put(dest: &Destination, key: String, value: Option<Vec<u8>>) -> Result<
     let mut backoff = write_backoff();
     loop {
         let mut conn = dest.connect_leader(&topic, 0).await?;
-        match put_on(&mut conn, &topic, key.clone(), value.clone()).await {
-            Err(e) if e.leader_moving() && backoff.attempts() + 1 < WRITE_ATTEMPTS => {
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            written => return written,
+        let written = put_on(&mut conn, &topic, key.clone(), value.clone()).await;
+        if !paused_for_retry(&written, &mut backoff).await {
+            return written;
         }
     }
 }
@@ -361,14 +371,11 @@ impl KeptWriter {
                     }
                 })
                 .await;
-            match written {
-                Err(e) if e.leader_moving() && backoff.attempts() + 1 < WRITE_ATTEMPTS => {
-                    // Asked again of the leader as a fresh lookup sees it.
-                    self.forget();
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                written => return written,
+            if !paused_for_retry(&written, &mut backoff).await {
+                return written;
             }
+            // Asked again of the leader as a fresh lookup sees it.
+            self.forget();
         }
     }
 
