@@ -10,6 +10,8 @@ script into a venv under testbed/.cache/).
   produce-each   write K records of S bytes to every partition of some topics
   idle-conns     open N connections to a Kafka listener, send ApiVersions on each,
                  then keep them open and idle until terminated
+  fleet-records  write a large catalog into a metadata topic (mirror and synced-config
+                 records), then the heartbeats of a fleet of instances, each every 2 s
 
 Results are one JSON object on stdout; progress goes to stderr.
 """
@@ -275,6 +277,43 @@ def cmd_idle_conns(args):
     return 0
 
 
+def cmd_fleet_records(args):
+    """The catalog first, flushed; then heartbeats until --secs have passed."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "log_level": 3})
+    now_ms = int(time.time() * 1000)
+    configs = {f"bench.config.{k}": f"value-{k}" for k in range(args.configs)}
+    for m in range(args.mirrors):
+        topic = f"bench-mirror-{m}"
+        record = {"topic": topic, "source_topic": topic, "link": "bench-absent-link",
+                  "partitions": 6, "state": "ACTIVE", "reason": None,
+                  "state_time_ms": now_ms, "version": 1}
+        producer.produce(args.topic, key=f"mirror/{topic}", value=json.dumps(record))
+        producer.produce(args.topic, key=f"configs/{topic}", value=json.dumps(configs))
+        producer.poll(0)
+    if producer.flush(60):
+        log("catalog records not delivered")
+        return 1
+    if args.ready_file:
+        open(args.ready_file, "w").close()
+    started = time.time()
+    interval = 2.0 / max(args.instances, 1)
+    beats = 0
+    while time.time() - started < args.secs:
+        instance = beats % max(args.instances, 1)
+        record = {"heartbeat_ms": int(time.time() * 1000), "started_ms": now_ms,
+                  "replicating": False}
+        producer.produce(args.topic, key=f"instance/bench-fleet-{instance}",
+                         value=json.dumps(record))
+        producer.poll(0)
+        beats += 1
+        time.sleep(max(0.0, started + beats * interval - time.time()))
+    producer.flush(30)
+    print(json.dumps({"heartbeats": beats, "secs": time.time() - started}))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -308,12 +347,22 @@ def main():
     i.add_argument("--count", type=int, required=True)
     i.add_argument("--ready-file")
 
+    f = sub.add_parser("fleet-records")
+    f.add_argument("--bootstrap", required=True)
+    f.add_argument("--topic", required=True, help="the metadata topic")
+    f.add_argument("--mirrors", type=int, required=True)
+    f.add_argument("--configs", type=int, default=20, help="synced configs per mirror")
+    f.add_argument("--instances", type=int, required=True, help="heartbeating instances")
+    f.add_argument("--secs", type=float, required=True)
+    f.add_argument("--ready-file")
+
     args = ap.parse_args()
     return {
         "wait-offsets": cmd_wait_offsets,
         "lag-consumer": cmd_lag_consumer,
         "produce-each": cmd_produce_each,
         "idle-conns": cmd_idle_conns,
+        "fleet-records": cmd_fleet_records,
     }[args.cmd](args)
 
 

@@ -235,7 +235,7 @@ wait_http "http://$MG_TLS_ADMIN/readyz" "$MG_TLS_PID" "$OUT/mirrorgate-tls.log" 
 # The Java clients verify the proxy's certificate (SAN 127.0.0.1) against the dev CA.
 TLS_CLIENT="$OUT/client-tls.properties"
 printf 'security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=%s\n' \
-  "$PWD/$OUT/certs/ca.pem" >"$TLS_CLIENT"
+  "$(abs_path "$OUT")/certs/ca.pem" >"$TLS_CLIENT"
 : >"$OUT/client-plain.properties"
 
 SIDES=(direct mirrorgate mirrorgate-tls)

@@ -160,6 +160,8 @@ TOML
 # --- measurement -----------------------------------------------------------------------
 # Seconds since the epoch, with nanoseconds.
 now() { date +%s.%N; }
+# PATH made absolute against the current directory (for config files that name it).
+abs_path() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 # Prints TO - FROM (awk's number format: 6 significant digits).
 delta() { awk -v a="$1" -v b="$2" 'BEGIN {print b - a}'; }
 # CPU-seconds (user + system, all threads) a process has used so far. Fields are counted

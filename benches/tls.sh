@@ -76,15 +76,15 @@ mg_config "$MG_TLS" "$MG_BROKER_PORT_BASE" "$PLAINTEXT" "$MG_ADMIN" >"$OUT/mirro
 cat >>"$OUT/mirrorgate.toml" <<TOML
 
 [proxy.tls]
-cert_file = "$PWD/$OUT/certs/proxy.pem"
-key_file = "$PWD/$OUT/certs/proxy-key.pem"
+cert_file = "$(abs_path "$OUT")/certs/proxy.pem"
+key_file = "$(abs_path "$OUT")/certs/proxy-key.pem"
 TOML
 RUST_LOG=warn target/release/mirrorgate run --config "$OUT/mirrorgate.toml" 2>"$OUT/mirrorgate.log" &
 MG_PID=$!
 wait_http "http://$MG_ADMIN/readyz" "$MG_PID" "$OUT/mirrorgate.log" "mirrorgate"
 
 printf 'security.protocol=SSL\nssl.truststore.type=PEM\nssl.truststore.location=%s\n' \
-  "$PWD/$OUT/certs/ca.pem" >"$OUT/client-tls.properties"
+  "$(abs_path "$OUT")/certs/ca.pem" >"$OUT/client-tls.properties"
 : >"$OUT/client-plain.properties"
 
 bootstrap() {

@@ -15,6 +15,7 @@
 //! read-only.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::acl_sync::MAX_SYNCED_ACLS;
@@ -133,7 +134,7 @@ impl MirrorEntry {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Catalog {
     links: BTreeMap<String, LinkEntry>,
     mirrors: BTreeMap<String, MirrorEntry>,
@@ -148,7 +149,30 @@ pub struct Catalog {
     cutovers: BTreeMap<String, CutoverRecord>,
     acks: BTreeMap<String, AckRecord>,
     instances: BTreeMap<String, InstanceRecord>,
+    /// See `revision`; not part of the content.
+    revision: u64,
 }
+
+/// The content only: two instances folding the same records hold equal catalogs with
+/// different revisions.
+impl PartialEq for Catalog {
+    fn eq(&self, other: &Self) -> bool {
+        self.links == other.links
+            && self.mirrors == other.mirrors
+            && self.synced_configs == other.synced_configs
+            && self.synced_acls == other.synced_acls
+            && self.producers == other.producers
+            && self.transactional_producers == other.transactional_producers
+            && self.cutovers == other.cutovers
+            && self.acks == other.acks
+            && self.instances == other.instances
+    }
+}
+impl Eq for Catalog {}
+
+/// Revisions are drawn from one counter per process, so a catalog rebuilt from the log
+/// start never repeats the number of an older one.
+static NEXT_REVISION: AtomicU64 = AtomicU64::new(1);
 
 /// A source producer id and epoch, as a `producer/` record holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -171,6 +195,15 @@ pub fn producer_key(link: &str, client_id: i64, client_epoch: i16) -> String {
 }
 
 impl Catalog {
+    /// Changes with every record applied except instance heartbeats, which every
+    /// instance writes every few seconds: equal revisions mean the same links, mirrors,
+    /// syncs, producers and cut-overs, so whoever acts on those alone (the proxy's
+    /// read-only set, the controller) can skip a view that only brought heartbeats,
+    /// without comparing the whole catalog. 0 only for a catalog that never applied one.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
     pub fn links(&self) -> &BTreeMap<String, LinkEntry> {
         &self.links
     }
@@ -315,9 +348,9 @@ impl Catalog {
         let Ok(key) = std::str::from_utf8(key) else {
             return Outcome::Invalid(Invalid::Key, "key is not UTF-8".into());
         };
-        if let Some(name) = key.strip_prefix(LINK_PREFIX) {
-            let outcome = parse_link(key, value, sealer);
-            self.apply_link(name, outcome)
+        let outcome = if let Some(name) = key.strip_prefix(LINK_PREFIX) {
+            let parsed = parse_link(key, value, sealer);
+            self.apply_link(name, parsed)
         } else if let Some(topic) = key.strip_prefix(MIRROR_PREFIX) {
             let outcome = parse_mirror(key, value);
             self.apply_mirror(topic, outcome)
@@ -332,10 +365,12 @@ impl Catalog {
         } else if let Some(rest) = key.strip_prefix(CUTOVER_ACK_PREFIX) {
             self.apply_ack(rest, key, value)
         } else if let Some(id) = key.strip_prefix(INSTANCE_PREFIX) {
-            self.apply_instance(id, key, value)
+            return self.apply_instance(id, key, value);
         } else {
-            Outcome::Ignored
-        }
+            return Outcome::Ignored;
+        };
+        self.revision = NEXT_REVISION.fetch_add(1, Ordering::Relaxed);
+        outcome
     }
 
     fn apply_link(&mut self, name: &str, parsed: Parsed<LinkRecord>) -> Outcome {

@@ -99,6 +99,7 @@ impl CatalogFeed {
             target: None,
             loaded: false,
             any: KeptConnection::default(),
+            pushed: None,
         };
         tokio::spawn(tail.run(stop.clone()));
         Self { view, stop }
@@ -156,6 +157,8 @@ struct Tail {
     /// For the leader lookups: while the topic is absent they come every
     /// `ABSENT_RECHECK`.
     any: KeptConnection<DestinationConfig>,
+    /// What the registry was last given: (catalog revision, loaded, problem).
+    pushed: Option<(u64, bool, Option<String>)>,
 }
 
 /// How a session with the metadata topic's leader ended.
@@ -254,7 +257,6 @@ impl Tail {
                 Err(e) => return Ended::Failed(e),
             };
             backoff.reset();
-            let before = self.catalog.clone();
             let mut next = apply_records(
                 &mut self.catalog,
                 &topic,
@@ -280,7 +282,8 @@ impl Tail {
                     "catalog loaded"
                 );
             }
-            if newly_loaded || next != position || before != self.catalog {
+            // No record read, nothing changed: an empty long-poll costs no view.
+            if newly_loaded || next != position {
                 self.publish(None);
             }
         }
@@ -313,7 +316,7 @@ impl Tail {
     }
 
     /// Sends the current view to subscribers and the read-only set to the registry.
-    fn publish(&self, problem: Option<String>) {
+    fn publish(&mut self, problem: Option<String>) {
         let view = CatalogView {
             catalog: Arc::new(self.catalog.clone()),
             next_offset: self.position.unwrap_or(0),
@@ -326,15 +329,20 @@ impl Tail {
         };
         metrics::gauge!("mirrorgate_catalog_loaded").set(if view.loaded { 1.0 } else { 0.0 });
         // Before the view goes out: whoever acts on a view (a fence's confirmation)
-        // finds the proxy already enforcing it.
-        self.registry.set_link_mirrors(LinkMirrors {
-            read_only: view.catalog.read_only(),
-            forwarded: view.catalog.forwarded(),
-            fenced: view.catalog.fenced(),
-            transactional_forwards: view.catalog.has_transactional_producers(),
-            loaded: view.loaded,
-            problem: view.problem.clone(),
-        });
+        // finds the proxy already enforcing it. Heartbeats alone change nothing there.
+        let pushed = (view.catalog.revision(), view.loaded, view.problem.clone());
+        if self.pushed.as_ref() != Some(&pushed) {
+            metrics::counter!("mirrorgate_catalog_read_only_updates_total").increment(1);
+            self.registry.set_link_mirrors(LinkMirrors {
+                read_only: view.catalog.read_only(),
+                forwarded: view.catalog.forwarded(),
+                fenced: view.catalog.fenced(),
+                transactional_forwards: view.catalog.has_transactional_producers(),
+                loaded: view.loaded,
+                problem: view.problem.clone(),
+            });
+            self.pushed = Some(pushed);
+        }
         self.tx.send_replace(Arc::new(view));
     }
 }

@@ -481,3 +481,54 @@ fn a_stopped_topic_being_reversed_is_read_only_until_it_becomes_a_mirror() {
     );
     assert_eq!(state_of(&catalog, "m"), Some(MirrorState::Active));
 }
+
+#[test]
+fn heartbeats_leave_the_revision_and_every_other_record_moves_it() {
+    let heartbeat =
+        |at: i64| format!(r#"{{"heartbeat_ms":{at},"started_ms":1,"replicating":false}}"#);
+    let mut catalog = Catalog::default();
+    assert_eq!(catalog.revision(), 0);
+    apply(&mut catalog, b"instance/a", Some(&heartbeat(1)));
+    assert_eq!(
+        catalog.revision(),
+        0,
+        "a heartbeat is not a change of substance"
+    );
+    assert_eq!(catalog.instances().len(), 1);
+
+    apply(
+        &mut catalog,
+        b"mirror/m",
+        Some(&mirror_json(2, "ACTIVE", 1)),
+    );
+    let after_mirror = catalog.revision();
+    assert_ne!(after_mirror, 0);
+    apply(&mut catalog, b"instance/a", Some(&heartbeat(2)));
+    apply(&mut catalog, b"instance/b", Some(&heartbeat(2)));
+    assert_eq!(catalog.revision(), after_mirror);
+    // A refused record changes what the catalog says (a problem) too.
+    apply(&mut catalog, b"mirror/m", Some("not json"));
+    assert_ne!(catalog.revision(), after_mirror);
+    let refused = catalog.revision();
+    apply(&mut catalog, b"unknown/key", Some("{}"));
+    assert_eq!(
+        catalog.revision(),
+        refused,
+        "an ignored key changes nothing"
+    );
+
+    // A catalog rebuilt from the same records has the same content but a revision
+    // never seen before, so nobody mistakes it for an older state.
+    let mut rebuilt = Catalog::default();
+    apply(&mut rebuilt, b"instance/a", Some(&heartbeat(1)));
+    apply(
+        &mut rebuilt,
+        b"mirror/m",
+        Some(&mirror_json(2, "ACTIVE", 1)),
+    );
+    apply(&mut rebuilt, b"instance/a", Some(&heartbeat(2)));
+    apply(&mut rebuilt, b"instance/b", Some(&heartbeat(2)));
+    apply(&mut rebuilt, b"mirror/m", Some("not json"));
+    assert!(rebuilt == catalog, "equality is the content's");
+    assert!(rebuilt.revision() > catalog.revision());
+}

@@ -20,11 +20,13 @@ impl Inner {
         if Arc::ptr_eq(&state.catalog, &view.catalog) {
             return;
         }
-        if state.catalog == view.catalog {
-            // The same records (a read that added none): nothing to start or stop.
+        if state.catalog.revision() == view.catalog.revision() {
+            // Only heartbeats came: nothing to start or stop. The view is kept for
+            // those who read instances from the snapshot.
             state.catalog = view.catalog.clone();
             return;
         }
+        metrics::counter!("mirrorgate_replicator_reconciles_total").increment(1);
         let catalog = &view.catalog;
         let mut usable = BTreeMap::new();
         let mut failed = BTreeMap::new();

@@ -2,7 +2,7 @@
 //! seconds (the fleet heartbeat, the checks of each mirror's source topic, topic config
 //! sync, consumer offset sync, the metadata topic's lookups) reuse theirs from one
 //! round to the next, so the brokers see no connection churn from an instance with
-//! nothing to copy.
+//! nothing to copy; and the heartbeats it reads back rebuild nothing.
 
 use crate::common;
 
@@ -15,6 +15,8 @@ use common::replication::{
 use common::{destination, eventually, kafka_tool_direct, test_port_base, unique, Cluster, Proxy};
 
 const OPENED: &str = "mirrorgate_own_connections_opened_total";
+const RECONCILES: &str = "mirrorgate_replicator_reconciles_total";
+const READ_ONLY_UPDATES: &str = "mirrorgate_catalog_read_only_updates_total";
 
 #[test]
 fn an_idle_link_with_mirrors_and_offset_sync_opens_almost_no_connections() {
@@ -79,8 +81,26 @@ fn an_idle_link_with_mirrors_and_offset_sync_opens_almost_no_connections() {
     );
 
     let before = proxy.metric_sum(OPENED);
+    let rebuilds_before = (
+        proxy.metric_sum(RECONCILES),
+        proxy.metric_sum(READ_ONLY_UPDATES),
+    );
     std::thread::sleep(Duration::from_secs(20));
     let opened = proxy.metric_sum(OPENED) - before;
+    let rebuilds = (
+        proxy.metric_sum(RECONCILES) - rebuilds_before.0,
+        proxy.metric_sum(READ_ONLY_UPDATES) - rebuilds_before.1,
+    );
+    // Ten heartbeats came back in that time; none is a change of links or mirrors.
+    assert!(
+        rebuilds_before.0 > 0.0 && rebuilds_before.1 > 0.0,
+        "the counters count: {rebuilds_before:?}"
+    );
+    assert_eq!(
+        rebuilds,
+        (0.0, 0.0),
+        "an idle instance reconciled (or rebuilt the read-only set) on heartbeats alone"
+    );
     eprintln!("connections opened in 20 s: {opened}");
     // With a connection per round, these 3 mirrors' source checks (every 2 s), the
     // heartbeat (every 2 s, two connections), config sync (every 5 s, two) and offset
