@@ -136,12 +136,15 @@ impl MirrorEntry {
 
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    links: BTreeMap<String, LinkEntry>,
-    mirrors: BTreeMap<String, MirrorEntry>,
-    synced_configs: BTreeMap<String, BTreeMap<String, String>>,
-    synced_acls: BTreeMap<String, BTreeSet<AclBinding>>,
+    // The large maps are shared between a catalog and its clones until one of them
+    // changes (`Arc::make_mut`): every view the feed publishes is a clone, and most
+    // bring only heartbeats, which touch `instances` alone.
+    links: Arc<BTreeMap<String, LinkEntry>>,
+    mirrors: Arc<BTreeMap<String, MirrorEntry>>,
+    synced_configs: Arc<BTreeMap<String, BTreeMap<String, String>>>,
+    synced_acls: Arc<BTreeMap<String, BTreeSet<AclBinding>>>,
     /// `producer/` records by the rest of their key.
-    producers: BTreeMap<String, SourceProducer>,
+    producers: Arc<BTreeMap<String, SourceProducer>>,
     /// How many of `producers` are transactional.
     transactional_producers: usize,
     /// The cut-over's records (`catalog_cutover`): by link, by `<link>/<instance>`, by
@@ -376,12 +379,12 @@ impl Catalog {
     fn apply_link(&mut self, name: &str, parsed: Parsed<LinkRecord>) -> Outcome {
         match parsed {
             Parsed::Delete => {
-                self.links.remove(name);
+                Arc::make_mut(&mut self.links).remove(name);
                 // Its client producers' mappings went with it (their records are
                 // deleted after the link's; until then they would hold places under
                 // the cap that other links' producers need).
                 for key in self.producer_keys(name) {
-                    if let Some(gone) = self.producers.remove(&key) {
+                    if let Some(gone) = Arc::make_mut(&mut self.producers).remove(&key) {
                         if gone.transactional_id.is_some() {
                             self.transactional_producers -= 1;
                         }
@@ -390,12 +393,16 @@ impl Catalog {
                 Outcome::Applied
             }
             Parsed::Bad(reason, detail) => {
-                let entry = self.links.entry(name.to_string()).or_default();
+                let entry = Arc::make_mut(&mut self.links)
+                    .entry(name.to_string())
+                    .or_default();
                 entry.problem = Some(format!("{}: {detail}", reason.label()));
                 Outcome::Invalid(reason, detail)
             }
             Parsed::Record(record) => {
-                let entry = self.links.entry(name.to_string()).or_default();
+                let entry = Arc::make_mut(&mut self.links)
+                    .entry(name.to_string())
+                    .or_default();
                 if is_stale(record.version, entry.record.as_ref().map(|r| r.version)) {
                     return Outcome::Stale;
                 }
@@ -408,7 +415,9 @@ impl Catalog {
             // The record parsed but its credentials do not open here: keep it for the
             // views, and say why the link cannot run.
             Parsed::Unopened(record, detail) => {
-                let entry = self.links.entry(name.to_string()).or_default();
+                let entry = Arc::make_mut(&mut self.links)
+                    .entry(name.to_string())
+                    .or_default();
                 if is_stale(record.version, entry.record.as_ref().map(|r| r.version)) {
                     return Outcome::Stale;
                 }
@@ -426,11 +435,13 @@ impl Catalog {
         let stopped = current.is_some_and(|r| r.state == MirrorState::Stopped);
         match parsed {
             Parsed::Delete => {
-                self.mirrors.remove(topic);
+                Arc::make_mut(&mut self.mirrors).remove(topic);
                 Outcome::Applied
             }
             Parsed::Bad(reason, detail) => {
-                let entry = self.mirrors.entry(topic.to_string()).or_default();
+                let entry = Arc::make_mut(&mut self.mirrors)
+                    .entry(topic.to_string())
+                    .or_default();
                 entry.problem = Some(format!("{}: {detail}", reason.label()));
                 Outcome::Invalid(reason, detail)
             }
@@ -441,7 +452,7 @@ impl Catalog {
                 if stopped && record.state != MirrorState::Stopped {
                     return Outcome::Stale;
                 }
-                self.mirrors.insert(
+                Arc::make_mut(&mut self.mirrors).insert(
                     topic.to_string(),
                     MirrorEntry {
                         record: Some(record),
@@ -462,16 +473,16 @@ impl Catalog {
     ) -> Outcome {
         match parsed {
             Parsed::Delete => {
-                self.synced_configs.remove(topic);
+                Arc::make_mut(&mut self.synced_configs).remove(topic);
                 Outcome::Applied
             }
             Parsed::Record(configs) | Parsed::Unopened(configs, _) => {
-                self.synced_configs.insert(topic.to_string(), configs);
+                Arc::make_mut(&mut self.synced_configs).insert(topic.to_string(), configs);
                 Outcome::Applied
             }
             // A bad memory is no memory: the sync then keeps every difference.
             Parsed::Bad(reason, detail) => {
-                self.synced_configs.remove(topic);
+                Arc::make_mut(&mut self.synced_configs).remove(topic);
                 Outcome::Invalid(reason, detail)
             }
         }
@@ -482,17 +493,17 @@ impl Catalog {
     fn apply_synced_acls(&mut self, link: &str, parsed: Parsed<BTreeSet<AclBinding>>) -> Outcome {
         match parsed {
             Parsed::Delete => {
-                self.synced_acls.remove(link);
+                Arc::make_mut(&mut self.synced_acls).remove(link);
                 Outcome::Applied
             }
             Parsed::Record(acls) | Parsed::Unopened(acls, _) => {
-                self.synced_acls.insert(link.to_string(), acls);
+                Arc::make_mut(&mut self.synced_acls).insert(link.to_string(), acls);
                 Outcome::Applied
             }
             // A bad memory is no memory: the sync then deletes nothing it did not
             // create again itself.
             Parsed::Bad(reason, detail) => {
-                self.synced_acls.remove(link);
+                Arc::make_mut(&mut self.synced_acls).remove(link);
                 Outcome::Invalid(reason, detail)
             }
         }
@@ -503,7 +514,7 @@ impl Catalog {
     fn apply_producer(&mut self, rest: &str, parsed: Parsed<SourceProducer>) -> Outcome {
         match parsed {
             Parsed::Delete => {
-                if let Some(gone) = self.producers.remove(rest) {
+                if let Some(gone) = Arc::make_mut(&mut self.producers).remove(rest) {
                     if gone.transactional_id.is_some() {
                         self.transactional_producers -= 1;
                     }
@@ -524,7 +535,7 @@ impl Catalog {
                     }
                     self.transactional_producers += 1;
                 }
-                self.producers.insert(rest.to_string(), producer);
+                Arc::make_mut(&mut self.producers).insert(rest.to_string(), producer);
                 Outcome::Applied
             }
             Parsed::Bad(reason, detail) => Outcome::Invalid(reason, detail),

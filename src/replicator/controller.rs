@@ -77,14 +77,15 @@ pub(super) struct MirrorSnapshot {
     pub(super) running: Vec<i32>,
 }
 
-/// The state at one moment, for readers.
+/// The state at one moment, for readers. The parts behind `Arc` are shared with the
+/// snapshot before when only the catalog's heartbeats or offset moved (`refreshed`).
 #[derive(Default)]
 pub(super) struct Snapshot {
-    pub(super) links: BTreeMap<String, LinkRecord>,
-    pub(super) link_configs: LinkConfigs,
-    pub(super) failed_links: BTreeMap<String, (Option<LinkRecord>, String)>,
-    pub(super) mirrors: BTreeMap<String, MirrorSnapshot>,
-    pub(super) runtimes: BTreeMap<String, LinkHandle>,
+    pub(super) links: Arc<BTreeMap<String, LinkRecord>>,
+    pub(super) link_configs: Arc<LinkConfigs>,
+    pub(super) failed_links: Arc<BTreeMap<String, (Option<LinkRecord>, String)>>,
+    pub(super) mirrors: Arc<BTreeMap<String, MirrorSnapshot>>,
+    pub(super) runtimes: Arc<BTreeMap<String, LinkHandle>>,
     pub(super) catalog: Arc<Catalog>,
     pub(super) share: Share,
     pub(super) next_offset: i64,
@@ -94,26 +95,44 @@ pub(super) struct Snapshot {
 impl State {
     fn snapshot(&self) -> Snapshot {
         Snapshot {
-            links: self.links.clone(),
-            link_configs: self.link_configs.clone(),
-            failed_links: self.failed_links.clone(),
-            mirrors: self
-                .mirrors
-                .iter()
-                .map(|(topic, m)| {
-                    let snapshot = MirrorSnapshot {
-                        record: m.record.clone(),
-                        statuses: m.statuses.clone(),
-                        running: m.running.keys().copied().collect(),
-                    };
-                    (topic.clone(), snapshot)
-                })
-                .collect(),
-            runtimes: self
-                .runtimes
-                .iter()
-                .map(|(link, r)| (link.clone(), r.handle()))
-                .collect(),
+            links: Arc::new(self.links.clone()),
+            link_configs: Arc::new(self.link_configs.clone()),
+            failed_links: Arc::new(self.failed_links.clone()),
+            mirrors: Arc::new(
+                self.mirrors
+                    .iter()
+                    .map(|(topic, m)| {
+                        let snapshot = MirrorSnapshot {
+                            record: m.record.clone(),
+                            statuses: m.statuses.clone(),
+                            running: m.running.keys().copied().collect(),
+                        };
+                        (topic.clone(), snapshot)
+                    })
+                    .collect(),
+            ),
+            runtimes: Arc::new(
+                self.runtimes
+                    .iter()
+                    .map(|(link, r)| (link.clone(), r.handle()))
+                    .collect(),
+            ),
+            catalog: self.catalog.clone(),
+            share: self.share.clone(),
+            next_offset: self.next_offset,
+            loaded: self.loaded,
+        }
+    }
+
+    /// `before` with this state's catalog, offset and share: for a view that changed
+    /// no link, mirror or task (only heartbeats came), without copying every mirror.
+    fn refreshed(&self, before: &Snapshot) -> Snapshot {
+        Snapshot {
+            links: before.links.clone(),
+            link_configs: before.link_configs.clone(),
+            failed_links: before.failed_links.clone(),
+            mirrors: before.mirrors.clone(),
+            runtimes: before.runtimes.clone(),
             catalog: self.catalog.clone(),
             share: self.share.clone(),
             next_offset: self.next_offset,
@@ -184,6 +203,9 @@ async fn run(
 ) {
     let mut state = State::default();
     let mut views = inner.feed.subscribe();
+    // Whether anything but the catalog's heartbeats and offset changed since the last
+    // snapshot (everything did, before the first).
+    let mut changed = true;
     let (mut assignments, shards) = match &inner.fleet {
         Some(fleet) => (Some(fleet.subscribe()), fleet.shards()),
         None => (None, 0),
@@ -198,12 +220,19 @@ async fn run(
                 tracing::info!(generation = share.generation(), "fleet assignment changed");
                 state.share = share;
                 inner.apply_share(&mut state);
+                changed = true;
             }
         }
         if view.loaded {
-            inner.reconcile(&mut state, &view);
+            changed |= inner.reconcile(&mut state, &view);
         }
-        snapshots.send_replace(Arc::new(state.snapshot()));
+        let snapshot = if changed {
+            state.snapshot()
+        } else {
+            state.refreshed(&snapshots.borrow())
+        };
+        snapshots.send_replace(Arc::new(snapshot));
+        changed = false;
         let assignment_changed = async {
             match assignments.as_mut() {
                 Some(a) => a.changed().await.is_ok(),
@@ -220,8 +249,12 @@ async fn run(
                     if let Some(entry) = state.mirrors.get_mut(&topic) {
                         entry.stop_all();
                     }
+                    changed = true;
                 }
-                Some(Event::AvailabilityChanged) => inner.publish(&state),
+                Some(Event::AvailabilityChanged) => {
+                    inner.publish(&state);
+                    changed = true;
+                }
                 None => return,
             },
         }

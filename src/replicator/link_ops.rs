@@ -182,7 +182,7 @@ impl Replicator {
                 tasks: status.map(|s| s.tasks()).unwrap_or_default(),
             });
         }
-        for (name, (record, reason)) in &state.failed_links {
+        for (name, (record, reason)) in state.failed_links.iter() {
             views.push(LinkView {
                 link_name: name.clone(),
                 link_id: record

@@ -14,17 +14,18 @@ use super::store::{LinkRecord, MirrorRecord};
 use super::transitions::{self, LinkChange};
 
 impl Inner {
-    pub(super) fn reconcile(self: &Arc<Self>, state: &mut State, view: &CatalogView) {
+    /// False when nothing but the catalog's heartbeats changed: no link, mirror or task.
+    pub(super) fn reconcile(self: &Arc<Self>, state: &mut State, view: &CatalogView) -> bool {
         state.next_offset = state.next_offset.max(view.next_offset);
         state.loaded = true;
         if Arc::ptr_eq(&state.catalog, &view.catalog) {
-            return;
+            return false;
         }
         if state.catalog.revision() == view.catalog.revision() {
             // Only heartbeats came: nothing to start or stop. The view is kept for
             // those who read instances from the snapshot.
             state.catalog = view.catalog.clone();
-            return;
+            return false;
         }
         metrics::counter!("mirrorgate_replicator_reconciles_total").increment(1);
         let catalog = &view.catalog;
@@ -72,6 +73,7 @@ impl Inner {
         }
         state.catalog = catalog.clone();
         self.publish(state);
+        true
     }
 
     /// A new share: partition tasks and link runtimes start and stop to match it.
