@@ -55,14 +55,7 @@ BINS=(current)
 cp target/release/mirrorgate "$OUT/mirrorgate-current"
 if [[ -n "${BENCH_BASELINE:-}" ]]; then
   step "Building $BENCH_BASELINE"
-  tree="$OUT/baseline-tree"
-  rm -rf "$tree"
-  git worktree add --detach "$tree" "$BENCH_BASELINE" >/dev/null 2>&1 \
-    || die "cannot check out $BENCH_BASELINE"
-  (cd "$tree" && CARGO_TARGET_DIR="$OUT/baseline-target" cargo build --release --locked -q) \
-    || die "building $BENCH_BASELINE failed"
-  cp "$OUT/baseline-target/release/mirrorgate" "$OUT/mirrorgate-baseline"
-  git worktree remove --force "$tree"
+  build_baseline "$BENCH_BASELINE" "$OUT/mirrorgate-baseline"
   BINS=(baseline current)
 fi
 if [[ ! -x "$PY" ]] || ! "$PY" -c 'import confluent_kafka' 2>/dev/null; then

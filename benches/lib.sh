@@ -88,6 +88,17 @@ consume() {   # BOOTSTRAP TOPIC RECORDS GROUP OUTFILE [CLIENT_PROPERTIES_FILE]
 throughput() { grep -o '[0-9.]* records/sec ([0-9.]* MB/sec)' "$1" | tail -n 1; }
 
 # --- mirrorgate ------------------------------------------------------------------------
+# Builds git revision REV (release, in a worktree of its own under OUT) into BINARY.
+build_baseline() {   # REV BINARY
+  local tree="$OUT/baseline-tree"
+  rm -rf "$tree"
+  git worktree add --detach "$tree" "$1" >/dev/null 2>&1 || die "cannot check out $1"
+  (cd "$tree" && CARGO_TARGET_DIR="$(abs_path "$OUT")/baseline-target" cargo build --release --locked -q) \
+    || die "building $1 failed"
+  cp "$OUT/baseline-target/release/mirrorgate" "$2"
+  git worktree remove --force "$tree"
+  rm -rf "$OUT/baseline-target"
+}
 # Builds target/release/mirrorgate.
 build_mirrorgate() {
   step "Building mirrorgate (release)"

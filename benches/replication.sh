@@ -328,14 +328,7 @@ stop_mirrorgate
 COPY_ROUNDS="${BENCH_COPY_ROUNDS:-3}"
 if [[ -n "${BENCH_COPY_BASELINE:-}" ]]; then
   step "Copy rounds: $BENCH_COPY_BASELINE against this tree, $COPY_ROUNDS rounds"
-  baseline_tree="$OUT/baseline-tree"
-  git worktree add --detach "$baseline_tree" "$BENCH_COPY_BASELINE" >/dev/null 2>&1 \
-    || die "cannot check out $BENCH_COPY_BASELINE"
-  (cd "$baseline_tree" && CARGO_TARGET_DIR="$PWD/../baseline-target" cargo build --release --locked -q) \
-    || die "building $BENCH_COPY_BASELINE failed"
-  cp "$OUT/baseline-target/release/mirrorgate" "$OUT/mirrorgate-baseline"
-  git worktree remove --force "$baseline_tree"
-  rm -rf "$OUT/baseline-target"
+  build_baseline "$BENCH_COPY_BASELINE" "$OUT/mirrorgate-baseline"
   git rev-parse --short=12 "$BENCH_COPY_BASELINE" >"$RAW/copy-baseline.rev"
   for ((round = 1; round <= COPY_ROUNDS; round++)); do
     sides=(baseline current)
