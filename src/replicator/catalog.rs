@@ -355,8 +355,8 @@ impl Catalog {
             let parsed = parse_link(key, value, sealer);
             self.apply_link(name, parsed)
         } else if let Some(topic) = key.strip_prefix(MIRROR_PREFIX) {
-            let outcome = parse_mirror(key, value);
-            self.apply_mirror(topic, outcome)
+            let parsed = parse_mirror(key, value);
+            self.apply_mirror(topic, parsed)
         } else if let Some(topic) = key.strip_prefix(SYNCED_CONFIGS_PREFIX) {
             self.apply_synced_configs(topic, parse_synced_configs(key, value))
         } else if let Some(link) = key.strip_prefix(ACLS_PREFIX) {
